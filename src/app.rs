@@ -1,0 +1,167 @@
+//! Wiring: builds the running gateway from a [`Config`] and runs it until shutdown.
+//!
+//! Start order: store (migrations) → writer (recovers per-meter state) →
+//! embedded broker (if configured) → ingest → HTTP. One cancellation token
+//! stops everything; if any part stops on its own, the whole gateway stops
+//! rather than running half alive.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BrokerChoice, Config};
+use crate::ingest::{self, Subscription};
+use crate::metrics::Metrics;
+use crate::store::writer::Writer;
+use crate::store::Store;
+use crate::{broker, http};
+
+/// Messages that may wait between ingest and the writer.
+const INBOX_CAPACITY: usize = 8192;
+
+/// A running gateway.
+pub struct Gateway {
+    /// The broker ingest consumes from (the embedded one's real address when embedded).
+    pub mqtt_addr: SocketAddr,
+    /// Where `/healthz` and `/metrics` are served.
+    pub http_addr: SocketAddr,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    ingest: JoinHandle<()>,
+    http: JoinHandle<std::io::Result<()>>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Starts every part; returns once the broker (if embedded) and HTTP are listening.
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        let store = Store::open(&config.store.path)
+            .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
+        let metrics = Arc::new(Metrics::default());
+        let recovery = Instant::now();
+        let writer = Writer::open(&store, config.store.rejected_keep, metrics.clone())?;
+        tracing::info!(
+            meters = writer.meters_known(),
+            millis = recovery.elapsed().as_millis() as u64,
+            path = %store.path().display(),
+            "store open; per-meter state recovered"
+        );
+        let (outbox, inbox) = mpsc::channel(INBOX_CAPACITY);
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(inbox))?;
+
+        let (host, port) = match &config.mqtt.broker {
+            BrokerChoice::Embedded { listen } => {
+                let listen = *listen;
+                let credentials = config.mqtt.credentials.clone();
+                let embedded =
+                    tokio::task::spawn_blocking(move || broker::start(listen, credentials))
+                        .await??;
+                let host = if embedded.addr.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    embedded.addr.ip().to_string()
+                };
+                (host, embedded.addr.port())
+            }
+            BrokerChoice::External { host, port } => (host.clone(), *port),
+        };
+        let mqtt_addr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+
+        let shutdown = CancellationToken::new();
+        let subscription = Subscription {
+            host,
+            port,
+            client_id: config.mqtt.client_id.clone(),
+            credentials: config.mqtt.credentials.clone(),
+            topics: config.mqtt.topics.clone(),
+            keep_alive: config.mqtt.keep_alive,
+        };
+        let ingest = tokio::spawn(ingest::run(
+            subscription,
+            outbox,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot serve HTTP on {} (set [http] listen to a free address)",
+                    config.http.listen
+                )
+            })?;
+        let http_addr = listener.local_addr()?;
+        let app = http::router(http::HttpState {
+            metrics: metrics.clone(),
+        });
+        let http_shutdown = shutdown.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                .await
+        });
+        tracing::info!(%http_addr, "serving /healthz and /metrics");
+        Ok(Self {
+            mqtt_addr,
+            http_addr,
+            store,
+            metrics,
+            shutdown,
+            ingest,
+            http,
+            writer,
+        })
+    }
+
+    /// A token that stops the gateway when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs until the shutdown token is cancelled or a part stops on its own,
+    /// then stops the rest: ingest first, then the writer commits what it holds.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            shutdown,
+            mut ingest,
+            mut http,
+            writer,
+            ..
+        } = self;
+        let failure = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            _ = &mut ingest => Some("MQTT ingest stopped"),
+            _ = &mut http => Some("the HTTP listener stopped"),
+        };
+        shutdown.cancel();
+        let _ = ingest.await;
+        let _ = http.await;
+        // The ingest task owned the only sender: the writer drains and returns.
+        tokio::task::spawn_blocking(move || writer.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
+        match failure {
+            Some(what) => Err(anyhow::anyhow!("{what}; the gateway stopped")),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the gateway and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.run_until_stopped().await
+    }
+}

@@ -1,0 +1,148 @@
+//! The MQTT subscription loop: broker → decode → writer, and acknowledgements
+//! back to the broker only after the writer has committed.
+//!
+//! One code path for the embedded and external broker: rumqttc over TCP. The
+//! session is persistent (clean session off) and acknowledgements are manual,
+//! so a reading the gateway has not committed is redelivered by the broker after
+//! a reconnect or restart. Subscriptions are renewed on every ConnAck, and a lost
+//! connection is retried with capped exponential back-off. This loop never
+//! touches SQL; a payload that does not decode is passed on as a rejection, to be
+//! recorded and acknowledged like any other message.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Secret;
+use crate::metrics::Metrics;
+use crate::store::writer::{Message, REJECTED_PAYLOAD_BYTES};
+use crate::wire::{self, Topics};
+
+/// First and largest pause before reconnecting.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Where and how to subscribe.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub credentials: Option<(String, Secret)>,
+    pub topics: Topics,
+    pub keep_alive: Duration,
+}
+
+/// Consumes until `shutdown`, handing every message to the writer through `outbox`.
+pub async fn run(
+    subscription: Subscription,
+    outbox: mpsc::Sender<Message>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut options = MqttOptions::new(
+        &subscription.client_id,
+        &subscription.host,
+        subscription.port,
+    );
+    options
+        .set_keep_alive(subscription.keep_alive)
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(crate::broker::MAX_PAYLOAD + 1024, 64 * 1024);
+    if let Some((user, password)) = &subscription.credentials {
+        options.set_credentials(user, password.expose());
+    }
+    // Acks and subscriptions queue here; the broker bounds un-acked messages per
+    // connection far below this, so the writer's `try_ack` never finds it full.
+    let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    let broker = format!("{}:{}", subscription.host, subscription.port);
+    let mut backoff = BACKOFF_START;
+    let mut failing = false;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                metrics.messages_received.fetch_add(1, Relaxed);
+                let received = Instant::now();
+                let received_at = chrono::Utc::now().timestamp();
+                let decoded = wire::decode(
+                    &subscription.topics,
+                    &publish.topic,
+                    &publish.payload,
+                    received_at,
+                );
+                let payload_head = if decoded.rejections.is_empty() {
+                    Vec::new()
+                } else {
+                    for rejection in &decoded.rejections {
+                        tracing::info!(topic = %publish.topic, reason = rejection.reason.as_str(), detail = %rejection.detail, "rejected a message");
+                    }
+                    publish.payload[..publish.payload.len().min(REJECTED_PAYLOAD_BYTES)].to_vec()
+                };
+                let ack_client = client.clone();
+                let topic = publish.topic.clone();
+                let message = Message {
+                    topic,
+                    received_at,
+                    received,
+                    decoded,
+                    payload_head,
+                    ack: Some(Box::new(move || {
+                        if let Err(error) = ack_client.try_ack(&publish) {
+                            tracing::warn!(%error, "could not acknowledge a committed message; the broker will redeliver it");
+                        }
+                    })),
+                };
+                if outbox.send(message).await.is_err() {
+                    break; // the writer has stopped: shutting down
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                metrics.mqtt_connected.store(true, Relaxed);
+                metrics.mqtt_connections.fetch_add(1, Relaxed);
+                backoff = BACKOFF_START;
+                failing = false;
+                tracing::info!(%broker, session_present = connack.session_present, "connected to the MQTT broker");
+                for filter in subscription.topics.filters() {
+                    if let Err(error) = client.try_subscribe(&filter, QoS::AtLeastOnce) {
+                        tracing::error!(%error, %filter, "could not queue a subscription");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                if suback
+                    .return_codes
+                    .iter()
+                    .any(|code| matches!(code, SubscribeReasonCode::Failure))
+                {
+                    tracing::error!(%broker, "the broker refused a subscription: check its ACL for the gateway's user");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                metrics.mqtt_connected.store(false, Relaxed);
+                metrics.mqtt_errors.fetch_add(1, Relaxed);
+                if !failing {
+                    tracing::warn!(%broker, %error, "lost the MQTT broker; reconnecting with back-off");
+                    failing = true;
+                } else {
+                    tracing::debug!(%broker, %error, retry_in = ?backoff, "still cannot reach the MQTT broker");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    metrics.mqtt_connected.store(false, Relaxed);
+}

@@ -1,0 +1,34 @@
+//! Stillwater: a smart water-meter welfare alarm gateway.
+//!
+//! Water meters in the homes of people who live alone publish readings over
+//! MQTT; Stillwater stores them durably and (in later parts) notices when the
+//! water stays still for too long and tells the people who can go and look.
+//!
+//! # Layout
+//!
+//! Modules in the order data flows through them:
+//!
+//! - [`config`] — the commented default TOML, merged user files, validation.
+//! - [`domain`] — meter ids, phone numbers, status flags, readings (no I/O).
+//! - [`wire`] — topic + payload → readings or a rejection (native, wmbusmeters).
+//! - [`broker`] — the embedded MQTT broker (rumqttd).
+//! - [`ingest`] — the MQTT subscription loop; acknowledges only after commit.
+//! - [`store`] — SQLite, the only module that knows SQL; the writer thread.
+//! - [`registry`] — households, contacts and the installation CSV.
+//! - [`metrics`] and [`http`] — `/metrics` and `/healthz`.
+//! - [`app`] — wiring everything from a [`config::Config`] until shutdown.
+//! - [`demo`] — the zero-set-up demonstration behind `stillwater demo`.
+//!
+//! The `stillwater` binary (`src/main.rs`) is only the command line.
+
+pub mod app;
+pub mod broker;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod registry;
+pub mod store;
+pub mod wire;

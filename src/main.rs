@@ -1,0 +1,512 @@
+//! The `stillwater` command line: parses arguments, sets up logging, loads the
+//! configuration and calls into the library. No logic of its own.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::TimeZone;
+use clap::{Parser, Subcommand};
+use stillwater::app::Gateway;
+use stillwater::config::{Config, DEFAULT_TOML};
+use stillwater::demo::{self, DemoOptions};
+use stillwater::domain::{mask_phone, StatusFlags};
+use stillwater::registry::{self, HouseholdFields};
+use stillwater::store::{Store, StoreError};
+
+#[derive(Parser)]
+#[command(
+    name = "stillwater",
+    version,
+    about = "Smart water-meter welfare alarm gateway"
+)]
+struct Cli {
+    /// Configuration file (TOML); keys it leaves out keep their defaults.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Database file, overriding [store] path.
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: broker (if embedded), ingest, store, HTTP.
+    Serve,
+    /// Run a demonstration: embedded broker, sample homes, simulated meters.
+    Demo {
+        /// Exit when the simulation is done.
+        #[arg(long)]
+        once: bool,
+        /// Simulated hours of readings.
+        #[arg(long, default_value_t = 36)]
+        hours: u64,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 3600.0)]
+        speed: f64,
+    },
+    /// Print the default configuration, with every key explained.
+    PrintConfig,
+    /// Check a configuration file and say what is wrong with it.
+    CheckConfig { path: PathBuf },
+    /// Register, list, inspect, replace and remove meters.
+    #[command(subcommand)]
+    Meters(MetersCommand),
+    /// Look at what ingest received.
+    #[command(subcommand)]
+    Ingest(IngestCommand),
+}
+
+#[derive(Subcommand)]
+enum MetersCommand {
+    /// Register one household and its meter.
+    Add {
+        #[arg(long)]
+        meter: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        address: String,
+        #[arg(long, default_value = "")]
+        category: String,
+        #[arg(long, default_value = "")]
+        timezone: String,
+        /// Minutes between the meter's readings.
+        #[arg(long, default_value = "")]
+        interval: String,
+        /// A contact as "NAME,PHONE"; repeat in escalation order.
+        #[arg(long = "contact", value_name = "NAME,PHONE")]
+        contacts: Vec<String>,
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
+    /// Register households from an installation CSV, all or none.
+    Import { file: PathBuf },
+    /// List registered meters.
+    List,
+    /// Show a meter: household, contacts, and whether it has reported (the installation check).
+    Show { meter: String },
+    /// Move a household from one meter to its replacement.
+    Replace { old: String, new: String },
+    /// End a meter's registration (its readings are kept).
+    Remove { meter: String },
+    /// Meters that publish but are not registered.
+    Unregistered,
+}
+
+#[derive(Subcommand)]
+enum IngestCommand {
+    /// The latest messages that could not be used, with the reason.
+    Rejected {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::from_toml("", &|name| std::env::var(name).ok())?,
+    };
+    if let Some(db) = &cli.db {
+        config.store.path = db.clone();
+    }
+    Ok(config)
+}
+
+fn init_logging(filter: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| format!("{filter},rumqttd=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn actor() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::PrintConfig => {
+            print!("{DEFAULT_TOML}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::CheckConfig { path } => {
+            return match Config::load(path) {
+                Ok(_) => {
+                    println!("{}: ok", path.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("{}: {error}", path.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            };
+        }
+        _ => {}
+    }
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve => {
+            init_logging(&config.log_filter);
+            runtime()?.block_on(async {
+                let gateway = Gateway::start(&config).await?;
+                let shutdown = gateway.shutdown_token();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("stopping");
+                    shutdown.cancel();
+                });
+                gateway.run_until_stopped().await
+            })?;
+        }
+        Command::Demo { once, hours, speed } => {
+            init_logging("warn");
+            let options = DemoOptions {
+                database: cli
+                    .db
+                    .clone()
+                    .unwrap_or_else(|| DemoOptions::default().database),
+                hours,
+                speed,
+                once,
+            };
+            runtime()?.block_on(demo::run(config, options))?;
+        }
+        Command::Meters(command) => return meters(&config, command),
+        Command::Ingest(IngestCommand::Rejected { limit }) => {
+            let store = Store::open(&config.store.path)?;
+            let rejected = store.rejected_messages(limit)?;
+            if rejected.is_empty() {
+                println!("no rejected messages");
+            }
+            for message in rejected {
+                println!(
+                    "{}  {}  {}  meter {}\n    {}\n    payload: {}",
+                    format_time(message.received_at, config.registry.timezone),
+                    message.reason,
+                    message.topic,
+                    message.meter_id.as_deref().unwrap_or("?"),
+                    message.detail,
+                    message.payload.chars().take(200).collect::<String>()
+                );
+            }
+        }
+        Command::PrintConfig | Command::CheckConfig { .. } => unreachable!("handled above"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn format_time(ts: i64, zone: chrono_tz::Tz) -> String {
+    match zone.timestamp_opt(ts, 0).single() {
+        Some(time) => time.format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+        None => ts.to_string(),
+    }
+}
+
+fn ago(ts: i64) -> String {
+    let seconds = chrono::Utc::now().timestamp() - ts;
+    match seconds {
+        s if s < 0 => format!("{} min ahead of this clock", -s / 60),
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7200 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86_400),
+    }
+}
+
+fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&config.store.path)?;
+    let now = chrono::Utc::now().timestamp();
+    let zone = config.registry.timezone;
+    match command {
+        MetersCommand::Add {
+            meter,
+            name,
+            address,
+            category,
+            timezone,
+            interval,
+            contacts,
+            notes,
+        } => {
+            let mut pairs = Vec::new();
+            for contact in &contacts {
+                let (name, phone) = contact
+                    .split_once(',')
+                    .with_context(|| format!("--contact {contact:?}: write it as NAME,PHONE"))?;
+                pairs.push((name.to_string(), phone.to_string()));
+            }
+            let fields = HouseholdFields {
+                meter_id: meter,
+                resident_name: name,
+                address,
+                category,
+                timezone,
+                reporting_interval_min: interval,
+                contacts: pairs,
+                notes,
+            };
+            let household = match fields.validate(0, &config.registry) {
+                Ok(household) => household,
+                Err(errors) => {
+                    for error in errors {
+                        eprintln!(
+                            "error: {}",
+                            error.to_string().replace("contact1_name", "--contact")
+                        );
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            store.register_households(std::slice::from_ref(&household), &actor(), now)?;
+            println!(
+                "registered meter {} ({} contacts)",
+                household.meter,
+                household.contacts.len()
+            );
+        }
+        MetersCommand::Import { file } => {
+            let text =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = String::from_utf8(text).map_err(|_| {
+                anyhow::anyhow!(
+                    "{} is not UTF-8: save the spreadsheet as \"CSV UTF-8\"",
+                    file.display()
+                )
+            })?;
+            let households = match registry::parse_csv(&text, &config.registry) {
+                Ok(households) => households,
+                Err(errors) => {
+                    eprintln!(
+                        "{}: nothing imported; {} problem(s):",
+                        file.display(),
+                        errors.len()
+                    );
+                    for error in errors {
+                        eprintln!("  {error}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            match store.register_households(&households, &actor(), now) {
+                Ok(()) => println!(
+                    "imported {} meters from {}",
+                    households.len(),
+                    file.display()
+                ),
+                Err(StoreError::AlreadyRegistered {
+                    row,
+                    meter,
+                    resident,
+                }) => {
+                    eprintln!(
+                        "{}: nothing imported; row {row}, column meter_id: {meter} is already registered (household of {})",
+                        file.display(),
+                        stillwater::domain::mask_name(&resident)
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        MetersCommand::List => {
+            let meters = store.list_meters()?;
+            if meters.is_empty() {
+                println!("no meters registered");
+            }
+            for meter in meters {
+                let last = match meter.last_reading_ts {
+                    Some(ts) => format!("last reading {}", ago(ts)),
+                    None => "no reading yet".into(),
+                };
+                println!(
+                    "{:<20} {:<8} {:<16} {}  [{}]  {}",
+                    meter.meter_id,
+                    meter.status,
+                    meter.category,
+                    meter.resident_name,
+                    last,
+                    meter.address
+                );
+            }
+        }
+        MetersCommand::Show { meter } => {
+            let Some(details) = store.meter_details(&meter, 5)? else {
+                eprintln!("meter {meter} is not registered and has never published");
+                return Ok(ExitCode::FAILURE);
+            };
+            let zone = details
+                .registration
+                .as_ref()
+                .and_then(|r| r.timezone.parse().ok())
+                .unwrap_or(zone);
+            println!("meter {}", details.meter_id);
+            match &details.registration {
+                Some(registration) => {
+                    println!(
+                        "  registration: {} since {}",
+                        registration.status,
+                        format_time(registration.registered_at, zone)
+                    );
+                    if let Some(new) = &registration.replaced_by {
+                        println!("  replaced by:  {new}");
+                    }
+                    println!(
+                        "  resident:     {} ({})",
+                        registration.resident_name, registration.category
+                    );
+                    println!("  address:      {}", registration.address);
+                    println!(
+                        "  time zone:    {}; reports every {} min",
+                        registration.timezone, registration.reporting_interval_min
+                    );
+                    for (step, name, phone) in &registration.contacts {
+                        println!("  contact:      step {step}: {name} {}", mask_phone(phone));
+                    }
+                    if !registration.notes.is_empty() {
+                        println!("  notes:        {}", registration.notes);
+                    }
+                }
+                None => println!("  NOT REGISTERED: its readings are stored but never alarm"),
+            }
+            match &details.state {
+                None => {
+                    println!("  installation check: NO MESSAGE YET.");
+                    println!(
+                        "    The meter should publish to topic {}/{}/reading on the gateway's broker.",
+                        config.mqtt.topics.native_prefix, details.meter_id
+                    );
+                }
+                Some(state) => {
+                    if state.last_reading_ts.is_some() {
+                        println!(
+                            "  installation check: OK, first message {}",
+                            format_time(state.first_seen, zone)
+                        );
+                    } else {
+                        println!("  installation check: messages arrive but none was a valid reading (see `stillwater ingest rejected`)");
+                    }
+                    println!(
+                        "  last message:        {} ({})",
+                        format_time(state.last_message, zone),
+                        ago(state.last_message)
+                    );
+                    if let Some(ts) = state.last_reading_ts {
+                        println!(
+                            "  last valid reading:  {} ({})",
+                            format_time(ts, zone),
+                            ago(ts)
+                        );
+                    }
+                    match state.last_consumption_ts {
+                        Some(ts) => println!(
+                            "  last consumption:    {} ({})",
+                            format_time(ts, zone),
+                            ago(ts)
+                        ),
+                        None => println!("  last consumption:    none seen yet"),
+                    }
+                    if let Some(total) = state.last_total_l {
+                        println!(
+                            "  register:            {total} L ({:.3} m³)",
+                            total as f64 / 1000.0
+                        );
+                    }
+                    if let Some(battery) = state.last_battery_pct {
+                        println!("  battery:             {battery} %");
+                    }
+                    let status = StatusFlags::from_bits(state.last_status);
+                    if !status.is_empty() {
+                        println!("  status flags:        {status}");
+                    }
+                    println!(
+                        "  readings stored:     {} ({} register resets, {} rejected messages)",
+                        state.readings, state.register_resets, state.rejected
+                    );
+                }
+            }
+            if !details.recent.is_empty() {
+                println!("  recent readings:");
+                for reading in &details.recent {
+                    println!(
+                        "    {}  {:>10} L{}",
+                        format_time(reading.ts, zone),
+                        reading.total_l,
+                        if reading.register_reset {
+                            "  (register reset)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
+        MetersCommand::Replace { old, new } => {
+            stillwater::domain::MeterId::parse(&new)
+                .map_err(|error| anyhow::anyhow!("new meter: {error}"))?;
+            store.replace_meter(&old, &new, &actor(), now)?;
+            println!("meter {old} replaced by {new}; the household's alerts now follow {new}");
+        }
+        MetersCommand::Remove { meter } => {
+            store.remove_meter(&meter, &actor(), now)?;
+            println!("meter {meter} removed; its readings are kept");
+        }
+        MetersCommand::Unregistered => {
+            let meters = store.unregistered_meters()?;
+            if meters.is_empty() {
+                println!("every meter that has published is registered");
+            }
+            for meter in meters {
+                println!(
+                    "{:<32} first seen {}  last message {} ({})  {} readings{}",
+                    meter.meter_id,
+                    format_time(meter.first_seen, zone),
+                    format_time(meter.last_message, zone),
+                    ago(meter.last_message),
+                    meter.readings,
+                    meter
+                        .former_status
+                        .map(|s| format!("  [{s}]"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

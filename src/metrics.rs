@@ -1,0 +1,188 @@
+//! Counters and gauges of the running gateway, rendered in the Prometheus text
+//! format for `/metrics`.
+//!
+//! Plain atomics: every task updates them without locks, and nothing here does
+//! I/O. Names follow Prometheus conventions (`_total` for counters).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::store::writer::{BatchOutcome, Message};
+use crate::wire::RejectReason;
+
+/// Upper bounds of the commit batch size histogram (messages per transaction).
+const BATCH_BUCKETS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub messages_received: AtomicU64,
+    pub readings_accepted: AtomicU64,
+    pub readings_duplicate: AtomicU64,
+    pub readings_out_of_order: AtomicU64,
+    pub register_resets: AtomicU64,
+    rejected: [AtomicU64; RejectReason::ALL.len()],
+    pub meters_known: AtomicU64,
+    commits: AtomicU64,
+    /// Cumulative counts per bucket of `BATCH_BUCKETS`, then +Inf.
+    batch_buckets: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    batch_messages: AtomicU64,
+    commit_latency_micros: AtomicU64,
+    /// Wall clock minus the meter clock of the newest committed reading, seconds.
+    event_lag_seconds: AtomicI64,
+    pub store_errors: AtomicU64,
+    pub mqtt_connected: AtomicBool,
+    pub mqtt_connections: AtomicU64,
+    pub mqtt_errors: AtomicU64,
+}
+
+impl Metrics {
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason.index()].load(Relaxed)
+    }
+
+    /// Called by the writer after each commit.
+    pub fn record_batch(&self, outcome: &BatchOutcome, batch: &[Message], new_meters: u64) {
+        self.readings_accepted.fetch_add(outcome.accepted, Relaxed);
+        self.readings_duplicate
+            .fetch_add(outcome.duplicates, Relaxed);
+        self.readings_out_of_order
+            .fetch_add(outcome.out_of_order, Relaxed);
+        self.register_resets
+            .fetch_add(outcome.register_resets, Relaxed);
+        self.meters_known.fetch_add(new_meters, Relaxed);
+        self.commits.fetch_add(1, Relaxed);
+        self.batch_messages.fetch_add(outcome.messages, Relaxed);
+        for (index, bound) in BATCH_BUCKETS.iter().enumerate() {
+            if outcome.messages <= *bound {
+                self.batch_buckets[index].fetch_add(1, Relaxed);
+            }
+        }
+        self.batch_buckets[BATCH_BUCKETS.len()].fetch_add(1, Relaxed);
+        let now = chrono::Utc::now().timestamp();
+        let mut newest = None;
+        for message in batch {
+            self.commit_latency_micros
+                .fetch_add(message.received.elapsed().as_micros() as u64, Relaxed);
+            for rejection in &message.decoded.rejections {
+                self.rejected[rejection.reason.index()].fetch_add(1, Relaxed);
+            }
+            newest = newest.max(message.decoded.readings.iter().map(|r| r.ts).max());
+        }
+        if let Some(newest) = newest {
+            self.event_lag_seconds.store(now - newest, Relaxed);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "stillwater_mqtt_messages_received_total",
+            "MQTT messages received from the broker.",
+            self.messages_received.load(Relaxed),
+        );
+        counter(
+            "stillwater_readings_accepted_total",
+            "Readings committed to the store.",
+            self.readings_accepted.load(Relaxed),
+        );
+        counter(
+            "stillwater_readings_duplicate_total",
+            "Readings ignored because the meter already had one at that second.",
+            self.readings_duplicate.load(Relaxed),
+        );
+        counter(
+            "stillwater_readings_out_of_order_total",
+            "Readings stored that were older than the meter's newest.",
+            self.readings_out_of_order.load(Relaxed),
+        );
+        counter(
+            "stillwater_register_resets_total",
+            "Readings whose register was lower than the one before (meter replaced or reset).",
+            self.register_resets.load(Relaxed),
+        );
+        counter(
+            "stillwater_store_errors_total",
+            "Failed commits (each retried).",
+            self.store_errors.load(Relaxed),
+        );
+        counter(
+            "stillwater_mqtt_connections_total",
+            "Successful connections to the broker.",
+            self.mqtt_connections.load(Relaxed),
+        );
+        counter(
+            "stillwater_mqtt_errors_total",
+            "Broker connection errors.",
+            self.mqtt_errors.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stillwater_readings_rejected_total Messages or batch entries rejected, by reason.\n# TYPE stillwater_readings_rejected_total counter"
+        );
+        for reason in RejectReason::ALL {
+            let _ = writeln!(
+                out,
+                "stillwater_readings_rejected_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                self.rejected(reason)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stillwater_commit_batch_messages Messages per store transaction.\n# TYPE stillwater_commit_batch_messages histogram"
+        );
+        for (index, bound) in BATCH_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "stillwater_commit_batch_messages_bucket{{le=\"{bound}\"}} {}",
+                self.batch_buckets[index].load(Relaxed)
+            );
+        }
+        let commits = self.commits.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "stillwater_commit_batch_messages_bucket{{le=\"+Inf\"}} {commits}"
+        );
+        let _ = writeln!(
+            out,
+            "stillwater_commit_batch_messages_sum {}",
+            self.batch_messages.load(Relaxed)
+        );
+        let _ = writeln!(out, "stillwater_commit_batch_messages_count {commits}");
+        let _ = writeln!(
+            out,
+            "# HELP stillwater_ingest_commit_seconds Time from receiving a message to committing it.\n# TYPE stillwater_ingest_commit_seconds summary\nstillwater_ingest_commit_seconds_sum {}\nstillwater_ingest_commit_seconds_count {}",
+            self.commit_latency_micros.load(Relaxed) as f64 / 1e6,
+            self.batch_messages.load(Relaxed)
+        );
+        let mut gauge = |name: &str, help: &str, value: i64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        gauge(
+            "stillwater_ingest_event_lag_seconds",
+            "Wall clock minus the meter timestamp of the newest committed reading.",
+            self.event_lag_seconds.load(Relaxed),
+        );
+        gauge(
+            "stillwater_meters_known",
+            "Meters that have ever published.",
+            self.meters_known.load(Relaxed) as i64,
+        );
+        gauge(
+            "stillwater_mqtt_connected",
+            "1 while connected to the broker.",
+            i64::from(self.mqtt_connected.load(Relaxed)),
+        );
+        out
+    }
+}

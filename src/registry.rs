@@ -1,0 +1,424 @@
+//! The meter registry's rules: what a household record must hold, and the
+//! installation CSV (PRODUCT.md section 5) parsed into validated records.
+//!
+//! This module validates; `store` persists. An import is all-or-nothing: either
+//! every row is valid, or the caller gets every bad row with its row number,
+//! column and reason.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono_tz::Tz;
+
+use crate::config::RegistryDefaults;
+use crate::domain::{MeterId, PhoneNumber};
+
+/// The installation CSV's columns, in order.
+pub const CSV_COLUMNS: [&str; 13] = [
+    "meter_id",
+    "resident_name",
+    "address",
+    "category",
+    "timezone",
+    "reporting_interval_min",
+    "contact1_name",
+    "contact1_phone",
+    "contact2_name",
+    "contact2_phone",
+    "contact3_name",
+    "contact3_phone",
+    "notes",
+];
+
+/// The category used when the CSV leaves it empty.
+pub const DEFAULT_CATEGORY: &str = "general";
+
+/// A person to alert, in escalation order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub name: String,
+    pub phone: PhoneNumber,
+    /// Escalation step: 1 is told at once, 2 when step 1 does not acknowledge, …
+    pub step: u32,
+}
+
+/// A household with its meter, ready to be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHousehold {
+    /// The CSV row it came from (the header is row 1); 0 when typed on the command line.
+    pub row: usize,
+    pub meter: MeterId,
+    pub resident_name: String,
+    pub address: String,
+    pub category: String,
+    pub timezone: Tz,
+    pub reporting_interval_min: u32,
+    pub contacts: Vec<Contact>,
+    pub notes: String,
+}
+
+/// One problem with one field of one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub row: usize,
+    pub column: String,
+    pub reason: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.row == 0 {
+            write!(f, "{}: {}", self.column, self.reason)
+        } else {
+            write!(
+                f,
+                "row {}, column {}: {}",
+                self.row, self.column, self.reason
+            )
+        }
+    }
+}
+
+/// The fields of one household as text, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct HouseholdFields {
+    pub meter_id: String,
+    pub resident_name: String,
+    pub address: String,
+    pub category: String,
+    pub timezone: String,
+    pub reporting_interval_min: String,
+    /// (name, phone) pairs in escalation order.
+    pub contacts: Vec<(String, String)>,
+    pub notes: String,
+}
+
+impl HouseholdFields {
+    /// Validates every field, collecting every problem rather than the first.
+    pub fn validate(
+        &self,
+        row: usize,
+        defaults: &RegistryDefaults,
+    ) -> Result<NewHousehold, Vec<RowError>> {
+        let mut errors = Vec::new();
+        let mut fail = |column: &str, reason: String| {
+            errors.push(RowError {
+                row,
+                column: column.to_string(),
+                reason,
+            })
+        };
+        let meter = MeterId::parse(self.meter_id.trim())
+            .map_err(|error| fail("meter_id", error.to_string()))
+            .ok();
+        let resident_name = self.resident_name.trim().to_string();
+        if resident_name.is_empty() {
+            fail("resident_name", "is empty".into());
+        } else if resident_name.chars().count() > 64 {
+            fail("resident_name", "is longer than 64 characters".into());
+        }
+        let address = self.address.trim().to_string();
+        if address.is_empty() {
+            fail(
+                "address",
+                "is empty: the monitoring team needs to know where to go".into(),
+            );
+        } else if address.chars().count() > 200 {
+            fail("address", "is longer than 200 characters".into());
+        }
+        let category = match self.category.trim() {
+            "" => DEFAULT_CATEGORY.to_string(),
+            category
+                if category.len() <= 32
+                    && category.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    }) =>
+            {
+                category.to_string()
+            }
+            category => {
+                fail(
+                    "category",
+                    format!("{category:?} must be 1-32 characters of a-z, 0-9, '_' and '-' (e.g. elderly_alone)"),
+                );
+                String::new()
+            }
+        };
+        let timezone = match self.timezone.trim() {
+            "" => defaults.timezone,
+            name => name.parse::<Tz>().unwrap_or_else(|_| {
+                fail(
+                    "timezone",
+                    format!("{name:?} is not an IANA time zone such as Asia/Shanghai"),
+                );
+                defaults.timezone
+            }),
+        };
+        let reporting_interval_min = match self.reporting_interval_min.trim() {
+            "" => defaults.reporting_interval_min,
+            text => match text.parse::<u32>() {
+                Ok(minutes) if (1..=1440).contains(&minutes) => minutes,
+                _ => {
+                    fail(
+                        "reporting_interval_min",
+                        format!("{text:?} must be a whole number of minutes from 1 to 1440"),
+                    );
+                    0
+                }
+            },
+        };
+        let mut contacts = Vec::new();
+        for (index, (name, phone)) in self.contacts.iter().enumerate() {
+            let position = index + 1;
+            let (name, phone) = (name.trim(), phone.trim());
+            match (name.is_empty(), phone.is_empty()) {
+                (true, true) => continue,
+                (false, true) => fail(
+                    &format!("contact{position}_phone"),
+                    format!("is empty but contact{position}_name is given"),
+                ),
+                (true, false) => fail(
+                    &format!("contact{position}_name"),
+                    format!("is empty but contact{position}_phone is given"),
+                ),
+                (false, false) => match PhoneNumber::parse(phone) {
+                    Ok(phone) => contacts.push(Contact {
+                        name: name.to_string(),
+                        phone,
+                        step: contacts.len() as u32 + 1,
+                    }),
+                    Err(error) => fail(&format!("contact{position}_phone"), error.to_string()),
+                },
+            }
+        }
+        if contacts.is_empty()
+            && !self
+                .contacts
+                .iter()
+                .any(|(n, p)| !n.trim().is_empty() || !p.trim().is_empty())
+        {
+            fail(
+                "contact1_name",
+                "a household needs at least one contact to alert".into(),
+            );
+        }
+        match meter {
+            Some(meter) if errors.is_empty() => Ok(NewHousehold {
+                row,
+                meter,
+                resident_name,
+                address,
+                category,
+                timezone,
+                reporting_interval_min,
+                contacts,
+                notes: self.notes.trim().to_string(),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Parses an installation CSV (UTF-8, header row). Returns every household, or
+/// every problem found in the file.
+pub fn parse_csv(
+    text: &str,
+    defaults: &RegistryDefaults,
+) -> Result<Vec<NewHousehold>, Vec<RowError>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text); // spreadsheets often write a BOM
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header_error = |column: &str, reason: String| {
+        vec![RowError {
+            row: 1,
+            column: column.to_string(),
+            reason,
+        }]
+    };
+    let headers = reader
+        .headers()
+        .map_err(|error| header_error("(header)", format!("cannot be read: {error}")))?
+        .clone();
+    let mut errors = Vec::new();
+    let mut index_of = HashMap::new();
+    for (position, name) in headers.iter().enumerate() {
+        if !CSV_COLUMNS.contains(&name) {
+            errors.push(RowError {
+                row: 1,
+                column: name.to_string(),
+                reason: format!(
+                    "is not a known column; the columns are {}",
+                    CSV_COLUMNS.join(",")
+                ),
+            });
+        } else if index_of.insert(name, position).is_some() {
+            errors.push(RowError {
+                row: 1,
+                column: name.to_string(),
+                reason: "appears twice".into(),
+            });
+        }
+    }
+    for required in [
+        "meter_id",
+        "resident_name",
+        "address",
+        "contact1_name",
+        "contact1_phone",
+    ] {
+        if !index_of.contains_key(required) {
+            errors.push(RowError {
+                row: 1,
+                column: required.to_string(),
+                reason: "is a required column and is missing from the header".into(),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut households = Vec::new();
+    let mut first_row_of: HashMap<String, usize> = HashMap::new();
+    for (position, record) in reader.records().enumerate() {
+        let row = position + 2;
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                errors.push(RowError {
+                    row,
+                    column: "(row)".into(),
+                    reason: format!("cannot be read: {error}"),
+                });
+                continue;
+            }
+        };
+        if record.iter().all(str::is_empty) {
+            continue; // blank lines at the end of a spreadsheet export
+        }
+        if record.len() > headers.len() {
+            errors.push(RowError {
+                row,
+                column: "(row)".into(),
+                reason: format!(
+                    "has {} fields but the header has {}",
+                    record.len(),
+                    headers.len()
+                ),
+            });
+            continue;
+        }
+        let field = |name: &str| {
+            index_of
+                .get(name)
+                .and_then(|&index| record.get(index))
+                .unwrap_or("")
+                .to_string()
+        };
+        let fields = HouseholdFields {
+            meter_id: field("meter_id"),
+            resident_name: field("resident_name"),
+            address: field("address"),
+            category: field("category"),
+            timezone: field("timezone"),
+            reporting_interval_min: field("reporting_interval_min"),
+            contacts: (1..=3)
+                .map(|n| {
+                    (
+                        field(&format!("contact{n}_name")),
+                        field(&format!("contact{n}_phone")),
+                    )
+                })
+                .collect(),
+            notes: field("notes"),
+        };
+        match fields.validate(row, defaults) {
+            Ok(household) => {
+                if let Some(first) = first_row_of.insert(household.meter.to_string(), row) {
+                    errors.push(RowError {
+                        row,
+                        column: "meter_id".into(),
+                        reason: format!("{} is already on row {first}", household.meter),
+                    });
+                } else {
+                    households.push(household);
+                }
+            }
+            Err(row_errors) => errors.extend(row_errors),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if households.is_empty() {
+        return Err(header_error("(file)", "has a header but no rows".into()));
+    }
+    Ok(households)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../tests/fixtures/csv/good.csv");
+    const BAD: &str = include_str!("../tests/fixtures/csv/bad.csv");
+
+    #[test]
+    fn a_good_file_gives_normalised_households() {
+        let households = parse_csv(GOOD, &RegistryDefaults::default()).unwrap();
+        assert_eq!(households.len(), 3);
+        let first = &households[0];
+        assert_eq!(first.row, 2);
+        assert_eq!(first.meter.as_str(), "ZS-0001");
+        assert_eq!(first.contacts.len(), 2);
+        assert_eq!(first.contacts[0].phone.as_str(), "+8613800138000");
+        assert_eq!(first.contacts[1].step, 2);
+        let defaulted = &households[2];
+        assert_eq!(defaulted.timezone, chrono_tz::Asia::Shanghai);
+        assert_eq!(defaulted.reporting_interval_min, 60);
+        assert_eq!(defaulted.category, DEFAULT_CATEGORY);
+    }
+
+    #[test]
+    fn a_bad_file_reports_every_bad_row_with_column_and_reason() {
+        let errors = parse_csv(BAD, &RegistryDefaults::default()).unwrap_err();
+        let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.row, e.column.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (3, "meter_id"),
+                (4, "contact1_phone"),
+                (5, "resident_name"),
+                (5, "reporting_interval_min"),
+                (6, "timezone"),
+                (7, "contact1_name"),
+                (8, "meter_id"),
+                (9, "contact2_phone"),
+            ],
+            "{errors:#?}"
+        );
+        assert!(errors[1].reason.contains("E.164"), "{}", errors[1]);
+        assert_eq!(
+            errors[6].to_string(),
+            "row 8, column meter_id: ZS-0101 is already on row 2"
+        );
+    }
+
+    #[test]
+    fn header_problems_are_reported_before_any_row() {
+        let errors = parse_csv("meter_id,name\nA,B\n", &RegistryDefaults::default()).unwrap_err();
+        let columns: Vec<&str> = errors.iter().map(|e| e.column.as_str()).collect();
+        assert_eq!(
+            columns,
+            [
+                "name",
+                "resident_name",
+                "address",
+                "contact1_name",
+                "contact1_phone"
+            ]
+        );
+        assert!(errors.iter().all(|e| e.row == 1));
+    }
+}

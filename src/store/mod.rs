@@ -1,0 +1,524 @@
+//! The SQLite store: the only module that knows SQL.
+//!
+//! One writer thread (`writer`) owns the connection that records readings;
+//! everything else opens short-lived connections through [`Store`]. The file
+//! runs in WAL mode with `synchronous=NORMAL`: a committed transaction survives a
+//! crash of the process, and readers never block the writer. Migrations
+//! (`schema`) run when the store is opened. Readings are kept compactly, one row
+//! per meter and UTC day (`chunk`); per-meter state is updated in the same
+//! transaction as the readings, so a restart recovers everything from disk.
+//! Another backend (PostgreSQL) would replace this module and nothing else.
+
+pub mod chunk;
+mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use thiserror::Error;
+
+use crate::registry::NewHousehold;
+pub use chunk::StoredReading;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database {path} has schema version {found}, newer than this stillwater knows ({known}); upgrade stillwater")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("{0}")]
+    Corrupt(#[from] chunk::ChunkError),
+    #[error("meter {meter} is already registered (household of {resident})")]
+    AlreadyRegistered {
+        row: usize,
+        meter: String,
+        resident: String,
+    },
+    #[error("meter {0} is not registered")]
+    NotRegistered(String),
+    #[error("cannot create the database directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A handle to the database file. Cheap to clone; every call opens its own connection.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+/// What `meters list` shows for each registered meter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterSummary {
+    pub meter_id: String,
+    pub resident_name: String,
+    pub address: String,
+    pub category: String,
+    pub status: String,
+    pub last_reading_ts: Option<i64>,
+}
+
+/// A meter's registration and the state recovered from its readings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterDetails {
+    pub meter_id: String,
+    /// `None` for a meter that has reported but was never registered.
+    pub registration: Option<Registration>,
+    pub state: Option<MeterState>,
+    pub recent: Vec<StoredReading>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub household_id: i64,
+    pub status: String,
+    pub registered_at: i64,
+    pub replaced_by: Option<String>,
+    pub resident_name: String,
+    pub address: String,
+    pub category: String,
+    pub timezone: String,
+    pub reporting_interval_min: u32,
+    pub notes: String,
+    /// (step, name, phone)
+    pub contacts: Vec<(u32, String, String)>,
+}
+
+/// The per-meter state row: the three timestamps kept apart, and the register.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeterState {
+    pub first_seen: i64,
+    /// Wall clock: the last message naming this meter, valid or not.
+    pub last_message: i64,
+    /// Meter clock: the newest valid reading.
+    pub last_reading_ts: Option<i64>,
+    /// Meter clock: the newest reading whose register rose.
+    pub last_consumption_ts: Option<i64>,
+    pub last_total_l: Option<i64>,
+    pub last_battery_pct: Option<u8>,
+    pub last_status: u16,
+    pub readings: i64,
+    pub register_resets: i64,
+    pub rejected: i64,
+}
+
+/// A meter that has published but is not (or no longer) registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnregisteredMeter {
+    pub meter_id: String,
+    pub first_seen: i64,
+    pub last_message: i64,
+    pub readings: i64,
+    /// `replaced` or `removed` when it once was registered.
+    pub former_status: Option<String>,
+}
+
+/// A message the gateway could not use, as kept for installers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedMessage {
+    pub received_at: i64,
+    pub topic: String,
+    pub meter_id: Option<String>,
+    pub reason: String,
+    pub detail: String,
+    pub payload: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and runs pending migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let store = Self { path };
+        let mut connection = store.connect()?;
+        schema::migrate(&mut connection, &store.path)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new connection with the store's pragmas.
+    pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
+        let connection = Connection::open(&self.path)?;
+        connection.busy_timeout(Duration::from_secs(10))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(connection)
+    }
+
+    /// Registers households, each with its meter, all or none. A meter that is
+    /// already active is an error naming its row.
+    pub fn register_households(
+        &self,
+        households: &[NewHousehold],
+        actor: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction()?;
+        for household in households {
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT h.resident_name FROM meters m JOIN households h ON h.id = m.household_id
+                     WHERE m.meter_id = ?1 AND m.status = 'active'",
+                    [household.meter.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(resident) = existing {
+                return Err(StoreError::AlreadyRegistered {
+                    row: household.row,
+                    meter: household.meter.to_string(),
+                    resident,
+                });
+            }
+            tx.execute(
+                "INSERT INTO households (resident_name, address, category, timezone, reporting_interval_min, notes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    household.resident_name,
+                    household.address,
+                    household.category,
+                    household.timezone.name(),
+                    household.reporting_interval_min,
+                    household.notes,
+                    now
+                ],
+            )?;
+            let household_id = tx.last_insert_rowid();
+            for (position, contact) in household.contacts.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO contacts (household_id, position, name, phone, step) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![household_id, position as i64 + 1, contact.name, contact.phone.as_str(), contact.step],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO meters (meter_id, household_id, status, registered_at, ended_at, replaced_by)
+                 VALUES (?1, ?2, 'active', ?3, NULL, NULL)
+                 ON CONFLICT (meter_id) DO UPDATE SET household_id = excluded.household_id,
+                   status = 'active', registered_at = excluded.registered_at, ended_at = NULL, replaced_by = NULL",
+                params![household.meter.as_str(), household_id, now],
+            )?;
+            audit(
+                &tx,
+                now,
+                actor,
+                "meter.register",
+                household.meter.as_str(),
+                &format!("household {household_id}"),
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Moves a household from meter `old` to meter `new` (a meter swap).
+    pub fn replace_meter(
+        &self,
+        old: &str,
+        new: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction()?;
+        let household_id = active_household(&tx, old)?;
+        if let Some(resident) = tx
+            .query_row(
+                "SELECT h.resident_name FROM meters m JOIN households h ON h.id = m.household_id
+                 WHERE m.meter_id = ?1 AND m.status = 'active'",
+                [new],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()?
+        {
+            return Err(StoreError::AlreadyRegistered {
+                row: 0,
+                meter: new.to_string(),
+                resident,
+            });
+        }
+        tx.execute(
+            "UPDATE meters SET status = 'replaced', ended_at = ?2, replaced_by = ?3 WHERE meter_id = ?1",
+            params![old, now, new],
+        )?;
+        tx.execute(
+            "INSERT INTO meters (meter_id, household_id, status, registered_at) VALUES (?1, ?2, 'active', ?3)
+             ON CONFLICT (meter_id) DO UPDATE SET household_id = excluded.household_id, status = 'active',
+               registered_at = excluded.registered_at, ended_at = NULL, replaced_by = NULL",
+            params![new, household_id, now],
+        )?;
+        audit(
+            &tx,
+            now,
+            actor,
+            "meter.replace",
+            old,
+            &format!("replaced by {new}"),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Ends a meter's registration; its readings are kept.
+    pub fn remove_meter(&self, meter: &str, actor: &str, now: i64) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction()?;
+        active_household(&tx, meter)?;
+        tx.execute(
+            "UPDATE meters SET status = 'removed', ended_at = ?2 WHERE meter_id = ?1",
+            params![meter, now],
+        )?;
+        audit(&tx, now, actor, "meter.remove", meter, "")?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn list_meters(&self) -> Result<Vec<MeterSummary>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT m.meter_id, h.resident_name, h.address, h.category, m.status, s.last_reading_ts
+             FROM meters m JOIN households h ON h.id = m.household_id
+             LEFT JOIN meter_state s ON s.meter_id = m.meter_id
+             ORDER BY m.status = 'active' DESC, m.meter_id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(MeterSummary {
+                meter_id: row.get(0)?,
+                resident_name: row.get(1)?,
+                address: row.get(2)?,
+                category: row.get(3)?,
+                status: row.get(4)?,
+                last_reading_ts: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Everything known about one meter, registered or not; `None` if never heard of.
+    pub fn meter_details(
+        &self,
+        meter: &str,
+        recent: usize,
+    ) -> Result<Option<MeterDetails>, StoreError> {
+        let connection = self.connect()?;
+        let registration = connection
+            .query_row(
+                "SELECT m.household_id, m.status, m.registered_at, m.replaced_by, h.resident_name, h.address,
+                        h.category, h.timezone, h.reporting_interval_min, h.notes
+                 FROM meters m JOIN households h ON h.id = m.household_id WHERE m.meter_id = ?1",
+                [meter],
+                |row| {
+                    Ok(Registration {
+                        household_id: row.get(0)?,
+                        status: row.get(1)?,
+                        registered_at: row.get(2)?,
+                        replaced_by: row.get(3)?,
+                        resident_name: row.get(4)?,
+                        address: row.get(5)?,
+                        category: row.get(6)?,
+                        timezone: row.get(7)?,
+                        reporting_interval_min: row.get(8)?,
+                        notes: row.get(9)?,
+                        contacts: Vec::new(),
+                    })
+                },
+            )
+            .optional()?;
+        let registration = match registration {
+            Some(mut registration) => {
+                let mut statement = connection
+                    .prepare("SELECT step, name, phone FROM contacts WHERE household_id = ?1 ORDER BY position")?;
+                registration.contacts = statement
+                    .query_map([registration.household_id], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Some(registration)
+            }
+            None => None,
+        };
+        let state = read_state(&connection, meter)?;
+        if registration.is_none() && state.is_none() {
+            return Ok(None);
+        }
+        let mut recent_readings = Vec::new();
+        if recent > 0 {
+            let mut statement = connection.prepare(
+                "SELECT c.day, c.data FROM reading_chunks c JOIN meter_state s ON s.meter_key = c.meter_key
+                 WHERE s.meter_id = ?1 ORDER BY c.day DESC",
+            )?;
+            let mut rows = statement.query([meter])?;
+            while let Some(row) = rows.next()? {
+                let mut day = chunk::decode(row.get(0)?, &row.get::<_, Vec<u8>>(1)?)?;
+                day.reverse();
+                recent_readings.extend(day.into_iter().take(recent - recent_readings.len()));
+                if recent_readings.len() >= recent {
+                    break;
+                }
+            }
+            recent_readings.reverse();
+        }
+        Ok(Some(MeterDetails {
+            meter_id: meter.to_string(),
+            registration,
+            state,
+            recent: recent_readings,
+        }))
+    }
+
+    /// Meters that published but have no active registration, most recent first.
+    pub fn unregistered_meters(&self) -> Result<Vec<UnregisteredMeter>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT s.meter_id, s.first_seen, s.last_message, s.readings, m.status
+             FROM meter_state s LEFT JOIN meters m ON m.meter_id = s.meter_id
+             WHERE m.status IS NULL OR m.status != 'active'
+             ORDER BY s.last_message DESC, s.meter_id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(UnregisteredMeter {
+                meter_id: row.get(0)?,
+                first_seen: row.get(1)?,
+                last_message: row.get(2)?,
+                readings: row.get(3)?,
+                former_status: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The latest rejected messages, newest first.
+    pub fn rejected_messages(&self, limit: usize) -> Result<Vec<RejectedMessage>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT received_at, topic, meter_id, reason, detail, payload FROM rejected_messages
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = statement.query_map([limit as i64], |row| {
+            Ok(RejectedMessage {
+                received_at: row.get(0)?,
+                topic: row.get(1)?,
+                meter_id: row.get(2)?,
+                reason: row.get(3)?,
+                detail: row.get(4)?,
+                payload: String::from_utf8_lossy(&row.get::<_, Vec<u8>>(5)?).into_owned(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// All stored readings of a meter in `[from, to)` (meter clock, Unix seconds), oldest first.
+    pub fn readings(
+        &self,
+        meter: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<StoredReading>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT c.day, c.data FROM reading_chunks c JOIN meter_state s ON s.meter_key = c.meter_key
+             WHERE s.meter_id = ?1 AND c.day BETWEEN ?2 AND ?3 ORDER BY c.day",
+        )?;
+        let mut rows = statement.query(params![meter, chunk::day_of(from), chunk::day_of(to)])?;
+        let mut readings = Vec::new();
+        while let Some(row) = rows.next()? {
+            let day = chunk::decode(row.get(0)?, &row.get::<_, Vec<u8>>(1)?)?;
+            readings.extend(day.into_iter().filter(|r| r.ts >= from && r.ts < to));
+        }
+        Ok(readings)
+    }
+
+    /// The number of stored readings over all meters.
+    pub fn reading_count(&self) -> Result<i64, StoreError> {
+        let connection = self.connect()?;
+        Ok(connection.query_row(
+            "SELECT coalesce(sum(readings), 0) FROM meter_state",
+            [],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// The per-meter state, if the meter has ever published.
+    pub fn meter_state(&self, meter: &str) -> Result<Option<MeterState>, StoreError> {
+        read_state(&self.connect()?, meter)
+    }
+
+    /// Writes everything to the main file and truncates the write-ahead log, so
+    /// the file's size is the data's size. Used by backups and the benchmark.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let connection = self.connect()?;
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+fn active_household(connection: &Connection, meter: &str) -> Result<i64, StoreError> {
+    connection
+        .query_row(
+            "SELECT household_id FROM meters WHERE meter_id = ?1 AND status = 'active'",
+            [meter],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotRegistered(meter.to_string()))
+}
+
+fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>, StoreError> {
+    Ok(connection
+        .query_row(
+            "SELECT first_seen, last_message, last_reading_ts, last_consumption_ts, last_total_l,
+                    last_battery_pct, last_status, readings, register_resets, rejected
+             FROM meter_state WHERE meter_id = ?1",
+            [meter],
+            |row| {
+                Ok(MeterState {
+                    first_seen: row.get(0)?,
+                    last_message: row.get(1)?,
+                    last_reading_ts: row.get(2)?,
+                    last_consumption_ts: row.get(3)?,
+                    last_total_l: row.get(4)?,
+                    last_battery_pct: row.get(5)?,
+                    last_status: row.get(6)?,
+                    readings: row.get(7)?,
+                    register_resets: row.get(8)?,
+                    rejected: row.get(9)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+fn audit(
+    connection: &Connection,
+    now: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    connection.execute(
+        "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![now, actor, action, subject, detail],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+//! Versioned migrations, applied in order when the store opens.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. A migration is
+//! never edited once released: a change is a new migration at the end.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: readings, per-meter state, rejected messages, the registry, the audit log.
+    "
+    CREATE TABLE meter_state (
+        meter_key           INTEGER PRIMARY KEY,
+        meter_id            TEXT NOT NULL UNIQUE,
+        first_seen          INTEGER NOT NULL,   -- wall clock, Unix s
+        last_message        INTEGER NOT NULL,   -- wall clock, Unix s: any message naming the meter
+        last_reading_ts     INTEGER,            -- meter clock: newest valid reading
+        last_received       INTEGER,            -- wall clock: when a reading last moved last_reading_ts
+        last_consumption_ts INTEGER,            -- meter clock: newest reading whose register rose
+        last_total_l        INTEGER,
+        last_flow_lph       INTEGER,
+        last_battery_pct    INTEGER,
+        last_status         INTEGER NOT NULL DEFAULT 0,
+        readings            INTEGER NOT NULL DEFAULT 0,
+        register_resets     INTEGER NOT NULL DEFAULT 0,
+        rejected            INTEGER NOT NULL DEFAULT 0
+    );
+    -- One row per meter and UTC day; `data` is the chunk encoding (store/chunk.rs).
+    CREATE TABLE reading_chunks (
+        meter_key INTEGER NOT NULL,
+        day       INTEGER NOT NULL,
+        data      BLOB NOT NULL,
+        PRIMARY KEY (meter_key, day)
+    ) WITHOUT ROWID;
+    CREATE TABLE meter_events (
+        meter_key INTEGER NOT NULL,
+        ts        INTEGER NOT NULL,
+        kind      TEXT NOT NULL,
+        detail    TEXT NOT NULL
+    );
+    CREATE INDEX meter_events_meter ON meter_events (meter_key, ts);
+    CREATE TABLE rejected_messages (
+        id          INTEGER PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        topic       TEXT NOT NULL,
+        meter_id    TEXT,
+        reason      TEXT NOT NULL,
+        detail      TEXT NOT NULL,
+        payload     BLOB NOT NULL           -- the first 512 bytes
+    );
+    CREATE TABLE households (
+        id                     INTEGER PRIMARY KEY,
+        resident_name          TEXT NOT NULL,
+        address                TEXT NOT NULL,
+        category               TEXT NOT NULL,
+        timezone               TEXT NOT NULL,
+        reporting_interval_min INTEGER NOT NULL,
+        notes                  TEXT NOT NULL,
+        created_at             INTEGER NOT NULL
+    );
+    CREATE TABLE contacts (
+        household_id INTEGER NOT NULL REFERENCES households (id),
+        position     INTEGER NOT NULL,
+        name         TEXT NOT NULL,
+        phone        TEXT NOT NULL,         -- E.164
+        step         INTEGER NOT NULL,
+        PRIMARY KEY (household_id, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX contacts_phone ON contacts (phone);
+    CREATE TABLE meters (
+        meter_id      TEXT PRIMARY KEY,
+        household_id  INTEGER NOT NULL REFERENCES households (id),
+        status        TEXT NOT NULL CHECK (status IN ('active', 'replaced', 'removed')),
+        registered_at INTEGER NOT NULL,
+        ended_at      INTEGER,
+        replaced_by   TEXT
+    );
+    CREATE INDEX meters_household ON meters (household_id);
+    CREATE TABLE audit_log (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail  TEXT NOT NULL
+    );
+    ",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(super) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known: VERSION,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = connection.transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::writer::{Message, Writer};
+use super::*;
+use crate::domain::{MeterId, Reading, StatusFlags};
+use crate::metrics::Metrics;
+use crate::registry::parse_csv;
+use crate::wire::{Decoded, RejectReason, Rejection};
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("test.db")).unwrap();
+    (dir, store)
+}
+
+fn reading(meter: &str, ts: i64, total_l: i64) -> Reading {
+    Reading {
+        meter: MeterId::parse(meter).unwrap(),
+        ts,
+        total_l,
+        flow_lph: None,
+        battery_pct: None,
+        status: StatusFlags::default(),
+    }
+}
+
+fn message(readings: Vec<Reading>) -> Message {
+    Message {
+        topic: "meters/x/reading".into(),
+        received_at: 1_795_400_000,
+        received: Instant::now(),
+        decoded: Decoded {
+            meter: readings.first().map(|r| r.meter.clone()),
+            readings,
+            rejections: Vec::new(),
+        },
+        payload_head: Vec::new(),
+        ack: None,
+    }
+}
+
+const T0: i64 = 1_795_392_000;
+
+#[test]
+fn migrations_run_once_and_a_newer_schema_is_refused() {
+    let (dir, store) = temp_store();
+    Store::open(store.path()).unwrap(); // a second open applies nothing and succeeds
+    let connection = store.connect().unwrap();
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, schema::VERSION);
+    connection
+        .pragma_update(None, "user_version", schema::VERSION + 1)
+        .unwrap();
+    let error = Store::open(dir.path().join("test.db")).unwrap_err();
+    assert!(matches!(error, StoreError::SchemaTooNew { .. }), "{error}");
+    assert!(error.to_string().contains("upgrade stillwater"));
+}
+
+#[test]
+fn readings_and_state_survive_a_reopen() {
+    let (_dir, store) = temp_store();
+    let metrics = Arc::new(Metrics::default());
+    let mut writer = Writer::open(&store, 100, metrics.clone()).unwrap();
+    let outcome = writer
+        .write_batch(&[
+            message(vec![reading("A", T0, 100), reading("A", T0 + 3600, 110)]),
+            message(vec![reading("B", T0, 5)]),
+        ])
+        .unwrap();
+    assert_eq!(outcome.accepted, 3);
+    drop(writer);
+
+    let writer = Writer::open(&store, 100, metrics).unwrap();
+    assert_eq!(writer.meters_known(), 2);
+    let state = store.meter_state("A").unwrap().unwrap();
+    assert_eq!(state.last_reading_ts, Some(T0 + 3600));
+    assert_eq!(state.last_total_l, Some(110));
+    assert_eq!(state.last_consumption_ts, Some(T0 + 3600));
+    assert_eq!(state.readings, 2);
+    let totals: Vec<i64> = store
+        .readings("A", 0, i64::MAX / 2)
+        .unwrap()
+        .iter()
+        .map(|r| r.total_l)
+        .collect();
+    assert_eq!(totals, [100, 110]);
+    assert_eq!(store.reading_count().unwrap(), 3);
+}
+
+#[test]
+fn duplicates_are_ignored_and_out_of_order_readings_leave_state_alone() {
+    let (_dir, store) = temp_store();
+    let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default())).unwrap();
+    writer
+        .write_batch(&[message(vec![reading("A", T0 + 7200, 120)])])
+        .unwrap();
+    let outcome = writer
+        .write_batch(&[
+            message(vec![reading("A", T0 + 7200, 999)]), // same second: duplicate
+            message(vec![reading("A", T0, 100)]),        // older: stored, state unchanged
+        ])
+        .unwrap();
+    assert_eq!(
+        (outcome.accepted, outcome.duplicates, outcome.out_of_order),
+        (1, 1, 1)
+    );
+    let state = store.meter_state("A").unwrap().unwrap();
+    assert_eq!(state.last_reading_ts, Some(T0 + 7200));
+    assert_eq!(state.last_total_l, Some(120));
+    let readings = store.readings("A", 0, i64::MAX / 2).unwrap();
+    assert_eq!(
+        readings
+            .iter()
+            .map(|r| (r.ts, r.total_l))
+            .collect::<Vec<_>>(),
+        [(T0, 100), (T0 + 7200, 120)]
+    );
+}
+
+#[test]
+fn a_register_that_goes_backwards_is_a_reset_not_negative_use() {
+    let (_dir, store) = temp_store();
+    let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default())).unwrap();
+    writer
+        .write_batch(&[message(vec![
+            reading("A", T0, 5000),
+            reading("A", T0 + 3600, 5010),
+            reading("A", T0 + 7200, 3),
+        ])])
+        .unwrap();
+    let state = store.meter_state("A").unwrap().unwrap();
+    assert_eq!(state.register_resets, 1);
+    assert_eq!(state.last_total_l, Some(3));
+    assert_eq!(
+        state.last_consumption_ts,
+        Some(T0 + 3600),
+        "a reset is not consumption"
+    );
+    let readings = store.readings("A", 0, i64::MAX / 2).unwrap();
+    assert_eq!(
+        readings
+            .iter()
+            .map(|r| r.register_reset)
+            .collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    let connection = store.connect().unwrap();
+    let detail: String = connection
+        .query_row(
+            "SELECT detail FROM meter_events WHERE kind = 'register_reset'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(detail, "register went from 5010 L to 3 L");
+}
+
+#[test]
+fn rejected_messages_are_kept_up_to_the_limit_and_name_the_meter() {
+    let (_dir, store) = temp_store();
+    let mut writer = Writer::open(&store, 3, Arc::new(Metrics::default())).unwrap();
+    for index in 0..5 {
+        let mut bad = message(Vec::new());
+        bad.decoded.meter = Some(MeterId::parse("A").unwrap());
+        bad.decoded.rejections.push(Rejection::new(
+            RejectReason::InvalidJson,
+            format!("bad {index}"),
+        ));
+        bad.payload_head = b"{oops".to_vec();
+        writer.write_batch(&[bad]).unwrap();
+    }
+    let rejected = store.rejected_messages(10).unwrap();
+    assert_eq!(
+        rejected
+            .iter()
+            .map(|r| r.detail.as_str())
+            .collect::<Vec<_>>(),
+        ["bad 4", "bad 3", "bad 2"]
+    );
+    assert_eq!(rejected[0].payload, "{oops");
+    assert_eq!(rejected[0].meter_id.as_deref(), Some("A"));
+    let state = store.meter_state("A").unwrap().unwrap();
+    assert_eq!((state.rejected, state.last_reading_ts), (5, None));
+}
+
+#[test]
+fn registration_is_all_or_nothing_and_replacement_moves_the_household() {
+    let (_dir, store) = temp_store();
+    let households = parse_csv(
+        include_str!("../../tests/fixtures/csv/good.csv"),
+        &Default::default(),
+    )
+    .unwrap();
+    store.register_households(&households, "test", T0).unwrap();
+    assert_eq!(store.list_meters().unwrap().len(), 3);
+
+    // A second import naming an active meter changes nothing.
+    let mut again = households.clone();
+    again[0].meter = MeterId::parse("ZS-0999").unwrap();
+    let error = store.register_households(&again, "test", T0).unwrap_err();
+    assert!(
+        matches!(error, StoreError::AlreadyRegistered { row: 3, ref meter, .. } if meter == "ZS-0002"),
+        "{error}"
+    );
+    assert_eq!(
+        store.list_meters().unwrap().len(),
+        3,
+        "ZS-0999 must not have been registered"
+    );
+
+    store
+        .replace_meter("ZS-0001", "ZS-0100", "test", T0 + 10)
+        .unwrap();
+    let old = store
+        .meter_details("ZS-0001", 0)
+        .unwrap()
+        .unwrap()
+        .registration
+        .unwrap();
+    let new = store
+        .meter_details("ZS-0100", 0)
+        .unwrap()
+        .unwrap()
+        .registration
+        .unwrap();
+    assert_eq!(
+        (old.status.as_str(), old.replaced_by.as_deref()),
+        ("replaced", Some("ZS-0100"))
+    );
+    assert_eq!(
+        (new.status.as_str(), new.household_id),
+        ("active", old.household_id)
+    );
+    assert_eq!(new.contacts[0].2, "+8613800138000");
+
+    store.remove_meter("ZS-0002", "test", T0 + 20).unwrap();
+    assert!(matches!(
+        store.remove_meter("ZS-0002", "test", T0),
+        Err(StoreError::NotRegistered(_))
+    ));
+    let connection = store.connect().unwrap();
+    let audited: i64 = connection
+        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(audited, 5);
+}
+
+#[test]
+fn meters_that_publish_unregistered_are_listed() {
+    let (_dir, store) = temp_store();
+    let households = parse_csv(
+        include_str!("../../tests/fixtures/csv/good.csv"),
+        &Default::default(),
+    )
+    .unwrap();
+    store.register_households(&households, "test", T0).unwrap();
+    let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default())).unwrap();
+    writer
+        .write_batch(&[
+            message(vec![reading("ZS-0001", T0, 1)]),
+            message(vec![reading("STRAY-1", T0, 1)]),
+        ])
+        .unwrap();
+    let unregistered = store.unregistered_meters().unwrap();
+    assert_eq!(unregistered.len(), 1);
+    assert_eq!(unregistered[0].meter_id, "STRAY-1");
+    assert_eq!(unregistered[0].readings, 1);
+}

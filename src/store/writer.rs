@@ -1,0 +1,381 @@
+//! The writer thread: the one connection that records readings.
+//!
+//! It takes whatever messages are queued (group commit: it never waits to fill
+//! a batch), stores them in one transaction, and only after the commit runs each
+//! message's acknowledgement. If a commit fails the batch is retried, never
+//! acknowledged half-done: the broker keeps what was not acknowledged.
+//!
+//! Per message: readings go into their (meter, day) chunk, unless the same
+//! meter already has a reading at that second (a duplicate, ignored). A reading
+//! newer than the meter's newest moves the meter's state on; an older one is
+//! stored and leaves the state alone; a register lower than the one before it is
+//! recorded as a register reset, never as negative consumption.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::mpsc;
+
+use super::chunk::{self, StoredReading};
+use super::{Store, StoreError};
+use crate::domain::{MeterId, Reading};
+use crate::metrics::Metrics;
+use crate::wire::Decoded;
+
+/// Largest number of messages committed in one transaction.
+pub const MAX_BATCH: usize = 4096;
+/// Bytes of a rejected payload kept for installers to look at.
+pub const REJECTED_PAYLOAD_BYTES: usize = 512;
+
+/// Runs after the message's transaction has committed.
+pub type Ack = Box<dyn FnOnce() + Send>;
+
+/// One received MQTT message, decoded, waiting to be stored.
+pub struct Message {
+    pub topic: String,
+    /// Wall clock at receipt, Unix seconds.
+    pub received_at: i64,
+    /// For the receipt-to-commit latency metric.
+    pub received: Instant,
+    pub decoded: Decoded,
+    /// The payload's head, kept when some of it was rejected.
+    pub payload_head: Vec<u8>,
+    pub ack: Option<Ack>,
+}
+
+/// What a batch did, for metrics and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub messages: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub register_resets: u64,
+    pub rejected: u64,
+}
+
+/// What the writer keeps in memory per meter to decide on each reading.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    key: i64,
+    last_reading_ts: Option<i64>,
+    last_total_l: Option<i64>,
+}
+
+pub struct Writer {
+    connection: Connection,
+    /// Every meter that has ever published, recovered from disk at start.
+    cursors: HashMap<String, Cursor>,
+    rejected_keep: u32,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    /// Opens the write connection and recovers every meter's state from disk.
+    pub fn open(
+        store: &Store,
+        rejected_keep: u32,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let connection = store.connect()?;
+        let mut cursors = HashMap::new();
+        {
+            let mut statement = connection.prepare(
+                "SELECT meter_key, meter_id, last_reading_ts, last_total_l FROM meter_state",
+            )?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                cursors.insert(
+                    row.get::<_, String>(1)?,
+                    Cursor {
+                        key: row.get(0)?,
+                        last_reading_ts: row.get(2)?,
+                        last_total_l: row.get(3)?,
+                    },
+                );
+            }
+        }
+        metrics
+            .meters_known
+            .store(cursors.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self {
+            connection,
+            cursors,
+            rejected_keep,
+            metrics,
+        })
+    }
+
+    /// Number of meters the writer knows.
+    pub fn meters_known(&self) -> usize {
+        self.cursors.len()
+    }
+
+    /// Receives until the channel closes: each time, everything queued goes into
+    /// one transaction, then its acknowledgements run.
+    pub fn run(mut self, mut inbox: mpsc::Receiver<Message>) {
+        while let Some(first) = inbox.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match inbox.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match self.write_batch(&batch) {
+                    Ok(_) => break,
+                    Err(error) => {
+                        self.metrics
+                            .store_errors
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::error!(%error, messages = batch.len(), "could not commit readings; retrying, nothing was acknowledged");
+                        if inbox.is_closed() {
+                            return;
+                        }
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            for message in batch {
+                if let Some(ack) = message.ack {
+                    ack();
+                }
+            }
+        }
+    }
+
+    /// Stores a batch in one transaction. On error nothing is stored and the
+    /// in-memory state is as before.
+    pub fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
+        let mut pending = Pending::default();
+        let mut outcome = BatchOutcome::default();
+        let tx = self.connection.transaction()?;
+        for message in batch {
+            outcome.messages += 1;
+            let Decoded {
+                meter,
+                readings,
+                rejections,
+            } = &message.decoded;
+            for reading in readings {
+                let cursor = cursor_for(
+                    &tx,
+                    &self.cursors,
+                    &mut pending,
+                    &reading.meter,
+                    message.received_at,
+                )?;
+                record_reading(
+                    &tx,
+                    &mut pending,
+                    cursor,
+                    reading,
+                    message.received_at,
+                    &mut outcome,
+                )?;
+            }
+            if !rejections.is_empty() {
+                let payload =
+                    &message.payload_head[..message.payload_head.len().min(REJECTED_PAYLOAD_BYTES)];
+                for rejection in rejections {
+                    tx.prepare_cached(
+                        "INSERT INTO rejected_messages (received_at, topic, meter_id, reason, detail, payload)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        message.received_at,
+                        message.topic,
+                        meter.as_ref().map(MeterId::as_str),
+                        rejection.reason.as_str(),
+                        rejection.detail,
+                        payload
+                    ])?;
+                }
+                outcome.rejected += rejections.len() as u64;
+                if let Some(meter) = meter {
+                    let cursor =
+                        cursor_for(&tx, &self.cursors, &mut pending, meter, message.received_at)?;
+                    tx.prepare_cached(
+                        "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
+                         WHERE meter_key = ?1",
+                    )?
+                    .execute(params![cursor.key, rejections.len() as i64, message.received_at])?;
+                }
+            }
+        }
+        for ((key, day), readings) in &pending.chunks {
+            if readings.changed {
+                tx.prepare_cached(
+                    "INSERT INTO reading_chunks (meter_key, day, data) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (meter_key, day) DO UPDATE SET data = excluded.data",
+                )?
+                .execute(params![
+                    key,
+                    day,
+                    chunk::encode(*day, &readings.readings)
+                ])?;
+            }
+        }
+        if outcome.rejected > 0 {
+            tx.prepare_cached(
+                "DELETE FROM rejected_messages WHERE id <= (SELECT max(id) FROM rejected_messages) - ?1",
+            )?
+            .execute([i64::from(self.rejected_keep)])?;
+        }
+        tx.commit()?;
+        let new_meters = pending
+            .cursors
+            .keys()
+            .filter(|id| !self.cursors.contains_key(*id))
+            .count();
+        self.cursors.extend(pending.cursors);
+        self.metrics
+            .record_batch(&outcome, batch, new_meters as u64);
+        Ok(outcome)
+    }
+}
+
+/// Changes made by the current transaction, applied to memory only after commit.
+#[derive(Default)]
+struct Pending {
+    cursors: HashMap<String, Cursor>,
+    chunks: HashMap<(i64, i64), PendingChunk>,
+}
+
+struct PendingChunk {
+    readings: Vec<StoredReading>,
+    changed: bool,
+}
+
+fn cursor_for(
+    tx: &Connection,
+    cursors: &HashMap<String, Cursor>,
+    pending: &mut Pending,
+    meter: &MeterId,
+    received_at: i64,
+) -> Result<Cursor, StoreError> {
+    if let Some(cursor) = pending
+        .cursors
+        .get(meter.as_str())
+        .or_else(|| cursors.get(meter.as_str()))
+    {
+        return Ok(*cursor);
+    }
+    tx.prepare_cached(
+        "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)",
+    )?
+    .execute(params![meter.as_str(), received_at])?;
+    let cursor = Cursor {
+        key: tx.last_insert_rowid(),
+        last_reading_ts: None,
+        last_total_l: None,
+    };
+    pending.cursors.insert(meter.to_string(), cursor);
+    Ok(cursor)
+}
+
+fn record_reading(
+    tx: &Connection,
+    pending: &mut Pending,
+    cursor: Cursor,
+    reading: &Reading,
+    received_at: i64,
+    outcome: &mut BatchOutcome,
+) -> Result<(), StoreError> {
+    let day = chunk::day_of(reading.ts);
+    let chunk = match pending.chunks.entry((cursor.key, day)) {
+        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            let data: Option<Vec<u8>> = tx
+                .prepare_cached(
+                    "SELECT data FROM reading_chunks WHERE meter_key = ?1 AND day = ?2",
+                )?
+                .query_row(params![cursor.key, day], |row| row.get(0))
+                .optional()?;
+            let readings = match data {
+                Some(data) => chunk::decode(day, &data)?,
+                None => Vec::new(),
+            };
+            entry.insert(PendingChunk {
+                readings,
+                changed: false,
+            })
+        }
+    };
+    let newest = cursor.last_reading_ts.is_none_or(|last| reading.ts > last);
+    let register_reset = newest
+        && cursor
+            .last_total_l
+            .is_some_and(|last| reading.total_l < last);
+    let stored = StoredReading {
+        ts: reading.ts,
+        total_l: reading.total_l,
+        flow_lph: reading.flow_lph,
+        battery_pct: reading.battery_pct,
+        status: reading.status.bits(),
+        register_reset,
+    };
+    if !chunk::insert(&mut chunk.readings, stored) {
+        outcome.duplicates += 1;
+        tx.prepare_cached(
+            "UPDATE meter_state SET last_message = max(last_message, ?2) WHERE meter_key = ?1",
+        )?
+        .execute(params![cursor.key, received_at])?;
+        return Ok(());
+    }
+    chunk.changed = true;
+    outcome.accepted += 1;
+    if !newest {
+        outcome.out_of_order += 1;
+        tx.prepare_cached(
+            "UPDATE meter_state SET readings = readings + 1, last_message = max(last_message, ?2) WHERE meter_key = ?1",
+        )?
+        .execute(params![cursor.key, received_at])?;
+        return Ok(());
+    }
+    let consumed = cursor
+        .last_total_l
+        .is_some_and(|last| reading.total_l > last);
+    if register_reset {
+        outcome.register_resets += 1;
+        tx.prepare_cached("INSERT INTO meter_events (meter_key, ts, kind, detail) VALUES (?1, ?2, 'register_reset', ?3)")?
+            .execute(params![
+                cursor.key,
+                reading.ts,
+                format!("register went from {} L to {} L", cursor.last_total_l.unwrap_or(0), reading.total_l)
+            ])?;
+    }
+    tx.prepare_cached(
+        "UPDATE meter_state SET
+            last_message = max(last_message, ?2), last_reading_ts = ?3, last_received = ?2,
+            last_total_l = ?4, last_flow_lph = ?5, last_battery_pct = ?6, last_status = ?7,
+            last_consumption_ts = CASE WHEN ?8 THEN ?3 ELSE last_consumption_ts END,
+            readings = readings + 1, register_resets = register_resets + ?9
+         WHERE meter_key = ?1",
+    )?
+    .execute(params![
+        cursor.key,
+        received_at,
+        reading.ts,
+        reading.total_l,
+        reading.flow_lph,
+        reading.battery_pct,
+        reading.status.bits(),
+        consumed,
+        i64::from(register_reset)
+    ])?;
+    pending.cursors.insert(
+        reading.meter.to_string(),
+        Cursor {
+            key: cursor.key,
+            last_reading_ts: Some(reading.ts),
+            last_total_l: Some(reading.total_l),
+        },
+    );
+    Ok(())
+}

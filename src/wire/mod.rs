@@ -1,0 +1,327 @@
+//! The wire: MQTT topic + payload → [`Reading`]s, or a [`Rejection`] that says why not.
+//!
+//! Each meter format has its own file (`native`, `wmbusmeters`); this module
+//! routes a topic to the right decoder and owns the limits every format shares.
+//! Decoding is pure: no I/O, no clock (the receive time is an argument), and a
+//! bad payload is a value, never a panic. Formats to come (CJ/T 188 frames,
+//! carrier IoT pushes) are new files here and new arms in [`decode`].
+
+mod native;
+mod wmbusmeters;
+
+use serde_json::{Map, Value};
+
+use crate::domain::{MeterId, Reading, StatusFlag, StatusFlags};
+
+/// Largest payload decoded; larger ones are rejected as `oversize`.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Most readings in one batch message.
+pub const MAX_BATCH_READINGS: usize = 10_000;
+/// Largest plausible register, litres (100 million m³).
+pub const MAX_TOTAL_L: i64 = 100_000_000_000;
+/// Largest plausible flow, litres per hour (100 m³/h; a household pipe gives a few).
+pub const MAX_FLOW_LPH: i64 = 100_000;
+/// Earliest plausible meter timestamp: 2000-01-01T00:00:00Z.
+pub const MIN_TS: i64 = 946_684_800;
+/// How far a meter's clock may run ahead of ours, seconds.
+pub const MAX_CLOCK_AHEAD_S: i64 = 24 * 3600;
+
+/// The MQTT topics the gateway listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Native readings arrive on `{native_prefix}/{meter_id}/reading`.
+    pub native_prefix: String,
+    /// wmbusmeters JSON arrives on `{wmbusmeters_prefix}/{name}`.
+    pub wmbusmeters_prefix: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            native_prefix: "meters".into(),
+            wmbusmeters_prefix: "wmbusmeters".into(),
+        }
+    }
+}
+
+impl Topics {
+    /// The subscription filters, QoS 1 each.
+    pub fn filters(&self) -> Vec<String> {
+        vec![
+            format!("{}/+/reading", self.native_prefix),
+            format!("{}/+", self.wmbusmeters_prefix),
+        ]
+    }
+}
+
+/// Why a message (or one reading of a batch) was refused. The names are the
+/// metric labels and what `stillwater ingest rejected` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    Oversize,
+    InvalidJson,
+    MissingField,
+    BadMeterId,
+    BadTimestamp,
+    AbsurdValue,
+    EmptyBatch,
+    UnknownTopic,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::Oversize,
+        RejectReason::InvalidJson,
+        RejectReason::MissingField,
+        RejectReason::BadMeterId,
+        RejectReason::BadTimestamp,
+        RejectReason::AbsurdValue,
+        RejectReason::EmptyBatch,
+        RejectReason::UnknownTopic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Oversize => "oversize",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::BadMeterId => "bad_meter_id",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::AbsurdValue => "absurd_value",
+            RejectReason::EmptyBatch => "empty_batch",
+            RejectReason::UnknownTopic => "unknown_topic",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A refusal with a sentence an installer can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What one MQTT message decoded to. A batch may give readings *and* rejections:
+/// the good readings are kept, each bad one is recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// The meter the message came from, when that much could be told.
+    pub meter: Option<MeterId>,
+    pub readings: Vec<Reading>,
+    pub rejections: Vec<Rejection>,
+}
+
+impl Decoded {
+    fn rejected(meter: Option<MeterId>, rejection: Rejection) -> Self {
+        Self {
+            meter,
+            readings: Vec::new(),
+            rejections: vec![rejection],
+        }
+    }
+}
+
+/// Decodes one MQTT message. `now` (Unix seconds) bounds how far ahead a meter's
+/// clock may be.
+pub fn decode(topics: &Topics, topic: &str, payload: &[u8], now: i64) -> Decoded {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        let rejection = Rejection::new(
+            RejectReason::Oversize,
+            format!(
+                "payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                payload.len()
+            ),
+        );
+        return Decoded::rejected(None, rejection);
+    }
+    if let Some(id) = native_meter_in_topic(topics, topic) {
+        return match MeterId::parse(id) {
+            Ok(meter) => native::decode(meter, payload, now),
+            Err(error) => Decoded::rejected(
+                None,
+                Rejection::new(
+                    RejectReason::BadMeterId,
+                    format!("topic {topic:?}: {error}"),
+                ),
+            ),
+        };
+    }
+    if topic
+        .strip_prefix(topics.wmbusmeters_prefix.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+    {
+        return wmbusmeters::decode(payload, now);
+    }
+    Decoded::rejected(
+        None,
+        Rejection::new(
+            RejectReason::UnknownTopic,
+            format!("topic {topic:?} matches no known meter format"),
+        ),
+    )
+}
+
+fn native_meter_in_topic<'t>(topics: &Topics, topic: &'t str) -> Option<&'t str> {
+    topic
+        .strip_prefix(topics.native_prefix.as_str())?
+        .strip_prefix('/')?
+        .strip_suffix("/reading")
+        .filter(|id| !id.contains('/'))
+}
+
+/// Parses JSON and insists on an object at the top.
+fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, Rejection> {
+    let value: Value = serde_json::from_slice(payload).map_err(|error| {
+        Rejection::new(
+            RejectReason::InvalidJson,
+            format!("payload is not valid JSON: {error}"),
+        )
+    })?;
+    match value {
+        Value::Object(object) => Ok(object),
+        other => Err(Rejection::new(
+            RejectReason::InvalidJson,
+            format!("payload must be a JSON object, found {}", json_kind(&other)),
+        )),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses an RFC 3339 timestamp (with offset) into Unix seconds and checks it is plausible.
+fn parse_timestamp(field: &str, value: Option<&Value>, now: i64) -> Result<i64, Rejection> {
+    let text = match value {
+        None | Some(Value::Null) => {
+            return Err(Rejection::new(
+                RejectReason::MissingField,
+                format!("`{field}` is missing"),
+            ))
+        }
+        Some(Value::String(text)) => text,
+        Some(other) => {
+            return Err(Rejection::new(
+                RejectReason::BadTimestamp,
+                format!(
+                    "`{field}` must be an RFC 3339 string, found {}",
+                    json_kind(other)
+                ),
+            ))
+        }
+    };
+    let ts = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|error| {
+            Rejection::new(
+                RejectReason::BadTimestamp,
+                format!("`{field}` {text:?} is not RFC 3339 with an offset ({error})"),
+            )
+        })?
+        .timestamp();
+    if ts < MIN_TS {
+        return Err(Rejection::new(
+            RejectReason::BadTimestamp,
+            format!("`{field}` {text:?} is before 2000: the meter's clock is not set"),
+        ));
+    }
+    if ts > now + MAX_CLOCK_AHEAD_S {
+        return Err(Rejection::new(
+            RejectReason::BadTimestamp,
+            format!("`{field}` {text:?} is more than 24 h ahead of the gateway's clock"),
+        ));
+    }
+    Ok(ts)
+}
+
+/// A cubic-metre decimal as whole litres, exactly (no float arithmetic when the
+/// number has at most three decimals, as every meter we know sends).
+fn m3_to_litres(field: &str, number: &serde_json::Number) -> Result<i64, Rejection> {
+    let absurd = || {
+        Rejection::new(
+            RejectReason::AbsurdValue,
+            format!("`{field}` {number} is not a plausible register (0 to 100,000,000 m³)"),
+        )
+    };
+    let text = number.to_string();
+    let litres = if text.contains(['e', 'E']) {
+        let m3 = number.as_f64().ok_or_else(absurd)?;
+        (m3 * 1000.0).round() as i64
+    } else {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text.as_str()),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let whole: i64 = whole.parse().map_err(|_| absurd())?;
+        let mut milli = 0i64;
+        for (position, digit) in fraction.bytes().take(4).enumerate() {
+            let digit = i64::from(digit - b'0');
+            match position {
+                0 => milli += digit * 100,
+                1 => milli += digit * 10,
+                2 => milli += digit,
+                _ => milli += i64::from(digit >= 5), // round half up on the fourth decimal
+            }
+        }
+        let litres = whole.checked_mul(1000).ok_or_else(absurd)? + milli;
+        if negative {
+            -litres
+        } else {
+            litres
+        }
+    };
+    check_total(field, litres)
+}
+
+fn check_total(field: &str, litres: i64) -> Result<i64, Rejection> {
+    if !(0..=MAX_TOTAL_L).contains(&litres) {
+        return Err(Rejection::new(
+            RejectReason::AbsurdValue,
+            format!("`{field}` gives {litres} L: a register must be 0 to {MAX_TOTAL_L} L"),
+        ));
+    }
+    Ok(litres)
+}
+
+fn check_flow(field: &str, lph: f64) -> Result<i64, Rejection> {
+    if !lph.is_finite() || lph < 0.0 || lph > MAX_FLOW_LPH as f64 {
+        return Err(Rejection::new(
+            RejectReason::AbsurdValue,
+            format!("`{field}` gives {lph} L/h: flow must be 0 to {MAX_FLOW_LPH} L/h"),
+        ));
+    }
+    Ok(lph.round() as i64)
+}
+
+/// Adds wmbusmeters-style flag names to `flags`; `OK` and unknown names add nothing.
+fn add_flags<'a>(flags: &mut StatusFlags, names: impl Iterator<Item = &'a str>) {
+    for name in names {
+        if let Some(flag) = StatusFlag::from_name(name.trim()) {
+            flags.insert(flag);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+use super::*;
+
+const NOW: i64 = 1_795_400_000; // 2026-11-22, a day before the fixtures' readings
+
+fn native(payload: &str) -> Decoded {
+    decode(
+        &Topics::default(),
+        "meters/WM-1/reading",
+        payload.as_bytes(),
+        NOW + 86_400,
+    )
+}
+
+fn wmbus(payload: &str) -> Decoded {
+    decode(
+        &Topics::default(),
+        "wmbusmeters/MyTapWater",
+        payload.as_bytes(),
+        NOW,
+    )
+}
+
+fn only_rejection(decoded: &Decoded) -> &Rejection {
+    assert!(decoded.readings.is_empty(), "{decoded:?}");
+    assert_eq!(decoded.rejections.len(), 1, "{decoded:?}");
+    &decoded.rejections[0]
+}
+
+#[test]
+fn the_documented_single_reading_decodes() {
+    let decoded = native(include_str!("../../tests/fixtures/native/single.json"));
+    assert!(decoded.rejections.is_empty());
+    let reading = &decoded.readings[0];
+    assert_eq!(reading.meter.as_str(), "WM-1");
+    assert_eq!(reading.ts, 1_795_392_000); // 2026-11-23T00:00:00Z
+    assert_eq!(reading.total_l, 123_456);
+    assert_eq!(reading.flow_lph, Some(0));
+    assert_eq!(reading.battery_pct, Some(87));
+    assert!(reading.status.contains(StatusFlag::LowBattery));
+}
+
+#[test]
+fn a_batch_gives_every_reading_in_order() {
+    let decoded = native(include_str!("../../tests/fixtures/native/batch.json"));
+    assert!(decoded.rejections.is_empty());
+    let totals: Vec<i64> = decoded.readings.iter().map(|r| r.total_l).collect();
+    assert_eq!(totals, [123_440, 123_451, 123_456]);
+    assert_eq!(decoded.readings[1].ts - decoded.readings[0].ts, 3600);
+}
+
+#[test]
+fn total_m3_becomes_exact_litres() {
+    let decoded = native(include_str!("../../tests/fixtures/native/total_m3.json"));
+    assert_eq!(decoded.readings[0].total_l, 123_529);
+    let decoded = native(r#"{"ts":"2026-11-23T00:00:00Z","total_m3":0.0015}"#);
+    assert_eq!(decoded.readings[0].total_l, 2);
+    let decoded = native(r#"{"ts":"2026-11-23T00:00:00Z","total_m3":1e2}"#);
+    assert_eq!(decoded.readings[0].total_l, 100_000);
+}
+
+#[test]
+fn wmbusmeters_readme_samples_decode() {
+    let decoded = wmbus(include_str!("../../tests/fixtures/wmbusmeters/iperl.json"));
+    let reading = &decoded.readings[0];
+    assert_eq!(reading.meter.as_str(), "33225544");
+    assert_eq!(reading.total_l, 123_529);
+    assert_eq!(reading.ts, 1_709_491_020); // 2024-03-03T18:37:00Z
+    assert!(reading.status.is_empty());
+
+    let decoded = wmbus(include_str!(
+        "../../tests/fixtures/wmbusmeters/multical21.json"
+    ));
+    let reading = &decoded.readings[0];
+    assert_eq!(reading.meter.as_str(), "12345678");
+    assert_eq!(reading.total_l, 6_388);
+    assert!(reading.status.contains(StatusFlag::Dry));
+}
+
+#[test]
+fn wmbusmeters_test_harness_timestamps_are_rejected_but_name_the_meter() {
+    for sample in [
+        include_str!("../../tests/fixtures/wmbusmeters/kamwater.json"),
+        include_str!("../../tests/fixtures/wmbusmeters/apatorna1.json"),
+    ] {
+        let decoded = wmbus(sample);
+        let rejection = only_rejection(&decoded);
+        assert_eq!(rejection.reason, RejectReason::BadTimestamp);
+        assert!(rejection.detail.contains("before 2000"), "{rejection:?}");
+        assert!(decoded.meter.is_some());
+    }
+}
+
+#[test]
+fn every_rejection_reason_is_reachable_with_a_clear_detail() {
+    let cases: Vec<(Decoded, RejectReason, &str)> = vec![
+        (
+            decode(
+                &Topics::default(),
+                "meters/WM-1/reading",
+                &vec![b' '; MAX_PAYLOAD_BYTES + 1],
+                NOW,
+            ),
+            RejectReason::Oversize,
+            "limit",
+        ),
+        (
+            native("{not json"),
+            RejectReason::InvalidJson,
+            "not valid JSON",
+        ),
+        (native("[1,2]"), RejectReason::InvalidJson, "an array"),
+        (
+            native(r#"{"total_l": 5}"#),
+            RejectReason::MissingField,
+            "`ts` is missing",
+        ),
+        (
+            native(r#"{"ts":"2026-11-23T00:00:00Z"}"#),
+            RejectReason::MissingField,
+            "total_l",
+        ),
+        (
+            decode(&Topics::default(), "meters/bad.id/reading", b"{}", NOW),
+            RejectReason::BadMeterId,
+            "bad.id",
+        ),
+        (
+            wmbus(r#"{"id":"has space","total_m3":1,"timestamp":"2024-03-03T18:37:00Z"}"#),
+            RejectReason::BadMeterId,
+            "has space",
+        ),
+        (
+            native(r#"{"ts":"2026-11-23 08:00","total_l":1}"#),
+            RejectReason::BadTimestamp,
+            "RFC 3339",
+        ),
+        (
+            native(r#"{"ts":"2036-11-23T08:00:00Z","total_l":1}"#),
+            RejectReason::BadTimestamp,
+            "ahead",
+        ),
+        (
+            native(r#"{"ts":"2026-11-23T00:00:00Z","total_l":-1}"#),
+            RejectReason::AbsurdValue,
+            "register",
+        ),
+        (
+            native(r#"{"ts":"2026-11-23T00:00:00Z","total_l":12.5}"#),
+            RejectReason::AbsurdValue,
+            "whole number",
+        ),
+        (
+            native(r#"{"ts":"2026-11-23T00:00:00Z","total_l":1,"battery_pct":140}"#),
+            RejectReason::AbsurdValue,
+            "battery_pct",
+        ),
+        (
+            native(r#"{"ts":"2026-11-23T00:00:00Z","total_l":1,"flow_lph":1e9}"#),
+            RejectReason::AbsurdValue,
+            "flow",
+        ),
+        (
+            native(r#"{"readings":[]}"#),
+            RejectReason::EmptyBatch,
+            "empty",
+        ),
+        (
+            decode(&Topics::default(), "somewhere/else", b"{}", NOW),
+            RejectReason::UnknownTopic,
+            "somewhere/else",
+        ),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for (decoded, reason, phrase) in cases {
+        let rejection = only_rejection(&decoded);
+        assert_eq!(rejection.reason, reason, "{rejection:?}");
+        assert!(
+            rejection.detail.contains(phrase),
+            "{:?} should mention {phrase:?}",
+            rejection.detail
+        );
+        seen.insert(reason);
+    }
+    assert_eq!(seen.len(), RejectReason::ALL.len(), "a reason has no case");
+}
+
+#[test]
+fn a_bad_entry_in_a_batch_keeps_the_good_ones() {
+    let decoded = native(
+        r#"{"readings":[{"ts":"2026-11-23T00:00:00Z","total_l":1},{"ts":"x","total_l":2},7]}"#,
+    );
+    assert_eq!(decoded.readings.len(), 1);
+    assert_eq!(decoded.rejections.len(), 2);
+    assert!(decoded.rejections[0].detail.starts_with("readings[1]:"));
+    assert!(decoded.rejections[1].detail.starts_with("readings[2]:"));
+}
+
+#[test]
+fn topic_prefixes_are_configurable() {
+    let topics = Topics {
+        native_prefix: "site-7/meters".into(),
+        wmbusmeters_prefix: "wm".into(),
+    };
+    assert_eq!(topics.filters(), ["site-7/meters/+/reading", "wm/+"]);
+    let decoded = decode(
+        &topics,
+        "site-7/meters/A1/reading",
+        br#"{"ts":"2026-11-23T00:00:00Z","total_l":1}"#,
+        NOW,
+    );
+    assert_eq!(decoded.readings.len(), 1);
+    let decoded = decode(&topics, "meters/A1/reading", b"{}", NOW);
+    assert_eq!(only_rejection(&decoded).reason, RejectReason::UnknownTopic);
+}
