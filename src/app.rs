@@ -141,14 +141,19 @@ impl Gateway {
             writer,
             ..
         } = self;
-        let failure = tokio::select! {
-            _ = shutdown.cancelled() => None,
-            _ = &mut ingest => Some("MQTT ingest stopped"),
-            _ = &mut http => Some("the HTTP listener stopped"),
+        let (failure, ingest_done, http_done) = tokio::select! {
+            biased; // a requested stop is not a failure, even when the parts have stopped too
+            _ = shutdown.cancelled() => (None, false, false),
+            _ = &mut ingest => (Some("MQTT ingest stopped"), true, false),
+            _ = &mut http => (Some("the HTTP listener stopped"), false, true),
         };
         shutdown.cancel();
-        let _ = ingest.await;
-        let _ = http.await;
+        if !ingest_done {
+            let _ = ingest.await;
+        }
+        if !http_done {
+            let _ = http.await;
+        }
         // The ingest task owned the only sender: the writer drains and returns.
         tokio::task::spawn_blocking(move || writer.join())
             .await?

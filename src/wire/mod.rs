@@ -145,7 +145,8 @@ pub fn decode(topics: &Topics, topic: &str, payload: &[u8], now: i64) -> Decoded
                 payload.len()
             ),
         );
-        return Decoded::rejected(None, rejection);
+        let meter = native_meter_in_topic(topics, topic).and_then(|id| MeterId::parse(id).ok());
+        return Decoded::rejected(meter, rejection);
     }
     if let Some(id) = native_meter_in_topic(topics, topic) {
         return match MeterId::parse(id) {

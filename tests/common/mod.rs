@@ -1,0 +1,150 @@
+//! Shared helpers for the end-to-end tests: a gateway on free ports with a temp
+//! database, an MQTT publisher that waits for the broker's acknowledgements, and
+//! waiting for a condition with a deadline (never a fixed sleep).
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use stillwater::app::Gateway;
+use stillwater::config::{BrokerChoice, Config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The default config on free ports with its database in `dir`.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default_config();
+    config.mqtt.broker = BrokerChoice::Embedded {
+        listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.store.path = dir.join("stillwater.db");
+    config
+}
+
+/// Starts a gateway with its embedded broker and waits until ingest is subscribed.
+pub async fn start_gateway(config: &Config) -> Gateway {
+    let gateway = Gateway::start(config).await.expect("gateway starts");
+    let metrics = gateway.metrics.clone();
+    wait_until("ingest connects to the broker", || {
+        let metrics = metrics.clone();
+        async move {
+            metrics
+                .mqtt_connected
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }
+    })
+    .await;
+    gateway
+}
+
+/// Polls `condition` until it holds; panics with `what` after 30 s.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A QoS 1 publisher that returns from `publish` once the broker has acknowledged.
+pub struct Publisher {
+    client: AsyncClient,
+    acked: tokio::sync::watch::Receiver<u64>,
+    sent: u64,
+}
+
+impl Publisher {
+    pub async fn connect(addr: SocketAddr, client_id: &str) -> Self {
+        let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let (tx, acked) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            let mut count = 0;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        count += 1;
+                        let _ = tx.send(count);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        Self {
+            client,
+            acked,
+            sent: 0,
+        }
+    }
+
+    pub async fn send(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("publish queued");
+        self.sent += 1;
+    }
+
+    /// Waits until the broker has acknowledged everything sent.
+    pub async fn flush(&mut self) {
+        let sent = self.sent;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.acked.wait_for(|acked| *acked >= sent),
+        )
+        .await
+        .expect("the broker acknowledges in time")
+        .expect("publisher alive");
+    }
+}
+
+/// A native reading payload.
+pub fn native(ts: &str, total_l: i64) -> String {
+    format!(r#"{{"ts":"{ts}","total_l":{total_l}}}"#)
+}
+
+/// A plain HTTP/1.1 GET; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("HTTP connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of an unlabelled (or fully labelled) metric line.
+pub fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+        .trim()
+        .parse()
+        .unwrap()
+}

@@ -1,0 +1,262 @@
+//! End to end: the gateway with its embedded broker on free ports and a temp
+//! database; readings published with rumqttc; assertions on what is stored.
+
+mod common;
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use common::*;
+use stillwater::app::Gateway;
+use stillwater::config::BrokerChoice;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_single_batch_and_wmbusmeters_readings_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-test").await;
+    meter
+        .send(
+            "meters/ZS-0001/reading",
+            include_str!("fixtures/native/single.json"),
+        )
+        .await;
+    meter
+        .send(
+            "meters/ZS-0002/reading",
+            include_str!("fixtures/native/batch.json"),
+        )
+        .await;
+    meter
+        .send(
+            "wmbusmeters/MyTapWater",
+            include_str!("fixtures/wmbusmeters/iperl.json"),
+        )
+        .await;
+    meter.flush().await;
+    let store = gateway.store.clone();
+    wait_until("five readings are stored", || {
+        let store = store.clone();
+        async move { store.reading_count().unwrap() == 5 }
+    })
+    .await;
+
+    let single = store.meter_state("ZS-0001").unwrap().unwrap();
+    assert_eq!(single.last_total_l, Some(123_456));
+    assert_eq!(single.last_battery_pct, Some(87));
+    let batch = store.readings("ZS-0002", 0, i64::MAX / 2).unwrap();
+    assert_eq!(
+        batch.iter().map(|r| r.total_l).collect::<Vec<_>>(),
+        [123_440, 123_451, 123_456]
+    );
+    let wmbus = store.meter_state("33225544").unwrap().unwrap();
+    assert_eq!(wmbus.last_total_l, Some(123_529));
+    assert_eq!(gateway.metrics.readings_accepted.load(Relaxed), 5);
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_payloads_are_recorded_with_their_reason_and_ingest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-bad").await;
+    meter.send("meters/ZS-0001/reading", "{not json").await;
+    meter
+        .send("meters/ZS-0001/reading", r#"{"total_l": 5}"#)
+        .await;
+    meter
+        .send(
+            "meters/bad.id/reading",
+            native("2026-11-23T08:00:00+08:00", 1),
+        )
+        .await;
+    meter
+        .send("meters/ZS-0001/reading", vec![b' '; 100 * 1024])
+        .await;
+    meter
+        .send(
+            "wmbusmeters/kam",
+            include_str!("fixtures/wmbusmeters/kamwater.json"),
+        )
+        .await;
+    meter
+        .send(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T08:00:00+08:00", 42),
+        )
+        .await;
+    meter.flush().await;
+    let store = gateway.store.clone();
+    wait_until("the good reading is stored", || {
+        let store = store.clone();
+        async move { store.reading_count().unwrap() == 1 }
+    })
+    .await;
+    wait_until("five rejections are recorded", || {
+        let store = store.clone();
+        async move { store.rejected_messages(10).unwrap().len() == 5 }
+    })
+    .await;
+    let mut reasons: Vec<String> = store
+        .rejected_messages(10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.reason)
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "bad_meter_id",
+            "bad_timestamp",
+            "invalid_json",
+            "missing_field",
+            "oversize"
+        ]
+    );
+    let state = store.meter_state("ZS-0001").unwrap().unwrap();
+    assert_eq!((state.rejected, state.last_total_l), (3, Some(42)));
+
+    let (status, body) = http_get(gateway.http_addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &body,
+            "stillwater_readings_rejected_total{reason=\"invalid_json\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &body,
+            "stillwater_readings_rejected_total{reason=\"oversize\"}"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&body, "stillwater_readings_accepted_total"), 1.0);
+    assert_eq!(
+        metric(&body, "stillwater_mqtt_messages_received_total"),
+        6.0
+    );
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_out_of_order_readings_and_resets_arrive_over_mqtt() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-order").await;
+    let topic = "meters/ZS-0001/reading";
+    for (ts, total) in [
+        ("2026-11-23T10:00:00+08:00", 1_000),
+        ("2026-11-23T10:00:00+08:00", 1_000), // redelivered: duplicate
+        ("2026-11-23T08:00:00+08:00", 990),   // late: stored, state unchanged
+        ("2026-11-23T11:00:00+08:00", 1_006),
+        ("2026-11-23T12:00:00+08:00", 4), // new meter head: reset
+    ] {
+        meter.send(topic, native(ts, total)).await;
+    }
+    meter.flush().await;
+    let metrics = gateway.metrics.clone();
+    wait_until("five messages are committed", || {
+        let metrics = metrics.clone();
+        async move {
+            metrics.readings_accepted.load(Relaxed) + metrics.readings_duplicate.load(Relaxed) == 5
+        }
+    })
+    .await;
+    let state = gateway.store.meter_state("ZS-0001").unwrap().unwrap();
+    assert_eq!(state.readings, 4);
+    assert_eq!(state.register_resets, 1);
+    assert_eq!(state.last_total_l, Some(4));
+    assert_eq!(state.last_consumption_ts, Some(1_795_402_800)); // 11:00 +08:00
+    assert_eq!(gateway.metrics.readings_duplicate.load(Relaxed), 1);
+    assert_eq!(gateway.metrics.readings_out_of_order.load(Relaxed), 1);
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_the_broker_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let (status, body) = http_get(gateway.http_addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"mqtt_connected\":true"), "{body}");
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_recovers_every_meters_state_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let gateway = start_gateway(&config).await;
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-restart").await;
+    meter
+        .send(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T10:00:00+08:00", 5_000),
+        )
+        .await;
+    meter.flush().await;
+    let store = gateway.store.clone();
+    wait_until("the reading is stored", || {
+        let store = store.clone();
+        async move { store.reading_count().unwrap() == 1 }
+    })
+    .await;
+    gateway.stop().await.unwrap();
+
+    let gateway = start_gateway(&config).await;
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-restart-2").await;
+    // Older than the recovered newest: must not move the state back.
+    meter
+        .send(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T09:00:00+08:00", 4_990),
+        )
+        .await;
+    // Lower than the recovered register: a reset, known only from recovered state.
+    meter
+        .send(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T11:00:00+08:00", 7),
+        )
+        .await;
+    meter.flush().await;
+    let metrics = gateway.metrics.clone();
+    wait_until("two readings are stored", || {
+        let metrics = metrics.clone();
+        async move { metrics.readings_accepted.load(Relaxed) == 2 }
+    })
+    .await;
+    assert_eq!(gateway.metrics.readings_out_of_order.load(Relaxed), 1);
+    assert_eq!(gateway.metrics.register_resets.load(Relaxed), 1);
+    assert_eq!(
+        gateway
+            .store
+            .meter_state("ZS-0001")
+            .unwrap()
+            .unwrap()
+            .readings,
+        3
+    );
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_broker_port_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = test_config(dir.path());
+    config.mqtt.broker = BrokerChoice::Embedded {
+        listen: taken.local_addr().unwrap(),
+    };
+    let error = Gateway::start(&config)
+        .await
+        .err()
+        .expect("start fails")
+        .to_string();
+    assert!(
+        error.contains("already in use") && error.contains("mode = \"external\""),
+        "{error}"
+    );
+}
