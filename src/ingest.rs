@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -106,15 +106,19 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(connack))) => {
-                metrics.mqtt_connected.store(true, Relaxed);
                 metrics.mqtt_connections.fetch_add(1, Relaxed);
                 backoff = BACKOFF_START;
                 failing = false;
                 tracing::info!(%broker, session_present = connack.session_present, "connected to the MQTT broker");
-                for filter in subscription.topics.filters() {
-                    if let Err(error) = client.try_subscribe(&filter, QoS::AtLeastOnce) {
-                        tracing::error!(%error, %filter, "could not queue a subscription");
-                    }
+                // Subscribe on every ConnAck: a broker that lost our session (restarted
+                // without persistence) would otherwise leave us connected and deaf.
+                let filters = subscription
+                    .topics
+                    .filters()
+                    .into_iter()
+                    .map(|filter| SubscribeFilter::new(filter, QoS::AtLeastOnce));
+                if let Err(error) = client.try_subscribe_many(filters) {
+                    tracing::error!(%error, "could not queue the subscription");
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(suback))) => {
@@ -124,6 +128,9 @@ pub async fn run(
                     .any(|code| matches!(code, SubscribeReasonCode::Failure))
                 {
                     tracing::error!(%broker, "the broker refused a subscription: check its ACL for the gateway's user");
+                } else {
+                    metrics.mqtt_connected.store(true, Relaxed);
+                    tracing::info!(%broker, filters = ?subscription.topics.filters(), "subscribed");
                 }
             }
             Ok(_) => {}

@@ -30,6 +30,7 @@ pub struct Metrics {
     /// Wall clock minus the meter clock of the newest committed reading, seconds.
     event_lag_seconds: AtomicI64,
     pub store_errors: AtomicU64,
+    /// Connected to the broker and subscribed (set on SubAck, cleared on any connection error).
     pub mqtt_connected: AtomicBool,
     pub mqtt_connections: AtomicU64,
     pub mqtt_errors: AtomicU64,
@@ -180,7 +181,7 @@ impl Metrics {
         );
         gauge(
             "stillwater_mqtt_connected",
-            "1 while connected to the broker.",
+            "1 while connected to the broker and subscribed.",
             i64::from(self.mqtt_connected.load(Relaxed)),
         );
         out

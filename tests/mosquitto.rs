@@ -1,0 +1,222 @@
+//! Interoperability with Mosquitto, the most common external broker.
+//!
+//! Enabled by `STILLWATER_TEST_MOSQUITTO=host:port` (`.ci/run` sets it and makes
+//! sure Mosquitto is installed and running). When the variable is set, an
+//! unreachable broker fails these tests; it never skips them silently.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+
+use common::*;
+use stillwater::config::BrokerChoice;
+
+/// The Mosquitto under test, or `None` when interop tests are not enabled.
+fn mosquitto() -> Option<SocketAddr> {
+    let target = std::env::var("STILLWATER_TEST_MOSQUITTO").ok()?;
+    let addr = target
+        .to_socket_addrs()
+        .unwrap_or_else(|error| panic!("STILLWATER_TEST_MOSQUITTO={target:?}: {error}"))
+        .next()
+        .expect("an address");
+    std::net::TcpStream::connect(addr).unwrap_or_else(|error| {
+        panic!("STILLWATER_TEST_MOSQUITTO is set but no broker answers at {addr}: {error}")
+    });
+    Some(addr)
+}
+
+/// A topic prefix no other run shares, so tests can use a shared broker.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}{}x{nanos}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_published_to_mosquitto_are_stored_and_acknowledged() {
+    let Some(addr) = mosquitto() else {
+        eprintln!("STILLWATER_TEST_MOSQUITTO not set: Mosquitto interop not tested");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.mqtt.broker = BrokerChoice::External {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    };
+    config.mqtt.client_id = unique("stillwater-it-");
+    config.mqtt.topics.native_prefix = unique("it") + "/meters";
+    config.mqtt.topics.wmbusmeters_prefix = unique("it") + "/wmbusmeters";
+    let gateway = start_gateway(&config).await;
+    let mut meter = Publisher::connect(addr, &unique("meter-")).await;
+    let native_topic = format!("{}/ZS-0001/reading", config.mqtt.topics.native_prefix);
+    meter
+        .send(&native_topic, include_str!("fixtures/native/batch.json"))
+        .await;
+    meter.send(&native_topic, "{broken").await;
+    meter
+        .send(
+            &format!("{}/MyTapWater", config.mqtt.topics.wmbusmeters_prefix),
+            include_str!("fixtures/wmbusmeters/multical21.json"),
+        )
+        .await;
+    meter.flush().await;
+    let store = gateway.store.clone();
+    wait_until("four readings and one rejection are stored", || {
+        let store = store.clone();
+        async move {
+            store.reading_count().unwrap() == 4 && store.rejected_messages(5).unwrap().len() == 1
+        }
+    })
+    .await;
+    assert_eq!(
+        store.meter_state("12345678").unwrap().unwrap().last_total_l,
+        Some(6_388)
+    );
+    gateway.stop().await.unwrap();
+
+    // Mosquitto keeps the gateway's session: had any message gone unacknowledged,
+    // it would be redelivered now and counted as a duplicate.
+    let gateway = start_gateway(&config).await;
+    meter
+        .send(&native_topic, native("2026-11-23T09:00:00+08:00", 123_460))
+        .await;
+    meter.flush().await;
+    let metrics = gateway.metrics.clone();
+    wait_until("the next reading is stored", || {
+        let metrics = metrics.clone();
+        async move { metrics.readings_accepted.load(Relaxed) == 1 }
+    })
+    .await;
+    assert_eq!(
+        gateway.metrics.readings_duplicate.load(Relaxed),
+        0,
+        "a committed message was redelivered"
+    );
+    assert_eq!(gateway.metrics.messages_received.load(Relaxed), 1);
+    gateway.stop().await.unwrap();
+}
+
+/// A private Mosquitto on a free port, killed when dropped.
+struct PrivateMosquitto {
+    child: Child,
+    port: u16,
+    config: std::path::PathBuf,
+}
+
+impl PrivateMosquitto {
+    fn start(dir: &std::path::Path, port: u16) -> Self {
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("STILLWATER_TEST_MOSQUITTO is set, so the mosquitto binary must be installed");
+        Self {
+            child,
+            port,
+            config,
+        }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let dir = self.config.parent().unwrap().to_path_buf();
+        *self = Self::start(&dir, self.port);
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn wait_listening(&self) {
+        let port = self.port;
+        wait_until("the private mosquitto listens", || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+    }
+}
+
+impl Drop for PrivateMosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_reconnects_and_resubscribes_after_the_broker_restarts() {
+    if mosquitto().is_none() {
+        eprintln!("STILLWATER_TEST_MOSQUITTO not set: broker restart not tested");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut broker = PrivateMosquitto::start(dir.path(), port);
+    broker.wait_listening().await;
+    let mut config = test_config(dir.path());
+    config.mqtt.broker = BrokerChoice::External {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let gateway = start_gateway(&config).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut meter = Publisher::connect(addr, "meter-before").await;
+    meter
+        .send(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T08:00:00+08:00", 100),
+        )
+        .await;
+    meter.flush().await;
+    let store = gateway.store.clone();
+    wait_until("the first reading is stored", || {
+        let store = store.clone();
+        async move { store.reading_count().unwrap() == 1 }
+    })
+    .await;
+
+    // The restarted broker has no memory of the gateway's session: only a fresh
+    // subscription on the new ConnAck brings readings in again.
+    broker.restart();
+    broker.wait_listening().await;
+    let metrics = gateway.metrics.clone();
+    wait_until("the gateway is connected and subscribed again", || {
+        let metrics = metrics.clone();
+        async move {
+            metrics.mqtt_connections.load(Relaxed) >= 2 && metrics.mqtt_connected.load(Relaxed)
+        }
+    })
+    .await;
+    let mut meter = Publisher::connect(addr, "meter-after").await;
+    meter
+        .send(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T09:00:00+08:00", 106),
+        )
+        .await;
+    meter.flush().await;
+    wait_until("the reading after the restart is stored", || {
+        let store = store.clone();
+        async move { store.reading_count().unwrap() == 2 }
+    })
+    .await;
+    assert!(gateway.metrics.mqtt_errors.load(Relaxed) >= 1);
+    gateway.stop().await.unwrap();
+}
