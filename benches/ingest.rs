@@ -1,1 +1,292 @@
-fn main() {}
+//! Ingest benchmark: prints figures, asserts nothing about speed.
+//!
+//! `cargo bench --bench ingest` measures, in one run on loopback:
+//! 1. the embedded broker's own QoS 1 publish → subscribe rate, with a counting
+//!    subscriber that acknowledges at once;
+//! 2. the gateway's durable ingest rate through the same broker (every reading
+//!    committed to SQLite before it is acknowledged), and the ratio of the two;
+//! 3. start-up (recovery) time and resident memory of the `stillwater` binary
+//!    with 1,000,000 registered meters that all have per-meter state;
+//! 4. bytes on disk per stored reading after 10,000,000 readings.
+//!
+//! Sizes can be lowered for a quick look: BENCH_READINGS, BENCH_METERS,
+//! BENCH_REGISTERED, BENCH_STORED.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use stillwater::app::Gateway;
+use stillwater::config::{BrokerChoice, Config};
+use stillwater::domain::{MeterId, Reading, StatusFlags};
+use stillwater::metrics::Metrics;
+use stillwater::registry::{Contact, NewHousehold};
+use stillwater::store::writer::{Message, Writer};
+use stillwater::store::Store;
+use stillwater::wire::Decoded;
+
+const PUBLISHERS: usize = 4;
+
+fn env_size(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let readings = env_size("BENCH_READINGS", 1_000_000);
+    let meters = env_size("BENCH_METERS", 10_000);
+    let registered = env_size("BENCH_REGISTERED", 1_000_000);
+    let stored = env_size("BENCH_STORED", 10_000_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let dir = tempfile::tempdir()?;
+    println!("stillwater ingest benchmark ({} cores)", std::thread::available_parallelism()?.get());
+
+    let (broker_rate, gateway_rate) = runtime.block_on(async {
+        let broker_rate = broker_only(readings, meters).await?;
+        let gateway_rate = gateway(dir.path(), readings, meters).await?;
+        anyhow::Ok((broker_rate, gateway_rate))
+    })?;
+    println!("1. embedded broker, QoS 1 pub→sub:   {broker_rate:>10.0} msg/s ({readings} readings, {meters} meters)");
+    println!("2. gateway durable ingest:           {gateway_rate:>10.0} readings/s (committed, then acknowledged)");
+    println!("   ratio ingest / broker:            {:>10.2}", gateway_rate / broker_rate);
+
+    let (startup, rss_mib, peak_mib) = startup(dir.path(), registered)?;
+    println!("3. start-up with {registered} meters:     {startup:>10.2} s to healthy; resident {rss_mib:.0} MiB (peak {peak_mib:.0} MiB)");
+
+    let (bytes, write_rate) = bytes_per_reading(dir.path(), stored)?;
+    println!("4. on disk after {stored} readings:   {bytes:>10.2} bytes per reading (store writes {write_rate:.0} readings/s without MQTT)");
+    Ok(())
+}
+
+/// A native reading for meter `meter`'s `index`-th hour, ending about now.
+fn payload(meter: usize, index: usize, per_meter: usize) -> String {
+    let now = chrono::Utc::now().timestamp() / 3600 * 3600;
+    let ts = chrono::DateTime::from_timestamp(now - (per_meter - index) as i64 * 3600, 0).unwrap();
+    format!(r#"{{"ts":"{}","total_l":{},"battery_pct":90}}"#, ts.to_rfc3339(), 1000 + index * 7 + meter % 5)
+}
+
+/// Publishes `readings` QoS 1 messages from PUBLISHERS clients, round-robin over `meters`.
+async fn publish_all(addr: SocketAddr, readings: usize, meters: usize) -> anyhow::Result<()> {
+    let per_meter = readings.div_ceil(meters);
+    let mut tasks = Vec::new();
+    for publisher in 0..PUBLISHERS {
+        let mut options = MqttOptions::new(format!("bench-pub-{publisher}"), addr.ip().to_string(), addr.port());
+        options.set_keep_alive(Duration::from_secs(60)).set_inflight(100);
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        let share: Vec<usize> = (publisher..readings).step_by(PUBLISHERS).collect();
+        let expected = share.len();
+        tasks.push(tokio::spawn(async move {
+            let poller = tokio::spawn(async move {
+                let mut acked = 0;
+                while acked < expected {
+                    if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await? {
+                        acked += 1;
+                    }
+                }
+                anyhow::Ok(())
+            });
+            for n in share {
+                let (meter, index) = (n % meters, n / meters);
+                let topic = format!("meters/BENCH-{meter:06}/reading");
+                client.publish(topic, QoS::AtLeastOnce, false, payload(meter, index, per_meter)).await?;
+            }
+            poller.await??;
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+async fn broker_only(readings: usize, meters: usize) -> anyhow::Result<f64> {
+    let broker = stillwater::broker::start("127.0.0.1:0".parse()?, None)?;
+    let mut options = MqttOptions::new("bench-sub", broker.addr.ip().to_string(), broker.addr.port());
+    options.set_keep_alive(Duration::from_secs(60));
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    client.subscribe("meters/+/reading", QoS::AtLeastOnce).await?;
+    loop {
+        if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {
+            break;
+        }
+    }
+    let counter = tokio::spawn(async move {
+        let mut received = 0;
+        while received < readings {
+            if let Event::Incoming(Packet::Publish(_)) = eventloop.poll().await? {
+                received += 1;
+            }
+        }
+        anyhow::Ok(Instant::now())
+    });
+    let started = Instant::now();
+    publish_all(broker.addr, readings, meters).await?;
+    let done = counter.await??;
+    Ok(readings as f64 / (done - started).as_secs_f64())
+}
+
+async fn gateway(dir: &std::path::Path, readings: usize, meters: usize) -> anyhow::Result<f64> {
+    let mut config = Config::default_config();
+    config.mqtt.broker = BrokerChoice::Embedded {
+        listen: "127.0.0.1:0".parse()?,
+    };
+    config.http.listen = "127.0.0.1:0".parse()?;
+    config.store.path = dir.join("ingest.db");
+    let gateway = Gateway::start(&config).await?;
+    while !gateway.metrics.mqtt_connected.load(Relaxed) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    publish_all(gateway.mqtt_addr, readings, meters).await?;
+    while gateway.metrics.readings_accepted.load(Relaxed) < readings as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed();
+    let body = gateway.metrics.render();
+    let batches = body
+        .lines()
+        .find_map(|l| l.strip_prefix("stillwater_commit_batch_messages_count "))
+        .unwrap_or("?")
+        .to_string();
+    println!("   (gateway committed in {batches} transactions)");
+    gateway.stop().await?;
+    Ok(readings as f64 / elapsed.as_secs_f64())
+}
+
+fn message(readings: Vec<Reading>) -> Message {
+    Message {
+        topic: String::new(),
+        received_at: chrono::Utc::now().timestamp(),
+        received: Instant::now(),
+        decoded: Decoded {
+            meter: None,
+            readings,
+            rejections: Vec::new(),
+        },
+        payload_head: Vec::new(),
+        ack: None,
+    }
+}
+
+fn reading(meter: &str, ts: i64, total_l: i64) -> Reading {
+    Reading {
+        meter: MeterId::parse(meter).unwrap(),
+        ts,
+        total_l,
+        flow_lph: Some(0),
+        battery_pct: Some(90),
+        status: StatusFlags::default(),
+    }
+}
+
+/// Registers `count` households and gives every meter a reading, then starts the
+/// release binary on that database and waits for /healthz.
+fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64)> {
+    let db = dir.join("registry.db");
+    let store = Store::open(&db)?;
+    let now = chrono::Utc::now().timestamp();
+    let phone = stillwater::domain::PhoneNumber::parse("13800138000")?;
+    let households: Vec<NewHousehold> = (0..count)
+        .map(|n| NewHousehold {
+            row: n + 2,
+            meter: MeterId::parse(&format!("REG-{n:07}")).unwrap(),
+            resident_name: format!("住户{n}"),
+            address: format!("中山市石岐区民生路{n}号"),
+            category: "elderly_alone".into(),
+            timezone: chrono_tz::Asia::Shanghai,
+            reporting_interval_min: 60,
+            contacts: vec![Contact {
+                name: "社工".into(),
+                phone: phone.clone(),
+                step: 1,
+            }],
+            notes: String::new(),
+        })
+        .collect();
+    store.register_households(&households, "bench", now)?;
+    let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default()))?;
+    for chunk in households.chunks(4096) {
+        let batch: Vec<Message> = chunk
+            .iter()
+            .map(|h| message(vec![reading(h.meter.as_str(), now - 3600, 1000)]))
+            .collect();
+        writer.write_batch(&batch)?;
+    }
+    drop(writer);
+    store.checkpoint()?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = dir.join("startup.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt]\nlisten = \"127.0.0.1:{port}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[store]\npath = \"{}\"\n[log]\nfilter = \"warn\"\n",
+            db.display()
+        ),
+    )?;
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stillwater"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .spawn()?;
+    let healthy = loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", http_port)) {
+            use std::io::{Read, Write};
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            if response.starts_with("HTTP/1.1 200") {
+                break started.elapsed();
+            }
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the gateway did not become healthy");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    let (rss, peak) = (field("VmRSS:"), field("VmHWM:"));
+    child.kill()?;
+    child.wait()?;
+    Ok((healthy.as_secs_f64(), rss, peak))
+}
+
+/// Stores `count` hourly readings over 10,000 meters in arrival order and
+/// returns the file's bytes per reading and the write rate.
+fn bytes_per_reading(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64)> {
+    let meters = 10_000.min(count);
+    let hours = count / meters;
+    let store = Store::open(dir.join("size.db"))?;
+    let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default()))?;
+    let ids: Vec<String> = (0..meters).map(|m| format!("SIZE-{m:05}")).collect();
+    let start = chrono::Utc::now().timestamp() / 3600 * 3600 - hours as i64 * 3600;
+    let mut rng = firmware_sim::Rng::new(7);
+    let mut totals: Vec<i64> = (0..meters).map(|_| 10_000 + (rng.next_u64() % 500_000) as i64).collect();
+    let began = Instant::now();
+    let mut batch = Vec::with_capacity(4096);
+    for hour in 0..hours {
+        for (meter, id) in ids.iter().enumerate() {
+            totals[meter] += (rng.next_u64() % 30) as i64 * i64::from(rng.next_f64() < 0.5);
+            batch.push(message(vec![reading(id, start + hour as i64 * 3600, totals[meter])]));
+            if batch.len() == 4096 {
+                writer.write_batch(&batch)?;
+                batch.clear();
+            }
+        }
+    }
+    writer.write_batch(&batch)?;
+    let elapsed = began.elapsed();
+    drop(writer);
+    store.checkpoint()?;
+    let written = hours * meters;
+    let bytes = std::fs::metadata(store.path())?.len() as f64;
+    Ok((bytes / written as f64, written as f64 / elapsed.as_secs_f64()))
+}

@@ -80,13 +80,9 @@ async fn main() -> anyhow::Result<()> {
         )),
         _ => None,
     };
-    let credentials = match args.username {
-        Some(user) => Some((
-            user,
-            std::env::var("STILLWATER_MQTT_PASSWORD").unwrap_or_default(),
-        )),
-        None => None,
-    };
+    let credentials = args
+        .username
+        .map(|user| (user, std::env::var("STILLWATER_MQTT_PASSWORD").unwrap_or_default()));
     let config = firmware_sim::SimConfig {
         host: args.host,
         port: args.port,
