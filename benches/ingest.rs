@@ -30,7 +30,10 @@ use stillwater::wire::Decoded;
 const PUBLISHERS: usize = 4;
 
 fn env_size(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,9 +41,14 @@ fn main() -> anyhow::Result<()> {
     let meters = env_size("BENCH_METERS", 10_000);
     let registered = env_size("BENCH_REGISTERED", 1_000_000);
     let stored = env_size("BENCH_STORED", 10_000_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let dir = tempfile::tempdir()?;
-    println!("stillwater ingest benchmark ({} cores)", std::thread::available_parallelism()?.get());
+    println!(
+        "stillwater ingest benchmark ({} cores)",
+        std::thread::available_parallelism()?.get()
+    );
 
     let (broker_rate, gateway_rate) = runtime.block_on(async {
         let broker_rate = broker_only(readings, meters).await?;
@@ -49,7 +57,10 @@ fn main() -> anyhow::Result<()> {
     })?;
     println!("1. embedded broker, QoS 1 pub→sub:   {broker_rate:>10.0} msg/s ({readings} readings, {meters} meters)");
     println!("2. gateway durable ingest:           {gateway_rate:>10.0} readings/s (committed, then acknowledged)");
-    println!("   ratio ingest / broker:            {:>10.2}", gateway_rate / broker_rate);
+    println!(
+        "   ratio ingest / broker:            {:>10.2}",
+        gateway_rate / broker_rate
+    );
 
     let (startup, rss_mib, peak_mib) = startup(dir.path(), registered)?;
     println!("3. start-up with {registered} meters:     {startup:>10.2} s to healthy; resident {rss_mib:.0} MiB (peak {peak_mib:.0} MiB)");
@@ -63,7 +74,11 @@ fn main() -> anyhow::Result<()> {
 fn payload(meter: usize, index: usize, per_meter: usize) -> String {
     let now = chrono::Utc::now().timestamp() / 3600 * 3600;
     let ts = chrono::DateTime::from_timestamp(now - (per_meter - index) as i64 * 3600, 0).unwrap();
-    format!(r#"{{"ts":"{}","total_l":{},"battery_pct":90}}"#, ts.to_rfc3339(), 1000 + index * 7 + meter % 5)
+    format!(
+        r#"{{"ts":"{}","total_l":{},"battery_pct":90}}"#,
+        ts.to_rfc3339(),
+        1000 + index * 7 + meter % 5
+    )
 }
 
 /// Publishes `readings` QoS 1 messages from PUBLISHERS clients, round-robin over `meters`.
@@ -71,8 +86,14 @@ async fn publish_all(addr: SocketAddr, readings: usize, meters: usize) -> anyhow
     let per_meter = readings.div_ceil(meters);
     let mut tasks = Vec::new();
     for publisher in 0..PUBLISHERS {
-        let mut options = MqttOptions::new(format!("bench-pub-{publisher}"), addr.ip().to_string(), addr.port());
-        options.set_keep_alive(Duration::from_secs(60)).set_inflight(100);
+        let mut options = MqttOptions::new(
+            format!("bench-pub-{publisher}"),
+            addr.ip().to_string(),
+            addr.port(),
+        );
+        options
+            .set_keep_alive(Duration::from_secs(60))
+            .set_inflight(100);
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
         let share: Vec<usize> = (publisher..readings).step_by(PUBLISHERS).collect();
         let expected = share.len();
@@ -89,7 +110,14 @@ async fn publish_all(addr: SocketAddr, readings: usize, meters: usize) -> anyhow
             for n in share {
                 let (meter, index) = (n % meters, n / meters);
                 let topic = format!("meters/BENCH-{meter:06}/reading");
-                client.publish(topic, QoS::AtLeastOnce, false, payload(meter, index, per_meter)).await?;
+                client
+                    .publish(
+                        topic,
+                        QoS::AtLeastOnce,
+                        false,
+                        payload(meter, index, per_meter),
+                    )
+                    .await?;
             }
             poller.await??;
             anyhow::Ok(())
@@ -103,10 +131,16 @@ async fn publish_all(addr: SocketAddr, readings: usize, meters: usize) -> anyhow
 
 async fn broker_only(readings: usize, meters: usize) -> anyhow::Result<f64> {
     let broker = stillwater::broker::start("127.0.0.1:0".parse()?, None)?;
-    let mut options = MqttOptions::new("bench-sub", broker.addr.ip().to_string(), broker.addr.port());
+    let mut options = MqttOptions::new(
+        "bench-sub",
+        broker.addr.ip().to_string(),
+        broker.addr.port(),
+    );
     options.set_keep_alive(Duration::from_secs(60));
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    client.subscribe("meters/+/reading", QoS::AtLeastOnce).await?;
+    client
+        .subscribe("meters/+/reading", QoS::AtLeastOnce)
+        .await?;
     loop {
         if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {
             break;
@@ -217,8 +251,12 @@ fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64
     drop(writer);
     store.checkpoint()?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let config = dir.join("startup.toml");
     std::fs::write(
         &config,
@@ -241,10 +279,14 @@ fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64
                 break started.elapsed();
             }
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the gateway did not become healthy");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the gateway did not become healthy"
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -269,13 +311,19 @@ fn bytes_per_reading(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64
     let ids: Vec<String> = (0..meters).map(|m| format!("SIZE-{m:05}")).collect();
     let start = chrono::Utc::now().timestamp() / 3600 * 3600 - hours as i64 * 3600;
     let mut rng = firmware_sim::Rng::new(7);
-    let mut totals: Vec<i64> = (0..meters).map(|_| 10_000 + (rng.next_u64() % 500_000) as i64).collect();
+    let mut totals: Vec<i64> = (0..meters)
+        .map(|_| 10_000 + (rng.next_u64() % 500_000) as i64)
+        .collect();
     let began = Instant::now();
     let mut batch = Vec::with_capacity(4096);
     for hour in 0..hours {
         for (meter, id) in ids.iter().enumerate() {
             totals[meter] += (rng.next_u64() % 30) as i64 * i64::from(rng.next_f64() < 0.5);
-            batch.push(message(vec![reading(id, start + hour as i64 * 3600, totals[meter])]));
+            batch.push(message(vec![reading(
+                id,
+                start + hour as i64 * 3600,
+                totals[meter],
+            )]));
             if batch.len() == 4096 {
                 writer.write_batch(&batch)?;
                 batch.clear();
@@ -288,5 +336,8 @@ fn bytes_per_reading(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64
     store.checkpoint()?;
     let written = hours * meters;
     let bytes = std::fs::metadata(store.path())?.len() as f64;
-    Ok((bytes / written as f64, written as f64 / elapsed.as_secs_f64()))
+    Ok((
+        bytes / written as f64,
+        written as f64 / elapsed.as_secs_f64(),
+    ))
 }

@@ -14,7 +14,11 @@ fn stillwater(db: &Path, args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn fixture(name: &str) -> String {
@@ -28,11 +32,23 @@ fn a_bad_csv_imports_nothing_and_names_every_bad_row() {
     let output = stillwater(&db, &["meters", "import", &fixture("bad.csv")]);
     assert!(!output.status.success());
     let message = text(&output);
-    assert!(message.contains("nothing imported; 8 problem(s)"), "{message}");
-    assert!(message.contains("row 4, column contact1_phone"), "{message}");
-    assert!(message.contains("row 6, column timezone: \"Beijing\""), "{message}");
+    assert!(
+        message.contains("nothing imported; 8 problem(s)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("row 4, column contact1_phone"),
+        "{message}"
+    );
+    assert!(
+        message.contains("row 6, column timezone: \"Beijing\""),
+        "{message}"
+    );
     let list = stillwater(&db, &["meters", "list"]);
-    assert!(text(&list).contains("no meters registered"), "the good first row must not be imported either");
+    assert!(
+        text(&list).contains("no meters registered"),
+        "the good first row must not be imported either"
+    );
 }
 
 #[test]
@@ -45,18 +61,28 @@ fn a_good_csv_registers_meters_that_show_their_installation_check() {
 
     let again = stillwater(&db, &["meters", "import", &fixture("good.csv")]);
     assert!(!again.status.success());
-    assert!(text(&again).contains("row 2, column meter_id: ZS-0001 is already registered"), "{}", text(&again));
+    assert!(
+        text(&again).contains("row 2, column meter_id: ZS-0001 is already registered"),
+        "{}",
+        text(&again)
+    );
 
     let show = text(&stillwater(&db, &["meters", "show", "ZS-0001"]));
     assert!(show.contains("NO MESSAGE YET"), "{show}");
     assert!(show.contains("meters/ZS-0001/reading"), "{show}");
-    assert!(show.contains("+86138****8000"), "phone numbers are masked: {show}");
+    assert!(
+        show.contains("+86138****8000"),
+        "phone numbers are masked: {show}"
+    );
     assert!(!show.contains("13800138000"), "{show}");
 
     let replaced = stillwater(&db, &["meters", "replace", "ZS-0001", "ZS-0001B"]);
     assert!(replaced.status.success(), "{}", text(&replaced));
     let show = text(&stillwater(&db, &["meters", "show", "ZS-0001B"]));
-    assert!(show.contains("registration: active") && show.contains("张桂芳"), "{show}");
+    assert!(
+        show.contains("registration: active") && show.contains("张桂芳"),
+        "{show}"
+    );
     let removed = stillwater(&db, &["meters", "remove", "ZS-0404"]);
     assert!(!removed.status.success());
     assert!(text(&removed).contains("meter ZS-0404 is not registered"));
@@ -68,14 +94,41 @@ fn adding_a_meter_by_hand_validates_every_field() {
     let db = dir.path().join("cli.db");
     let bad = stillwater(
         &db,
-        &["meters", "add", "--meter", "A 1", "--name", "", "--address", "x", "--contact", "李敏,12345"],
+        &[
+            "meters",
+            "add",
+            "--meter",
+            "A 1",
+            "--name",
+            "",
+            "--address",
+            "x",
+            "--contact",
+            "李敏,12345",
+        ],
     );
     assert!(!bad.status.success());
     let message = text(&bad);
-    assert!(message.contains("meter_id") && message.contains("resident_name") && message.contains("contact1_phone"), "{message}");
+    assert!(
+        message.contains("meter_id")
+            && message.contains("resident_name")
+            && message.contains("contact1_phone"),
+        "{message}"
+    );
     let good = stillwater(
         &db,
-        &["meters", "add", "--meter", "A1", "--name", "王芳", "--address", "兴文路8号", "--contact", "李敏,13800138000"],
+        &[
+            "meters",
+            "add",
+            "--meter",
+            "A1",
+            "--name",
+            "王芳",
+            "--address",
+            "兴文路8号",
+            "--contact",
+            "李敏,13800138000",
+        ],
     );
     assert!(good.status.success(), "{}", text(&good));
 }
@@ -102,5 +155,9 @@ fn config_errors_name_the_key_and_print_config_is_valid() {
         .output()
         .unwrap();
     assert!(!serve.status.success());
-    assert!(text(&serve).contains("unknown field `port`"), "{}", text(&serve));
+    assert!(
+        text(&serve).contains("unknown field `port`"),
+        "{}",
+        text(&serve)
+    );
 }

@@ -80,9 +80,12 @@ async fn main() -> anyhow::Result<()> {
         )),
         _ => None,
     };
-    let credentials = args
-        .username
-        .map(|user| (user, std::env::var("STILLWATER_MQTT_PASSWORD").unwrap_or_default()));
+    let credentials = args.username.map(|user| {
+        (
+            user,
+            std::env::var("STILLWATER_MQTT_PASSWORD").unwrap_or_default(),
+        )
+    });
     let config = firmware_sim::SimConfig {
         host: args.host,
         port: args.port,
