@@ -14,6 +14,7 @@
 //! - [`broker`] — the embedded MQTT broker (rumqttd).
 //! - [`ingest`] — the MQTT subscription loop; acknowledges only after commit.
 //! - [`store`] — SQLite, the only module that knows SQL; the writer thread.
+//! - [`detect`] — welfare and device rules, pure, in event time.
 //! - [`registry`] — households, contacts and the installation CSV.
 //! - [`metrics`] and [`http`] — `/metrics` and `/healthz`.
 //! - [`app`] — wiring everything from a [`config::Config`] until shutdown.
@@ -25,6 +26,7 @@ pub mod app;
 pub mod broker;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod domain;
 pub mod http;
 pub mod ingest;
