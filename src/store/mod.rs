@@ -156,6 +156,10 @@ impl Store {
     pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
         let connection = Connection::open(&self.path)?;
         connection.busy_timeout(Duration::from_secs(10))?;
+        // Only takes effect when the file is created. Small pages: a transaction
+        // writes every page it touches to the WAL, and ingest touches a few rows
+        // on many pages.
+        connection.pragma_update(None, "page_size", 1024)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;

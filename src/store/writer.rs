@@ -80,6 +80,10 @@ impl Writer {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let connection = store.connect()?;
+        // The writer touches a few rows on many pages: keep the hot pages cached
+        // (128 MiB) and checkpoint the WAL in larger steps (16 MiB).
+        connection.pragma_update(None, "cache_size", -131_072)?;
+        connection.pragma_update(None, "wal_autocheckpoint", 16_384)?;
         let mut cursors = HashMap::new();
         {
             let mut statement = connection.prepare(
