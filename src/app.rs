@@ -1,28 +1,35 @@
 //! Wiring: builds the running gateway from a [`Config`] and runs it until shutdown.
 //!
 //! Start order: store (migrations) → writer (recovers per-meter state) →
-//! embedded broker (if configured) → ingest → HTTP. One cancellation token
+//! alert engine (evaluates what was committed but not yet evaluated) →
+//! notifier (delivers the outbox) → embedded broker (if configured) → ingest →
+//! HTTP. One cancellation token
 //! stops everything; if any part stops on its own, the whole gateway stops
 //! rather than running half alive.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::Engine;
 use crate::config::{BrokerChoice, Config};
 use crate::ingest::{self, Subscription};
 use crate::metrics::Metrics;
-use crate::store::writer::Writer;
+use crate::notify;
+use crate::store::writer::{CommitListener, Writer};
 use crate::store::Store;
 use crate::{broker, http};
 
 /// Messages that may wait between ingest and the writer.
 const INBOX_CAPACITY: usize = 8192;
+/// Commits whose meters may wait for the alert engine (beyond, it rescans the store).
+const ENGINE_INBOX_CAPACITY: usize = 1024;
 
 /// A running gateway.
 pub struct Gateway {
@@ -35,7 +42,9 @@ pub struct Gateway {
     shutdown: CancellationToken,
     ingest: JoinHandle<()>,
     http: JoinHandle<std::io::Result<()>>,
+    notifier: JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
+    engine: std::thread::JoinHandle<()>,
 }
 
 impl Gateway {
@@ -52,10 +61,39 @@ impl Gateway {
             path = %store.path().display(),
             "store open; per-meter state recovered"
         );
+        let shutdown = CancellationToken::new();
+        let (committed_tx, committed_rx) = std::sync::mpsc::sync_channel(ENGINE_INBOX_CAPACITY);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let writer = writer.with_listener(CommitListener {
+            meters: committed_tx,
+            overflowed: overflowed.clone(),
+        });
         let (outbox, inbox) = mpsc::channel(INBOX_CAPACITY);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(inbox))?;
+
+        let wake_notifier = Arc::new(Notify::new());
+        let engine = Engine::new(
+            &store,
+            config.rules.clone(),
+            config.alerts.clone(),
+            &config.sms,
+            wake_notifier.clone(),
+            overflowed,
+        )?;
+        let engine_shutdown = shutdown.clone();
+        let engine = std::thread::Builder::new()
+            .name("alert-engine".into())
+            .spawn(move || engine.run(committed_rx, engine_shutdown))?;
+        let provider = notify::build(&config.sms)?;
+        let notifier = tokio::spawn(notify::notifier::run(
+            store.clone(),
+            provider,
+            wake_notifier,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
 
         let (host, port) = match &config.mqtt.broker {
             BrokerChoice::Embedded { listen } => {
@@ -79,7 +117,6 @@ impl Gateway {
             .and_then(|mut addrs| addrs.next())
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
 
-        let shutdown = CancellationToken::new();
         let subscription = Subscription {
             host,
             port,
@@ -106,6 +143,9 @@ impl Gateway {
         let http_addr = listener.local_addr()?;
         let app = http::router(http::HttpState {
             metrics: metrics.clone(),
+            store: store.clone(),
+            inbound_token: config.sms.inbound_token.clone(),
+            language: config.sms.language,
         });
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
@@ -122,7 +162,9 @@ impl Gateway {
             shutdown,
             ingest,
             http,
+            notifier,
             writer,
+            engine,
         })
     }
 
@@ -138,14 +180,17 @@ impl Gateway {
             shutdown,
             mut ingest,
             mut http,
+            mut notifier,
             writer,
+            engine,
             ..
         } = self;
-        let (failure, ingest_done, http_done) = tokio::select! {
+        let (failure, ingest_done, http_done, notifier_done) = tokio::select! {
             biased; // a requested stop is not a failure, even when the parts have stopped too
-            _ = shutdown.cancelled() => (None, false, false),
-            _ = &mut ingest => (Some("MQTT ingest stopped"), true, false),
-            _ = &mut http => (Some("the HTTP listener stopped"), false, true),
+            _ = shutdown.cancelled() => (None, false, false, false),
+            _ = &mut ingest => (Some("MQTT ingest stopped"), true, false, false),
+            _ = &mut http => (Some("the HTTP listener stopped"), false, true, false),
+            _ = &mut notifier => (Some("the SMS notifier stopped"), false, false, true),
         };
         shutdown.cancel();
         if !ingest_done {
@@ -154,10 +199,16 @@ impl Gateway {
         if !http_done {
             let _ = http.await;
         }
+        if !notifier_done {
+            let _ = notifier.await;
+        }
         // The ingest task owned the only sender: the writer drains and returns.
         tokio::task::spawn_blocking(move || writer.join())
             .await?
             .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
+        tokio::task::spawn_blocking(move || engine.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the alert engine panicked"))?;
         match failure {
             Some(what) => Err(anyhow::anyhow!("{what}; the gateway stopped")),
             None => Ok(()),

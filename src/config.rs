@@ -5,6 +5,7 @@
 //! gets a validated [`Config`]. Secrets come from the environment only and are
 //! wrapped in [`Secret`], whose `Debug` never shows them.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::detect::Policy;
+use crate::domain::PhoneNumber;
 use crate::wire::Topics;
 
 /// The default configuration, exactly as `stillwater print-config` prints it.
@@ -75,6 +78,117 @@ pub struct Config {
     pub http: HttpConfig,
     pub registry: RegistryDefaults,
     pub log_filter: String,
+    pub rules: RulesConfig,
+    pub alerts: AlertsConfig,
+    pub sms: SmsConfig,
+}
+
+/// Rule thresholds: the global policy and per-category overrides.
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    pub global: Policy,
+    /// `meter_offline` fires after max(3 × reporting interval, this), seconds.
+    pub offline_at_least_s: i64,
+    pub categories: HashMap<String, RuleOverrides>,
+}
+
+/// Any rule parameter, for a category (or, later, a household).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleOverrides {
+    pub min_litres: Option<i64>,
+    pub warning_window_s: Option<i64>,
+    pub urgent_window_s: Option<i64>,
+    pub min_flow_lph: Option<i64>,
+    pub flow_s: Option<i64>,
+    pub leak_s: Option<i64>,
+    pub max_litres_per_day: Option<i64>,
+}
+
+impl RulesConfig {
+    /// The policy of a household in `category`: global, then the category's overrides.
+    pub fn policy_for(&self, category: &str) -> Policy {
+        let mut policy = self.global.clone();
+        if let Some(o) = self.categories.get(category) {
+            let set = |field: &mut i64, value: Option<i64>| {
+                if let Some(value) = value {
+                    *field = value;
+                }
+            };
+            set(&mut policy.min_litres, o.min_litres);
+            set(&mut policy.warning_window_s, o.warning_window_s);
+            set(&mut policy.urgent_window_s, o.urgent_window_s);
+            set(&mut policy.min_flow_lph, o.min_flow_lph);
+            set(&mut policy.flow_s, o.flow_s);
+            set(&mut policy.leak_s, o.leak_s);
+            set(&mut policy.max_litres_per_day, o.max_litres_per_day);
+        }
+        policy
+    }
+}
+
+/// Who is told, when, and how often.
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    pub notify_warning: bool,
+    pub escalate_after: Duration,
+    pub repeat_after: Duration,
+    pub check_in_wait: Duration,
+    pub maintenance: Vec<PhoneNumber>,
+    pub tick: Duration,
+}
+
+/// The SMS language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    Zh,
+    En,
+}
+
+impl Language {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Zh => "zh",
+            Language::En => "en",
+        }
+    }
+}
+
+/// Which SMS provider sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderChoice {
+    Log,
+    Webhook { url: String, token: Option<Secret> },
+}
+
+#[derive(Debug, Clone)]
+pub struct SmsConfig {
+    pub provider: ProviderChoice,
+    pub language: Language,
+    pub timeout: Duration,
+    /// Bearer token for POST /sms/inbound; `None` disables the endpoint.
+    pub inbound_token: Option<Secret>,
+    /// Template overrides by "<kind>.<language>".
+    pub templates: HashMap<String, String>,
+}
+
+/// The environment variable holding the webhook provider's bearer token.
+pub const SMS_WEBHOOK_TOKEN_ENV: &str = "STILLWATER_SMS_WEBHOOK_TOKEN";
+/// The environment variable holding the inbound-SMS bearer token.
+pub const SMS_INBOUND_TOKEN_ENV: &str = "STILLWATER_SMS_INBOUND_TOKEN";
+
+/// Parses "90s", "30m", "12h", "7d" into seconds.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    let number: i64 = number.parse().ok().filter(|n| *n > 0)?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(scale)
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +245,57 @@ struct RawConfig {
     http: RawHttp,
     registry: RawRegistry,
     log: RawLog,
+    rules: RawRules,
+    alerts: RawAlerts,
+    sms: RawSms,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    min_litres: i64,
+    warning_window: String,
+    urgent_window: String,
+    min_flow_lph: i64,
+    flow_for: String,
+    leak_for: String,
+    max_litres_per_day: i64,
+    offline_at_least: String,
+    background_window: String,
+    categories: HashMap<String, RawRuleOverrides>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuleOverrides {
+    min_litres: Option<i64>,
+    warning_window: Option<String>,
+    urgent_window: Option<String>,
+    min_flow_lph: Option<i64>,
+    flow_for: Option<String>,
+    leak_for: Option<String>,
+    max_litres_per_day: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    notify_warning: bool,
+    escalate_after: String,
+    repeat_after: String,
+    check_in_wait: String,
+    maintenance: Vec<String>,
+    tick: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSms {
+    provider: String,
+    webhook_url: String,
+    language: String,
+    timeout: String,
+    templates: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -343,7 +508,13 @@ impl RawConfig {
                 "must be a tracing filter such as \"info\"",
             ));
         }
+        let rules = validate_rules(self.rules)?;
+        let alerts = validate_alerts(self.alerts)?;
+        let sms = validate_sms(self.sms, env)?;
         Ok(Config {
+            rules,
+            alerts,
+            sms,
             mqtt: MqttConfig {
                 broker,
                 client_id: mqtt.client_id,
@@ -368,6 +539,151 @@ impl RawConfig {
             log_filter: self.log.filter,
         })
     }
+}
+
+fn duration(key: &'static str, text: &str) -> Result<i64, ConfigError> {
+    parse_duration(text).ok_or_else(|| {
+        bad_value(
+            key,
+            text,
+            "must be a duration such as \"90s\", \"30m\", \"12h\" or \"7d\"",
+        )
+    })
+}
+
+fn positive(key: &'static str, value: i64) -> Result<i64, ConfigError> {
+    if value > 0 {
+        Ok(value)
+    } else {
+        Err(bad_value(key, value, "must be at least 1"))
+    }
+}
+
+fn validate_rules(raw: RawRules) -> Result<RulesConfig, ConfigError> {
+    let global = Policy {
+        min_litres: positive("rules.min_litres", raw.min_litres)?,
+        warning_window_s: duration("rules.warning_window", &raw.warning_window)?,
+        urgent_window_s: duration("rules.urgent_window", &raw.urgent_window)?,
+        min_flow_lph: positive("rules.min_flow_lph", raw.min_flow_lph)?,
+        flow_s: duration("rules.flow_for", &raw.flow_for)?,
+        leak_s: duration("rules.leak_for", &raw.leak_for)?,
+        max_litres_per_day: positive("rules.max_litres_per_day", raw.max_litres_per_day)?,
+        background_s: duration("rules.background_window", &raw.background_window)?,
+    };
+    if global.urgent_window_s < global.warning_window_s {
+        return Err(bad_value(
+            "rules.urgent_window",
+            &raw.urgent_window,
+            "must be at least rules.warning_window",
+        ));
+    }
+    let mut categories = HashMap::new();
+    for (name, o) in raw.categories {
+        let optional = |key: &'static str, text: &Option<String>| {
+            text.as_deref().map(|t| duration(key, t)).transpose()
+        };
+        let overrides = RuleOverrides {
+            min_litres: o
+                .min_litres
+                .map(|v| positive("rules.categories.*.min_litres", v))
+                .transpose()?,
+            warning_window_s: optional("rules.categories.*.warning_window", &o.warning_window)?,
+            urgent_window_s: optional("rules.categories.*.urgent_window", &o.urgent_window)?,
+            min_flow_lph: o
+                .min_flow_lph
+                .map(|v| positive("rules.categories.*.min_flow_lph", v))
+                .transpose()?,
+            flow_s: optional("rules.categories.*.flow_for", &o.flow_for)?,
+            leak_s: optional("rules.categories.*.leak_for", &o.leak_for)?,
+            max_litres_per_day: o
+                .max_litres_per_day
+                .map(|v| positive("rules.categories.*.max_litres_per_day", v))
+                .transpose()?,
+        };
+        categories.insert(name, overrides);
+    }
+    Ok(RulesConfig {
+        global,
+        offline_at_least_s: duration("rules.offline_at_least", &raw.offline_at_least)?,
+        categories,
+    })
+}
+
+fn validate_alerts(raw: RawAlerts) -> Result<AlertsConfig, ConfigError> {
+    let seconds = |key, text: &str| duration(key, text).map(|s| Duration::from_secs(s as u64));
+    let mut maintenance = Vec::new();
+    for phone in &raw.maintenance {
+        maintenance.push(
+            PhoneNumber::parse(phone)
+                .map_err(|error| bad_value("alerts.maintenance", phone, error.to_string()))?,
+        );
+    }
+    Ok(AlertsConfig {
+        notify_warning: raw.notify_warning,
+        escalate_after: seconds("alerts.escalate_after", &raw.escalate_after)?,
+        repeat_after: seconds("alerts.repeat_after", &raw.repeat_after)?,
+        check_in_wait: seconds("alerts.check_in_wait", &raw.check_in_wait)?,
+        maintenance,
+        tick: seconds("alerts.tick", &raw.tick)?,
+    })
+}
+
+fn validate_sms(
+    raw: RawSms,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SmsConfig, ConfigError> {
+    let provider = match raw.provider.as_str() {
+        "log" => ProviderChoice::Log,
+        "webhook" => {
+            if !(raw.webhook_url.starts_with("http://") || raw.webhook_url.starts_with("https://"))
+            {
+                return Err(bad_value(
+                    "sms.webhook_url",
+                    &raw.webhook_url,
+                    "must be an http:// or https:// URL when sms.provider = \"webhook\"",
+                ));
+            }
+            ProviderChoice::Webhook {
+                url: raw.webhook_url,
+                token: env(SMS_WEBHOOK_TOKEN_ENV)
+                    .filter(|t| !t.is_empty())
+                    .map(Secret::new),
+            }
+        }
+        other => {
+            return Err(bad_value(
+                "sms.provider",
+                other,
+                "must be \"log\" or \"webhook\"",
+            ))
+        }
+    };
+    let language = match raw.language.as_str() {
+        "zh" => Language::Zh,
+        "en" => Language::En,
+        other => return Err(bad_value("sms.language", other, "must be \"zh\" or \"en\"")),
+    };
+    for key in raw.templates.keys() {
+        let known = key.split_once('.').is_some_and(|(kind, language)| {
+            crate::detect::Kind::parse(kind).is_some() && matches!(language, "zh" | "en")
+        });
+        if !known {
+            return Err(bad_value(
+                "sms.templates",
+                key,
+                "keys are \"<kind>.<language>\", e.g. \"no_usage.zh\"",
+            ));
+        }
+    }
+    Ok(SmsConfig {
+        provider,
+        language,
+        timeout: Duration::from_secs(duration("sms.timeout", &raw.timeout)? as u64),
+        inbound_token: env(SMS_INBOUND_TOKEN_ENV)
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+        templates: raw.templates,
+    })
 }
 
 fn parse_mqtt_url(url: &str) -> Result<(String, u16), ConfigError> {
@@ -436,8 +752,8 @@ mod tests {
     fn unknown_keys_are_named() {
         let error = Config::from_toml("[mqtt]\nbroker_port = 1\n", &no_env).unwrap_err();
         assert!(error.to_string().contains("broker_port"), "{error}");
-        let error = Config::from_toml("[sms]\nprovider = \"log\"\n", &no_env).unwrap_err();
-        assert!(error.to_string().contains("sms"), "{error}");
+        let error = Config::from_toml("[smtp]\nhost = \"mail\"\n", &no_env).unwrap_err();
+        assert!(error.to_string().contains("smtp"), "{error}");
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`ingest`] — the MQTT subscription loop; acknowledges only after commit.
 //! - [`store`] — SQLite, the only module that knows SQL; the writer thread.
 //! - [`detect`] — welfare and device rules, pure, in event time.
+//! - [`alert`] — the alert lifecycle, escalation and the outbox of texts.
+//! - [`notify`] — SMS providers, templates, and the notifier that delivers texts.
 //! - [`registry`] — households, contacts and the installation CSV.
 //! - [`metrics`] and [`http`] — `/metrics` and `/healthz`.
 //! - [`app`] — wiring everything from a [`config::Config`] until shutdown.
@@ -22,6 +24,7 @@
 //!
 //! The `stillwater` binary (`src/main.rs`) is only the command line.
 
+pub mod alert;
 pub mod app;
 pub mod broker;
 pub mod config;
@@ -31,6 +34,7 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod registry;
 pub mod store;
 pub mod wire;

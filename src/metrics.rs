@@ -34,6 +34,9 @@ pub struct Metrics {
     pub mqtt_connected: AtomicBool,
     pub mqtt_connections: AtomicU64,
     pub mqtt_errors: AtomicU64,
+    pub sms_sent: AtomicU64,
+    pub sms_retries: AtomicU64,
+    pub sms_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -122,6 +125,21 @@ impl Metrics {
             "stillwater_mqtt_errors_total",
             "Broker connection errors.",
             self.mqtt_errors.load(Relaxed),
+        );
+        counter(
+            "stillwater_sms_sent_total",
+            "Texts the provider accepted.",
+            self.sms_sent.load(Relaxed),
+        );
+        counter(
+            "stillwater_sms_retries_total",
+            "Attempts that failed temporarily and will be retried.",
+            self.sms_retries.load(Relaxed),
+        );
+        counter(
+            "stillwater_sms_failed_total",
+            "Texts the provider refused for good.",
+            self.sms_failed.load(Relaxed),
         );
         let _ = writeln!(
             out,

@@ -9,6 +9,7 @@
 //! transaction as the readings, so a restart recovers everything from disk.
 //! Another backend (PostgreSQL) would replace this module and nothing else.
 
+pub mod alerts;
 pub mod chunk;
 mod schema;
 pub mod writer;
@@ -42,6 +43,10 @@ pub enum StoreError {
     },
     #[error("meter {0} is not registered")]
     NotRegistered(String),
+    #[error("{0}")]
+    Action(#[from] alerts::ActionError),
+    #[error("{0}")]
+    NotFound(String),
     #[error("cannot create the database directory {path}: {source}")]
     Directory {
         path: PathBuf,

@@ -88,6 +88,78 @@ const MIGRATIONS: &[&str] = &[
         detail  TEXT NOT NULL
     );
     ",
+    // 2: alerts, their history, the notification outbox, reply codes, absences,
+    //    and how far detection has evaluated each meter.
+    "
+    ALTER TABLE meter_state ADD COLUMN evaluated_through INTEGER; -- meter clock
+    ALTER TABLE households ADD COLUMN check_in_phone TEXT;         -- E.164, the resident's own
+    CREATE TABLE alerts (
+        id                 INTEGER PRIMARY KEY,
+        meter_id           TEXT NOT NULL,
+        household_id       INTEGER,
+        kind               TEXT NOT NULL,
+        severity           TEXT NOT NULL,
+        state              TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved', 'closed')),
+        since              INTEGER NOT NULL,   -- meter clock: when the condition began
+        opened_at          INTEGER NOT NULL,   -- meter clock (wall clock for meter_offline)
+        last_detected_at   INTEGER NOT NULL,
+        detail             TEXT NOT NULL,
+        created_at         INTEGER NOT NULL,   -- wall clock
+        notified_step      INTEGER NOT NULL DEFAULT 0,
+        last_notified_at   INTEGER,            -- wall clock of the newest step or reminder
+        reminders          INTEGER NOT NULL DEFAULT 0,
+        check_in_until     INTEGER,            -- wall clock: contacts wait for the resident's reply
+        acknowledged_at    INTEGER, acknowledged_by TEXT, acknowledged_via TEXT,
+        resolved_at        INTEGER, resolved_by TEXT, resolved_via TEXT,
+        closed_at          INTEGER, closed_by TEXT, closed_via TEXT,
+        disposition        TEXT, note TEXT
+    );
+    CREATE UNIQUE INDEX alerts_one_active ON alerts (meter_id, kind) WHERE state IN ('open', 'acknowledged');
+    CREATE INDEX alerts_state ON alerts (state, id);
+    CREATE TABLE alert_events (
+        alert_id INTEGER NOT NULL REFERENCES alerts (id),
+        at       INTEGER NOT NULL,             -- wall clock
+        actor    TEXT NOT NULL,
+        channel  TEXT NOT NULL,                -- detector, sms, cli, web, escalation
+        action   TEXT NOT NULL,
+        detail   TEXT NOT NULL
+    );
+    CREATE INDEX alert_events_alert ON alert_events (alert_id);
+    CREATE TABLE notifications (
+        id              INTEGER PRIMARY KEY,
+        alert_id        INTEGER NOT NULL REFERENCES alerts (id),
+        phone           TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        step            INTEGER NOT NULL,
+        purpose         TEXT NOT NULL,         -- alert, reminder, resolved, check_in
+        text            TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'cancelled')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        due_at          INTEGER NOT NULL,      -- wall clock, ms
+        last_error      TEXT,
+        sent_at         INTEGER,
+        created_at      INTEGER NOT NULL
+    );
+    CREATE INDEX notifications_due ON notifications (state, due_at);
+    CREATE TABLE sms_codes (
+        phone    TEXT NOT NULL,
+        code     INTEGER NOT NULL,
+        alert_id INTEGER NOT NULL REFERENCES alerts (id),
+        PRIMARY KEY (phone, code)
+    ) WITHOUT ROWID;
+    CREATE TABLE absences (
+        id           INTEGER PRIMARY KEY,
+        household_id INTEGER NOT NULL REFERENCES households (id),
+        reason       TEXT NOT NULL,
+        starts_at    INTEGER NOT NULL,
+        ends_at      INTEGER NOT NULL,
+        declared_by  TEXT NOT NULL,
+        declared_at  INTEGER NOT NULL,
+        ended_at     INTEGER
+    );
+    CREATE INDEX absences_household ON absences (household_id, ends_at);
+    ",
 ];
 
 /// The schema version this build writes.

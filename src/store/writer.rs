@@ -64,8 +64,16 @@ struct Cursor {
     last_total_l: Option<i64>,
 }
 
+/// Where the writer names the meters each commit touched (the alert engine).
+pub struct CommitListener {
+    pub meters: std::sync::mpsc::SyncSender<Vec<String>>,
+    /// Set when `meters` was full: the listener must rescan the store.
+    pub overflowed: Arc<std::sync::atomic::AtomicBool>,
+}
+
 pub struct Writer {
     connection: Connection,
+    listener: Option<CommitListener>,
     /// Every meter that has ever published, recovered from disk at start.
     cursors: HashMap<String, Cursor>,
     rejected_keep: u32,
@@ -106,10 +114,17 @@ impl Writer {
             .store(cursors.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
             connection,
+            listener: None,
             cursors,
             rejected_keep,
             metrics,
         })
+    }
+
+    /// Names the meters of every commit to `listener`.
+    pub fn with_listener(mut self, listener: CommitListener) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// Number of meters the writer knows.
@@ -232,6 +247,16 @@ impl Writer {
             .execute([i64::from(self.rejected_keep)])?;
         }
         tx.commit()?;
+        if let Some(listener) = &self.listener {
+            if !pending.touched.is_empty() {
+                let meters: Vec<String> = pending.touched.drain().collect();
+                if listener.meters.try_send(meters).is_err() {
+                    listener
+                        .overflowed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
         let new_meters = pending
             .cursors
             .keys()
@@ -248,6 +273,8 @@ impl Writer {
 #[derive(Default)]
 struct Pending {
     cursors: HashMap<String, Cursor>,
+    /// Meters with a new reading in this transaction.
+    touched: std::collections::HashSet<String>,
     chunks: HashMap<(i64, i64), PendingChunk>,
 }
 
@@ -334,6 +361,7 @@ fn record_reading(
     }
     chunk.changed = true;
     outcome.accepted += 1;
+    pending.touched.insert(reading.meter.to_string());
     if !newest {
         outcome.out_of_order += 1;
         tx.prepare_cached(

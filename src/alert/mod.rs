@@ -1,0 +1,690 @@
+//! The alert lifecycle: turns rule findings into alerts and alerts into texts.
+//!
+//! The engine runs on its own thread with its own connection. After each commit
+//! the writer names the meters it touched; the engine evaluates every reading
+//! newer than the meter's `evaluated_through` (event time, reading by reading),
+//! and in the same transaction opens, updates or resolves alerts and queues
+//! their texts in the outbox. `evaluated_through` is durable, so after a crash
+//! the engine picks up exactly where it stopped. On a timer (wall clock) it also
+//! opens `meter_offline` alerts, escalates unacknowledged alerts step by step,
+//! sends reminders, and texts the contacts when a resident's check-in goes
+//! unanswered. It never sends anything itself: the notifier does.
+//!
+//! Lifecycle: open → acknowledged → resolved → closed; one active alert per
+//! (meter, kind), re-detection updates it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AlertsConfig, Language, RulesConfig, SmsConfig};
+use crate::detect::{self, Condition, Kind, Policy, Severity};
+use crate::domain::mask_name;
+use crate::notify::templates::{self, Purpose, Values};
+use crate::store::alerts::{ActiveAlert, AlertDb, AlertTx, HouseholdInfo, NewAlert};
+use crate::store::{Store, StoreError, StoredReading};
+
+/// Kinds judged from readings (`meter_offline` is judged from the wall clock).
+const READING_KINDS: [Kind; 5] = [
+    Kind::NoUsage,
+    Kind::ContinuousFlow,
+    Kind::Leak,
+    Kind::HighUsage,
+    Kind::DeviceFault,
+];
+
+/// The actor name of the engine in alert histories.
+const SYSTEM: &str = "stillwater";
+
+pub struct Engine {
+    db: AlertDb,
+    rules: RulesConfig,
+    alerts: AlertsConfig,
+    language: Language,
+    templates: HashMap<String, String>,
+    /// Wakes the notifier when texts were queued.
+    notifier: Arc<Notify>,
+    /// Set by the writer when the engine's inbox was full: rescan the store.
+    rescan: Arc<AtomicBool>,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Engine {
+    pub fn new(
+        store: &Store,
+        rules: RulesConfig,
+        alerts: AlertsConfig,
+        sms: &SmsConfig,
+        notifier: Arc<Notify>,
+        rescan: Arc<AtomicBool>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: AlertDb::open(store)?,
+            rules,
+            alerts,
+            language: sms.language,
+            templates: sms.templates.clone(),
+            notifier,
+            rescan,
+        })
+    }
+
+    /// Runs until `shutdown` or until the writer hangs up.
+    pub fn run(mut self, inbox: Receiver<Vec<String>>, shutdown: CancellationToken) {
+        // Recovery: whatever was committed but not yet evaluated.
+        let mut touched: BTreeSet<String> = match self.db.pending_meters() {
+            Ok(pending) => pending.into_iter().collect(),
+            Err(error) => {
+                tracing::error!(%error, "cannot list meters to evaluate");
+                BTreeSet::new()
+            }
+        };
+        let mut next_tick = Instant::now();
+        loop {
+            if self.rescan.swap(false, Relaxed) {
+                if let Ok(pending) = self.db.pending_meters() {
+                    touched.extend(pending);
+                }
+            }
+            let mut queued = false;
+            for meter in std::mem::take(&mut touched) {
+                match self.evaluate_meter(&meter) {
+                    Ok(texts) => queued |= texts,
+                    Err(error) => {
+                        tracing::error!(%error, meter, "could not evaluate a meter; it is retried with its next reading")
+                    }
+                }
+            }
+            if Instant::now() >= next_tick {
+                match self.tick(now()) {
+                    Ok(texts) => queued |= texts,
+                    Err(error) => tracing::error!(%error, "alert timer failed"),
+                }
+                next_tick = Instant::now() + self.alerts.tick;
+            }
+            if queued {
+                self.notifier.notify_one();
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let wait = next_tick
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(500));
+            match inbox.recv_timeout(wait) {
+                Ok(meters) => {
+                    touched.extend(meters);
+                    while let Ok(more) = inbox.try_recv() {
+                        touched.extend(more);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Evaluates every reading of `meter` not yet evaluated. Returns whether texts were queued.
+    pub fn evaluate_meter(&mut self, meter: &str) -> Result<bool, StoreError> {
+        let history = self.rules.global.background_s + self.rules.global.urgent_window_s + 86_400;
+        let rules = self.rules.clone();
+        let context = self.context();
+        let tx = self.db.transaction()?;
+        let Some(work) = tx.meter_work(meter, history)? else {
+            return Ok(false);
+        };
+        let Some(newest) = work.readings.last().map(|r| r.ts) else {
+            return Ok(false);
+        };
+        let mut queued = false;
+        if let Some(household) = &work.household {
+            let policy = rules.policy_for(&household.category);
+            let first = match work.evaluated_through {
+                Some(through) => work.readings.partition_point(|r| r.ts <= through),
+                None => 0,
+            };
+            for index in first..work.readings.len() {
+                queued |= reconcile(
+                    &tx,
+                    &context,
+                    meter,
+                    household,
+                    &policy,
+                    &work.readings,
+                    index,
+                )?;
+            }
+        }
+        tx.set_evaluated_through(meter, newest)?;
+        tx.commit()?;
+        Ok(queued)
+    }
+
+    /// The wall-clock duties: offline meters, check-ins, escalation, reminders.
+    pub fn tick(&mut self, now: i64) -> Result<bool, StoreError> {
+        let offline_at_least = self.rules.offline_at_least_s;
+        let context = self.context();
+        let tx = self.db.transaction()?;
+        let mut queued = false;
+        for offline in tx.offline_candidates(now, offline_at_least)? {
+            let (meter, household_id, last_received) = (
+                offline.meter_id,
+                offline.household_id,
+                offline.last_received,
+            );
+            let Some(household) = tx.household(household_id)? else {
+                continue;
+            };
+            let since = last_received.unwrap_or(now);
+            let detail = match last_received {
+                Some(_) => "no valid reading".to_string(),
+                None => "no reading since registration".to_string(),
+            };
+            let id = tx.insert_alert(&NewAlert {
+                meter_id: &meter,
+                household_id: Some(household_id),
+                kind: Kind::MeterOffline.as_str(),
+                severity: "maintenance",
+                since,
+                opened_at: now,
+                detail: &detail,
+                created_at: now,
+            })?;
+            tx.record_event(id, now, SYSTEM, "timer", "opened", &detail)?;
+            let values = context.values(&household, &meter, since, (now - since) / 3600, 0, "");
+            queued |= context.notify_maintenance(&tx, id, Kind::MeterOffline, &values, now)?;
+        }
+        for alert in tx.open_alerts()? {
+            queued |= context.follow_up(&tx, &alert, now)?;
+        }
+        tx.commit()?;
+        Ok(queued)
+    }
+
+    fn context(&self) -> Context {
+        Context {
+            alerts: self.alerts.clone(),
+            language: self.language,
+            templates: self.templates.clone(),
+        }
+    }
+}
+
+/// What reconciling needs besides the transaction.
+struct Context {
+    alerts: AlertsConfig,
+    language: Language,
+    templates: HashMap<String, String>,
+}
+
+fn severity_of(condition: &Condition) -> &'static str {
+    match condition {
+        Condition::NoUsage { severity, .. } => severity.as_str(),
+        Condition::ContinuousFlow { .. } | Condition::HighUsage { .. } => Severity::Urgent.as_str(),
+        Condition::Leak { .. } | Condition::DeviceFault { .. } => "maintenance",
+    }
+}
+
+fn describe(condition: &Condition, at: i64, background_mlph: i64) -> String {
+    match condition {
+        Condition::NoUsage {
+            severity,
+            since,
+            used_l,
+        } => format!(
+            "{} L used in the window ({} h since the last use; background {:.1} L/h); {}",
+            used_l,
+            (at - since) / 3600,
+            background_mlph as f64 / 1000.0,
+            severity.as_str()
+        ),
+        Condition::ContinuousFlow { since, litres } => {
+            format!("{litres} L in {} min of continuous flow", (at - since) / 60)
+        }
+        Condition::Leak { since, litres } => format!(
+            "{litres} L, some in every hour for {} h",
+            (at - since) / 3600
+        ),
+        Condition::HighUsage { litres, .. } => format!("{litres} L in 24 h"),
+        Condition::DeviceFault { flags } => format!("meter reports {flags}"),
+    }
+}
+
+/// Applies the assessment at `readings[index]` to the meter's alerts.
+fn reconcile(
+    tx: &AlertTx<'_>,
+    context: &Context,
+    meter: &str,
+    household: &HouseholdInfo,
+    policy: &Policy,
+    readings: &[StoredReading],
+    index: usize,
+) -> Result<bool, StoreError> {
+    let assessment = detect::assess(readings, index, policy);
+    let at = assessment.at;
+    let wall = now();
+    let active: HashMap<Kind, ActiveAlert> = tx
+        .active_alerts(meter)?
+        .into_iter()
+        .filter_map(|alert| Kind::parse(&alert.kind).map(|kind| (kind, alert)))
+        .collect();
+    let mut queued = false;
+    // A valid reading: the meter reports again.
+    if let Some(offline) = active.get(&Kind::MeterOffline) {
+        tx.resolve(offline.id, wall, SYSTEM, "detector")?;
+        tx.record_event(
+            offline.id,
+            wall,
+            SYSTEM,
+            "detector",
+            "resolved",
+            "the meter reports again",
+        )?;
+        queued |=
+            context.notify_resolved(tx, offline.id, Kind::MeterOffline, household, meter, wall)?;
+    }
+    let absence = tx.absence_at(household.id, at)?;
+    for kind in READING_KINDS {
+        let condition = assessment.conditions.iter().find(|c| c.kind() == kind);
+        match (condition, active.get(&kind)) {
+            (Some(condition), None) => {
+                if kind.is_welfare() && absence.is_some() {
+                    continue; // a declared absence silences welfare alerts
+                }
+                let detail = describe(condition, at, assessment.background_mlph);
+                let (since, litres, flags) = match condition {
+                    Condition::NoUsage { since, used_l, .. } => (*since, *used_l, String::new()),
+                    Condition::ContinuousFlow { since, litres }
+                    | Condition::Leak { since, litres }
+                    | Condition::HighUsage { since, litres } => (*since, *litres, String::new()),
+                    Condition::DeviceFault { flags } => (at, 0, flags.to_string()),
+                };
+                let severity = severity_of(condition);
+                let id = tx.insert_alert(&NewAlert {
+                    meter_id: meter,
+                    household_id: Some(household.id),
+                    kind: kind.as_str(),
+                    severity,
+                    since,
+                    opened_at: at,
+                    detail: &detail,
+                    created_at: wall,
+                })?;
+                tx.record_event(id, wall, SYSTEM, "detector", "opened", &detail)?;
+                tracing::info!(alert = id, meter, kind = kind.as_str(), severity, resident = %mask_name(&household.resident_name), "alert opened");
+                let values =
+                    context.values(household, meter, since, (at - since) / 3600, litres, &flags);
+                queued |= if kind.is_welfare() {
+                    context
+                        .notify_welfare(tx, id, kind, severity, household, &values, wall, None)?
+                } else {
+                    context.notify_maintenance(tx, id, kind, &values, wall)?
+                };
+            }
+            (Some(condition), Some(alert)) => {
+                let severity = severity_of(condition);
+                tx.update_detection(
+                    alert.id,
+                    severity,
+                    at,
+                    &describe(condition, at, assessment.background_mlph),
+                )?;
+                let upgraded = alert.severity == Severity::Warning.as_str()
+                    && severity == Severity::Urgent.as_str();
+                // While the resident's check-in is pending, the timer texts the contacts.
+                if upgraded && alert.state == "open" && alert.check_in_until.is_none() {
+                    tx.record_event(
+                        alert.id,
+                        wall,
+                        SYSTEM,
+                        "detector",
+                        "urgent",
+                        "no use for the urgent window",
+                    )?;
+                    if let Condition::NoUsage { since, used_l, .. } = condition {
+                        let values = context.values(
+                            household,
+                            meter,
+                            *since,
+                            (at - since) / 3600,
+                            *used_l,
+                            "",
+                        );
+                        queued |= context.notify_welfare(
+                            tx,
+                            alert.id,
+                            kind,
+                            severity,
+                            household,
+                            &values,
+                            wall,
+                            Some(alert),
+                        )?;
+                    }
+                }
+            }
+            (None, Some(alert)) => {
+                tx.resolve(alert.id, wall, SYSTEM, "detector")?;
+                tx.record_event(
+                    alert.id,
+                    wall,
+                    SYSTEM,
+                    "detector",
+                    "resolved",
+                    "the condition cleared",
+                )?;
+                queued |= context.notify_resolved(tx, alert.id, kind, household, meter, wall)?;
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(queued)
+}
+
+impl Context {
+    fn values(
+        &self,
+        household: &HouseholdInfo,
+        meter: &str,
+        since: i64,
+        hours: i64,
+        litres: i64,
+        flags: &str,
+    ) -> Values {
+        let zone: chrono_tz::Tz = household
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai);
+        Values {
+            name: household.resident_name.clone(),
+            address: household.address.clone(),
+            meter: meter.to_string(),
+            since: templates::format_since(since, zone, self.language),
+            hours,
+            litres,
+            flags: flags.to_string(),
+            code: 0,
+        }
+    }
+
+    /// Queues one text to each of `recipients` (step, name, phone).
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        tx: &AlertTx<'_>,
+        alert_id: i64,
+        kind: Kind,
+        purpose: Purpose,
+        recipients: &[(u32, String, String)],
+        values: &Values,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut queued = false;
+        for (step, name, phone) in recipients {
+            let mut values = values.clone();
+            values.code = tx.code_for(phone, alert_id)?;
+            let text = templates::render(kind, purpose, self.language, &self.templates, &values);
+            let (label, n) = match purpose {
+                Purpose::Alert => ("alert", *step),
+                Purpose::CheckIn => ("check_in", 0),
+                Purpose::Resolved => ("resolved", 0),
+                Purpose::Reminder(n) => ("reminder", n),
+            };
+            let key = format!("{alert_id}:{label}:{n}:{phone}");
+            queued |= tx.enqueue(alert_id, phone, name, *step, label, &text, &key, now * 1000)?;
+        }
+        Ok(queued)
+    }
+
+    /// The first texts of a welfare alert: the resident's check-in, or the
+    /// contacts (step 1, or every step when urgent). A warning texts nobody
+    /// unless `notify_warning`. `existing` is the alert when it became urgent.
+    #[allow(clippy::too_many_arguments)]
+    fn notify_welfare(
+        &self,
+        tx: &AlertTx<'_>,
+        id: i64,
+        kind: Kind,
+        severity: &str,
+        household: &HouseholdInfo,
+        values: &Values,
+        now: i64,
+        existing: Option<&ActiveAlert>,
+    ) -> Result<bool, StoreError> {
+        let urgent = severity == Severity::Urgent.as_str();
+        if existing.is_none() && kind == Kind::NoUsage {
+            if let Some(phone) = &household.check_in_phone {
+                let resident = [(0, household.resident_name.clone(), phone.clone())];
+                let queued = self.send(tx, id, kind, Purpose::CheckIn, &resident, values, now)?;
+                let until = now + self.alerts.check_in_wait.as_secs() as i64;
+                tx.set_notified(id, 0, now, 0, Some(until))?;
+                tx.record_event(
+                    id,
+                    now,
+                    SYSTEM,
+                    "detector",
+                    "check_in",
+                    "asked the resident to reply",
+                )?;
+                return Ok(queued);
+            }
+        }
+        if severity == Severity::Warning.as_str() && !self.alerts.notify_warning {
+            return Ok(false); // recorded and shown; contacts are texted when it becomes urgent
+        }
+        let already = existing.map_or(0, |alert| alert.notified_step);
+        let last_step = household.contacts.iter().map(|c| c.0).max().unwrap_or(0);
+        let first_step = household.contacts.iter().map(|c| c.0).min().unwrap_or(0);
+        let up_to = if urgent { last_step } else { first_step };
+        let recipients: Vec<(u32, String, String)> = household
+            .contacts
+            .iter()
+            .filter(|(step, _, _)| *step > already && *step <= up_to)
+            .cloned()
+            .collect();
+        if recipients.is_empty() {
+            return Ok(false);
+        }
+        let queued = self.send(tx, id, kind, Purpose::Alert, &recipients, values, now)?;
+        let reminders = existing.map_or(0, |alert| alert.reminders);
+        tx.set_notified(id, up_to.max(already), now, reminders, None)?;
+        tx.record_event(
+            id,
+            now,
+            SYSTEM,
+            "detector",
+            "notified",
+            &format!("steps up to {up_to}"),
+        )?;
+        Ok(queued)
+    }
+
+    fn notify_maintenance(
+        &self,
+        tx: &AlertTx<'_>,
+        id: i64,
+        kind: Kind,
+        values: &Values,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        if self.alerts.maintenance.is_empty() {
+            tx.record_event(
+                id,
+                now,
+                SYSTEM,
+                "detector",
+                "not_notified",
+                "no [alerts] maintenance phones configured",
+            )?;
+            return Ok(false);
+        }
+        let recipients: Vec<(u32, String, String)> = self
+            .alerts
+            .maintenance
+            .iter()
+            .map(|phone| (1, "maintenance".to_string(), phone.as_str().to_string()))
+            .collect();
+        let queued = self.send(tx, id, kind, Purpose::Alert, &recipients, values, now)?;
+        tx.set_notified(id, 1, now, 0, None)?;
+        Ok(queued)
+    }
+
+    /// Tells everyone who was texted about an alert that it cleared by itself.
+    fn notify_resolved(
+        &self,
+        tx: &AlertTx<'_>,
+        id: i64,
+        kind: Kind,
+        household: &HouseholdInfo,
+        meter: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let recipients: Vec<(u32, String, String)> = tx
+            .recipients(id)?
+            .into_iter()
+            .map(|(phone, name, step, _)| (step, name, phone))
+            .collect();
+        let values = self.values(household, meter, now, 0, 0, "");
+        self.send(tx, id, kind, Purpose::Resolved, &recipients, &values, now)
+    }
+
+    /// Escalation, reminders and unanswered check-ins of one open alert.
+    fn follow_up(
+        &self,
+        tx: &AlertTx<'_>,
+        alert: &ActiveAlert,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let Some(kind) = Kind::parse(&alert.kind) else {
+            return Ok(false);
+        };
+        let Some(household) = alert
+            .household_id
+            .map(|id| tx.household(id))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(false);
+        };
+        if let Some(until) = alert.check_in_until {
+            if now < until {
+                return Ok(false);
+            }
+            tx.record_event(alert.id, now, SYSTEM, "timer", "check_in_unanswered", "")?;
+            tx.set_notified(alert.id, 0, now, 0, None)?;
+            if alert.severity == Severity::Warning.as_str() && !self.alerts.notify_warning {
+                return Ok(false);
+            }
+            let values = self.values(
+                &household,
+                &alert.meter_id,
+                alert.since,
+                (now - alert.since) / 3600,
+                0,
+                "",
+            );
+            let fresh = ActiveAlert {
+                check_in_until: None,
+                ..alert.clone()
+            };
+            return self.notify_welfare(
+                tx,
+                alert.id,
+                kind,
+                &alert.severity,
+                &household,
+                &values,
+                now,
+                Some(&fresh),
+            );
+        }
+        if alert.notified_step == 0 {
+            return Ok(false); // recorded and shown only
+        }
+        let last = alert.last_notified_at.unwrap_or(now);
+        let next_step = household
+            .contacts
+            .iter()
+            .map(|c| c.0)
+            .filter(|step| *step > alert.notified_step)
+            .min();
+        if let (true, Some(step)) = (kind.is_welfare(), next_step) {
+            if now - last < self.alerts.escalate_after.as_secs() as i64 {
+                return Ok(false);
+            }
+            let recipients: Vec<(u32, String, String)> = household
+                .contacts
+                .iter()
+                .filter(|c| c.0 == step)
+                .cloned()
+                .collect();
+            let values = self.values(
+                &household,
+                &alert.meter_id,
+                alert.since,
+                (now - alert.since) / 3600,
+                0,
+                "",
+            );
+            let queued = self.send(
+                tx,
+                alert.id,
+                kind,
+                Purpose::Alert,
+                &recipients,
+                &values,
+                now,
+            )?;
+            tx.set_notified(alert.id, step, now, alert.reminders, None)?;
+            tx.record_event(
+                alert.id,
+                now,
+                SYSTEM,
+                "escalation",
+                "escalated",
+                &format!("step {step}"),
+            )?;
+            return Ok(queued);
+        }
+        if now - last < self.alerts.repeat_after.as_secs() as i64 {
+            return Ok(false);
+        }
+        let n = alert.reminders + 1;
+        let mut queued = false;
+        for (phone, name, step, original) in tx.recipients(alert.id)? {
+            let text = templates::reminder(n, self.language, &original);
+            let key = format!("{}:reminder:{n}:{phone}", alert.id);
+            queued |= tx.enqueue(
+                alert.id,
+                &phone,
+                &name,
+                step,
+                "reminder",
+                &text,
+                &key,
+                now * 1000,
+            )?;
+        }
+        tx.set_notified(alert.id, alert.notified_step, now, n, None)?;
+        tx.record_event(
+            alert.id,
+            now,
+            SYSTEM,
+            "escalation",
+            "reminded",
+            &format!("reminder {n}"),
+        )?;
+        Ok(queued)
+    }
+}
+
+#[cfg(test)]
+mod tests;

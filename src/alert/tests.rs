@@ -1,0 +1,432 @@
+//! The lifecycle against a real SQLite file: readings in, alerts and queued
+//! texts out; the timer driven with explicit wall-clock times.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use super::*;
+use crate::config::Config;
+use crate::domain::{MeterId, PhoneNumber, Reading, StatusFlag, StatusFlags};
+use crate::http::handle_reply;
+use crate::metrics::Metrics;
+use crate::registry::parse_csv;
+use crate::store::alerts::Notification;
+use crate::store::writer::{Message, Writer};
+use crate::wire::Decoded;
+
+const HOUR: i64 = 3600;
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Store,
+    writer: Writer,
+    engine: Engine,
+    /// Event time of the first reading: three days ago, so the timer's wall clock is later.
+    start: i64,
+}
+
+const HOUSEHOLD: &str = "meter_id,resident_name,address,category,timezone,reporting_interval_min,contact1_name,contact1_phone,contact2_name,contact2_phone,contact3_name,contact3_phone,notes
+ZS-0001,张桂芳,民生路12号3楼,elderly_alone,Asia/Shanghai,60,李敏,13800138000,张伟,13900139000,,,
+";
+
+fn world(adjust: impl FnOnce(&mut Config)) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("alerts.db")).unwrap();
+    let mut config = Config::default_config();
+    config.alerts.maintenance = vec![PhoneNumber::parse("13700137000").unwrap()];
+    adjust(&mut config);
+    let households = parse_csv(HOUSEHOLD, &config.registry).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    store.register_households(&households, "test", now).unwrap();
+    let writer = Writer::open(&store, 100, Arc::new(Metrics::default())).unwrap();
+    let engine = Engine::new(
+        &store,
+        config.rules.clone(),
+        config.alerts.clone(),
+        &config.sms,
+        Arc::new(Notify::new()),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    World {
+        _dir: dir,
+        store,
+        writer,
+        engine,
+        start: (now - 3 * 86_400) / HOUR * HOUR,
+    }
+}
+
+impl World {
+    /// Hourly readings from hour `from`, using `litres[i]` in hour i; evaluates them.
+    fn hours(&mut self, from: i64, litres: &[i64]) {
+        self.hours_with(from, litres, StatusFlags::default());
+    }
+
+    fn hours_with(&mut self, from: i64, litres: &[i64], status: StatusFlags) {
+        let mut total = self
+            .store
+            .meter_state("ZS-0001")
+            .unwrap()
+            .and_then(|s| s.last_total_l)
+            .unwrap_or(1_000);
+        for (offset, used) in litres.iter().enumerate() {
+            total += used;
+            let reading = Reading {
+                meter: MeterId::parse("ZS-0001").unwrap(),
+                ts: self.start + (from + offset as i64) * HOUR,
+                total_l: total,
+                flow_lph: None,
+                battery_pct: None,
+                status,
+            };
+            let message = Message {
+                topic: String::new(),
+                received_at: chrono::Utc::now().timestamp(),
+                received: Instant::now(),
+                decoded: Decoded {
+                    meter: None,
+                    readings: vec![reading],
+                    rejections: Vec::new(),
+                },
+                payload_head: Vec::new(),
+                ack: None,
+            };
+            self.writer.write_batch(&[message]).unwrap();
+        }
+        self.engine.evaluate_meter("ZS-0001").unwrap();
+    }
+
+    fn alerts(&self) -> Vec<crate::store::alerts::AlertRecord> {
+        self.store.list_alerts(true, 100).unwrap()
+    }
+
+    fn texts(&self) -> Vec<Notification> {
+        self.store.notifications(None).unwrap()
+    }
+
+    /// Marks every queued text as sent, as the notifier would.
+    fn deliver_all(&self) {
+        for text in self.texts().into_iter().filter(|t| t.state == "pending") {
+            self.store.record_attempt(text.id, Ok(()), 0).unwrap();
+        }
+    }
+
+    fn texts_to(&self, phone: &str) -> Vec<Notification> {
+        self.texts()
+            .into_iter()
+            .filter(|n| n.phone == phone)
+            .collect()
+    }
+}
+
+const SOCIAL_WORKER: &str = "+8613800138000";
+const SON: &str = "+8613900139000";
+const MAINTENANCE: &str = "+8613700137000";
+
+#[test]
+fn a_day_without_water_opens_one_urgent_alert_and_texts_every_step() {
+    let mut world = world(|_| {});
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 24]);
+    let alerts = world.alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        (alerts[0].kind.as_str(), alerts[0].severity.as_str()),
+        ("no_usage", "urgent")
+    );
+    let texts = world.texts();
+    assert_eq!(
+        texts.iter().map(|t| t.phone.as_str()).collect::<Vec<_>>(),
+        [SOCIAL_WORKER, SON]
+    );
+    assert!(
+        texts[0]
+            .text
+            .starts_with("【水表关爱】张桂芳（民生路12号3楼）家自 "),
+        "{}",
+        texts[0].text
+    );
+    assert!(
+        texts[0].text.ends_with("回复 1 确认。"),
+        "{}",
+        texts[0].text
+    );
+    // More silent hours update the same alert; nothing is texted twice.
+    world.hours(25, &[0; 3]);
+    assert_eq!(world.alerts().len(), 1);
+    assert_eq!(world.texts().len(), 2);
+}
+
+#[test]
+fn a_warning_is_recorded_but_texts_nobody_by_default() {
+    let mut world = world(|_| {});
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 13]);
+    let alerts = world.alerts();
+    assert_eq!(
+        (
+            alerts.len(),
+            alerts[0].severity.as_str(),
+            alerts[0].state.as_str()
+        ),
+        (1, "warning", "open")
+    );
+    assert!(world.texts().is_empty());
+    // Twelve more silent hours: the same alert becomes urgent and texts every step.
+    world.hours(14, &[0; 12]);
+    let alerts = world.alerts();
+    assert_eq!((alerts.len(), alerts[0].severity.as_str()), (1, "urgent"));
+    assert_eq!(world.texts().len(), 2);
+}
+
+#[test]
+fn unacknowledged_alerts_escalate_step_by_step_then_remind() {
+    let mut world = world(|config| config.alerts.notify_warning = true);
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 13]);
+    assert_eq!(world.texts_to(SOCIAL_WORKER).len(), 1);
+    assert!(
+        world.texts_to(SON).is_empty(),
+        "a warning texts step 1 only"
+    );
+    let now = chrono::Utc::now().timestamp();
+    world.engine.tick(now + 29 * 60).unwrap();
+    assert!(
+        world.texts_to(SON).is_empty(),
+        "not yet: escalate after 30 min"
+    );
+    world.engine.tick(now + 31 * 60).unwrap();
+    assert_eq!(
+        world.texts_to(SON).len(),
+        1,
+        "step 2 after 30 min without acknowledgement"
+    );
+    world.engine.tick(now + 31 * 60 + 2 * HOUR + 1).unwrap();
+    let reminders: Vec<_> = world
+        .texts()
+        .into_iter()
+        .filter(|t| t.purpose == "reminder")
+        .collect();
+    assert_eq!(reminders.len(), 2, "everyone texted so far is reminded");
+    assert!(
+        reminders[0].text.starts_with("（第1次提醒）"),
+        "{}",
+        reminders[0].text
+    );
+}
+
+#[test]
+fn a_reply_acknowledges_stops_escalation_and_stale_codes_say_so() {
+    let mut world = world(|config| config.alerts.notify_warning = true);
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 13]);
+    let phone = PhoneNumber::parse(SOCIAL_WORKER).unwrap();
+    let unknown = handle_reply(&world.store, &phone, "7", Language::Zh).unwrap();
+    assert_eq!(unknown.result, "unknown_code");
+    assert_eq!(
+        handle_reply(&world.store, &phone, "好的", Language::Zh)
+            .unwrap()
+            .result,
+        "not_a_code"
+    );
+    let son = PhoneNumber::parse(SON).unwrap();
+    assert_eq!(
+        handle_reply(&world.store, &son, "1", Language::Zh)
+            .unwrap()
+            .result,
+        "unknown_code",
+        "the son was not texted yet"
+    );
+    let outcome = handle_reply(&world.store, &phone, " 1 ", Language::Zh).unwrap();
+    assert_eq!(outcome.result, "acknowledged");
+    let alert = &world.alerts()[0];
+    assert_eq!(alert.state, "acknowledged");
+    assert_eq!(
+        alert
+            .acknowledged
+            .as_ref()
+            .map(|a| (a.1.as_str(), a.2.as_str())),
+        Some(("李敏", "sms"))
+    );
+    let now = chrono::Utc::now().timestamp();
+    world.engine.tick(now + 5 * HOUR).unwrap();
+    assert_eq!(
+        world.texts_to(SOCIAL_WORKER).len(),
+        1,
+        "an acknowledged alert neither reminds…"
+    );
+    assert!(world.texts_to(SON).is_empty(), "…nor escalates");
+    assert_eq!(
+        handle_reply(&world.store, &phone, "1", Language::Zh)
+            .unwrap()
+            .result,
+        "stale"
+    );
+}
+
+#[test]
+fn water_use_resuming_resolves_and_tells_everyone_texted() {
+    let mut world = world(|_| {});
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 24]);
+    world.deliver_all();
+    world.hours(25, &[40]);
+    let alert = &world.alerts()[0];
+    assert_eq!(alert.state, "resolved");
+    assert_eq!(
+        alert.resolved.as_ref().map(|r| r.2.as_str()),
+        Some("detector")
+    );
+    let resolved: Vec<_> = world
+        .texts()
+        .into_iter()
+        .filter(|t| t.purpose == "resolved")
+        .collect();
+    assert_eq!(resolved.len(), 2);
+    assert!(
+        resolved[0].text.contains("已恢复用水"),
+        "{}",
+        resolved[0].text
+    );
+    world
+        .store
+        .close_alert(
+            alert.id,
+            "safe",
+            "visited; was at the market",
+            "李敏",
+            "cli",
+            0,
+        )
+        .unwrap();
+    let closed = &world.alerts()[0];
+    assert_eq!(
+        (closed.state.as_str(), closed.disposition.as_deref()),
+        ("closed", Some("safe"))
+    );
+    let history: Vec<String> = world
+        .store
+        .alert_events(alert.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        history,
+        ["opened", "urgent", "notified", "resolved", "closed"]
+    );
+}
+
+#[test]
+fn a_declared_absence_silences_welfare_alerts_only() {
+    let mut world = world(|_| {});
+    let absent_from = world.start;
+    world
+        .store
+        .declare_absences(
+            &["ZS-0001".to_string()],
+            "hospital",
+            absent_from,
+            absent_from + 40 * HOUR,
+            "operator",
+            0,
+        )
+        .unwrap();
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 24]);
+    assert!(world.alerts().is_empty(), "silenced during the absence");
+    let mut faulty = StatusFlags::default();
+    faulty.insert(StatusFlag::Tamper);
+    world.hours_with(25, &[0], faulty);
+    let alerts = world.alerts();
+    assert_eq!(
+        alerts.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(),
+        ["device_fault"]
+    );
+    assert_eq!(
+        world.texts_to(MAINTENANCE).len(),
+        1,
+        "device faults go to maintenance"
+    );
+    assert!(world.texts_to(SOCIAL_WORKER).is_empty());
+    // After the absence ends, silence opens the alert again.
+    world.hours(26, &[0; 15]);
+    assert!(world.alerts().iter().any(|a| a.kind == "no_usage"));
+}
+
+#[test]
+fn a_check_in_asks_the_resident_first_and_a_reply_closes_as_safe() {
+    let mut world = world(|_| {});
+    world
+        .store
+        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
+        .unwrap();
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 24]);
+    let texts = world.texts();
+    assert_eq!(texts.len(), 1);
+    assert_eq!(
+        (texts[0].phone.as_str(), texts[0].purpose.as_str()),
+        ("+8613600136000", "check_in")
+    );
+    let resident = PhoneNumber::parse("13600136000").unwrap();
+    let outcome = handle_reply(&world.store, &resident, "1", Language::Zh).unwrap();
+    assert_eq!(outcome.result, "safe");
+    let alert = &world.alerts()[0];
+    assert_eq!(
+        (alert.state.as_str(), alert.disposition.as_deref()),
+        ("closed", Some("safe"))
+    );
+}
+
+#[test]
+fn an_unanswered_check_in_texts_the_contacts() {
+    let mut world = world(|_| {});
+    world
+        .store
+        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
+        .unwrap();
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 24]);
+    let now = chrono::Utc::now().timestamp();
+    world.engine.tick(now + 29 * 60).unwrap();
+    assert_eq!(world.texts().len(), 1, "still waiting for the resident");
+    world.engine.tick(now + 31 * 60).unwrap();
+    assert_eq!(world.texts_to(SOCIAL_WORKER).len(), 1);
+    assert_eq!(world.texts_to(SON).len(), 1, "urgent: every step");
+}
+
+#[test]
+fn a_silent_meter_goes_offline_and_back() {
+    let mut world = world(|_| {});
+    world.hours(0, &[6; 3]);
+    let now = chrono::Utc::now().timestamp();
+    world.engine.tick(now + 2 * HOUR).unwrap();
+    assert!(world.alerts().is_empty(), "3 h at least");
+    world.engine.tick(now + 3 * HOUR + 60).unwrap();
+    let alerts = world.alerts();
+    assert_eq!(
+        alerts.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(),
+        ["meter_offline"]
+    );
+    assert_eq!(world.texts_to(MAINTENANCE).len(), 1);
+    world.engine.tick(now + 4 * HOUR).unwrap();
+    assert_eq!(world.alerts().len(), 1, "one open alert per meter and kind");
+    world.hours(3, &[5]);
+    assert_eq!(world.alerts()[0].state, "resolved");
+}
+
+#[test]
+fn evaluation_resumes_where_it_stopped() {
+    let mut world = world(|_| {});
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 24]);
+    // A new engine (a restart) evaluates nothing twice.
+    world.engine.evaluate_meter("ZS-0001").unwrap();
+    assert_eq!(world.alerts().len(), 1);
+    assert_eq!(world.texts().len(), 2);
+}

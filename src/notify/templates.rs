@@ -1,0 +1,212 @@
+//! SMS texts: built-in templates in Simplified Chinese and English, overridable
+//! per alert kind and language in `[sms.templates]`.
+//!
+//! A text says who, where, what, since when, and how to acknowledge. Pure: the
+//! caller supplies every value, times already in the household's zone.
+
+use std::collections::HashMap;
+
+use crate::config::Language;
+use crate::detect::Kind;
+
+/// The values a template may use, as `{name}` placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Values {
+    pub name: String,
+    pub address: String,
+    pub meter: String,
+    /// When the condition began, e.g. "11月23日 06:40".
+    pub since: String,
+    /// Whole hours from `since` to the evaluation point.
+    pub hours: i64,
+    pub litres: i64,
+    pub flags: String,
+    /// The reply code for this recipient.
+    pub code: i64,
+}
+
+/// What a text is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Alert,
+    /// The n-th reminder of an unacknowledged alert.
+    Reminder(u32),
+    /// The resident's own check-in question.
+    CheckIn,
+    /// Water use resumed / the condition cleared by itself.
+    Resolved,
+}
+
+fn builtin(kind: Kind, language: Language) -> &'static str {
+    match (kind, language) {
+        (Kind::NoUsage, Language::Zh) => "【水表关爱】{name}（{address}）家自 {since} 起 {hours} 小时未用水，请尽快联系或上门查看。回复 {code} 确认。",
+        (Kind::NoUsage, Language::En) => "[Stillwater] {name} ({address}) has used no water for {hours} h, since {since}. Please call or visit. Reply {code} to acknowledge.",
+        (Kind::ContinuousFlow, Language::Zh) => "【水表关爱】{name}（{address}）家自 {since} 起持续用水 {hours} 小时（{litres} 升），可能忘关水龙头或有人摔倒，请尽快联系或上门查看。回复 {code} 确认。",
+        (Kind::ContinuousFlow, Language::En) => "[Stillwater] Water has run continuously at {name}'s ({address}) for {hours} h since {since} ({litres} L): a tap left open or a fall? Please call or visit. Reply {code} to acknowledge.",
+        (Kind::HighUsage, Language::Zh) => "【水表关爱】{name}（{address}）家 24 小时用水 {litres} 升，远超平常，可能爆管或异常，请尽快联系查看。回复 {code} 确认。",
+        (Kind::HighUsage, Language::En) => "[Stillwater] {name} ({address}) used {litres} L in 24 h, far above normal: a burst pipe? Please check. Reply {code} to acknowledge.",
+        (Kind::Leak, Language::Zh) => "【水表维护】{name}（{address}）家自 {since} 起每小时都有用水（{litres} 升），疑似漏水，请安排检修。回复 {code} 确认。",
+        (Kind::Leak, Language::En) => "[Stillwater maintenance] Water used every hour since {since} at {name}'s ({address}), {litres} L: probably a leak. Reply {code} to acknowledge.",
+        (Kind::MeterOffline, Language::Zh) => "【水表维护】水表 {meter}（{name}，{address}）自 {since} 起无读数，请检查设备。回复 {code} 确认。",
+        (Kind::MeterOffline, Language::En) => "[Stillwater maintenance] Meter {meter} ({name}, {address}) has sent no reading since {since}. Please check it. Reply {code} to acknowledge.",
+        (Kind::DeviceFault, Language::Zh) => "【水表维护】水表 {meter}（{name}，{address}）报告故障：{flags}，请安排检修。回复 {code} 确认。",
+        (Kind::DeviceFault, Language::En) => "[Stillwater maintenance] Meter {meter} ({name}, {address}) reports {flags}. Please repair it. Reply {code} to acknowledge.",
+    }
+}
+
+fn check_in(language: Language) -> &'static str {
+    match language {
+        Language::Zh => "【水表关爱】{name}您好，您家 {hours} 小时未用水。如一切安好，请回复 {code}。",
+        Language::En => "[Stillwater] Hello {name}, no water has been used at home for {hours} h. If you are fine, please reply {code}.",
+    }
+}
+
+fn resolved(kind: Kind, language: Language) -> &'static str {
+    match (kind, language) {
+        (Kind::NoUsage, Language::Zh) => "【水表关爱】{name}（{address}）家已恢复用水，预警解除。",
+        (Kind::NoUsage, Language::En) => {
+            "[Stillwater] Water use has resumed at {name}'s ({address}); the alert is resolved."
+        }
+        (_, Language::Zh) => "【水表关爱】{name}（{address}）家的异常已消除，预警解除。",
+        (_, Language::En) => {
+            "[Stillwater] The condition at {name}'s ({address}) has cleared; the alert is resolved."
+        }
+    }
+}
+
+/// Renders the text for `kind` and `purpose`, using an override from
+/// `overrides` ("<kind>.<language>") for alert texts when there is one.
+pub fn render(
+    kind: Kind,
+    purpose: Purpose,
+    language: Language,
+    overrides: &HashMap<String, String>,
+    values: &Values,
+) -> String {
+    let template = match purpose {
+        Purpose::Alert | Purpose::Reminder(_) => overrides
+            .get(&format!("{}.{}", kind.as_str(), language.as_str()))
+            .map(String::as_str)
+            .unwrap_or_else(|| builtin(kind, language)),
+        Purpose::CheckIn => check_in(language),
+        Purpose::Resolved => resolved(kind, language),
+    };
+    let text = fill(template, values);
+    match purpose {
+        Purpose::Reminder(n) => reminder(n, language, &text),
+        _ => text,
+    }
+}
+
+/// A reminder: the original text, marked as the n-th reminder.
+pub fn reminder(n: u32, language: Language, original: &str) -> String {
+    match language {
+        Language::Zh => format!("（第{n}次提醒）{original}"),
+        Language::En => format!("(Reminder {n}) {original}"),
+    }
+}
+
+fn fill(template: &str, values: &Values) -> String {
+    template
+        .replace("{name}", &values.name)
+        .replace("{address}", &values.address)
+        .replace("{meter}", &values.meter)
+        .replace("{since}", &values.since)
+        .replace("{hours}", &values.hours.to_string())
+        .replace("{litres}", &values.litres.to_string())
+        .replace("{flags}", &values.flags)
+        .replace("{code}", &values.code.to_string())
+}
+
+/// A time as texts show it in the household's zone: "11月23日 06:40" or "23 Nov 06:40".
+pub fn format_since(ts: i64, zone: chrono_tz::Tz, language: Language) -> String {
+    use chrono::TimeZone;
+    let Some(local) = zone.timestamp_opt(ts, 0).single() else {
+        return ts.to_string();
+    };
+    match language {
+        Language::Zh => local.format("%-m月%-d日 %H:%M").to_string(),
+        Language::En => local.format("%-d %b %H:%M").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> Values {
+        Values {
+            name: "张桂芳".into(),
+            address: "中山市石岐区民生路12号3楼".into(),
+            meter: "ZS-0001".into(),
+            since: format_since(1_795_387_200, chrono_tz::Asia::Shanghai, Language::Zh),
+            hours: 12,
+            litres: 0,
+            flags: String::new(),
+            code: 1,
+        }
+    }
+
+    #[test]
+    fn the_product_example_is_the_default_no_usage_text() {
+        let text = render(
+            Kind::NoUsage,
+            Purpose::Alert,
+            Language::Zh,
+            &HashMap::new(),
+            &values(),
+        );
+        assert_eq!(
+            text,
+            "【水表关爱】张桂芳（中山市石岐区民生路12号3楼）家自 11月23日 06:40 起 12 小时未用水，请尽快联系或上门查看。回复 1 确认。"
+        );
+    }
+
+    #[test]
+    fn every_kind_has_a_text_in_both_languages_that_says_how_to_acknowledge() {
+        for kind in Kind::ALL {
+            for language in [Language::Zh, Language::En] {
+                let text = render(kind, Purpose::Alert, language, &HashMap::new(), &values());
+                assert!(!text.contains('{'), "{text}");
+                assert!(text.contains("1"), "{kind:?} {language:?}: {text}");
+                assert!(text.contains("张桂芳"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn overrides_reminders_and_check_ins() {
+        let overrides = HashMap::from([(
+            "no_usage.en".to_string(),
+            "{name}: no water since {since}, reply {code}".to_string(),
+        )]);
+        let mut english = values();
+        english.since = format_since(1_795_387_200, chrono_tz::Asia::Shanghai, Language::En);
+        assert_eq!(
+            render(
+                Kind::NoUsage,
+                Purpose::Reminder(2),
+                Language::En,
+                &overrides,
+                &english
+            ),
+            "(Reminder 2) 张桂芳: no water since 23 Nov 06:40, reply 1"
+        );
+        let check_in = render(
+            Kind::NoUsage,
+            Purpose::CheckIn,
+            Language::Zh,
+            &overrides,
+            &values(),
+        );
+        assert!(check_in.contains("如一切安好，请回复 1"), "{check_in}");
+        let resolved = render(
+            Kind::NoUsage,
+            Purpose::Resolved,
+            Language::Zh,
+            &overrides,
+            &values(),
+        );
+        assert!(resolved.contains("已恢复用水"), "{resolved}");
+    }
+}

@@ -1,0 +1,70 @@
+//! The `webhook` provider: POSTs each text as JSON to an in-house SMS gateway.
+//!
+//! Body: `{"to", "text", "alert_id", "kind", "idempotency_key"}`, with
+//! `Authorization: Bearer …` when a token is configured. 2xx is sent; 429, 5xx,
+//! timeouts and connection errors are temporary; other statuses are refusals.
+
+use std::time::Duration;
+
+use super::{SendError, SendFuture, Sms, SmsProvider};
+use crate::config::Secret;
+
+pub struct WebhookProvider {
+    client: reqwest::Client,
+    url: String,
+    token: Option<Secret>,
+}
+
+impl WebhookProvider {
+    pub fn new(url: &str, token: Option<Secret>, timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: reqwest::Client::builder().timeout(timeout).build()?,
+            url: url.to_string(),
+            token,
+        })
+    }
+}
+
+impl SmsProvider for WebhookProvider {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn send<'a>(&'a self, sms: &'a Sms) -> SendFuture<'a> {
+        Box::pin(async move {
+            let body = serde_json::json!({
+                "to": sms.to,
+                "text": sms.text,
+                "alert_id": sms.alert_id,
+                "kind": sms.kind,
+                "idempotency_key": sms.idempotency_key,
+            });
+            let mut request = self.client.post(&self.url).json(&body);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token.expose());
+            }
+            let response = request.send().await.map_err(|error| {
+                SendError::Transient(format!("no answer from the SMS webhook: {error}"))
+            })?;
+            let status = response.status();
+            if status.is_success() {
+                Ok(())
+            } else if status.is_server_error() || status.as_u16() == 429 {
+                Err(SendError::Transient(format!(
+                    "SMS webhook answered {status}"
+                )))
+            } else {
+                let detail: String = response
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect();
+                Err(SendError::Permanent(format!(
+                    "SMS webhook answered {status}: {detail}"
+                )))
+            }
+        })
+    }
+}

@@ -1,0 +1,901 @@
+//! Alerts, their history, the notification outbox, reply codes and absences.
+//!
+//! The alert engine works inside one [`AlertTx`] per meter evaluation or tick,
+//! so an alert and the notifications it causes commit together (the outbox).
+//! Operators' actions (acknowledge, resolve, close) and the notifier's delivery
+//! records are plain [`Store`] methods.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::chunk::{self, StoredReading};
+use super::{Store, StoreError};
+
+/// What the engine needs to evaluate one meter.
+#[derive(Debug, Clone)]
+pub struct MeterWork {
+    pub evaluated_through: Option<i64>,
+    /// Readings from the history horizon up to the newest, sorted.
+    pub readings: Vec<StoredReading>,
+    /// `None` when the meter has no active registration (its readings never alarm).
+    pub household: Option<HouseholdInfo>,
+}
+
+/// A household as alerts see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdInfo {
+    pub id: i64,
+    pub resident_name: String,
+    pub address: String,
+    pub category: String,
+    pub timezone: String,
+    pub reporting_interval_min: u32,
+    pub check_in_phone: Option<String>,
+    /// (step, name, phone), in escalation order.
+    pub contacts: Vec<(u32, String, String)>,
+}
+
+/// An open or acknowledged alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveAlert {
+    pub id: i64,
+    pub meter_id: String,
+    pub household_id: Option<i64>,
+    pub kind: String,
+    pub severity: String,
+    pub state: String,
+    pub since: i64,
+    pub opened_at: i64,
+    pub notified_step: u32,
+    pub last_notified_at: Option<i64>,
+    pub reminders: u32,
+    pub check_in_until: Option<i64>,
+}
+
+/// A new alert.
+#[derive(Debug, Clone)]
+pub struct NewAlert<'a> {
+    pub meter_id: &'a str,
+    pub household_id: Option<i64>,
+    pub kind: &'a str,
+    pub severity: &'a str,
+    pub since: i64,
+    pub opened_at: i64,
+    pub detail: &'a str,
+    pub created_at: i64,
+}
+
+/// A text to send, as queued in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: i64,
+    pub alert_id: i64,
+    pub kind: String,
+    pub phone: String,
+    pub recipient: String,
+    pub step: u32,
+    pub purpose: String,
+    pub text: String,
+    pub idempotency_key: String,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// An alert as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRecord {
+    pub id: i64,
+    pub meter_id: String,
+    pub resident_name: Option<String>,
+    pub kind: String,
+    pub severity: String,
+    pub state: String,
+    pub since: i64,
+    pub opened_at: i64,
+    pub detail: String,
+    pub acknowledged: Option<(i64, String, String)>,
+    pub resolved: Option<(i64, String, String)>,
+    pub closed: Option<(i64, String, String)>,
+    pub disposition: Option<String>,
+    pub note: Option<String>,
+}
+
+/// One line of an alert's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertEvent {
+    pub at: i64,
+    pub actor: String,
+    pub channel: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// A declared absence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Absence {
+    pub id: i64,
+    pub household_id: i64,
+    pub resident_name: String,
+    pub reason: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub declared_by: String,
+    pub ended_at: Option<i64>,
+}
+
+/// Why an operator's action on an alert did not happen.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ActionError {
+    #[error("alert {0} does not exist")]
+    NoSuchAlert(i64),
+    #[error("alert {id} is already {state}")]
+    AlreadyDone { id: i64, state: String },
+}
+
+/// The engine's own connection.
+pub struct AlertDb {
+    connection: Connection,
+}
+
+pub struct AlertTx<'a> {
+    tx: Transaction<'a>,
+}
+
+const ACTIVE_COLUMNS: &str =
+    "id, meter_id, household_id, kind, severity, state, since, opened_at, notified_step,
+     last_notified_at, reminders, check_in_until";
+
+fn active_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveAlert> {
+    Ok(ActiveAlert {
+        id: row.get(0)?,
+        meter_id: row.get(1)?,
+        household_id: row.get(2)?,
+        kind: row.get(3)?,
+        severity: row.get(4)?,
+        state: row.get(5)?,
+        since: row.get(6)?,
+        opened_at: row.get(7)?,
+        notified_step: row.get(8)?,
+        last_notified_at: row.get(9)?,
+        reminders: row.get(10)?,
+        check_in_until: row.get(11)?,
+    })
+}
+
+impl AlertDb {
+    pub fn open(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            connection: store.connect()?,
+        })
+    }
+
+    pub fn transaction(&mut self) -> Result<AlertTx<'_>, StoreError> {
+        Ok(AlertTx {
+            tx: self.connection.transaction()?,
+        })
+    }
+
+    /// Meters with readings newer than detection has evaluated.
+    pub fn pending_meters(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT meter_id FROM meter_state
+             WHERE last_reading_ts IS NOT NULL AND (evaluated_through IS NULL OR last_reading_ts > evaluated_through)",
+        )?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl AlertTx<'_> {
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit()?)
+    }
+
+    /// The readings and household of `meter`, reaching `history_s` before the
+    /// oldest reading not yet evaluated.
+    pub fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError> {
+        let state: Option<(i64, Option<i64>, Option<i64>)> = self
+            .tx
+            .query_row(
+                "SELECT meter_key, evaluated_through, last_reading_ts FROM meter_state WHERE meter_id = ?1",
+                [meter],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        let Some((key, evaluated_through, Some(newest))) = state else {
+            return Ok(None);
+        };
+        let from = evaluated_through.unwrap_or(newest).min(newest) - history_s;
+        let mut statement = self.tx.prepare_cached(
+            "SELECT day, data FROM reading_chunks WHERE meter_key = ?1 AND day >= ?2 ORDER BY day",
+        )?;
+        let mut rows = statement.query(params![key, chunk::day_of(from)])?;
+        let mut readings = Vec::new();
+        while let Some(row) = rows.next()? {
+            let day = chunk::decode(row.get(0)?, &row.get::<_, Vec<u8>>(1)?)?;
+            readings.extend(day.into_iter().filter(|r| r.ts >= from));
+        }
+        Ok(Some(MeterWork {
+            evaluated_through,
+            readings,
+            household: household_of(&self.tx, meter)?,
+        }))
+    }
+
+    pub fn set_evaluated_through(&self, meter: &str, ts: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE meter_state SET evaluated_through = ?2 WHERE meter_id = ?1")?
+            .execute(params![meter, ts])?;
+        Ok(())
+    }
+
+    pub fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError> {
+        let mut statement = self.tx.prepare_cached(&format!(
+            "SELECT {ACTIVE_COLUMNS} FROM alerts WHERE meter_id = ?1 AND state IN ('open', 'acknowledged')"
+        ))?;
+        let rows = statement.query_map([meter], active_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every open (unacknowledged) alert, for escalation and reminders.
+    pub fn open_alerts(&self) -> Result<Vec<ActiveAlert>, StoreError> {
+        let mut statement = self.tx.prepare_cached(&format!(
+            "SELECT {ACTIVE_COLUMNS} FROM alerts WHERE state = 'open' ORDER BY id"
+        ))?;
+        let rows = statement.query_map([], active_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The household of an alert's meter (active registration or not).
+    pub fn household(&self, household_id: i64) -> Result<Option<HouseholdInfo>, StoreError> {
+        let meter: Option<String> = self
+            .tx
+            .query_row(
+                "SELECT meter_id FROM meters WHERE household_id = ?1 ORDER BY status = 'active' DESC LIMIT 1",
+                [household_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match meter {
+            Some(meter) => household_of(&self.tx, &meter),
+            None => Ok(None),
+        }
+    }
+
+    /// The reason of an absence covering `at`, if any.
+    pub fn absence_at(&self, household_id: i64, at: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT reason FROM absences WHERE household_id = ?1 AND starts_at <= ?2 AND ?2 < coalesce(ended_at, ends_at)
+                 ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![household_id, at], |row| row.get(0))
+            .optional()?)
+    }
+
+    pub fn insert_alert(&self, alert: &NewAlert<'_>) -> Result<i64, StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                alert.meter_id,
+                alert.household_id,
+                alert.kind,
+                alert.severity,
+                alert.since,
+                alert.opened_at,
+                alert.detail,
+                alert.created_at
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub fn update_detection(
+        &self,
+        id: i64,
+        severity: &str,
+        at: i64,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE alerts SET severity = ?2, last_detected_at = ?3, detail = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, severity, at, detail])?;
+        Ok(())
+    }
+
+    /// Marks which step has been texted and when.
+    pub fn set_notified(
+        &self,
+        id: i64,
+        step: u32,
+        at: i64,
+        reminders: u32,
+        check_in_until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE alerts SET notified_step = ?2, last_notified_at = ?3, reminders = ?4, check_in_until = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, step, at, reminders, check_in_until])?;
+        Ok(())
+    }
+
+    pub fn resolve(&self, id: i64, at: i64, by: &str, via: &str) -> Result<(), StoreError> {
+        resolve(&self.tx, id, at, by, via)
+    }
+
+    pub fn record_event(
+        &self,
+        id: i64,
+        at: i64,
+        actor: &str,
+        channel: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        record_event(&self.tx, id, at, actor, channel, action, detail)
+    }
+
+    /// The reply code of `alert_id` for `phone`: the one it has, or the smallest
+    /// not used by another active alert texted to that phone.
+    pub fn code_for(&self, phone: &str, alert_id: i64) -> Result<i64, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT c.code, c.alert_id FROM sms_codes c JOIN alerts a ON a.id = c.alert_id
+             WHERE c.phone = ?1 AND a.state IN ('open', 'acknowledged') ORDER BY c.code",
+        )?;
+        let used: Vec<(i64, i64)> = statement
+            .query_map([phone], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if let Some((code, _)) = used.iter().find(|(_, alert)| *alert == alert_id) {
+            return Ok(*code);
+        }
+        let code = (1..)
+            .find(|code| !used.iter().any(|(used, _)| used == code))
+            .expect("a free code");
+        self.tx
+            .prepare_cached(
+                "INSERT INTO sms_codes (phone, code, alert_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (phone, code) DO UPDATE SET alert_id = excluded.alert_id",
+            )?
+            .execute(params![phone, code, alert_id])?;
+        Ok(code)
+    }
+
+    /// Queues a text; returns false when its idempotency key was queued before.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue(
+        &self,
+        alert_id: i64,
+        phone: &str,
+        recipient: &str,
+        step: u32,
+        purpose: &str,
+        text: &str,
+        idempotency_key: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO notifications (alert_id, phone, recipient, step, purpose, text, idempotency_key, state, due_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8) ON CONFLICT (idempotency_key) DO NOTHING",
+            )?
+            .execute(params![alert_id, phone, recipient, step, purpose, text, idempotency_key, now_ms])?;
+        Ok(inserted == 1)
+    }
+
+    /// Everyone texted about an alert, once each, with the first text they got:
+    /// (phone, recipient, step, text).
+    pub fn recipients(
+        &self,
+        alert_id: i64,
+    ) -> Result<Vec<(String, String, u32, String)>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT phone, recipient, step, text FROM notifications n
+             WHERE alert_id = ?1 AND purpose IN ('alert', 'check_in') AND state IN ('pending', 'sent')
+               AND id = (SELECT min(id) FROM notifications m WHERE m.alert_id = n.alert_id AND m.phone = n.phone
+                         AND m.purpose IN ('alert', 'check_in'))
+             ORDER BY step, phone",
+        )?;
+        let rows = statement.query_map([alert_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Registered meters whose newest reading arrived longer ago than
+    /// max(3 × interval, `at_least_s`) (or that never reported since
+    /// registration), and that have no active `meter_offline` alert.
+    pub fn offline_candidates(
+        &self,
+        now: i64,
+        at_least_s: i64,
+    ) -> Result<Vec<OfflineMeter>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT m.meter_id, m.household_id, s.last_received
+             FROM meters m JOIN households h ON h.id = m.household_id
+             LEFT JOIN meter_state s ON s.meter_id = m.meter_id
+             WHERE m.status = 'active'
+               AND coalesce(s.last_received, m.registered_at) < ?1 - max(3 * 60 * h.reporting_interval_min, ?2)
+               AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.meter_id = m.meter_id AND a.kind = 'meter_offline'
+                               AND a.state IN ('open', 'acknowledged'))",
+        )?;
+        let rows = statement.query_map(params![now, at_least_s], |row| {
+            Ok(OfflineMeter {
+                meter_id: row.get(0)?,
+                household_id: row.get(1)?,
+                last_received: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// A registered meter that has not reported for too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineMeter {
+    pub meter_id: String,
+    pub household_id: i64,
+    /// Wall clock of its newest reading; `None` if it never reported.
+    pub last_received: Option<i64>,
+}
+
+fn household_of(connection: &Connection, meter: &str) -> Result<Option<HouseholdInfo>, StoreError> {
+    let household = connection
+        .prepare_cached(
+            "SELECT h.id, h.resident_name, h.address, h.category, h.timezone, h.reporting_interval_min, h.check_in_phone
+             FROM meters m JOIN households h ON h.id = m.household_id WHERE m.meter_id = ?1 AND m.status = 'active'",
+        )?
+        .query_row([meter], |row| {
+            Ok(HouseholdInfo {
+                id: row.get(0)?,
+                resident_name: row.get(1)?,
+                address: row.get(2)?,
+                category: row.get(3)?,
+                timezone: row.get(4)?,
+                reporting_interval_min: row.get(5)?,
+                check_in_phone: row.get(6)?,
+                contacts: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut household) = household else {
+        return Ok(None);
+    };
+    let mut statement = connection.prepare_cached(
+        "SELECT step, name, phone FROM contacts WHERE household_id = ?1 ORDER BY step, position",
+    )?;
+    household.contacts = statement
+        .query_map([household.id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(household))
+}
+
+fn resolve(
+    connection: &Connection,
+    id: i64,
+    at: i64,
+    by: &str,
+    via: &str,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE alerts SET state = 'resolved', resolved_at = ?2, resolved_by = ?3, resolved_via = ?4
+             WHERE id = ?1 AND state IN ('open', 'acknowledged')",
+        )?
+        .execute(params![id, at, by, via])?;
+    cancel_pending(connection, id)
+}
+
+/// Pending alert texts and reminders are not sent once someone has acted.
+fn cancel_pending(connection: &Connection, id: i64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE notifications SET state = 'cancelled'
+             WHERE alert_id = ?1 AND state = 'pending' AND purpose IN ('alert', 'reminder', 'check_in')",
+        )?
+        .execute([id])?;
+    Ok(())
+}
+
+fn record_event(
+    connection: &Connection,
+    id: i64,
+    at: i64,
+    actor: &str,
+    channel: &str,
+    action: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("INSERT INTO alert_events (alert_id, at, actor, channel, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![id, at, actor, channel, action, detail])?;
+    Ok(())
+}
+
+fn alert_state(connection: &Connection, id: i64) -> Result<String, StoreError> {
+    connection
+        .query_row("SELECT state FROM alerts WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .ok_or(StoreError::Action(ActionError::NoSuchAlert(id)))
+}
+
+impl Store {
+    /// Acknowledges an open alert; stops its escalation and reminders.
+    pub fn acknowledge_alert(
+        &self,
+        id: i64,
+        by: &str,
+        via: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction()?;
+        let state = alert_state(&tx, id)?;
+        if state != "open" {
+            return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
+        }
+        tx.execute(
+            "UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?2, acknowledged_by = ?3, acknowledged_via = ?4 WHERE id = ?1",
+            params![id, now, by, via],
+        )?;
+        cancel_pending(&tx, id)?;
+        record_event(&tx, id, now, by, via, "acknowledged", "")?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Resolves an open or acknowledged alert by hand.
+    pub fn resolve_alert(&self, id: i64, by: &str, via: &str, now: i64) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction()?;
+        let state = alert_state(&tx, id)?;
+        if !matches!(state.as_str(), "open" | "acknowledged") {
+            return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
+        }
+        resolve(&tx, id, now, by, via)?;
+        record_event(&tx, id, now, by, via, "resolved", "")?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Closes an alert with what was found; an alert still active is resolved too.
+    pub fn close_alert(
+        &self,
+        id: i64,
+        disposition: &str,
+        note: &str,
+        by: &str,
+        via: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction()?;
+        let state = alert_state(&tx, id)?;
+        if state == "closed" {
+            return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
+        }
+        if state != "resolved" {
+            resolve(&tx, id, now, by, via)?;
+        }
+        tx.execute(
+            "UPDATE alerts SET state = 'closed', closed_at = ?2, closed_by = ?3, closed_via = ?4, disposition = ?5, note = ?6 WHERE id = ?1",
+            params![id, now, by, via, disposition, note],
+        )?;
+        record_event(
+            &tx,
+            id,
+            now,
+            by,
+            via,
+            "closed",
+            &format!("{disposition}: {note}"),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Alerts, newest first; only active ones unless `all`.
+    pub fn list_alerts(&self, all: bool, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
+        let connection = self.connect()?;
+        let filter = if all {
+            ""
+        } else {
+            "WHERE a.state IN ('open', 'acknowledged')"
+        };
+        let mut statement = connection.prepare(&format!(
+            "SELECT a.id, a.meter_id, h.resident_name, a.kind, a.severity, a.state, a.since, a.opened_at, a.detail,
+                    a.acknowledged_at, a.acknowledged_by, a.acknowledged_via, a.resolved_at, a.resolved_by, a.resolved_via,
+                    a.closed_at, a.closed_by, a.closed_via, a.disposition, a.note
+             FROM alerts a LEFT JOIN households h ON h.id = a.household_id {filter}
+             ORDER BY a.state = 'open' DESC, a.id DESC LIMIT ?1"
+        ))?;
+        let rows = statement.query_map([limit as i64], |row| {
+            let triple = |at: usize| -> rusqlite::Result<Option<(i64, String, String)>> {
+                Ok(match row.get::<_, Option<i64>>(at)? {
+                    Some(when) => Some((when, row.get(at + 1)?, row.get(at + 2)?)),
+                    None => None,
+                })
+            };
+            Ok(AlertRecord {
+                id: row.get(0)?,
+                meter_id: row.get(1)?,
+                resident_name: row.get(2)?,
+                kind: row.get(3)?,
+                severity: row.get(4)?,
+                state: row.get(5)?,
+                since: row.get(6)?,
+                opened_at: row.get(7)?,
+                detail: row.get(8)?,
+                acknowledged: triple(9)?,
+                resolved: triple(12)?,
+                closed: triple(15)?,
+                disposition: row.get(18)?,
+                note: row.get(19)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>, StoreError> {
+        Ok(self
+            .list_alerts(true, i64::MAX as usize)?
+            .into_iter()
+            .find(|a| a.id == id))
+    }
+
+    pub fn alert_events(&self, id: i64) -> Result<Vec<AlertEvent>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement =
+            connection.prepare("SELECT at, actor, channel, action, detail FROM alert_events WHERE alert_id = ?1 ORDER BY rowid")?;
+        let rows = statement.query_map([id], |row| {
+            Ok(AlertEvent {
+                at: row.get(0)?,
+                actor: row.get(1)?,
+                channel: row.get(2)?,
+                action: row.get(3)?,
+                detail: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Texts of an alert (or all), oldest first.
+    pub fn notifications(&self, alert_id: Option<i64>) -> Result<Vec<Notification>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT n.id, n.alert_id, a.kind, n.phone, n.recipient, n.step, n.purpose, n.text, n.idempotency_key, n.state,
+                    n.attempts, n.last_error
+             FROM notifications n JOIN alerts a ON a.id = n.alert_id
+             WHERE ?1 IS NULL OR n.alert_id = ?1 ORDER BY n.id",
+        )?;
+        let rows = statement.query_map([alert_id], notification_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Pending texts due by `now_ms`, oldest first.
+    pub fn due_notifications(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT n.id, n.alert_id, a.kind, n.phone, n.recipient, n.step, n.purpose, n.text, n.idempotency_key, n.state,
+                    n.attempts, n.last_error
+             FROM notifications n JOIN alerts a ON a.id = n.alert_id
+             WHERE n.state = 'pending' AND n.due_at <= ?1 ORDER BY n.due_at, n.id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![now_ms, limit as i64], notification_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the next pending text is due (ms), if any.
+    pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let connection = self.connect()?;
+        Ok(connection.query_row(
+            "SELECT min(due_at) FROM notifications WHERE state = 'pending'",
+            [],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// Records one delivery attempt: sent, to retry at `retry_at_ms`, or failed for good.
+    pub fn record_attempt(
+        &self,
+        id: i64,
+        outcome: Result<(), (String, Option<i64>)>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let connection = self.connect()?;
+        match outcome {
+            Ok(()) => connection.execute(
+                "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?2 WHERE id = ?1 AND state = 'pending'",
+                params![id, now_ms],
+            )?,
+            Err((error, Some(retry_at))) => connection.execute(
+                "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3 WHERE id = ?1 AND state = 'pending'",
+                params![id, error, retry_at],
+            )?,
+            Err((error, None)) => connection.execute(
+                "UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+                params![id, error],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// The active alert a reply code stands for, for a phone: (alert id, state).
+    pub fn alert_for_code(
+        &self,
+        phone: &str,
+        code: i64,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        let connection = self.connect()?;
+        Ok(connection
+            .query_row(
+                "SELECT a.id, a.state FROM sms_codes c JOIN alerts a ON a.id = c.alert_id WHERE c.phone = ?1 AND c.code = ?2",
+                params![phone, code],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The name a phone number has among a household's contacts (or as its resident's check-in phone).
+    pub fn contact_name(&self, phone: &str) -> Result<Option<String>, StoreError> {
+        let connection = self.connect()?;
+        Ok(connection
+            .query_row(
+                "SELECT name FROM contacts WHERE phone = ?1
+                 UNION ALL SELECT resident_name FROM households WHERE check_in_phone = ?1 LIMIT 1",
+                [phone],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Is `phone` the check-in phone of the alert's household?
+    pub fn is_check_in_phone(&self, alert_id: i64, phone: &str) -> Result<bool, StoreError> {
+        let connection = self.connect()?;
+        Ok(connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM alerts a JOIN households h ON h.id = a.household_id
+                            WHERE a.id = ?1 AND h.check_in_phone = ?2)",
+            params![alert_id, phone],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// Sets (or clears) a household's check-in phone, by one of its meters.
+    pub fn set_check_in_phone(
+        &self,
+        meter: &str,
+        phone: Option<&str>,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction()?;
+        let household = super::active_household(&tx, meter)?;
+        tx.execute(
+            "UPDATE households SET check_in_phone = ?2 WHERE id = ?1",
+            params![household, phone],
+        )?;
+        super::audit(
+            &tx,
+            now,
+            actor,
+            "household.check_in",
+            meter,
+            phone.map_or("off", |_| "on"),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Declares an absence for households (by meter id); returns how many.
+    pub fn declare_absences(
+        &self,
+        meters: &[String],
+        reason: &str,
+        starts_at: i64,
+        ends_at: i64,
+        actor: &str,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction()?;
+        for meter in meters {
+            let household = super::active_household(&tx, meter)?;
+            tx.execute(
+                "INSERT INTO absences (household_id, reason, starts_at, ends_at, declared_by, declared_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![household, reason, starts_at, ends_at, actor, now],
+            )?;
+            super::audit(
+                &tx,
+                now,
+                actor,
+                "absence.declare",
+                meter,
+                &format!("{reason} {starts_at}..{ends_at}"),
+            )?;
+        }
+        tx.commit()?;
+        Ok(meters.len())
+    }
+
+    /// Active meters of a category (or all).
+    pub fn active_meters(&self, category: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT m.meter_id FROM meters m JOIN households h ON h.id = m.household_id
+             WHERE m.status = 'active' AND (?1 IS NULL OR h.category = ?1) ORDER BY m.meter_id",
+        )?;
+        let rows = statement.query_map([category], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Absences not yet over at `now` (or all), newest first.
+    pub fn absences(&self, all: bool, now: i64) -> Result<Vec<Absence>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT a.id, a.household_id, h.resident_name, a.reason, a.starts_at, a.ends_at, a.declared_by, a.ended_at
+             FROM absences a JOIN households h ON h.id = a.household_id
+             WHERE ?1 OR coalesce(a.ended_at, a.ends_at) > ?2 ORDER BY a.id DESC",
+        )?;
+        let rows = statement.query_map(params![all, now], |row| {
+            Ok(Absence {
+                id: row.get(0)?,
+                household_id: row.get(1)?,
+                resident_name: row.get(2)?,
+                reason: row.get(3)?,
+                starts_at: row.get(4)?,
+                ends_at: row.get(5)?,
+                declared_by: row.get(6)?,
+                ended_at: row.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ends an absence early.
+    pub fn end_absence(&self, id: i64, actor: &str, now: i64) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction()?;
+        let changed = tx.execute(
+            "UPDATE absences SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL AND ends_at > ?2",
+            params![id, now],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("no current absence {id}")));
+        }
+        super::audit(&tx, now, actor, "absence.end", &id.to_string(), "")?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
+    Ok(Notification {
+        id: row.get(0)?,
+        alert_id: row.get(1)?,
+        kind: row.get(2)?,
+        phone: row.get(3)?,
+        recipient: row.get(4)?,
+        step: row.get(5)?,
+        purpose: row.get(6)?,
+        text: row.get(7)?,
+        idempotency_key: row.get(8)?,
+        state: row.get(9)?,
+        attempts: row.get(10)?,
+        last_error: row.get(11)?,
+    })
+}
