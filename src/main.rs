@@ -57,7 +57,92 @@ enum Command {
     /// Look at what ingest received.
     #[command(subcommand)]
     Ingest(IngestCommand),
+    /// List, acknowledge, resolve and close alerts.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+    /// Declare, list and end absences (hospital stays, visits to family).
+    #[command(subcommand)]
+    Absences(AbsencesCommand),
 }
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Active alerts (open first); --all for every alert.
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One alert with its history and texts.
+    Show { id: i64 },
+    /// Acknowledge: someone is taking care of it (stops escalation and reminders).
+    Ack {
+        id: i64,
+        #[arg(long, default_value_t = actor())]
+        by: String,
+    },
+    /// Resolve by hand.
+    Resolve {
+        id: i64,
+        #[arg(long, default_value_t = actor())]
+        by: String,
+    },
+    /// Close with what was found: safe, away, needed_help, hospitalised, deceased, device_fault, other.
+    Close {
+        id: i64,
+        #[arg(long)]
+        disposition: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, default_value_t = actor())]
+        by: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AbsencesCommand {
+    /// Declare an absence for some meters' households, a category, or everyone.
+    Add {
+        /// Meter ids (repeatable).
+        #[arg(long = "meter")]
+        meters: Vec<String>,
+        /// Every household of this category.
+        #[arg(long, conflicts_with = "meters")]
+        category: Option<String>,
+        /// Every registered household.
+        #[arg(long, conflicts_with_all = ["meters", "category"])]
+        all: bool,
+        #[arg(long)]
+        reason: String,
+        /// Start (RFC 3339 or YYYY-MM-DD in the default time zone); default now.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (RFC 3339 or YYYY-MM-DD); at most 90 days after the start.
+        #[arg(long)]
+        until: String,
+    },
+    /// Absences not yet over (--all: every one).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// End an absence early.
+    End { id: i64 },
+}
+
+/// The closing dispositions of an alert.
+const DISPOSITIONS: [&str; 7] = [
+    "safe",
+    "away",
+    "needed_help",
+    "hospitalised",
+    "deceased",
+    "device_fault",
+    "other",
+];
+/// The longest absence.
+const MAX_ABSENCE_DAYS: i64 = 90;
 
 #[derive(Subcommand)]
 enum MetersCommand {
@@ -94,6 +179,15 @@ enum MetersCommand {
     Remove { meter: String },
     /// Meters that publish but are not registered.
     Unregistered,
+    /// Ask the resident first ("reply if you are fine") before texting the contacts.
+    CheckIn {
+        meter: String,
+        /// The resident's own phone; --off to stop asking.
+        #[arg(long, required_unless_present = "off")]
+        phone: Option<String>,
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,6 +300,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Command::Alerts(command) => return alerts(&config, command),
+        Command::Absences(command) => return absences(&config, command),
         Command::PrintConfig | Command::CheckConfig { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
@@ -487,6 +583,24 @@ fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<ExitCode> {
             store.remove_meter(&meter, &actor(), now)?;
             println!("meter {meter} removed; its readings are kept");
         }
+        MetersCommand::CheckIn { meter, phone, off } => {
+            let phone = match (off, phone) {
+                (true, _) => None,
+                (false, Some(phone)) => Some(
+                    stillwater::domain::PhoneNumber::parse(&phone)
+                        .map_err(|error| anyhow::anyhow!("--phone: {error}"))?,
+                ),
+                (false, None) => unreachable!("clap requires --phone or --off"),
+            };
+            store.set_check_in_phone(&meter, phone.as_ref().map(|p| p.as_str()), &actor(), now)?;
+            match phone {
+                Some(phone) => println!(
+                    "{meter}: the resident ({}) is asked first",
+                    mask_phone(phone.as_str())
+                ),
+                None => println!("{meter}: no check-in; contacts are texted directly"),
+            }
+        }
         MetersCommand::Unregistered => {
             let meters = store.unregistered_meters()?;
             if meters.is_empty() {
@@ -506,6 +620,221 @@ fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<ExitCode> {
                         .unwrap_or_default()
                 );
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&config.store.path)?;
+    let now = chrono::Utc::now().timestamp();
+    let zone = config.registry.timezone;
+    let done = |result: Result<(), StoreError>, what: &str, id: i64| match result {
+        Ok(()) => {
+            println!("alert {id} {what}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(StoreError::Action(error)) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(anyhow::Error::from(error)),
+    };
+    match command {
+        AlertsCommand::List { all, limit } => {
+            let alerts = store.list_alerts(all, limit)?;
+            if alerts.is_empty() {
+                println!("{}", if all { "no alerts" } else { "no active alerts" });
+            }
+            for alert in alerts {
+                println!(
+                    "#{:<5} {:<12} {:<15} {:<11} {:<12} {}  since {}  {}",
+                    alert.id,
+                    alert.state,
+                    alert.kind,
+                    alert.severity,
+                    alert.meter_id,
+                    alert.resident_name.as_deref().unwrap_or("?"),
+                    format_time(alert.since, zone),
+                    alert.detail
+                );
+            }
+        }
+        AlertsCommand::Show { id } => {
+            let Some(alert) = store.alert(id)? else {
+                eprintln!("error: alert {id} does not exist");
+                return Ok(ExitCode::FAILURE);
+            };
+            println!(
+                "alert #{} {} ({}) — {}",
+                alert.id, alert.kind, alert.severity, alert.state
+            );
+            println!(
+                "  meter:    {} ({})",
+                alert.meter_id,
+                alert.resident_name.as_deref().unwrap_or("not registered")
+            );
+            println!("  since:    {}", format_time(alert.since, zone));
+            println!("  detected: {}", format_time(alert.opened_at, zone));
+            println!("  detail:   {}", alert.detail);
+            if let Some(disposition) = &alert.disposition {
+                println!(
+                    "  closed as {disposition}: {}",
+                    alert.note.as_deref().unwrap_or("")
+                );
+            }
+            println!("  history:");
+            for event in store.alert_events(id)? {
+                println!(
+                    "    {}  {:<20} by {} via {}  {}",
+                    format_time(event.at, zone),
+                    event.action,
+                    event.actor,
+                    event.channel,
+                    event.detail
+                );
+            }
+            println!("  texts:");
+            for text in store.notifications(Some(id))? {
+                println!(
+                    "    {:<9} {:<8} step {} to {} {} ({} attempts){}",
+                    text.state,
+                    text.purpose,
+                    text.step,
+                    text.recipient,
+                    mask_phone(&text.phone),
+                    text.attempts,
+                    text.last_error
+                        .map(|e| format!(" — {e}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        AlertsCommand::Ack { id, by } => {
+            return done(
+                store.acknowledge_alert(id, &by, "cli", now),
+                "acknowledged",
+                id,
+            )
+        }
+        AlertsCommand::Resolve { id, by } => {
+            return done(store.resolve_alert(id, &by, "cli", now), "resolved", id)
+        }
+        AlertsCommand::Close {
+            id,
+            disposition,
+            note,
+            by,
+        } => {
+            if !DISPOSITIONS.contains(&disposition.as_str()) {
+                eprintln!(
+                    "error: --disposition {disposition:?} must be one of {}",
+                    DISPOSITIONS.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            return done(
+                store.close_alert(id, &disposition, &note, &by, "cli", now),
+                "closed",
+                id,
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses RFC 3339, or a date (midnight in `zone`).
+fn parse_when(text: &str, zone: chrono_tz::Tz) -> anyhow::Result<i64> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp());
+    }
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a date (2026-01-28) or an RFC 3339 time"))?;
+    zone.from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
+        .earliest()
+        .map(|time| time.timestamp())
+        .ok_or_else(|| anyhow::anyhow!("{text:?} does not exist in {zone}"))
+}
+
+fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&config.store.path)?;
+    let now = chrono::Utc::now().timestamp();
+    let zone = config.registry.timezone;
+    match command {
+        AbsencesCommand::Add {
+            meters,
+            category,
+            all,
+            reason,
+            from,
+            until,
+        } => {
+            let starts_at = match &from {
+                Some(text) => parse_when(text, zone).context("--from")?,
+                None => now,
+            };
+            let ends_at = parse_when(&until, zone).context("--until")?;
+            if ends_at <= starts_at {
+                eprintln!("error: --until must be after --from");
+                return Ok(ExitCode::FAILURE);
+            }
+            if ends_at - starts_at > MAX_ABSENCE_DAYS * 86_400 {
+                eprintln!("error: an absence lasts at most {MAX_ABSENCE_DAYS} days; declare a new one when it ends");
+                return Ok(ExitCode::FAILURE);
+            }
+            if reason.trim().is_empty() {
+                eprintln!("error: --reason must say why (hospital, visiting family, …)");
+                return Ok(ExitCode::FAILURE);
+            }
+            let meters = if all {
+                store.active_meters(None)?
+            } else if let Some(category) = &category {
+                store.active_meters(Some(category))?
+            } else {
+                meters
+            };
+            if meters.is_empty() {
+                eprintln!("error: no household chosen: give --meter ID, --category NAME or --all");
+                return Ok(ExitCode::FAILURE);
+            }
+            let count = store.declare_absences(
+                &meters,
+                reason.trim(),
+                starts_at,
+                ends_at,
+                &actor(),
+                now,
+            )?;
+            println!(
+                "absence declared for {count} households, {} to {}",
+                format_time(starts_at, zone),
+                format_time(ends_at, zone)
+            );
+        }
+        AbsencesCommand::List { all } => {
+            let absences = store.absences(all, now)?;
+            if absences.is_empty() {
+                println!("no absences");
+            }
+            for absence in absences {
+                println!(
+                    "#{:<5} {}  {} → {}  {}  (by {}){}",
+                    absence.id,
+                    absence.resident_name,
+                    format_time(absence.starts_at, zone),
+                    format_time(absence.ends_at, zone),
+                    absence.reason,
+                    absence.declared_by,
+                    absence
+                        .ended_at
+                        .map(|at| format!(", ended {}", format_time(at, zone)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        AbsencesCommand::End { id } => {
+            store.end_absence(id, &actor(), now)?;
+            println!("absence {id} ended");
         }
     }
     Ok(ExitCode::SUCCESS)

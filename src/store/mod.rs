@@ -113,6 +113,8 @@ pub struct MeterState {
     pub readings: i64,
     pub register_resets: i64,
     pub rejected: i64,
+    /// Meter clock: the newest reading the alert engine has evaluated.
+    pub evaluated_through: Option<i64>,
 }
 
 /// A meter that has published but is not (or no longer) registered.
@@ -493,7 +495,7 @@ fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>
     Ok(connection
         .query_row(
             "SELECT first_seen, last_message, last_reading_ts, last_consumption_ts, last_total_l,
-                    last_battery_pct, last_status, readings, register_resets, rejected
+                    last_battery_pct, last_status, readings, register_resets, rejected, evaluated_through
              FROM meter_state WHERE meter_id = ?1",
             [meter],
             |row| {
@@ -508,6 +510,7 @@ fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>
                     readings: row.get(7)?,
                     register_resets: row.get(8)?,
                     rejected: row.get(9)?,
+                    evaluated_through: row.get(10)?,
                 })
             },
         )

@@ -1,0 +1,419 @@
+//! End to end: readings through the embedded broker → alert in the database →
+//! texts at a mock SMS gateway (wiremock), replies through POST /sms/inbound.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use stillwater::app::Gateway;
+use stillwater::config::{Config, ProviderChoice, Secret};
+use stillwater::registry::parse_csv;
+use stillwater::store::Store;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const HOUSEHOLD: &str = "meter_id,resident_name,address,category,timezone,reporting_interval_min,contact1_name,contact1_phone,contact2_name,contact2_phone,contact3_name,contact3_phone,notes
+ZS-0001,张桂芳,中山市石岐区民生路12号3楼,elderly_alone,Asia/Shanghai,60,李敏,13800138000,张伟,13900139000,,,
+";
+const STEP_1: &str = "+8613800138000";
+const STEP_2: &str = "+8613900139000";
+const INBOUND_TOKEN: &str = "reply-token";
+
+fn alert_config(dir: &std::path::Path, webhook: &str) -> Config {
+    let mut config = test_config(dir);
+    config.sms.provider = ProviderChoice::Webhook {
+        url: format!("{webhook}/sms"),
+        token: Some(Secret::new("gateway-token".into())),
+    };
+    config.sms.inbound_token = Some(Secret::new(INBOUND_TOKEN.into()));
+    config.alerts.tick = Duration::from_millis(100);
+    let store = Store::open(&config.store.path).unwrap();
+    let households = parse_csv(HOUSEHOLD, &config.registry).unwrap();
+    store
+        .register_households(&households, "test", chrono::Utc::now().timestamp())
+        .unwrap();
+    config
+}
+
+/// `litres[i]` used in hour i, starting three days ago: one payload per hour.
+fn hourly_payloads(litres: &[i64]) -> Vec<String> {
+    let start = (chrono::Utc::now().timestamp() - 3 * 86_400) / 3600 * 3600;
+    let mut total = 5_000;
+    litres
+        .iter()
+        .enumerate()
+        .map(|(hour, used)| {
+            total += used;
+            let ts = chrono::DateTime::from_timestamp(start + hour as i64 * 3600, 0).unwrap();
+            native(&ts.to_rfc3339(), total)
+        })
+        .collect()
+}
+
+/// A day of silence after one flush: an urgent no_usage.
+fn silent_day() -> Vec<i64> {
+    let mut litres = vec![0; 26];
+    litres[0] = 6;
+    litres
+}
+
+async fn publish_hourly(gateway: &Gateway, litres: &[i64]) {
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-zs-0001").await;
+    for payload in hourly_payloads(litres) {
+        meter.send("meters/ZS-0001/reading", payload).await;
+    }
+    meter.flush().await;
+    wait_until_evaluated(&gateway.store, litres.len()).await;
+}
+
+/// Waits until the engine has evaluated the meter's newest of `count` readings.
+async fn wait_until_evaluated(store: &Store, count: usize) {
+    let store = store.clone();
+    wait_until("the alert engine has evaluated every reading", || {
+        let store = store.clone();
+        async move {
+            store.meter_state("ZS-0001").unwrap().is_some_and(|state| {
+                state.readings == count as i64 && state.evaluated_through == state.last_reading_ts
+            })
+        }
+    })
+    .await;
+}
+
+async fn wait_for_requests(server: &MockServer, count: usize) -> Vec<Request> {
+    wait_until(&format!("{count} texts reach the SMS gateway"), || async {
+        server.received_requests().await.unwrap_or_default().len() >= count
+    })
+    .await;
+    server.received_requests().await.unwrap()
+}
+
+fn body(request: &Request) -> serde_json::Value {
+    serde_json::from_slice(&request.body).unwrap()
+}
+
+async fn mock_gateway() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/sms"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_home_texts_its_contacts_through_the_webhook() {
+    let server = mock_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&alert_config(dir.path(), &server.uri())).await;
+    publish_hourly(&gateway, &silent_day()).await;
+    let requests = wait_for_requests(&server, 2).await;
+    let mut texts: Vec<serde_json::Value> = requests.iter().map(body).collect();
+    texts.sort_by_key(|text| text["to"].as_str().unwrap().to_string());
+    assert_eq!(texts[0]["to"], STEP_1);
+    assert_eq!(texts[1]["to"], STEP_2, "urgent: every step at once");
+    let text = texts[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("【水表关爱】张桂芳（中山市石岐区民生路12号3楼）家自 ")
+            && text.ends_with("回复 1 确认。"),
+        "{text}"
+    );
+    assert_eq!(texts[0]["kind"], "no_usage");
+    assert!(texts[0]["idempotency_key"]
+        .as_str()
+        .unwrap()
+        .contains(STEP_1));
+    assert_eq!(
+        requests[0]
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "Bearer gateway-token"
+    );
+    let alerts = gateway.store.list_alerts(true, 10).unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        (alerts[0].kind.as_str(), alerts[0].severity.as_str()),
+        ("no_usage", "urgent")
+    );
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_alert_escalates_to_step_two() {
+    let server = mock_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = alert_config(dir.path(), &server.uri());
+    config.alerts.notify_warning = true;
+    config.alerts.escalate_after = Duration::from_secs(1);
+    let gateway = start_gateway(&config).await;
+    publish_hourly(&gateway, &silent_day()[..14]).await; // 13 silent hours: a warning, step 1
+    let first = wait_for_requests(&server, 1).await;
+    assert_eq!(body(&first[0])["to"], STEP_1);
+    let requests = wait_for_requests(&server, 2).await;
+    assert_eq!(
+        body(&requests[1])["to"],
+        STEP_2,
+        "step 2 after escalate_after without acknowledgement"
+    );
+    let events: Vec<String> = gateway
+        .store
+        .alert_events(1)
+        .unwrap()
+        .into_iter()
+        .map(|event| event.action)
+        .collect();
+    assert!(events.contains(&"escalated".to_string()), "{events:?}");
+    gateway.stop().await.unwrap();
+}
+
+async fn reply(gateway: &Gateway, from: &str, text: &str, token: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/sms/inbound", gateway.http_addr))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "from": from, "text": text }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_the_text_acknowledges_and_stops_escalation() {
+    let server = mock_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = alert_config(dir.path(), &server.uri());
+    config.alerts.notify_warning = true;
+    config.alerts.escalate_after = Duration::from_secs(2);
+    let gateway = start_gateway(&config).await;
+    publish_hourly(&gateway, &silent_day()[..14]).await;
+    wait_for_requests(&server, 1).await;
+
+    let (status, _) = reply(&gateway, "13800138000", "1", "wrong-token").await;
+    assert_eq!(status, 401);
+    let (status, answer) = reply(&gateway, "13800138000", "9", INBOUND_TOKEN).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("unknown_code"))
+    );
+    let (status, answer) = reply(&gateway, "138 0013 8000", "1", INBOUND_TOKEN).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("acknowledged")),
+        "{answer}"
+    );
+    assert!(answer["reply"].as_str().unwrap().contains("已确认"));
+    let (_, answer) = reply(&gateway, "13800138000", "1", INBOUND_TOKEN).await;
+    assert_eq!(answer["result"], "stale");
+
+    // Past the escalation deadline, step 2 has still not been texted.
+    let acknowledged = std::time::Instant::now();
+    let store = gateway.store.clone();
+    wait_until("the escalation deadline has passed", || async {
+        acknowledged.elapsed() > Duration::from_secs(3)
+    })
+    .await;
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1, "no text after the acknowledgement");
+    let alert = store.alert(1).unwrap().unwrap();
+    assert_eq!(alert.state, "acknowledged");
+    assert_eq!(
+        alert.acknowledged.map(|(_, by, via)| (by, via)),
+        Some(("李敏".to_string(), "sms".to_string()))
+    );
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_absence_keeps_the_contacts_quiet() {
+    let server = mock_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = alert_config(dir.path(), &server.uri());
+    let store = Store::open(&config.store.path).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    store
+        .declare_absences(
+            &["ZS-0001".into()],
+            "visiting family for Spring Festival",
+            now - 4 * 86_400,
+            now + 86_400,
+            "operator",
+            now,
+        )
+        .unwrap();
+    let gateway = start_gateway(&config).await;
+    publish_hourly(&gateway, &silent_day()).await;
+    assert!(gateway.store.list_alerts(true, 10).unwrap().is_empty());
+    assert!(server.received_requests().await.unwrap().is_empty());
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_error_is_retried_and_each_text_arrives_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&alert_config(dir.path(), &server.uri())).await;
+    publish_hourly(&gateway, &silent_day()).await;
+    let store = gateway.store.clone();
+    wait_until("both texts are delivered", || {
+        let store = store.clone();
+        async move {
+            let texts = store.notifications(None).unwrap();
+            texts.len() == 2 && texts.iter().all(|t| t.state == "sent")
+        }
+    })
+    .await;
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(
+        requests.len(),
+        3,
+        "one failed attempt, then one delivery per text"
+    );
+    let first_key = body(&requests[0])["idempotency_key"].clone();
+    let retried: Vec<_> = requests
+        .iter()
+        .filter(|r| body(r)["idempotency_key"] == first_key)
+        .collect();
+    assert_eq!(
+        retried.len(),
+        2,
+        "the failed text was retried with the same idempotency key"
+    );
+    let attempts: Vec<u32> = store
+        .notifications(None)
+        .unwrap()
+        .iter()
+        .map(|t| t.attempts)
+        .collect();
+    assert_eq!(attempts.iter().sum::<u32>(), 3);
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_committed_but_not_sent_before_a_stop_is_sent_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let config = alert_config(dir.path(), &unreachable);
+    let gateway = start_gateway(&config).await;
+    publish_hourly(&gateway, &silent_day()).await;
+    let store = gateway.store.clone();
+    wait_until(
+        "the texts are queued and their first attempt failed",
+        || {
+            let store = store.clone();
+            async move {
+                let texts = store.notifications(None).unwrap();
+                texts.len() == 2
+                    && texts
+                        .iter()
+                        .all(|t| t.state == "pending" && t.attempts >= 1)
+            }
+        },
+    )
+    .await;
+    gateway.stop().await.unwrap();
+
+    let server = mock_gateway().await;
+    let mut config = config;
+    config.sms.provider = ProviderChoice::Webhook {
+        url: format!("{}/sms", server.uri()),
+        token: None,
+    };
+    let gateway = start_gateway(&config).await;
+    wait_until("both texts are delivered after the restart", || {
+        let store = store.clone();
+        async move {
+            store
+                .notifications(None)
+                .unwrap()
+                .iter()
+                .all(|t| t.state == "sent")
+        }
+    })
+    .await;
+    let requests = server.received_requests().await.unwrap();
+    let mut recipients: Vec<String> = requests
+        .iter()
+        .map(|r| body(r)["to"].as_str().unwrap().to_string())
+        .collect();
+    recipients.sort();
+    assert_eq!(recipients, [STEP_1, STEP_2], "each text exactly once");
+    assert_eq!(
+        store.list_alerts(true, 10).unwrap().len(),
+        1,
+        "the restart opened no second alert"
+    );
+    gateway.stop().await.unwrap();
+}
+
+/// Alerts as replay must reproduce them (wall-clock columns left out).
+fn alert_shapes(store: &Store) -> Vec<(String, String, String, i64, i64, String)> {
+    store
+        .list_alerts(true, 100)
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.kind, a.severity, a.state, a.since, a.opened_at, a.detail))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_readings_at_different_speeds_give_identical_alerts() {
+    // Silence (an alert opens), use (it resolves), silence again, a tap left running.
+    let mut litres = silent_day();
+    litres.extend([30, 5, 0, 0]);
+    litres.extend(vec![0; 14]);
+    litres.extend([150, 150, 150]);
+    let payloads = hourly_payloads(&litres);
+
+    // Live: one message an hour, as the meter would send them.
+    let server = mock_gateway().await;
+    let live_dir = tempfile::tempdir().unwrap();
+    let live = start_gateway(&alert_config(live_dir.path(), &server.uri())).await;
+    publish_hourly(&live, &litres).await;
+
+    // Replay: the whole history in one batch message.
+    let replay_dir = tempfile::tempdir().unwrap();
+    let replay = start_gateway(&alert_config(replay_dir.path(), &server.uri())).await;
+    let readings: Vec<serde_json::Value> = payloads
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let mut meter = Publisher::connect(replay.mqtt_addr, "meter-replay").await;
+    meter
+        .send(
+            "meters/ZS-0001/reading",
+            serde_json::json!({ "readings": readings }).to_string(),
+        )
+        .await;
+    meter.flush().await;
+    wait_until_evaluated(&replay.store, litres.len()).await;
+
+    let live_alerts = alert_shapes(&live.store);
+    assert!(live_alerts.len() >= 3, "{live_alerts:#?}");
+    assert!(live_alerts.iter().any(|a| a.0 == "continuous_flow"));
+    assert!(live_alerts
+        .iter()
+        .any(|a| a.0 == "no_usage" && a.2 == "resolved"));
+    assert_eq!(alert_shapes(&replay.store), live_alerts);
+    live.stop().await.unwrap();
+    replay.stop().await.unwrap();
+}
