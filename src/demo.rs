@@ -1,10 +1,13 @@
-//! `stillwater demo`: the gateway on its embedded defaults with simulated homes.
+//! `stillwater demo`: the whole loop on the embedded defaults, in about a minute.
 //!
-//! It registers a few sample households (config/demo-households.csv), starts the
-//! gateway with the embedded broker and a local SQLite file, and runs
-//! firmware-sim in-process in accelerated event time: a simulated hour passes
-//! every second, and the first resident stops using water six simulated hours
-//! in. Ports that are taken (say, by a Mosquitto already running) are replaced by
+//! It starts a fresh demo database, registers a few sample households
+//! (config/demo-households.csv), starts the gateway with the embedded broker and
+//! the `log` SMS provider, and runs firmware-sim in-process in accelerated event
+//! time: a simulated hour passes every second, and the first resident stops
+//! using water six simulated hours in. A day later (in event time) the urgent
+//! `no_usage` alert opens and its texts are printed; the demo then answers the
+//! first text as the social worker would ("1"), which acknowledges the alert.
+//! Ports that are taken (say, by a Mosquitto already running) are replaced by
 //! free ones, and the demo says which.
 
 use std::net::{SocketAddr, TcpListener};
@@ -13,9 +16,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use crate::app::Gateway;
-use crate::config::{BrokerChoice, Config};
+use crate::config::{BrokerChoice, Config, ProviderChoice};
+use crate::domain::{mask_name, mask_phone, PhoneNumber};
 use crate::registry;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// The sample households, embedded in the binary.
 pub const HOUSEHOLDS_CSV: &str = include_str!("../config/demo-households.csv");
@@ -28,7 +32,7 @@ pub struct DemoOptions {
     pub hours: u64,
     /// Simulated seconds per real second.
     pub speed: f64,
-    /// Exit when the simulation is done instead of running on.
+    /// Exit when the loop is shown instead of running on.
     pub once: bool,
 }
 
@@ -48,45 +52,53 @@ fn free_or_any(listen: SocketAddr, what: &str) -> SocketAddr {
     match TcpListener::bind(listen) {
         Ok(_) => listen,
         Err(_) => {
-            let any = SocketAddr::new(listen.ip(), 0);
             println!(
                 "{what} port {} is taken; the demo uses a free port instead",
                 listen.port()
             );
-            any
+            SocketAddr::new(listen.ip(), 0)
         }
     }
 }
 
+/// Removes a previous demo database, so every run tells the same story.
+fn fresh_database(path: &std::path::Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => anyhow::bail!(
+                "cannot remove the old demo database {}: {error}",
+                file.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()> {
     config.store.path = options.database.clone();
+    config.sms.provider = ProviderChoice::Log;
     if let BrokerChoice::Embedded { listen } = config.mqtt.broker {
         config.mqtt.broker = BrokerChoice::Embedded {
             listen: free_or_any(listen, "MQTT"),
         };
     }
     config.http.listen = free_or_any(config.http.listen, "HTTP");
+    config.alerts.tick = Duration::from_secs(1);
 
+    fresh_database(&config.store.path)?;
     let store = Store::open(&config.store.path)?;
     let households = registry::parse_csv(HOUSEHOLDS_CSV, &config.registry)
         .map_err(|errors| anyhow::anyhow!("demo households: {}", errors[0]))?;
-    let mut registered = 0;
-    for household in &households {
-        match store.register_households(
-            std::slice::from_ref(household),
-            "demo",
-            chrono::Utc::now().timestamp(),
-        ) {
-            Ok(()) => registered += 1,
-            Err(StoreError::AlreadyRegistered { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
+    store.register_households(&households, "demo", chrono::Utc::now().timestamp())?;
     let gateway = Gateway::start(&config).await?;
     println!("Stillwater demo");
     println!(
-        "  database:  {} ({registered} sample households registered)",
-        store.path().display()
+        "  database:  {} ({} sample households)",
+        store.path().display(),
+        households.len()
     );
     println!(
         "  MQTT:      {} (topic meters/{{meter_id}}/reading)",
@@ -123,37 +135,58 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
         seed: 1,
         stop_using: Some((0, stop_at)),
     };
+    let resident = &households[0];
     println!(
-        "  {} (DEMO-00000) stops using water at {}",
-        crate::domain::mask_name(&households[0].resident_name),
+        "  {} (DEMO-00000) stops using water at {} (event time)",
+        mask_name(&resident.resident_name),
         stop_at.format("%m-%d %H:%M")
     );
+    println!();
     let metrics = gateway.metrics.clone();
     let mut simulation = tokio::spawn(firmware_sim::run(sim));
-    let mut progress = tokio::time::interval(Duration::from_secs(5));
-    let report = loop {
+    let mut progress = tokio::time::interval(Duration::from_secs(10));
+    progress.tick().await;
+    let mut acknowledged = false;
+    loop {
         tokio::select! {
-            result = &mut simulation => break result??,
+            result = &mut simulation => {
+                let report = result??;
+                println!("  … simulation done: {} readings published", report.readings);
+                break;
+            }
             _ = progress.tick() => println!("  … {} readings stored", metrics.readings_accepted.load(Relaxed)),
             _ = tokio::signal::ctrl_c() => {
                 simulation.abort();
                 return gateway.stop().await;
             }
+            _ = tokio::time::sleep(Duration::from_millis(200)), if !acknowledged => {
+                acknowledged = answer_first_text(&store, resident, &config).await?;
+            }
         }
-    };
-    // The simulator's messages are acknowledged by the broker; wait until the gateway has committed them.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while metrics.readings_accepted.load(Relaxed) < report.readings
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !acknowledged && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        acknowledged = answer_first_text(&store, resident, &config).await?;
+    }
+    if !acknowledged {
+        println!(
+            "  no alert was texted; see `stillwater --db {} alerts list --all`",
+            store.path().display()
+        );
+    }
+    println!();
+    println!("  look closer:");
     println!(
-        "  simulation done: {} readings stored",
-        metrics.readings_accepted.load(Relaxed)
+        "    stillwater --db {} alerts list --all",
+        store.path().display()
     );
     println!(
-        "  look at the meter whose resident stopped:  stillwater --db {} meters show DEMO-00000",
+        "    stillwater --db {} alerts show 1",
+        store.path().display()
+    );
+    println!(
+        "    stillwater --db {} meters show DEMO-00000",
         store.path().display()
     );
     if options.once {
@@ -169,4 +202,45 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
         shutdown.cancel();
     });
     gateway.run_until_stopped().await
+}
+
+/// Once the resident's alert has been texted to the first contact, replies "1"
+/// as that contact would. Returns whether it did.
+async fn answer_first_text(
+    store: &Store,
+    resident: &registry::NewHousehold,
+    config: &Config,
+) -> anyhow::Result<bool> {
+    let Some(contact) = resident.contacts.first() else {
+        return Ok(false);
+    };
+    let store = store.clone();
+    let phone: PhoneNumber = contact.phone.clone();
+    let language = config.sms.language;
+    let name = contact.name.clone();
+    tokio::task::spawn_blocking(move || {
+        let sent = store.notifications(None)?.into_iter().any(|text| {
+            text.phone == phone.as_str() && text.purpose == "alert" && text.state == "sent"
+        });
+        if !sent {
+            return Ok(false);
+        }
+        let outcome = crate::http::handle_reply(&store, &phone, "1", language)?;
+        println!();
+        println!(
+            "  {name} ({}) replies \"1\" → {}",
+            mask_phone(phone.as_str()),
+            outcome.reply
+        );
+        if let Some(id) = outcome.alert_id {
+            if let Some(alert) = store.alert(id)? {
+                println!(
+                    "  alert #{id} {} ({}) is now {}: the monitoring team is on its way",
+                    alert.kind, alert.severity, alert.state
+                );
+            }
+        }
+        Ok(true)
+    })
+    .await?
 }

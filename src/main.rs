@@ -222,7 +222,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn init_logging(filter: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| format!("{filter},rumqttd=warn"));
+    let filter = std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| format!("{filter},rumqttd=warn,rumqttd::router::routing=off"));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

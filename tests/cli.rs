@@ -161,3 +161,41 @@ fn config_errors_name_the_key_and_print_config_is_valid() {
         text(&serve)
     );
 }
+
+#[test]
+fn the_demo_shows_reading_alert_text_and_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.toml");
+    std::fs::write(
+        &config,
+        "[mqtt]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_stillwater"))
+        .args(["--config", config.to_str().unwrap(), "--db"])
+        .arg(dir.path().join("demo.db"))
+        .args(["demo", "--once", "--speed", "36000"])
+        .output()
+        .expect("the demo runs");
+    let printed = text(&output);
+    assert!(output.status.success(), "{printed}");
+    assert!(
+        printed.contains("SMS → +86138****8000 (alert 1): 【水表关爱】张桂芳"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("replies \"1\" → 已确认预警 #1"),
+        "{printed}"
+    );
+    assert!(printed.contains("is now acknowledged"), "{printed}");
+    let alerts = stillwater(&dir.path().join("demo.db"), &["alerts", "show", "1"]);
+    let shown = text(&alerts);
+    assert!(
+        shown.contains("no_usage (urgent) — acknowledged"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("acknowledged") && shown.contains("via sms"),
+        "{shown}"
+    );
+}

@@ -99,7 +99,8 @@ impl Engine {
                 match self.evaluate_meter(&meter) {
                     Ok(texts) => queued |= texts,
                     Err(error) => {
-                        tracing::error!(%error, meter, "could not evaluate a meter; it is retried with its next reading")
+                        tracing::error!(%error, meter, "could not evaluate a meter; retrying");
+                        self.rescan.store(true, Relaxed);
                     }
                 }
             }

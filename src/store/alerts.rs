@@ -5,7 +5,7 @@
 //! Operators' actions (acknowledge, resolve, close) and the notifier's delivery
 //! records are plain [`Store`] methods.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::chunk::{self, StoredReading};
 use super::{Store, StoreError};
@@ -171,7 +171,9 @@ impl AlertDb {
 
     pub fn transaction(&mut self) -> Result<AlertTx<'_>, StoreError> {
         Ok(AlertTx {
-            tx: self.connection.transaction()?,
+            tx: self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
         })
     }
 
@@ -539,7 +541,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let state = alert_state(&tx, id)?;
         if state != "open" {
             return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
@@ -557,7 +559,7 @@ impl Store {
     /// Resolves an open or acknowledged alert by hand.
     pub fn resolve_alert(&self, id: i64, by: &str, via: &str, now: i64) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let state = alert_state(&tx, id)?;
         if !matches!(state.as_str(), "open" | "acknowledged") {
             return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
@@ -579,7 +581,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let state = alert_state(&tx, id)?;
         if state == "closed" {
             return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
@@ -783,7 +785,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let household = super::active_household(&tx, meter)?;
         tx.execute(
             "UPDATE households SET check_in_phone = ?2 WHERE id = ?1",
@@ -812,7 +814,7 @@ impl Store {
         now: i64,
     ) -> Result<usize, StoreError> {
         let mut connection = self.connect()?;
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for meter in meters {
             let household = super::active_household(&tx, meter)?;
             tx.execute(
@@ -869,7 +871,7 @@ impl Store {
     /// Ends an absence early.
     pub fn end_absence(&self, id: i64, actor: &str, now: i64) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE absences SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL AND ends_at > ?2",
             params![id, now],

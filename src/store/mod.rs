@@ -7,6 +7,8 @@
 //! (`schema`) run when the store is opened. Readings are kept compactly, one row
 //! per meter and UTC day (`chunk`); per-meter state is updated in the same
 //! transaction as the readings, so a restart recovers everything from disk.
+//! Every write transaction begins IMMEDIATE (takes the write lock first), so
+//! writers queue on the busy timeout instead of failing a read-to-write upgrade.
 //! Another backend (PostgreSQL) would replace this module and nothing else.
 
 pub mod alerts;
@@ -17,7 +19,7 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
 use crate::registry::NewHousehold;
@@ -182,7 +184,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for household in households {
             let existing: Option<String> = tx
                 .query_row(
@@ -248,7 +250,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let household_id = active_household(&tx, old)?;
         if let Some(resident) = tx
             .query_row(
@@ -290,7 +292,7 @@ impl Store {
     /// Ends a meter's registration; its readings are kept.
     pub fn remove_meter(&self, meter: &str, actor: &str, now: i64) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         active_household(&tx, meter)?;
         tx.execute(
             "UPDATE meters SET status = 'removed', ended_at = ?2 WHERE meter_id = ?1",

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
@@ -175,7 +175,7 @@ pub(super) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), St
         });
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(migration)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::mpsc;
 
 use super::chunk::{self, StoredReading};
@@ -173,7 +173,9 @@ impl Writer {
     pub fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
         let mut pending = Pending::default();
         let mut outcome = BatchOutcome::default();
-        let tx = self.connection.transaction()?;
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for message in batch {
             outcome.messages += 1;
             let Decoded {
