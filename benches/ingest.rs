@@ -7,10 +7,12 @@
 //!    committed to SQLite before it is acknowledged), and the ratio of the two;
 //! 3. start-up (recovery) time and resident memory of the `stillwater` binary
 //!    with 1,000,000 registered meters that all have per-meter state;
-//! 4. bytes on disk per stored reading after 10,000,000 readings.
+//! 4. bytes on disk per stored reading after 10,000,000 readings;
+//! 5. alert latency: from publishing the reading that decides an urgent
+//!    `no_usage` to the SMS webhook receiving the text, over 50 households.
 //!
 //! Sizes can be lowered for a quick look: BENCH_READINGS, BENCH_METERS,
-//! BENCH_REGISTERED, BENCH_STORED.
+//! BENCH_REGISTERED, BENCH_STORED, BENCH_LATENCY_HOMES.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -67,7 +69,142 @@ fn main() -> anyhow::Result<()> {
 
     let (bytes, write_rate) = bytes_per_reading(dir.path(), stored)?;
     println!("4. on disk after {stored} readings:   {bytes:>10.2} bytes per reading (store writes {write_rate:.0} readings/s without MQTT)");
+
+    let homes = env_size("BENCH_LATENCY_HOMES", 50);
+    let mut latencies = runtime.block_on(alert_latency(dir.path(), homes))?;
+    latencies.sort();
+    let at = |q: f64| {
+        latencies[((latencies.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0
+    };
+    println!(
+        "5. alert latency (reading → SMS webhook), {homes} homes: median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    );
     Ok(())
+}
+
+/// A minimal HTTP server that answers 200 to every request and reports when
+/// each request's body arrived, with the body.
+async fn sms_receiver() -> anyhow::Result<(
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<(Instant, String)>,
+)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buffer.len() < end + 4 + length {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body =
+                        String::from_utf8_lossy(&buffer[end + 4..end + 4 + length]).into_owned();
+                    let _ = tx.send((Instant::now(), body));
+                    buffer.drain(..end + 4 + length);
+                    if stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((addr, rx))
+}
+
+/// For each of `homes` households: 24 silent hours are published and evaluated,
+/// then the reading that makes it a day is timed until its text arrives.
+async fn alert_latency(dir: &std::path::Path, homes: usize) -> anyhow::Result<Vec<Duration>> {
+    let (receiver, mut texts) = sms_receiver().await?;
+    let mut config = Config::default_config();
+    config.mqtt.broker = BrokerChoice::Embedded {
+        listen: "127.0.0.1:0".parse()?,
+    };
+    config.http.listen = "127.0.0.1:0".parse()?;
+    config.store.path = dir.join("latency.db");
+    config.sms.provider = stillwater::config::ProviderChoice::Webhook {
+        url: format!("http://{receiver}/sms"),
+        token: None,
+    };
+    let store = Store::open(&config.store.path)?;
+    let households = sample_households("LAT-", homes);
+    store.register_households(&households, "bench", chrono::Utc::now().timestamp())?;
+    let gateway = Gateway::start(&config).await?;
+    while !gateway.metrics.mqtt_connected.load(Relaxed) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut options = MqttOptions::new(
+        "bench-latency",
+        gateway.mqtt_addr.ip().to_string(),
+        gateway.mqtt_addr.port(),
+    );
+    options.set_keep_alive(Duration::from_secs(60));
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let start = (chrono::Utc::now().timestamp() - 3 * 86_400) / 3600 * 3600;
+    let reading = |hour: i64| {
+        let ts = chrono::DateTime::from_timestamp(start + hour * 3600, 0).unwrap();
+        format!(r#"{{"ts":"{}","total_l":5000}}"#, ts.to_rfc3339())
+    };
+    let mut latencies = Vec::new();
+    for household in &households {
+        let topic = format!("meters/{}/reading", household.meter);
+        for hour in 0..24 {
+            client
+                .publish(&topic, QoS::AtLeastOnce, false, reading(hour))
+                .await?;
+        }
+        let meter = household.meter.as_str().to_string();
+        loop {
+            let state = store.meter_state(&meter)?;
+            if state.is_some_and(|s| s.readings == 24 && s.evaluated_through == s.last_reading_ts) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let published = Instant::now();
+        client
+            .publish(&topic, QoS::AtLeastOnce, false, reading(24))
+            .await?;
+        loop {
+            let (arrived, body) = tokio::time::timeout(Duration::from_secs(30), texts.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the SMS receiver stopped"))?;
+            if body.contains("\"kind\":\"no_usage\"") && body.contains(&household.resident_name) {
+                latencies.push(arrived - published);
+                break;
+            }
+        }
+    }
+    gateway.stop().await?;
+    Ok(latencies)
 }
 
 /// A native reading for meter `meter`'s `index`-th hour, ending about now.
@@ -215,17 +352,13 @@ fn reading(meter: &str, ts: i64, total_l: i64) -> Reading {
     }
 }
 
-/// Registers `count` households and gives every meter a reading, then starts the
-/// release binary on that database and waits for /healthz.
-fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64)> {
-    let db = dir.join("registry.db");
-    let store = Store::open(&db)?;
-    let now = chrono::Utc::now().timestamp();
-    let phone = stillwater::domain::PhoneNumber::parse("13800138000")?;
-    let households: Vec<NewHousehold> = (0..count)
+/// `count` one-contact households with meters `{prefix}0000000`, ….
+fn sample_households(prefix: &str, count: usize) -> Vec<NewHousehold> {
+    let phone = stillwater::domain::PhoneNumber::parse("13800138000").unwrap();
+    (0..count)
         .map(|n| NewHousehold {
             row: n + 2,
-            meter: MeterId::parse(&format!("REG-{n:07}")).unwrap(),
+            meter: MeterId::parse(&format!("{prefix}{n:07}")).unwrap(),
             resident_name: format!("住户{n}"),
             address: format!("中山市石岐区民生路{n}号"),
             category: "elderly_alone".into(),
@@ -238,7 +371,16 @@ fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64
             }],
             notes: String::new(),
         })
-        .collect();
+        .collect()
+}
+
+/// Registers `count` households and gives every meter a reading, then starts the
+/// release binary on that database and waits for /healthz.
+fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64)> {
+    let db = dir.join("registry.db");
+    let store = Store::open(&db)?;
+    let now = chrono::Utc::now().timestamp();
+    let households = sample_households("REG-", count);
     store.register_households(&households, "bench", now)?;
     let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default()))?;
     for chunk in households.chunks(4096) {

@@ -416,6 +416,18 @@ impl Context {
         }
     }
 
+    /// The values of a follow-up text about `alert`, `now` (wall clock).
+    fn alert_values(&self, household: &HouseholdInfo, alert: &ActiveAlert, now: i64) -> Values {
+        self.values(
+            household,
+            &alert.meter_id,
+            alert.since,
+            (now - alert.since) / 3600,
+            0,
+            "",
+        )
+    }
+
     /// Queues one text to each of `recipients` (step, name, phone).
     #[allow(clippy::too_many_arguments)]
     fn send(
@@ -584,14 +596,7 @@ impl Context {
             if alert.severity == Severity::Warning.as_str() && !self.alerts.notify_warning {
                 return Ok(false);
             }
-            let values = self.values(
-                &household,
-                &alert.meter_id,
-                alert.since,
-                (now - alert.since) / 3600,
-                0,
-                "",
-            );
+            let values = self.alert_values(&household, alert, now);
             let fresh = ActiveAlert {
                 check_in_until: None,
                 ..alert.clone()
@@ -627,14 +632,7 @@ impl Context {
                 .filter(|c| c.0 == step)
                 .cloned()
                 .collect();
-            let values = self.values(
-                &household,
-                &alert.meter_id,
-                alert.since,
-                (now - alert.since) / 3600,
-                0,
-                "",
-            );
+            let values = self.alert_values(&household, alert, now);
             let queued = self.send(
                 tx,
                 alert.id,

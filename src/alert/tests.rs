@@ -358,8 +358,8 @@ fn a_declared_absence_silences_welfare_alerts_only() {
     assert!(world.alerts().iter().any(|a| a.kind == "no_usage"));
 }
 
-#[test]
-fn a_check_in_asks_the_resident_first_and_a_reply_closes_as_safe() {
+/// A household whose resident is asked first, after a silent day.
+fn silent_day_with_check_in() -> World {
     let mut world = world(|_| {});
     world
         .store
@@ -367,6 +367,12 @@ fn a_check_in_asks_the_resident_first_and_a_reply_closes_as_safe() {
         .unwrap();
     world.hours(0, &[6; 1]);
     world.hours(1, &[0; 24]);
+    world
+}
+
+#[test]
+fn a_check_in_asks_the_resident_first_and_a_reply_closes_as_safe() {
+    let world = silent_day_with_check_in();
     let texts = world.texts();
     assert_eq!(texts.len(), 1);
     assert_eq!(
@@ -385,13 +391,7 @@ fn a_check_in_asks_the_resident_first_and_a_reply_closes_as_safe() {
 
 #[test]
 fn an_unanswered_check_in_texts_the_contacts() {
-    let mut world = world(|_| {});
-    world
-        .store
-        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
-        .unwrap();
-    world.hours(0, &[6; 1]);
-    world.hours(1, &[0; 24]);
+    let mut world = silent_day_with_check_in();
     let now = chrono::Utc::now().timestamp();
     world.engine.tick(now + 29 * 60).unwrap();
     assert_eq!(world.texts().len(), 1, "still waiting for the resident");

@@ -19,14 +19,7 @@ fn series(start: i64, step: i64, used: &[i64]) -> Vec<StoredReading> {
 }
 
 fn reading(ts: i64, total_l: i64) -> StoredReading {
-    StoredReading {
-        ts,
-        total_l,
-        flow_lph: None,
-        battery_pct: None,
-        status: 0,
-        register_reset: false,
-    }
+    StoredReading::plain(ts, total_l)
 }
 
 fn last(readings: &[StoredReading]) -> Assessment {

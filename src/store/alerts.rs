@@ -674,12 +674,9 @@ impl Store {
     /// Texts of an alert (or all), oldest first.
     pub fn notifications(&self, alert_id: Option<i64>) -> Result<Vec<Notification>, StoreError> {
         let connection = self.connect()?;
-        let mut statement = connection.prepare(
-            "SELECT n.id, n.alert_id, a.kind, n.phone, n.recipient, n.step, n.purpose, n.text, n.idempotency_key, n.state,
-                    n.attempts, n.last_error
-             FROM notifications n JOIN alerts a ON a.id = n.alert_id
-             WHERE ?1 IS NULL OR n.alert_id = ?1 ORDER BY n.id",
-        )?;
+        let mut statement = connection.prepare(&format!(
+            "{NOTIFICATION_QUERY} WHERE ?1 IS NULL OR n.alert_id = ?1 ORDER BY n.id"
+        ))?;
         let rows = statement.query_map([alert_id], notification_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -691,12 +688,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Notification>, StoreError> {
         let connection = self.connect()?;
-        let mut statement = connection.prepare(
-            "SELECT n.id, n.alert_id, a.kind, n.phone, n.recipient, n.step, n.purpose, n.text, n.idempotency_key, n.state,
-                    n.attempts, n.last_error
-             FROM notifications n JOIN alerts a ON a.id = n.alert_id
-             WHERE n.state = 'pending' AND n.due_at <= ?1 ORDER BY n.due_at, n.id LIMIT ?2",
-        )?;
+        let mut statement = connection.prepare(&format!(
+            "{NOTIFICATION_QUERY} WHERE n.state = 'pending' AND n.due_at <= ?1 ORDER BY n.due_at, n.id LIMIT ?2"
+        ))?;
         let rows = statement.query_map(params![now_ms, limit as i64], notification_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -884,6 +878,12 @@ impl Store {
         Ok(())
     }
 }
+
+/// Selects the columns `notification_from_row` reads.
+const NOTIFICATION_QUERY: &str =
+    "SELECT n.id, n.alert_id, a.kind, n.phone, n.recipient, n.step, n.purpose, n.text, n.idempotency_key, n.state,
+            n.attempts, n.last_error
+     FROM notifications n JOIN alerts a ON a.id = n.alert_id";
 
 fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
     Ok(Notification {

@@ -34,6 +34,20 @@ pub struct StoredReading {
 #[error("corrupt readings chunk: {0}")]
 pub struct ChunkError(&'static str);
 
+impl StoredReading {
+    /// A reading with only a time and a register.
+    pub fn plain(ts: i64, total_l: i64) -> Self {
+        Self {
+            ts,
+            total_l,
+            flow_lph: None,
+            battery_pct: None,
+            status: 0,
+            register_reset: false,
+        }
+    }
+}
+
 /// The UTC day number of a timestamp.
 pub fn day_of(ts: i64) -> i64 {
     ts.div_euclid(SECONDS_PER_DAY)
@@ -169,14 +183,7 @@ mod tests {
     use super::*;
 
     fn reading(ts: i64, total_l: i64) -> StoredReading {
-        StoredReading {
-            ts,
-            total_l,
-            flow_lph: None,
-            battery_pct: None,
-            status: 0,
-            register_reset: false,
-        }
+        StoredReading::plain(ts, total_l)
     }
 
     #[test]

@@ -40,6 +40,18 @@ fn message(readings: Vec<Reading>) -> Message {
     }
 }
 
+/// A store with the three households of tests/fixtures/csv/good.csv.
+fn store_with_good_csv() -> (tempfile::TempDir, Store, Vec<crate::registry::NewHousehold>) {
+    let (dir, store) = temp_store();
+    let households = parse_csv(
+        include_str!("../../tests/fixtures/csv/good.csv"),
+        &Default::default(),
+    )
+    .unwrap();
+    store.register_households(&households, "test", T0).unwrap();
+    (dir, store, households)
+}
+
 const T0: i64 = 1_795_392_000;
 
 #[test]
@@ -188,13 +200,7 @@ fn rejected_messages_are_kept_up_to_the_limit_and_name_the_meter() {
 
 #[test]
 fn registration_is_all_or_nothing_and_replacement_moves_the_household() {
-    let (_dir, store) = temp_store();
-    let households = parse_csv(
-        include_str!("../../tests/fixtures/csv/good.csv"),
-        &Default::default(),
-    )
-    .unwrap();
-    store.register_households(&households, "test", T0).unwrap();
+    let (_dir, store, households) = store_with_good_csv();
     assert_eq!(store.list_meters().unwrap().len(), 3);
 
     // A second import naming an active meter changes nothing.
@@ -250,13 +256,7 @@ fn registration_is_all_or_nothing_and_replacement_moves_the_household() {
 
 #[test]
 fn meters_that_publish_unregistered_are_listed() {
-    let (_dir, store) = temp_store();
-    let households = parse_csv(
-        include_str!("../../tests/fixtures/csv/good.csv"),
-        &Default::default(),
-    )
-    .unwrap();
-    store.register_households(&households, "test", T0).unwrap();
+    let (_dir, store, _) = store_with_good_csv();
     let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default())).unwrap();
     writer
         .write_batch(&[
