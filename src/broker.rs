@@ -70,6 +70,7 @@ pub fn start(
         max_payload_size: MAX_PAYLOAD,
         max_inflight_count: MAX_INFLIGHT,
         auth: credentials
+            .clone()
             .map(|(user, password)| HashMap::from([(user, password.expose().to_string())])),
         external_auth: None,
         dynamic_filters: true,
@@ -110,16 +111,19 @@ pub fn start(
             }
         })
         .map_err(|error| BrokerError::Broker(error.to_string()))?;
-    wait_until_listening(addr)?;
+    wait_until_listening(addr, credentials.as_ref())?;
     tracing::info!(%addr, "embedded MQTT broker listening");
     Ok(EmbeddedBroker { addr })
 }
 
-fn wait_until_listening(addr: SocketAddr) -> Result<(), BrokerError> {
+fn wait_until_listening(
+    addr: SocketAddr,
+    credentials: Option<&(String, Secret)>,
+) -> Result<(), BrokerError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut pause = Duration::from_millis(1);
     loop {
-        if answers_mqtt(addr) {
+        if answers_mqtt(addr, credentials) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -130,23 +134,73 @@ fn wait_until_listening(addr: SocketAddr) -> Result<(), BrokerError> {
     }
 }
 
+/// An MQTT 3.1.1 CONNECT packet (clean session, 10 s keep-alive).
+fn connect_packet(client_id: &str, credentials: Option<&(String, Secret)>) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let mut body = Vec::new();
+    field(&mut body, b"MQTT");
+    let flags = if credentials.is_some() { 0xC2 } else { 0x02 };
+    body.extend_from_slice(&[4, flags, 0, 10]);
+    field(&mut body, client_id.as_bytes());
+    if let Some((user, password)) = credentials {
+        field(&mut body, user.as_bytes());
+        field(&mut body, password.expose().as_bytes());
+    }
+    let mut packet = vec![0x10];
+    let mut remaining = body.len();
+    loop {
+        let mut byte = (remaining % 128) as u8;
+        remaining /= 128;
+        if remaining > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if remaining == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(&body);
+    packet
+}
+
 /// Sends an MQTT CONNECT and waits for the CONNACK, so the probe looks like a
 /// short-lived client rather than a broken connection in the broker's log.
-fn answers_mqtt(addr: SocketAddr) -> bool {
+fn answers_mqtt(addr: SocketAddr, credentials: Option<&(String, Secret)>) -> bool {
     use std::io::{Read, Write};
-    const CLIENT_ID: &[u8] = b"stillwater-probe";
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut connect = vec![0x10, (12 + CLIENT_ID.len()) as u8, 0, 4];
-    connect.extend_from_slice(b"MQTT");
-    connect.extend_from_slice(&[4, 0x02, 0, 10, 0, CLIENT_ID.len() as u8]);
-    connect.extend_from_slice(CLIENT_ID);
     let mut connack = [0u8; 4];
-    let answered = stream.write_all(&connect).is_ok()
+    let answered = stream
+        .write_all(&connect_packet("stillwater-probe", credentials))
+        .is_ok()
         && stream.read_exact(&mut connack).is_ok()
         && connack[0] == 0x20;
     let _ = stream.write_all(&[0xE0, 0]); // DISCONNECT
     answered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_speaks_mqtt_3_1_1() {
+        assert_eq!(
+            connect_packet("p", None),
+            [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10, 0, 1, b'p']
+        );
+        let long = (String::from("u"), Secret::new("x".repeat(200)));
+        let packet = connect_packet("p", Some(&long));
+        assert_eq!(
+            &packet[..3],
+            [0x10, 0xDA, 0x01],
+            "remaining length 218 as a two-byte varint"
+        );
+        assert_eq!(packet[10], 0xC2, "username and password flags");
+    }
 }

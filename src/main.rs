@@ -556,6 +556,21 @@ fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<ExitCode> {
                         "  readings stored:     {} ({} register resets, {} rejected messages)",
                         state.readings, state.register_resets, state.rejected
                     );
+                    if let Some(newest) = state.last_reading_ts {
+                        let category = details
+                            .registration
+                            .as_ref()
+                            .map_or("", |r| r.category.as_str());
+                        let policy = config.rules.policy_for(category);
+                        let history =
+                            store.readings(&meter, newest - policy.background_s, newest + 1)?;
+                        let background = stillwater::detect::background_mlph(&history, &policy);
+                        println!(
+                            "  background rate:     {:.1} L/h (lowest hourly use over {} days; no_usage counts use above it)",
+                            background as f64 / 1000.0,
+                            policy.background_s / 86_400
+                        );
+                    }
                 }
             }
             if !details.recent.is_empty() {
@@ -698,17 +713,20 @@ fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<ExitCode> {
             println!("  texts:");
             for text in store.notifications(Some(id))? {
                 println!(
-                    "    {:<9} {:<8} step {} to {} {} ({} attempts){}",
+                    "    {:<9} {:<8} step {} to {} {}",
                     text.state,
                     text.purpose,
                     text.step,
                     text.recipient,
                     mask_phone(&text.phone),
-                    text.attempts,
-                    text.last_error
-                        .map(|e| format!(" — {e}"))
-                        .unwrap_or_default()
                 );
+                for (at_ms, outcome, error) in store.notification_attempts(text.id)? {
+                    println!(
+                        "      attempt {}  {outcome}{}",
+                        format_time(at_ms / 1000, zone),
+                        error.map(|e| format!(" — {e}")).unwrap_or_default()
+                    );
+                }
             }
         }
         AlertsCommand::Ack { id, by } => {

@@ -295,13 +295,19 @@ async fn a_provider_error_is_retried_and_each_text_arrives_once() {
         2,
         "the failed text was retried with the same idempotency key"
     );
-    let attempts: Vec<u32> = store
-        .notifications(None)
-        .unwrap()
+    let texts = store.notifications(None).unwrap();
+    assert_eq!(texts.iter().map(|t| t.attempts).sum::<u32>(), 3);
+    let retried = texts
         .iter()
-        .map(|t| t.attempts)
+        .find(|t| t.attempts == 2)
+        .expect("the retried text");
+    let history: Vec<String> = store
+        .notification_attempts(retried.id)
+        .unwrap()
+        .into_iter()
+        .map(|(_, outcome, _)| outcome)
         .collect();
-    assert_eq!(attempts.iter().sum::<u32>(), 3);
+    assert_eq!(history, ["retry", "sent"], "every attempt is recorded");
     gateway.stop().await.unwrap();
 }
 

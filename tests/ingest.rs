@@ -260,3 +260,87 @@ async fn a_taken_broker_port_is_a_clear_error() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_broker_with_a_password_refuses_strangers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.mqtt.credentials = Some((
+        "gateway".into(),
+        stillwater::config::Secret::new("s3cret".into()),
+    ));
+    let gateway = start_gateway(&config).await;
+
+    let addr = gateway.mqtt_addr;
+    let options = rumqttc::MqttOptions::new("stranger", addr.ip().to_string(), addr.port());
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    // rumqttd drops a client with wrong credentials instead of answering CONNACK.
+    let refused = eventloop.poll().await;
+    assert!(
+        matches!(
+            refused,
+            Err(rumqttc::ConnectionError::ConnectionRefused(_))
+                | Err(rumqttc::ConnectionError::MqttState(_))
+                | Err(rumqttc::ConnectionError::Io(_))
+        ),
+        "a client without the password must not connect: {refused:?}"
+    );
+
+    let mut meter =
+        Publisher::connect_as(addr, "meter-with-password", Some(("gateway", "s3cret"))).await;
+    meter
+        .send(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T08:00:00+08:00", 1),
+        )
+        .await;
+    meter.flush().await;
+    let store = gateway.store.clone();
+    wait_until("the reading is stored", || {
+        let store = store.clone();
+        async move { store.reading_count().unwrap() == 1 }
+    })
+    .await;
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installers_see_rejected_messages_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let gateway = start_gateway(&config).await;
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-cli").await;
+    meter
+        .send(
+            "meters/ZS-0009/reading",
+            r#"{"ts":"yesterday","total_l":5}"#,
+        )
+        .await;
+    meter.flush().await;
+    let store = gateway.store.clone();
+    wait_until("the rejection is recorded", || {
+        let store = store.clone();
+        async move { store.rejected_messages(1).unwrap().len() == 1 }
+    })
+    .await;
+    gateway.stop().await.unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stillwater"))
+        .arg("--db")
+        .arg(&config.store.path)
+        .args(["ingest", "rejected"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("bad_timestamp") && printed.contains("meters/ZS-0009/reading"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("`ts` \"yesterday\" is not RFC 3339"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(r#"payload: {"ts":"yesterday","total_l":5}"#),
+        "{printed}"
+    );
+}

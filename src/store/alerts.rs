@@ -712,22 +712,46 @@ impl Store {
         outcome: Result<(), (String, Option<i64>)>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let connection = self.connect()?;
-        match outcome {
-            Ok(()) => connection.execute(
+        let mut connection = self.connect()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (label, error) = match &outcome {
+            Ok(()) => ("sent", None),
+            Err((error, Some(_))) => ("retry", Some(error.as_str())),
+            Err((error, None)) => ("failed", Some(error.as_str())),
+        };
+        let changed = match &outcome {
+            Ok(()) => tx.execute(
                 "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?2 WHERE id = ?1 AND state = 'pending'",
                 params![id, now_ms],
             )?,
-            Err((error, Some(retry_at))) => connection.execute(
+            Err((error, Some(retry_at))) => tx.execute(
                 "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3 WHERE id = ?1 AND state = 'pending'",
                 params![id, error, retry_at],
             )?,
-            Err((error, None)) => connection.execute(
+            Err((error, None)) => tx.execute(
                 "UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'",
                 params![id, error],
             )?,
         };
+        tx.execute(
+            "INSERT INTO notification_attempts (notification_id, at, outcome, error) VALUES (?1, ?2, ?3, ?4)",
+            params![id, now_ms, if changed == 0 { "sent_after_cancel" } else { label }, error],
+        )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Every delivery attempt of a text: (wall clock ms, outcome, error).
+    pub fn notification_attempts(
+        &self,
+        id: i64,
+    ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT at, outcome, error FROM notification_attempts WHERE notification_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The active alert a reply code stands for, for a phone: (alert id, state).

@@ -142,6 +142,13 @@ const MIGRATIONS: &[&str] = &[
         created_at      INTEGER NOT NULL
     );
     CREATE INDEX notifications_due ON notifications (state, due_at);
+    CREATE TABLE notification_attempts (
+        notification_id INTEGER NOT NULL REFERENCES notifications (id),
+        at              INTEGER NOT NULL,      -- wall clock, ms
+        outcome         TEXT NOT NULL,         -- sent, retry, failed
+        error           TEXT
+    );
+    CREATE INDEX notification_attempts_notification ON notification_attempts (notification_id);
     CREATE TABLE sms_codes (
         phone    TEXT NOT NULL,
         code     INTEGER NOT NULL,

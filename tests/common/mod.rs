@@ -69,8 +69,20 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn connect(addr: SocketAddr, client_id: &str) -> Self {
+        Self::connect_as(addr, client_id, None).await
+    }
+
+    /// Connects with a username and password.
+    pub async fn connect_as(
+        addr: SocketAddr,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Self {
         let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
         options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         let (tx, acked) = tokio::sync::watch::channel(0u64);
         tokio::spawn(async move {
