@@ -89,38 +89,19 @@ pub struct RulesConfig {
     pub global: Policy,
     /// `meter_offline` fires after max(3 × reporting interval, this), seconds.
     pub offline_at_least_s: i64,
-    pub categories: HashMap<String, RuleOverrides>,
-}
-
-/// Any rule parameter, for a category (or, later, a household).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuleOverrides {
-    pub min_litres: Option<i64>,
-    pub warning_window_s: Option<i64>,
-    pub urgent_window_s: Option<i64>,
-    pub min_flow_lph: Option<i64>,
-    pub flow_s: Option<i64>,
-    pub leak_s: Option<i64>,
-    pub max_litres_per_day: Option<i64>,
+    /// Per category: (key, value) overrides, validated, as `Policy::set` takes them.
+    pub categories: HashMap<String, Vec<(String, String)>>,
 }
 
 impl RulesConfig {
-    /// The policy of a household in `category`: global, then the category's overrides.
+    /// The policy of a household in `category`: the global policy with the
+    /// category's overrides from the config file.
     pub fn policy_for(&self, category: &str) -> Policy {
         let mut policy = self.global.clone();
-        if let Some(o) = self.categories.get(category) {
-            let set = |field: &mut i64, value: Option<i64>| {
-                if let Some(value) = value {
-                    *field = value;
-                }
-            };
-            set(&mut policy.min_litres, o.min_litres);
-            set(&mut policy.warning_window_s, o.warning_window_s);
-            set(&mut policy.urgent_window_s, o.urgent_window_s);
-            set(&mut policy.min_flow_lph, o.min_flow_lph);
-            set(&mut policy.flow_s, o.flow_s);
-            set(&mut policy.leak_s, o.leak_s);
-            set(&mut policy.max_litres_per_day, o.max_litres_per_day);
+        for (key, value) in self.categories.get(category).into_iter().flatten() {
+            policy
+                .set(key, value)
+                .expect("validated when the config was loaded");
         }
         policy
     }
@@ -176,20 +157,7 @@ pub const SMS_WEBHOOK_TOKEN_ENV: &str = "STILLWATER_SMS_WEBHOOK_TOKEN";
 /// The environment variable holding the inbound-SMS bearer token.
 pub const SMS_INBOUND_TOKEN_ENV: &str = "STILLWATER_SMS_INBOUND_TOKEN";
 
-/// Parses "90s", "30m", "12h", "7d" into seconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
-    let number: i64 = number.parse().ok().filter(|n| *n > 0)?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    number.checked_mul(scale)
-}
+pub use crate::domain::parse_duration;
 
 #[derive(Debug, Clone)]
 pub struct MqttConfig {
@@ -262,19 +230,7 @@ struct RawRules {
     max_litres_per_day: i64,
     offline_at_least: String,
     background_window: String,
-    categories: HashMap<String, RawRuleOverrides>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRuleOverrides {
-    min_litres: Option<i64>,
-    warning_window: Option<String>,
-    urgent_window: Option<String>,
-    min_flow_lph: Option<i64>,
-    flow_for: Option<String>,
-    leak_for: Option<String>,
-    max_litres_per_day: Option<i64>,
+    categories: HashMap<String, toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -578,28 +534,19 @@ fn validate_rules(raw: RawRules) -> Result<RulesConfig, ConfigError> {
         ));
     }
     let mut categories = HashMap::new();
-    for (name, o) in raw.categories {
-        let optional = |key: &'static str, text: &Option<String>| {
-            text.as_deref().map(|t| duration(key, t)).transpose()
-        };
-        let overrides = RuleOverrides {
-            min_litres: o
-                .min_litres
-                .map(|v| positive("rules.categories.*.min_litres", v))
-                .transpose()?,
-            warning_window_s: optional("rules.categories.*.warning_window", &o.warning_window)?,
-            urgent_window_s: optional("rules.categories.*.urgent_window", &o.urgent_window)?,
-            min_flow_lph: o
-                .min_flow_lph
-                .map(|v| positive("rules.categories.*.min_flow_lph", v))
-                .transpose()?,
-            flow_s: optional("rules.categories.*.flow_for", &o.flow_for)?,
-            leak_s: optional("rules.categories.*.leak_for", &o.leak_for)?,
-            max_litres_per_day: o
-                .max_litres_per_day
-                .map(|v| positive("rules.categories.*.max_litres_per_day", v))
-                .transpose()?,
-        };
+    for (name, table) in raw.categories {
+        let mut overrides = Vec::new();
+        let mut scratch = global.clone();
+        for (key, value) in table {
+            let text = match &value {
+                toml::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            scratch.set(&key, &text).map_err(|problem| {
+                bad_value("rules.categories", format!("{name}.{key}"), problem)
+            })?;
+            overrides.push((key, text));
+        }
         categories.insert(name, overrides);
     }
     Ok(RulesConfig {
@@ -805,6 +752,33 @@ mod tests {
         }
         let error = Config::from_toml("[store]\nrejected_keep = \"many\"", &no_env).unwrap_err();
         assert!(error.to_string().contains("rejected_keep"), "{error}");
+    }
+
+    #[test]
+    fn category_rules_override_the_global_ones() {
+        let config = Config::from_toml(
+            "[rules.categories.special_hardship]\nwarning_window = \"8h\"\nmin_litres = 5\n",
+            &no_env,
+        )
+        .unwrap();
+        let policy = config.rules.policy_for("special_hardship");
+        assert_eq!((policy.warning_window_s, policy.min_litres), (8 * 3600, 5));
+        assert_eq!(
+            config.rules.policy_for("elderly_alone"),
+            config.rules.global
+        );
+        let error =
+            Config::from_toml("[rules.categories.x]\nwarning = \"8h\"\n", &no_env).unwrap_err();
+        assert!(
+            error.to_string().contains("x.warning") && error.to_string().contains("warning_window"),
+            "{error}"
+        );
+        let error = Config::from_toml("[rules]\nwarning_window = \"12\"\n", &no_env).unwrap_err();
+        assert!(
+            error.to_string().contains("rules.warning_window")
+                && error.to_string().contains("\"12h\""),
+            "{error}"
+        );
     }
 
     #[test]

@@ -139,6 +139,21 @@ pub fn mask_name(name: &str) -> String {
     }
 }
 
+/// Parses a duration with a unit — "90s", "30m", "12h", "7d" — into seconds.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    let number: i64 = number.parse().ok().filter(|n| *n > 0)?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
 /// Status flags a meter can report, in wmbusmeters' vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFlag {
@@ -304,6 +319,17 @@ mod tests {
         assert_eq!(mask_phone("+8613800138000"), "+86138****8000");
         assert_eq!(mask_name("张桂芳"), "张**");
         assert_eq!(mask_name("A"), "A*");
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("30m"), Some(1800));
+        assert_eq!(parse_duration(" 12h "), Some(43_200));
+        assert_eq!(parse_duration("7d"), Some(604_800));
+        for bad in ["", "12", "h", "0h", "-1h", "1.5h", "2w"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use stillwater::config::{Config, DEFAULT_TOML};
 use stillwater::demo::{self, DemoOptions};
 use stillwater::domain::{mask_phone, StatusFlags};
 use stillwater::registry::{self, HouseholdFields};
+use stillwater::store::alerts::RuleScope;
 use stillwater::store::{Store, StoreError};
 
 #[derive(Parser)]
@@ -63,6 +64,54 @@ enum Command {
     /// Declare, list and end absences (hospital stays, visits to family).
     #[command(subcommand)]
     Absences(AbsencesCommand),
+    /// Show and set rule thresholds per category or household (no restart needed).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// Whom a rules command is about.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct RuleTarget {
+    /// The household of this meter.
+    #[arg(long)]
+    meter: Option<String>,
+    /// Every household of this category.
+    #[arg(long)]
+    category: Option<String>,
+}
+
+impl RuleTarget {
+    fn scope(&self) -> RuleScope {
+        match (&self.meter, &self.category) {
+            (Some(meter), _) => RuleScope::Meter(meter.clone()),
+            (None, Some(category)) => RuleScope::Category(category.clone()),
+            (None, None) => unreachable!("clap requires --meter or --category"),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// The thresholds in force, and where each comes from.
+    Show {
+        #[command(flatten)]
+        target: RuleTarget,
+    },
+    /// Set thresholds: KEY=VALUE, e.g. warning_window=8h min_litres=5.
+    Set {
+        #[command(flatten)]
+        target: RuleTarget,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// Go back to the configured value for these keys.
+    Unset {
+        #[command(flatten)]
+        target: RuleTarget,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,6 +352,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Alerts(command) => return alerts(&config, command),
         Command::Absences(command) => return absences(&config, command),
+        Command::Rules(command) => return rules(&config, command),
         Command::PrintConfig | Command::CheckConfig { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
@@ -854,6 +904,98 @@ fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Result<ExitCod
         AbsencesCommand::End { id } => {
             store.end_absence(id, &actor(), now)?;
             println!("absence {id} ended");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&config.store.path)?;
+    let now = chrono::Utc::now().timestamp();
+    match command {
+        RulesCommand::Show { target } => {
+            let scope = target.scope();
+            let category = match &scope {
+                RuleScope::Category(category) => category.clone(),
+                RuleScope::Meter(meter) => {
+                    match store.meter_details(meter, 0)?.and_then(|d| d.registration) {
+                        Some(registration) => registration.category,
+                        None => {
+                            eprintln!("error: meter {meter} is not registered");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
+                }
+            };
+            let mut policy = config.rules.policy_for(&category);
+            let mut sources: std::collections::HashMap<String, String> = config
+                .rules
+                .categories
+                .get(&category)
+                .into_iter()
+                .flatten()
+                .map(|(key, _)| (key.clone(), format!("config, category {category}")))
+                .collect();
+            for rule in store.rule_overrides(&scope)? {
+                if policy.set(&rule.key, &rule.value).is_ok() {
+                    let scope_name = if rule.scope == "category" {
+                        format!("category {category}")
+                    } else {
+                        "this household".into()
+                    };
+                    sources.insert(
+                        rule.key,
+                        format!(
+                            "set for {scope_name} by {} {}",
+                            rule.set_by,
+                            format_time(rule.set_at, config.registry.timezone)
+                        ),
+                    );
+                }
+            }
+            for key in stillwater::detect::Policy::KEYS {
+                println!(
+                    "{key:<20} {:<8} {}",
+                    policy.get(key).unwrap_or_default(),
+                    sources.get(key).map(String::as_str).unwrap_or("default")
+                );
+            }
+        }
+        RulesCommand::Set { target, settings } => {
+            let mut scratch = config.rules.global.clone();
+            let mut changes = Vec::new();
+            for setting in &settings {
+                let Some((key, value)) = setting.split_once('=') else {
+                    eprintln!("error: {setting:?} must be KEY=VALUE, e.g. warning_window=8h");
+                    return Ok(ExitCode::FAILURE);
+                };
+                if let Err(problem) = scratch.set(key.trim(), value.trim()) {
+                    eprintln!("error: {problem}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                changes.push((key.trim().to_string(), Some(value.trim().to_string())));
+            }
+            store.set_rule_overrides(&target.scope(), &changes, &actor(), now)?;
+            println!(
+                "set {} for {:?}; the running gateway uses it from the next reading",
+                settings.join(" "),
+                target.scope()
+            );
+        }
+        RulesCommand::Unset { target, keys } => {
+            let mut changes = Vec::new();
+            for key in keys {
+                if !stillwater::detect::Policy::KEYS.contains(&key.as_str()) {
+                    eprintln!(
+                        "error: {key:?} is not a rule parameter; they are {}",
+                        stillwater::detect::Policy::KEYS.join(", ")
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                changes.push((key, None));
+            }
+            store.set_rule_overrides(&target.scope(), &changes, &actor(), now)?;
+            println!("back to the configured values");
         }
     }
     Ok(ExitCode::SUCCESS)

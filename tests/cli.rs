@@ -199,3 +199,51 @@ fn the_demo_shows_reading_alert_text_and_acknowledgement() {
         "{shown}"
     );
 }
+
+#[test]
+fn operators_set_show_and_unset_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
+        .status
+        .success());
+    let set = stillwater(
+        &db,
+        &[
+            "rules",
+            "set",
+            "--category",
+            "elderly_alone",
+            "warning_window=8h",
+        ],
+    );
+    assert!(set.status.success(), "{}", text(&set));
+    let set = stillwater(&db, &["rules", "set", "--meter", "ZS-0001", "min_litres=5"]);
+    assert!(set.status.success(), "{}", text(&set));
+    let shown = text(&stillwater(&db, &["rules", "show", "--meter", "ZS-0001"]));
+    assert!(
+        shown.contains("warning_window       8h") && shown.contains("category elderly_alone"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("min_litres           5") && shown.contains("this household"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("urgent_window        24h      default"),
+        "{shown}"
+    );
+    let bad = stillwater(
+        &db,
+        &["rules", "set", "--meter", "ZS-0001", "warning_window=8"],
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("must be a duration"), "{}", text(&bad));
+    let unset = stillwater(&db, &["rules", "unset", "--meter", "ZS-0001", "min_litres"]);
+    assert!(unset.status.success());
+    let shown = text(&stillwater(&db, &["rules", "show", "--meter", "ZS-0001"]));
+    assert!(
+        shown.contains("min_litres           10       default"),
+        "{shown}"
+    );
+}

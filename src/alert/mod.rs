@@ -147,7 +147,13 @@ impl Engine {
         };
         let mut queued = false;
         if let Some(household) = &work.household {
-            let policy = rules.policy_for(&household.category);
+            let mut policy = rules.policy_for(&household.category);
+            // Operators' overrides are read on every evaluation: a change needs no restart.
+            for rule in tx.rule_overrides(household)? {
+                if let Err(problem) = policy.set(&rule.key, &rule.value) {
+                    tracing::warn!(%problem, scope = rule.scope, "ignoring a stored rule override");
+                }
+            }
             let first = match work.evaluated_through {
                 Some(through) => work.readings.partition_point(|r| r.ts <= through),
                 None => 0,

@@ -430,3 +430,30 @@ fn evaluation_resumes_where_it_stopped() {
     assert_eq!(world.alerts().len(), 1);
     assert_eq!(world.texts().len(), 2);
 }
+
+#[test]
+fn an_operators_threshold_change_applies_without_a_restart() {
+    let mut world = world(|config| config.alerts.notify_warning = true);
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 7]);
+    assert!(
+        world.alerts().is_empty(),
+        "7 silent hours are fine by default"
+    );
+    world
+        .store
+        .set_rule_overrides(
+            &crate::store::alerts::RuleScope::Meter("ZS-0001".into()),
+            &[("warning_window".into(), Some("6h".into()))],
+            "operator",
+            0,
+        )
+        .unwrap();
+    world.hours(8, &[0]);
+    let alerts = world.alerts();
+    assert_eq!(
+        (alerts.len(), alerts[0].severity.as_str()),
+        (1, "warning"),
+        "the running engine uses the new window"
+    );
+}

@@ -55,6 +55,71 @@ impl Default for Policy {
     }
 }
 
+impl Policy {
+    /// The rule parameters that can be set per category or household, as
+    /// written in `[rules]`.
+    pub const KEYS: [&'static str; 7] = [
+        "min_litres",
+        "warning_window",
+        "urgent_window",
+        "min_flow_lph",
+        "flow_for",
+        "leak_for",
+        "max_litres_per_day",
+    ];
+
+    /// Sets one parameter from its text (`"8h"`, `"5"`); the error says what is allowed.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let count = || match value.trim().parse::<i64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{key} = {value:?}: must be a whole number of at least 1"
+            )),
+        };
+        let duration = || {
+            crate::domain::parse_duration(value)
+                .ok_or_else(|| format!("{key} = {value:?}: must be a duration such as \"90s\", \"30m\", \"12h\" or \"7d\""))
+        };
+        match key {
+            "min_litres" => self.min_litres = count()?,
+            "warning_window" => self.warning_window_s = duration()?,
+            "urgent_window" => self.urgent_window_s = duration()?,
+            "min_flow_lph" => self.min_flow_lph = count()?,
+            "flow_for" => self.flow_s = duration()?,
+            "leak_for" => self.leak_s = duration()?,
+            "max_litres_per_day" => self.max_litres_per_day = count()?,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a rule parameter; they are {}",
+                    Self::KEYS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The text of one parameter, as `set` takes it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let hours = |s: i64| {
+            if s % 3600 == 0 {
+                format!("{}h", s / 3600)
+            } else {
+                format!("{s}s")
+            }
+        };
+        Some(match key {
+            "min_litres" => self.min_litres.to_string(),
+            "warning_window" => hours(self.warning_window_s),
+            "urgent_window" => hours(self.urgent_window_s),
+            "min_flow_lph" => self.min_flow_lph.to_string(),
+            "flow_for" => hours(self.flow_s),
+            "leak_for" => hours(self.leak_s),
+            "max_litres_per_day" => self.max_litres_per_day.to_string(),
+            _ => return None,
+        })
+    }
+}
+
 /// How serious a `no_usage` finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {

@@ -224,6 +224,14 @@ impl AlertTx<'_> {
         }))
     }
 
+    /// Operators' rule overrides for a household: its category's, then its own.
+    pub fn rule_overrides(
+        &self,
+        household: &HouseholdInfo,
+    ) -> Result<Vec<RuleOverride>, StoreError> {
+        rule_overrides(&self.tx, &household.category, household.id)
+    }
+
     pub fn set_evaluated_through(&self, meter: &str, ts: i64) -> Result<(), StoreError> {
         self.tx
             .prepare_cached("UPDATE meter_state SET evaluated_through = ?2 WHERE meter_id = ?1")?
@@ -447,6 +455,39 @@ pub struct OfflineMeter {
     pub last_received: Option<i64>,
 }
 
+/// One rule parameter set by an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOverride {
+    /// `category` or `household`.
+    pub scope: String,
+    pub key: String,
+    pub value: String,
+    pub set_by: String,
+    pub set_at: i64,
+}
+
+fn rule_overrides(
+    connection: &Connection,
+    category: &str,
+    household_id: i64,
+) -> Result<Vec<RuleOverride>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT scope, key, value, set_by, set_at FROM rule_overrides
+         WHERE (scope = 'category' AND target = ?1) OR (scope = 'household' AND target = ?2)
+         ORDER BY scope = 'household', key",
+    )?;
+    let rows = statement.query_map(params![category, household_id.to_string()], |row| {
+        Ok(RuleOverride {
+            scope: row.get(0)?,
+            key: row.get(1)?,
+            value: row.get(2)?,
+            set_by: row.get(3)?,
+            set_at: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 fn household_of(connection: &Connection, meter: &str) -> Result<Option<HouseholdInfo>, StoreError> {
     let household = connection
         .prepare_cached(
@@ -531,7 +572,72 @@ fn alert_state(connection: &Connection, id: i64) -> Result<String, StoreError> {
         .ok_or(StoreError::Action(ActionError::NoSuchAlert(id)))
 }
 
+/// Whom a rule override applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleScope {
+    Category(String),
+    /// The household of this (active) meter.
+    Meter(String),
+}
+
 impl Store {
+    /// Sets (`Some`) or removes (`None`) rule parameters; values must already be valid.
+    pub fn set_rule_overrides(
+        &self,
+        scope: &RuleScope,
+        changes: &[(String, Option<String>)],
+        actor: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (scope_name, target) = match scope {
+            RuleScope::Category(category) => ("category", category.clone()),
+            RuleScope::Meter(meter) => (
+                "household",
+                super::active_household(&tx, meter)?.to_string(),
+            ),
+        };
+        for (key, value) in changes {
+            match value {
+                Some(value) => tx.execute(
+                    "INSERT INTO rule_overrides (scope, target, key, value, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (scope, target, key) DO UPDATE SET value = excluded.value, set_by = excluded.set_by,
+                       set_at = excluded.set_at",
+                    params![scope_name, target, key, value, actor, now],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM rule_overrides WHERE scope = ?1 AND target = ?2 AND key = ?3",
+                    params![scope_name, target, key],
+                )?,
+            };
+            let detail = format!("{key} = {}", value.as_deref().unwrap_or("(default)"));
+            super::audit(
+                &tx,
+                now,
+                actor,
+                "rules.set",
+                &format!("{scope_name} {target}"),
+                &detail,
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The overrides that apply to a meter's household (category first), or to a category.
+    pub fn rule_overrides(&self, scope: &RuleScope) -> Result<Vec<RuleOverride>, StoreError> {
+        let connection = self.connect()?;
+        match scope {
+            RuleScope::Category(category) => rule_overrides(&connection, category, -1),
+            RuleScope::Meter(meter) => {
+                let household = household_of(&connection, meter)?
+                    .ok_or_else(|| StoreError::NotRegistered(meter.clone()))?;
+                rule_overrides(&connection, &household.category, household.id)
+            }
+        }
+    }
+
     /// Acknowledges an open alert; stops its escalation and reminders.
     pub fn acknowledge_alert(
         &self,

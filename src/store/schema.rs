@@ -166,6 +166,16 @@ const MIGRATIONS: &[&str] = &[
         ended_at     INTEGER
     );
     CREATE INDEX absences_household ON absences (household_id, ends_at);
+    -- Rule parameters set by operators; they win over the config file.
+    CREATE TABLE rule_overrides (
+        scope  TEXT NOT NULL CHECK (scope IN ('category', 'household')),
+        target TEXT NOT NULL,              -- category name, or household id
+        key    TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, target, key)
+    ) WITHOUT ROWID;
     ",
 ];
 
