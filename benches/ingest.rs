@@ -12,7 +12,8 @@
 //!    `no_usage` to the SMS webhook receiving the text, over 50 households.
 //!
 //! Sizes can be lowered for a quick look: BENCH_READINGS, BENCH_METERS,
-//! BENCH_REGISTERED, BENCH_STORED, BENCH_LATENCY_HOMES.
+//! BENCH_REGISTERED, BENCH_STORED, BENCH_LATENCY_HOMES. BENCH_GATEWAY_ONLY=1
+//! runs part 2 alone, for a profiler.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -52,6 +53,12 @@ fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism()?.get()
     );
 
+    if std::env::var("BENCH_GATEWAY_ONLY").is_ok() {
+        // For profiling the gateway alone.
+        let rate = runtime.block_on(gateway(dir.path(), readings, meters))?;
+        println!("2. gateway durable ingest:           {rate:>10.0} readings/s");
+        return Ok(());
+    }
     let (broker_rate, gateway_rate) = runtime.block_on(async {
         let broker_rate = broker_only(readings, meters).await?;
         let gateway_rate = gateway(dir.path(), readings, meters).await?;

@@ -8,7 +8,6 @@
 //! rather than running half alive.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,14 +21,12 @@ use crate::config::{BrokerChoice, Config};
 use crate::ingest::{self, Subscription};
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::store::writer::{CommitListener, Writer};
+use crate::store::writer::{TouchedMeters, Writer};
 use crate::store::Store;
 use crate::{broker, http};
 
 /// Messages that may wait between ingest and the writer.
 const INBOX_CAPACITY: usize = 8192;
-/// Commits whose meters may wait for the alert engine (beyond, it rescans the store).
-const ENGINE_INBOX_CAPACITY: usize = 1024;
 
 /// A running gateway.
 pub struct Gateway {
@@ -62,12 +59,8 @@ impl Gateway {
             "store open; per-meter state recovered"
         );
         let shutdown = CancellationToken::new();
-        let (committed_tx, committed_rx) = std::sync::mpsc::sync_channel(ENGINE_INBOX_CAPACITY);
-        let overflowed = Arc::new(AtomicBool::new(false));
-        let writer = writer.with_listener(CommitListener {
-            meters: committed_tx,
-            overflowed: overflowed.clone(),
-        });
+        let touched = Arc::new(TouchedMeters::default());
+        let writer = writer.with_listener(touched.clone());
         let (outbox, inbox) = mpsc::channel(INBOX_CAPACITY);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
@@ -80,12 +73,11 @@ impl Gateway {
             config.alerts.clone(),
             &config.sms,
             wake_notifier.clone(),
-            overflowed,
         )?;
         let engine_shutdown = shutdown.clone();
         let engine = std::thread::Builder::new()
             .name("alert-engine".into())
-            .spawn(move || engine.run(committed_rx, engine_shutdown))?;
+            .spawn(move || engine.run(touched, engine_shutdown))?;
         let provider = notify::build(&config.sms)?;
         let notifier = tokio::spawn(notify::notifier::run(
             store.clone(),

@@ -14,8 +14,6 @@
 //! (meter, kind), re-detection updates it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +25,7 @@ use crate::detect::{self, Condition, Kind, Policy, Severity};
 use crate::domain::mask_name;
 use crate::notify::templates::{self, Purpose, Values};
 use crate::store::alerts::{ActiveAlert, AlertDb, AlertTx, HouseholdInfo, NewAlert};
+use crate::store::writer::TouchedMeters;
 use crate::store::{Store, StoreError, StoredReading};
 
 /// Kinds judged from readings (`meter_offline` is judged from the wall clock).
@@ -37,6 +36,9 @@ const READING_KINDS: [Kind; 5] = [
     Kind::HighUsage,
     Kind::DeviceFault,
 ];
+
+/// Meters evaluated in one transaction.
+const METERS_PER_TRANSACTION: usize = 256;
 
 /// The actor name of the engine in alert histories.
 const SYSTEM: &str = "stillwater";
@@ -49,8 +51,6 @@ pub struct Engine {
     templates: HashMap<String, String>,
     /// Wakes the notifier when texts were queued.
     notifier: Arc<Notify>,
-    /// Set by the writer when the engine's inbox was full: rescan the store.
-    rescan: Arc<AtomicBool>,
 }
 
 fn now() -> i64 {
@@ -64,7 +64,6 @@ impl Engine {
         alerts: AlertsConfig,
         sms: &SmsConfig,
         notifier: Arc<Notify>,
-        rescan: Arc<AtomicBool>,
     ) -> Result<Self, StoreError> {
         Ok(Self {
             db: AlertDb::open(store)?,
@@ -73,14 +72,13 @@ impl Engine {
             language: sms.language,
             templates: sms.templates.clone(),
             notifier,
-            rescan,
         })
     }
 
-    /// Runs until `shutdown` or until the writer hangs up.
-    pub fn run(mut self, inbox: Receiver<Vec<String>>, shutdown: CancellationToken) {
+    /// Runs until `shutdown` or until the writer has stopped.
+    pub fn run(mut self, touched: Arc<TouchedMeters>, shutdown: CancellationToken) {
         // Recovery: whatever was committed but not yet evaluated.
-        let mut touched: BTreeSet<String> = match self.db.pending_meters() {
+        let mut meters: BTreeSet<String> = match self.db.pending_meters() {
             Ok(pending) => pending.into_iter().collect(),
             Err(error) => {
                 tracing::error!(%error, "cannot list meters to evaluate");
@@ -89,18 +87,15 @@ impl Engine {
         };
         let mut next_tick = Instant::now();
         loop {
-            if self.rescan.swap(false, Relaxed) {
-                if let Ok(pending) = self.db.pending_meters() {
-                    touched.extend(pending);
-                }
-            }
             let mut queued = false;
-            for meter in std::mem::take(&mut touched) {
-                match self.evaluate_meter(&meter) {
+            let batch: Vec<String> = std::mem::take(&mut meters).into_iter().collect();
+            // Short transactions: the writer waits for the lock while one runs.
+            for group in batch.chunks(METERS_PER_TRANSACTION) {
+                match self.evaluate_meters(group.iter().map(String::as_str)) {
                     Ok(texts) => queued |= texts,
                     Err(error) => {
-                        tracing::error!(%error, meter, "could not evaluate a meter; retrying");
-                        self.rescan.store(true, Relaxed);
+                        tracing::error!(%error, meters = group.len(), "could not evaluate meters; retrying");
+                        meters.extend(group.iter().cloned());
                     }
                 }
             }
@@ -120,57 +115,60 @@ impl Engine {
             let wait = next_tick
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(500));
-            match inbox.recv_timeout(wait) {
-                Ok(meters) => {
-                    touched.extend(meters);
-                    while let Ok(more) = inbox.try_recv() {
-                        touched.extend(more);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+            let (more, writer_stopped) = touched.take(wait);
+            meters.extend(more);
+            if writer_stopped && meters.is_empty() {
+                return;
             }
         }
     }
 
     /// Evaluates every reading of `meter` not yet evaluated. Returns whether texts were queued.
     pub fn evaluate_meter(&mut self, meter: &str) -> Result<bool, StoreError> {
+        self.evaluate_meters(std::iter::once(meter))
+    }
+
+    /// Evaluates meters in one transaction (a failure rolls back all of them,
+    /// to be retried). Returns whether texts were queued.
+    pub fn evaluate_meters<'m>(
+        &mut self,
+        meters: impl IntoIterator<Item = &'m str>,
+    ) -> Result<bool, StoreError> {
         let history = self.rules.global.background_s + self.rules.global.urgent_window_s + 86_400;
         let rules = self.rules.clone();
         let context = self.context();
         let tx = self.db.transaction()?;
-        let Some(work) = tx.meter_work(meter, history)? else {
-            return Ok(false);
-        };
-        let Some(newest) = work.readings.last().map(|r| r.ts) else {
-            return Ok(false);
-        };
         let mut queued = false;
-        if let Some(household) = &work.household {
-            let mut policy = rules.policy_for(&household.category);
-            // Operators' overrides are read on every evaluation: a change needs no restart.
-            for rule in tx.rule_overrides(household)? {
-                if let Err(problem) = policy.set(&rule.key, &rule.value) {
-                    tracing::warn!(%problem, scope = rule.scope, "ignoring a stored rule override");
+        for meter in meters {
+            let Some(work) = tx.meter_work(meter, history)? else {
+                continue;
+            };
+            if let Some(household) = &work.household {
+                let mut policy = rules.policy_for(&household.category);
+                // Operators' overrides are read on every evaluation: a change needs no restart.
+                for rule in tx.rule_overrides(household)? {
+                    if let Err(problem) = policy.set(&rule.key, &rule.value) {
+                        tracing::warn!(%problem, scope = rule.scope, "ignoring a stored rule override");
+                    }
+                }
+                let first = match work.evaluated_through {
+                    Some(through) => work.readings.partition_point(|r| r.ts <= through),
+                    None => 0,
+                };
+                for index in first..work.readings.len() {
+                    queued |= reconcile(
+                        &tx,
+                        &context,
+                        meter,
+                        household,
+                        &policy,
+                        &work.readings,
+                        index,
+                    )?;
                 }
             }
-            let first = match work.evaluated_through {
-                Some(through) => work.readings.partition_point(|r| r.ts <= through),
-                None => 0,
-            };
-            for index in first..work.readings.len() {
-                queued |= reconcile(
-                    &tx,
-                    &context,
-                    meter,
-                    household,
-                    &policy,
-                    &work.readings,
-                    index,
-                )?;
-            }
+            tx.set_evaluated_through(meter, work.newest)?;
         }
-        tx.set_evaluated_through(meter, newest)?;
         tx.commit()?;
         Ok(queued)
     }

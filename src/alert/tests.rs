@@ -1,7 +1,6 @@
 //! The lifecycle against a real SQLite file: readings in, alerts and queued
 //! texts out; the timer driven with explicit wall-clock times.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,7 +47,6 @@ fn world(adjust: impl FnOnce(&mut Config)) -> World {
         config.alerts.clone(),
         &config.sms,
         Arc::new(Notify::new()),
-        Arc::new(AtomicBool::new(false)),
     )
     .unwrap();
     World {

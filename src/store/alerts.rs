@@ -14,6 +14,8 @@ use super::{Store, StoreError};
 #[derive(Debug, Clone)]
 pub struct MeterWork {
     pub evaluated_through: Option<i64>,
+    /// Meter clock of the meter's newest reading.
+    pub newest: i64,
     /// Readings from the history horizon up to the newest, sorted.
     pub readings: Vec<StoredReading>,
     /// `None` when the meter has no active registration (its readings never alarm).
@@ -198,15 +200,24 @@ impl AlertTx<'_> {
     pub fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError> {
         let state: Option<(i64, Option<i64>, Option<i64>)> = self
             .tx
-            .query_row(
+            .prepare_cached(
                 "SELECT meter_key, evaluated_through, last_reading_ts FROM meter_state WHERE meter_id = ?1",
-                [meter],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
+            )?
+            .query_row([meter], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
             .optional()?;
         let Some((key, evaluated_through, Some(newest))) = state else {
             return Ok(None);
         };
+        let household = household_of(&self.tx, meter)?;
+        if household.is_none() {
+            // Readings of unregistered meters never alarm: nothing to load.
+            return Ok(Some(MeterWork {
+                evaluated_through,
+                newest,
+                readings: Vec::new(),
+                household,
+            }));
+        }
         let from = evaluated_through.unwrap_or(newest).min(newest) - history_s;
         let mut statement = self.tx.prepare_cached(
             "SELECT day, data FROM reading_chunks WHERE meter_key = ?1 AND day >= ?2 ORDER BY day",
@@ -219,8 +230,9 @@ impl AlertTx<'_> {
         }
         Ok(Some(MeterWork {
             evaluated_through,
+            newest,
             readings,
-            household: household_of(&self.tx, meter)?,
+            household,
         }))
     }
 

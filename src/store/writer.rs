@@ -64,16 +64,50 @@ struct Cursor {
     last_total_l: Option<i64>,
 }
 
-/// Where the writer names the meters each commit touched (the alert engine).
-pub struct CommitListener {
-    pub meters: std::sync::mpsc::SyncSender<Vec<String>>,
-    /// Set when `meters` was full: the listener must rescan the store.
-    pub overflowed: Arc<std::sync::atomic::AtomicBool>,
+/// Meters with new readings that the alert engine has not looked at yet. A
+/// set: however far behind the engine falls, it holds each meter once.
+#[derive(Debug, Default)]
+pub struct TouchedMeters {
+    meters: std::sync::Mutex<std::collections::HashSet<String>>,
+    changed: std::sync::Condvar,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl TouchedMeters {
+    pub fn add(&self, meters: impl IntoIterator<Item = String>) {
+        self.meters.lock().expect("touched meters").extend(meters);
+        self.changed.notify_one();
+    }
+
+    /// The writer has stopped: no more meters will come.
+    pub fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `timeout` for meters and takes them all; the flag says the
+    /// writer has stopped.
+    pub fn take(&self, timeout: Duration) -> (Vec<String>, bool) {
+        let guard = self.meters.lock().expect("touched meters");
+        let (mut guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |meters| {
+                meters.is_empty() && !self.closed.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .expect("touched meters");
+        let meters = guard.drain().collect();
+        (
+            meters,
+            self.closed.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
 }
 
 pub struct Writer {
     connection: Connection,
-    listener: Option<CommitListener>,
+    /// Where the meters of each commit go (the alert engine).
+    listener: Option<Arc<TouchedMeters>>,
     /// Every meter that has ever published, recovered from disk at start.
     cursors: HashMap<String, Cursor>,
     rejected_keep: u32,
@@ -122,7 +156,7 @@ impl Writer {
     }
 
     /// Names the meters of every commit to `listener`.
-    pub fn with_listener(mut self, listener: CommitListener) -> Self {
+    pub fn with_listener(mut self, listener: Arc<TouchedMeters>) -> Self {
         self.listener = Some(listener);
         self
     }
@@ -134,7 +168,14 @@ impl Writer {
 
     /// Receives until the channel closes: each time, everything queued goes into
     /// one transaction, then its acknowledgements run.
-    pub fn run(mut self, mut inbox: mpsc::Receiver<Message>) {
+    pub fn run(mut self, inbox: mpsc::Receiver<Message>) {
+        self.receive(inbox);
+        if let Some(listener) = &self.listener {
+            listener.close();
+        }
+    }
+
+    fn receive(&mut self, mut inbox: mpsc::Receiver<Message>) {
         while let Some(first) = inbox.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -251,12 +292,7 @@ impl Writer {
         tx.commit()?;
         if let Some(listener) = &self.listener {
             if !pending.touched.is_empty() {
-                let meters: Vec<String> = pending.touched.drain().collect();
-                if listener.meters.try_send(meters).is_err() {
-                    listener
-                        .overflowed
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                }
+                listener.add(pending.touched.drain());
             }
         }
         let new_meters = pending
