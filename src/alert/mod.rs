@@ -46,9 +46,7 @@ const SYSTEM: &str = "stillwater";
 pub struct Engine {
     db: AlertDb,
     rules: RulesConfig,
-    alerts: AlertsConfig,
-    language: Language,
-    templates: HashMap<String, String>,
+    context: Context,
     /// Wakes the notifier when texts were queued.
     notifier: Arc<Notify>,
 }
@@ -68,9 +66,11 @@ impl Engine {
         Ok(Self {
             db: AlertDb::open(store)?,
             rules,
-            alerts,
-            language: sms.language,
-            templates: sms.templates.clone(),
+            context: Context {
+                alerts,
+                language: sms.language,
+                templates: sms.templates.clone(),
+            },
             notifier,
         })
     }
@@ -104,7 +104,7 @@ impl Engine {
                     Ok(texts) => queued |= texts,
                     Err(error) => tracing::error!(%error, "alert timer failed"),
                 }
-                next_tick = Instant::now() + self.alerts.tick;
+                next_tick = Instant::now() + self.context.alerts.tick;
             }
             if queued {
                 self.notifier.notify_one();
@@ -135,8 +135,7 @@ impl Engine {
         meters: impl IntoIterator<Item = &'m str>,
     ) -> Result<bool, StoreError> {
         let history = self.rules.global.background_s + self.rules.global.urgent_window_s + 86_400;
-        let rules = self.rules.clone();
-        let context = self.context();
+        let (rules, context) = (&self.rules, &self.context);
         let tx = self.db.transaction()?;
         let mut queued = false;
         for meter in meters {
@@ -158,7 +157,7 @@ impl Engine {
                 for index in first..work.readings.len() {
                     queued |= reconcile(
                         &tx,
-                        &context,
+                        context,
                         meter,
                         household,
                         &policy,
@@ -176,7 +175,7 @@ impl Engine {
     /// The wall-clock duties: offline meters, check-ins, escalation, reminders.
     pub fn tick(&mut self, now: i64) -> Result<bool, StoreError> {
         let offline_at_least = self.rules.offline_at_least_s;
-        let context = self.context();
+        let context = &self.context;
         let tx = self.db.transaction()?;
         let mut queued = false;
         for offline in tx.offline_candidates(now, offline_at_least)? {
@@ -212,14 +211,6 @@ impl Engine {
         }
         tx.commit()?;
         Ok(queued)
-    }
-
-    fn context(&self) -> Context {
-        Context {
-            alerts: self.alerts.clone(),
-            language: self.language,
-            templates: self.templates.clone(),
-        }
     }
 }
 

@@ -277,9 +277,18 @@ fn touched_meters_are_a_set_and_closing_wakes_the_taker() {
     touched.add(["A".to_string()]);
     let (mut meters, closed) = touched.take(std::time::Duration::ZERO);
     meters.sort();
-    assert_eq!((meters, closed), (vec!["A".to_string(), "B".to_string()], false));
+    assert_eq!(
+        (meters, closed),
+        (vec!["A".to_string(), "B".to_string()], false)
+    );
     touched.close();
     let started = Instant::now();
-    assert_eq!(touched.take(std::time::Duration::from_secs(60)), (Vec::new(), true));
-    assert!(started.elapsed() < std::time::Duration::from_secs(30), "a closed set does not wait");
+    assert_eq!(
+        touched.take(std::time::Duration::from_secs(60)),
+        (Vec::new(), true)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "a closed set does not wait"
+    );
 }
