@@ -72,6 +72,12 @@ impl PhoneNumber {
     /// Accepts E.164 (`+` then 8–15 digits, first digit not 0) or an 11-digit
     /// mainland mobile number (`1[3-9]` then 9 digits), which becomes `+86…`.
     /// Spaces and dashes between digits are ignored.
+    ///
+    /// ```
+    /// use stillwater::domain::PhoneNumber;
+    /// assert_eq!(PhoneNumber::parse("138 0013 8000").unwrap().as_str(), "+8613800138000");
+    /// assert!(PhoneNumber::parse("12345").is_err());
+    /// ```
     pub fn parse(text: &str) -> Result<Self, PhoneError> {
         let trimmed = text.trim();
         if trimmed.is_empty() {
@@ -140,6 +146,11 @@ pub fn mask_name(name: &str) -> String {
 }
 
 /// Parses a duration with a unit — "90s", "30m", "12h", "7d" — into seconds.
+///
+/// ```
+/// assert_eq!(stillwater::domain::parse_duration("12h"), Some(43_200));
+/// assert_eq!(stillwater::domain::parse_duration("12"), None);
+/// ```
 pub fn parse_duration(text: &str) -> Option<i64> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.len().checked_sub(1)?);

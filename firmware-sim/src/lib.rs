@@ -65,6 +65,12 @@ struct Household {
 }
 
 /// A small deterministic generator (SplitMix64), so a seed gives the same homes every run.
+///
+/// ```
+/// let (mut a, mut b) = (firmware_sim::Rng::new(7), firmware_sim::Rng::new(7));
+/// assert_eq!(a.next_u64(), b.next_u64());
+/// assert!((0.0..1.0).contains(&a.next_f64()));
+/// ```
 pub struct Rng(u64);
 
 impl Rng {
