@@ -1,9 +1,11 @@
 //! Wiring: builds the running gateway from a [`Config`] and runs it until shutdown.
 //!
 //! Start order: store (migrations) → writer (recovers per-meter state) →
-//! alert engine (evaluates what was committed but not yet evaluated) →
-//! notifier (delivers the outbox) → embedded broker (if configured) → ingest →
-//! HTTP. One cancellation token
+//! alert engine and SMS provider built → HTTP listener bound → embedded broker
+//! (if configured) → then the threads and tasks: writer, alert engine
+//! (evaluates what was committed but not yet evaluated), notifier (delivers the
+//! outbox), ingest, HTTP. Whatever can fail on bad settings fails before any
+//! thread starts. One cancellation token
 //! stops everything; if any part stops on its own, the whole gateway stops
 //! rather than running half alive.
 
@@ -58,14 +60,9 @@ impl Gateway {
             path = %store.path().display(),
             "store open; per-meter state recovered"
         );
-        let shutdown = CancellationToken::new();
-        let touched = Arc::new(TouchedMeters::default());
-        let writer = writer.with_listener(touched.clone());
-        let (outbox, inbox) = mpsc::channel(INBOX_CAPACITY);
-        let writer = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer.run(inbox))?;
-
+        // Everything that can fail on the operator's settings comes first, before
+        // any thread or task runs, so a failed start leaves nothing behind (the
+        // embedded broker, which cannot be stopped, comes last of these).
         let wake_notifier = Arc::new(Notify::new());
         let engine = Engine::new(
             &store,
@@ -74,19 +71,15 @@ impl Gateway {
             &config.sms,
             wake_notifier.clone(),
         )?;
-        let engine_shutdown = shutdown.clone();
-        let engine = std::thread::Builder::new()
-            .name("alert-engine".into())
-            .spawn(move || engine.run(touched, engine_shutdown))?;
         let provider = notify::build(&config.sms)?;
-        let notifier = tokio::spawn(notify::notifier::run(
-            store.clone(),
-            provider,
-            wake_notifier,
-            metrics.clone(),
-            shutdown.clone(),
-        ));
-
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot serve HTTP on {} (set [http] listen to a free address)",
+                    config.http.listen
+                )
+            })?;
         let (host, port) = match &config.mqtt.broker {
             BrokerChoice::Embedded { listen } => {
                 let listen = *listen;
@@ -109,6 +102,26 @@ impl Gateway {
             .and_then(|mut addrs| addrs.next())
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
 
+        let shutdown = CancellationToken::new();
+        let touched = Arc::new(TouchedMeters::default());
+        let writer = writer.with_listener(touched.clone());
+        let (outbox, inbox) = mpsc::channel(INBOX_CAPACITY);
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(inbox))?;
+
+        let engine_shutdown = shutdown.clone();
+        let engine = std::thread::Builder::new()
+            .name("alert-engine".into())
+            .spawn(move || engine.run(touched, engine_shutdown))?;
+        let notifier = tokio::spawn(notify::notifier::run(
+            store.clone(),
+            provider,
+            wake_notifier,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+
         let subscription = Subscription {
             host,
             port,
@@ -124,14 +137,6 @@ impl Gateway {
             shutdown.clone(),
         ));
 
-        let listener = tokio::net::TcpListener::bind(config.http.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot serve HTTP on {} (set [http] listen to a free address)",
-                    config.http.listen
-                )
-            })?;
         let http_addr = listener.local_addr()?;
         let app = http::router(http::HttpState {
             metrics: metrics.clone(),

@@ -33,12 +33,8 @@ async fn native_single_batch_and_wmbusmeters_readings_are_stored() {
         )
         .await;
     meter.flush().await;
+    wait_for_readings(&gateway.store, 5).await;
     let store = gateway.store.clone();
-    wait_until("five readings are stored", || {
-        let store = store.clone();
-        async move { store.reading_count().unwrap() == 5 }
-    })
-    .await;
 
     let single = store.meter_state("ZS-0001").unwrap().unwrap();
     assert_eq!(single.last_total_l, Some(123_456));
@@ -85,12 +81,8 @@ async fn bad_payloads_are_recorded_with_their_reason_and_ingest_goes_on() {
         )
         .await;
     meter.flush().await;
+    wait_for_readings(&gateway.store, 1).await;
     let store = gateway.store.clone();
-    wait_until("the good reading is stored", || {
-        let store = store.clone();
-        async move { store.reading_count().unwrap() == 1 }
-    })
-    .await;
     wait_until("five rejections are recorded", || {
         let store = store.clone();
         async move { store.rejected_messages(10).unwrap().len() == 5 }
@@ -197,12 +189,7 @@ async fn a_restart_recovers_every_meters_state_from_disk() {
         )
         .await;
     meter.flush().await;
-    let store = gateway.store.clone();
-    wait_until("the reading is stored", || {
-        let store = store.clone();
-        async move { store.reading_count().unwrap() == 1 }
-    })
-    .await;
+    wait_for_readings(&gateway.store, 1).await;
     gateway.stop().await.unwrap();
 
     let gateway = start_gateway(&config).await;
@@ -295,12 +282,7 @@ async fn an_embedded_broker_with_a_password_refuses_strangers() {
         )
         .await;
     meter.flush().await;
-    let store = gateway.store.clone();
-    wait_until("the reading is stored", || {
-        let store = store.clone();
-        async move { store.reading_count().unwrap() == 1 }
-    })
-    .await;
+    wait_for_readings(&gateway.store, 1).await;
     gateway.stop().await.unwrap();
 }
 

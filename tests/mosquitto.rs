@@ -185,12 +185,7 @@ async fn the_gateway_reconnects_and_resubscribes_after_the_broker_restarts() {
         )
         .await;
     meter.flush().await;
-    let store = gateway.store.clone();
-    wait_until("the first reading is stored", || {
-        let store = store.clone();
-        async move { store.reading_count().unwrap() == 1 }
-    })
-    .await;
+    wait_for_readings(&gateway.store, 1).await;
 
     // The restarted broker has no memory of the gateway's session: only a fresh
     // subscription on the new ConnAck brings readings in again.
@@ -212,11 +207,7 @@ async fn the_gateway_reconnects_and_resubscribes_after_the_broker_restarts() {
         )
         .await;
     meter.flush().await;
-    wait_until("the reading after the restart is stored", || {
-        let store = store.clone();
-        async move { store.reading_count().unwrap() == 2 }
-    })
-    .await;
+    wait_for_readings(&gateway.store, 2).await;
     assert!(gateway.metrics.mqtt_errors.load(Relaxed) >= 1);
     gateway.stop().await.unwrap();
 }

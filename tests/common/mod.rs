@@ -60,6 +60,16 @@ where
     }
 }
 
+/// Waits until the store holds `count` readings.
+pub async fn wait_for_readings(store: &stillwater::store::Store, count: i64) {
+    let store = store.clone();
+    wait_until(&format!("{count} readings are stored"), || {
+        let store = store.clone();
+        async move { store.reading_count().unwrap() == count }
+    })
+    .await;
+}
+
 /// A QoS 1 publisher that returns from `publish` once the broker has acknowledged.
 pub struct Publisher {
     client: AsyncClient,
