@@ -475,7 +475,8 @@ impl Context {
         now: i64,
         existing: Option<&ActiveAlert>,
     ) -> Result<bool, StoreError> {
-        let urgent = severity == Severity::Urgent.as_str();
+        // An urgent no_usage texts every step at once; other kinds start at step 1.
+        let urgent = kind == Kind::NoUsage && severity == Severity::Urgent.as_str();
         if existing.is_none() && kind == Kind::NoUsage {
             if let Some(phone) = &household.check_in_phone {
                 let resident = [(0, household.resident_name.clone(), phone.clone())];

@@ -455,3 +455,53 @@ fn an_operators_threshold_change_applies_without_a_restart() {
         "the running engine uses the new window"
     );
 }
+
+#[test]
+fn replacing_a_meter_resolves_its_alerts() {
+    let mut world = world(|_| {});
+    world.hours(0, &[6; 1]);
+    world.hours(1, &[0; 24]);
+    world
+        .store
+        .replace_meter("ZS-0001", "ZS-0001B", "installer", 0)
+        .unwrap();
+    let alert = &world.alerts()[0];
+    assert_eq!(alert.state, "resolved");
+    let last = world.store.alert_events(alert.id).unwrap().pop().unwrap();
+    assert_eq!(
+        (last.actor.as_str(), last.detail.as_str()),
+        ("installer", "meter replaced by ZS-0001B")
+    );
+}
+
+#[test]
+fn a_running_tap_texts_step_one_first() {
+    let mut world = world(|_| {});
+    world.hours(0, &[0, 120, 120]);
+    let alerts = world.alerts();
+    assert_eq!(
+        (alerts[0].kind.as_str(), alerts[0].severity.as_str()),
+        ("continuous_flow", "urgent")
+    );
+    assert_eq!(world.texts_to(SOCIAL_WORKER).len(), 1);
+    assert!(
+        world.texts_to(SON).is_empty(),
+        "step 2 only if step 1 does not acknowledge"
+    );
+}
+
+#[test]
+fn the_resident_is_not_told_that_their_own_alert_resolved() {
+    let mut world = silent_day_with_check_in();
+    let now = chrono::Utc::now().timestamp();
+    world.engine.tick(now + 31 * 60).unwrap();
+    world.deliver_all();
+    world.hours(25, &[40]);
+    let resolved: Vec<String> = world
+        .texts()
+        .into_iter()
+        .filter(|t| t.purpose == "resolved")
+        .map(|t| t.phone)
+        .collect();
+    assert_eq!(resolved, [SOCIAL_WORKER, SON]);
+}

@@ -411,17 +411,17 @@ impl AlertTx<'_> {
         Ok(inserted == 1)
     }
 
-    /// Everyone texted about an alert, once each, with the first text they got:
-    /// (phone, recipient, step, text).
+    /// Everyone texted about an alert (contacts and maintenance, not a resident's
+    /// check-in), once each, with the first text they got: (phone, recipient, step, text).
     pub fn recipients(
         &self,
         alert_id: i64,
     ) -> Result<Vec<(String, String, u32, String)>, StoreError> {
         let mut statement = self.tx.prepare_cached(
             "SELECT phone, recipient, step, text FROM notifications n
-             WHERE alert_id = ?1 AND purpose IN ('alert', 'check_in') AND state IN ('pending', 'sent')
+             WHERE alert_id = ?1 AND purpose = 'alert' AND state IN ('pending', 'sent')
                AND id = (SELECT min(id) FROM notifications m WHERE m.alert_id = n.alert_id AND m.phone = n.phone
-                         AND m.purpose IN ('alert', 'check_in'))
+                         AND m.purpose = 'alert')
              ORDER BY step, phone",
         )?;
         let rows = statement.query_map([alert_id], |row| {
@@ -533,7 +533,7 @@ fn household_of(connection: &Connection, meter: &str) -> Result<Option<Household
     Ok(Some(household))
 }
 
-fn resolve(
+pub(super) fn resolve(
     connection: &Connection,
     id: i64,
     at: i64,
@@ -560,7 +560,7 @@ fn cancel_pending(connection: &Connection, id: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn record_event(
+pub(super) fn record_event(
     connection: &Connection,
     id: i64,
     at: i64,

@@ -277,6 +277,7 @@ impl Store {
                registered_at = excluded.registered_at, ended_at = NULL, replaced_by = NULL",
             params![new, household_id, now],
         )?;
+        resolve_alerts_of(&tx, old, &format!("meter replaced by {new}"), actor, now)?;
         audit(
             &tx,
             now,
@@ -298,6 +299,7 @@ impl Store {
             "UPDATE meters SET status = 'removed', ended_at = ?2 WHERE meter_id = ?1",
             params![meter, now],
         )?;
+        resolve_alerts_of(&tx, meter, "meter removed", actor, now)?;
         audit(&tx, now, actor, "meter.remove", meter, "")?;
         tx.commit()?;
         Ok(())
@@ -480,6 +482,26 @@ impl Store {
         connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// Resolves the active alerts of a meter that is replaced or removed: its
+/// readings no longer speak for the household.
+fn resolve_alerts_of(
+    connection: &Connection,
+    meter: &str,
+    why: &str,
+    actor: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let ids: Vec<i64> = connection
+        .prepare("SELECT id FROM alerts WHERE meter_id = ?1 AND state IN ('open', 'acknowledged')")?
+        .query_map([meter], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        alerts::resolve(connection, id, now, actor, "cli")?;
+        alerts::record_event(connection, id, now, actor, "cli", "resolved", why)?;
+    }
+    Ok(())
 }
 
 fn active_household(connection: &Connection, meter: &str) -> Result<i64, StoreError> {
