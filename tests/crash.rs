@@ -76,16 +76,17 @@ async fn killing_the_gateway_mid_stream_loses_and_duplicates_nothing() {
     // Readings published before the gateway first subscribes reach nobody: publish
     // a probe (always the same reading, so repeats are duplicates) until it lands.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(50));
     while wait_for_session.meter_state("PROBE").unwrap().is_none() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the gateway never subscribed"
         );
+        every.tick().await;
         publisher
             .send("meters/PROBE/reading", native("2026-11-22T00:00:00Z", 1))
             .await;
         publisher.flush().await;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
     let total = METERS * READINGS_PER_METER;

@@ -48,7 +48,9 @@ where
     Fut: Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
     loop {
+        poll.tick().await;
         if condition().await {
             return;
         }
@@ -56,7 +58,6 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out waiting until {what}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -104,6 +105,7 @@ impl Publisher {
                         let _ = tx.send(count);
                     }
                     Ok(_) => {}
+                    // rumqttc reconnects on the next poll; pace the retries.
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
