@@ -189,7 +189,7 @@ async fn a_reply_to_the_text_acknowledges_and_stops_escalation() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = alert_config(dir.path(), &server.uri());
     config.alerts.notify_warning = true;
-    config.alerts.escalate_after = Duration::from_secs(2);
+    config.alerts.escalate_after = Duration::from_secs(5);
     let gateway = start_gateway(&config).await;
     publish_hourly(&gateway, &silent_day()[..14]).await;
     wait_for_requests(&server, 1).await;
@@ -215,7 +215,7 @@ async fn a_reply_to_the_text_acknowledges_and_stops_escalation() {
     let acknowledged = std::time::Instant::now();
     let store = gateway.store.clone();
     wait_until("the escalation deadline has passed", || async {
-        acknowledged.elapsed() > Duration::from_secs(3)
+        acknowledged.elapsed() > Duration::from_secs(6)
     })
     .await;
     let requests = server.received_requests().await.unwrap();
