@@ -505,3 +505,19 @@ fn the_resident_is_not_told_that_their_own_alert_resolved() {
         .collect();
     assert_eq!(resolved, [SOCIAL_WORKER, SON]);
 }
+
+#[test]
+fn an_alert_that_opens_and_clears_within_one_batch_texts_nobody() {
+    let mut world = world(|_| {});
+    let mut day = vec![6];
+    day.extend([0; 24]);
+    day.push(40);
+    world.hours(0, &day); // the whole day arrives, and is evaluated, at once
+    let alerts = world.alerts();
+    assert_eq!((alerts.len(), alerts[0].state.as_str()), (1, "resolved"));
+    assert!(
+        world.texts().iter().all(|t| t.state == "cancelled"),
+        "{:?}",
+        world.texts()
+    );
+}

@@ -92,6 +92,9 @@ const MIGRATIONS: &[&str] = &[
     //    and how far detection has evaluated each meter.
     "
     ALTER TABLE meter_state ADD COLUMN evaluated_through INTEGER; -- meter clock
+    -- Readings stored before detection existed are history, not news: nobody is
+    -- texted about them when the upgraded gateway starts.
+    UPDATE meter_state SET evaluated_through = last_reading_ts;
     ALTER TABLE households ADD COLUMN check_in_phone TEXT;         -- E.164, the resident's own
     CREATE TABLE alerts (
         id                 INTEGER PRIMARY KEY,
@@ -183,6 +186,11 @@ const MIGRATIONS: &[&str] = &[
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(super) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    migrate_to(connection, path, VERSION)
+}
+
+/// Applies the migrations up to `target`.
+fn migrate_to(connection: &mut Connection, path: &Path, target: i64) -> Result<(), StoreError> {
     let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if current > VERSION {
         return Err(StoreError::SchemaTooNew {
@@ -191,11 +199,44 @@ pub(super) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), St
             known: VERSION,
         });
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (index, migration) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(current as usize)
+    {
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(migration)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrading_marks_stored_readings_as_already_evaluated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut connection = Connection::open(&path).unwrap();
+        migrate_to(&mut connection, &path, 1).unwrap();
+        connection
+            .execute(
+                "INSERT INTO meter_state (meter_id, first_seen, last_message, last_reading_ts) VALUES ('A', 1, 1, 1795392000)",
+                [],
+            )
+            .unwrap();
+        migrate(&mut connection, &path).unwrap();
+        let evaluated: Option<i64> = connection
+            .query_row(
+                "SELECT evaluated_through FROM meter_state WHERE meter_id = 'A'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(evaluated, Some(1_795_392_000));
+    }
 }
