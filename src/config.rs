@@ -157,7 +157,7 @@ pub const SMS_WEBHOOK_TOKEN_ENV: &str = "STILLWATER_SMS_WEBHOOK_TOKEN";
 /// The environment variable holding the inbound-SMS bearer token.
 pub const SMS_INBOUND_TOKEN_ENV: &str = "STILLWATER_SMS_INBOUND_TOKEN";
 
-pub use crate::domain::parse_duration;
+use crate::domain::parse_duration;
 
 #[derive(Debug, Clone)]
 pub struct MqttConfig {

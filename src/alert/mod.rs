@@ -452,7 +452,6 @@ impl Context {
                 Purpose::Alert => ("alert", *step),
                 Purpose::CheckIn => ("check_in", 0),
                 Purpose::Resolved => ("resolved", 0),
-                Purpose::Reminder(n) => ("reminder", n),
             };
             let key = format!("{alert_id}:{label}:{n}:{phone}");
             queued |= tx.enqueue(alert_id, phone, name, *step, label, &text, &key, now * 1000)?;

@@ -29,8 +29,6 @@ pub struct Values {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     Alert,
-    /// The n-th reminder of an unacknowledged alert.
-    Reminder(u32),
     /// The resident's own check-in question.
     CheckIn,
     /// Water use resumed / the condition cleared by itself.
@@ -84,18 +82,14 @@ pub fn render(
     values: &Values,
 ) -> String {
     let template = match purpose {
-        Purpose::Alert | Purpose::Reminder(_) => overrides
+        Purpose::Alert => overrides
             .get(&format!("{}.{}", kind.as_str(), language.as_str()))
             .map(String::as_str)
             .unwrap_or_else(|| builtin(kind, language)),
         Purpose::CheckIn => check_in(language),
         Purpose::Resolved => resolved(kind, language),
     };
-    let text = fill(template, values);
-    match purpose {
-        Purpose::Reminder(n) => reminder(n, language, &text),
-        _ => text,
-    }
+    fill(template, values)
 }
 
 /// A reminder: the original text, marked as the n-th reminder.
@@ -182,14 +176,15 @@ mod tests {
         )]);
         let mut english = values();
         english.since = format_since(1_795_387_200, chrono_tz::Asia::Shanghai, Language::En);
+        let alert = render(
+            Kind::NoUsage,
+            Purpose::Alert,
+            Language::En,
+            &overrides,
+            &english,
+        );
         assert_eq!(
-            render(
-                Kind::NoUsage,
-                Purpose::Reminder(2),
-                Language::En,
-                &overrides,
-                &english
-            ),
+            reminder(2, Language::En, &alert),
             "(Reminder 2) 张桂芳: no water since 23 Nov 06:40, reply 1"
         );
         let check_in = render(

@@ -726,12 +726,28 @@ impl Store {
 
     /// Alerts, newest first; only active ones unless `all`.
     pub fn list_alerts(&self, all: bool, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
-        let connection = self.connect()?;
         let filter = if all {
             ""
         } else {
             "WHERE a.state IN ('open', 'acknowledged')"
         };
+        self.query_alerts(filter, params![limit as i64])
+    }
+
+    pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>, StoreError> {
+        Ok(self
+            .query_alerts("WHERE a.id = ?2", params![1, id])?
+            .into_iter()
+            .next())
+    }
+
+    /// Alerts matching `filter` (which may use ?2 and on), at most ?1 of them.
+    fn query_alerts(
+        &self,
+        filter: &str,
+        parameters: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let connection = self.connect()?;
         let mut statement = connection.prepare(&format!(
             "SELECT a.id, a.meter_id, h.resident_name, a.kind, a.severity, a.state, a.since, a.opened_at, a.detail,
                     a.acknowledged_at, a.acknowledged_by, a.acknowledged_via, a.resolved_at, a.resolved_by, a.resolved_via,
@@ -739,7 +755,7 @@ impl Store {
              FROM alerts a LEFT JOIN households h ON h.id = a.household_id {filter}
              ORDER BY a.state = 'open' DESC, a.id DESC LIMIT ?1"
         ))?;
-        let rows = statement.query_map([limit as i64], |row| {
+        let rows = statement.query_map(parameters, |row| {
             let triple = |at: usize| -> rusqlite::Result<Option<(i64, String, String)>> {
                 Ok(match row.get::<_, Option<i64>>(at)? {
                     Some(when) => Some((when, row.get(at + 1)?, row.get(at + 2)?)),
@@ -764,13 +780,6 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>, StoreError> {
-        Ok(self
-            .list_alerts(true, i64::MAX as usize)?
-            .into_iter()
-            .find(|a| a.id == id))
     }
 
     pub fn alert_events(&self, id: i64) -> Result<Vec<AlertEvent>, StoreError> {
