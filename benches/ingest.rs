@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use stillwater::app::Gateway;
 use stillwater::config::{BrokerChoice, Config};
-use stillwater::domain::{MeterId, Reading, StatusFlags};
+use stillwater::domain::{Litres, MeterId, Reading, StatusFlags, Timestamp};
 use stillwater::metrics::Metrics;
+use stillwater::pipeline::{Decoded, Message};
 use stillwater::registry::{Contact, NewHousehold};
-use stillwater::store::writer::{Message, Writer};
+use stillwater::store::writer::Writer;
 use stillwater::store::Store;
-use stillwater::wire::Decoded;
 
 const PUBLISHERS: usize = 4;
 
@@ -336,7 +336,7 @@ async fn gateway(dir: &std::path::Path, readings: usize, meters: usize) -> anyho
 fn message(readings: Vec<Reading>) -> Message {
     Message {
         topic: String::new(),
-        received_at: chrono::Utc::now().timestamp(),
+        received_at: Timestamp::from_secs(chrono::Utc::now().timestamp()),
         received: Instant::now(),
         decoded: Decoded {
             meter: None,
@@ -351,8 +351,8 @@ fn message(readings: Vec<Reading>) -> Message {
 fn reading(meter: &str, ts: i64, total_l: i64) -> Reading {
     Reading {
         meter: MeterId::parse(meter).unwrap(),
-        ts,
-        total_l,
+        ts: Timestamp::from_secs(ts),
+        total: Litres::new(total_l),
         flow_lph: Some(0),
         battery_pct: Some(90),
         status: StatusFlags::default(),

@@ -19,11 +19,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Engine;
+use crate::clock::{self, SharedClock};
 use crate::config::{BrokerChoice, Config};
 use crate::ingest::{self, Subscription};
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::store::writer::{TouchedMeters, Writer};
+use crate::pipeline::TouchedMeters;
+use crate::store::writer::Writer;
 use crate::store::Store;
 use crate::{broker, http};
 
@@ -38,6 +40,8 @@ pub struct Gateway {
     pub http_addr: SocketAddr,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// The wall time (Unix seconds) the alert engine's timer last ran for.
+    pub engine_tick: Arc<std::sync::atomic::AtomicI64>,
     shutdown: CancellationToken,
     ingest: JoinHandle<()>,
     http: JoinHandle<std::io::Result<()>>,
@@ -49,6 +53,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts every part; returns once the broker (if embedded) and HTTP are listening.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        Self::start_with(config, clock::system()).await
+    }
+
+    /// Starts every part on `clock` (tests pass a manual clock and move it).
+    pub async fn start_with(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let store = Store::open(&config.store.path)
             .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
         let metrics = Arc::new(Metrics::default());
@@ -70,7 +79,9 @@ impl Gateway {
             config.alerts.clone(),
             &config.sms,
             wake_notifier.clone(),
+            clock.clone(),
         )?;
+        let last_tick = engine.last_tick();
         let provider = notify::build(&config.sms)?;
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
@@ -119,6 +130,7 @@ impl Gateway {
             provider,
             wake_notifier,
             metrics.clone(),
+            clock.clone(),
             shutdown.clone(),
         ));
 
@@ -134,6 +146,7 @@ impl Gateway {
             subscription,
             outbox,
             metrics.clone(),
+            clock.clone(),
             shutdown.clone(),
         ));
 
@@ -156,6 +169,7 @@ impl Gateway {
             http_addr,
             store,
             metrics,
+            engine_tick: last_tick,
             shutdown,
             ingest,
             http,

@@ -498,13 +498,7 @@ impl RawConfig {
 }
 
 fn duration(key: &'static str, text: &str) -> Result<i64, ConfigError> {
-    parse_duration(text).ok_or_else(|| {
-        bad_value(
-            key,
-            text,
-            "must be a duration such as \"90s\", \"30m\", \"12h\" or \"7d\"",
-        )
-    })
+    parse_duration(text).map_err(|error| bad_value(key, text, error.to_string()))
 }
 
 fn positive(key: &'static str, value: i64) -> Result<i64, ConfigError> {

@@ -17,9 +17,10 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter, Sub
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::metrics::Metrics;
-use crate::store::writer::{Message, REJECTED_PAYLOAD_BYTES};
+use crate::pipeline::{Message, REJECTED_PAYLOAD_BYTES};
 use crate::wire::{self, Topics};
 
 /// First and largest pause before reconnecting.
@@ -42,6 +43,7 @@ pub async fn run(
     subscription: Subscription,
     outbox: mpsc::Sender<Message>,
     metrics: Arc<Metrics>,
+    clock: SharedClock,
     shutdown: CancellationToken,
 ) {
     let mut options = MqttOptions::new(
@@ -72,7 +74,7 @@ pub async fn run(
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 metrics.messages_received.fetch_add(1, Relaxed);
                 let received = Instant::now();
-                let received_at = chrono::Utc::now().timestamp();
+                let received_at = clock.now();
                 let decoded = wire::decode(
                     &subscription.topics,
                     &publish.topic,

@@ -27,6 +27,7 @@
 pub mod alert;
 pub mod app;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod detect;
@@ -35,6 +36,8 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod notify;
+pub mod pipeline;
+pub mod policy;
 pub mod registry;
 pub mod store;
 pub mod wire;

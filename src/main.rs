@@ -616,7 +616,7 @@ fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<ExitCode> {
                             store.readings(&meter, newest - policy.background_s, newest + 1)?;
                         let background = stillwater::detect::background_mlph(&history, &policy);
                         println!(
-                            "  background rate:     {:.1} L/h (lowest hourly use over {} days; no_usage counts use above it)",
+                            "  background rate:     {:.1} L/h (mean of the quiet hours over {} days; no_usage counts use above it)",
                             background as f64 / 1000.0,
                             policy.background_s / 86_400
                         );
@@ -628,7 +628,7 @@ fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<ExitCode> {
                 for reading in &details.recent {
                     println!(
                         "    {}  {:>10} L{}",
-                        format_time(reading.ts, zone),
+                        format_time(reading.ts.secs(), zone),
                         reading.total_l,
                         if reading.register_reset {
                             "  (register reset)"
@@ -953,10 +953,10 @@ fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            for key in stillwater::detect::Policy::KEYS {
+            for key in stillwater::policy::Key::ALL.map(|key| key.as_str()) {
                 println!(
                     "{key:<20} {:<8} {}",
-                    policy.get(key).unwrap_or_default(),
+                    policy.text(key).unwrap_or_default(),
                     sources.get(key).map(String::as_str).unwrap_or("default")
                 );
             }
@@ -985,11 +985,8 @@ fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode> {
         RulesCommand::Unset { target, keys } => {
             let mut changes = Vec::new();
             for key in keys {
-                if !stillwater::detect::Policy::KEYS.contains(&key.as_str()) {
-                    eprintln!(
-                        "error: {key:?} is not a rule parameter; they are {}",
-                        stillwater::detect::Policy::KEYS.join(", ")
-                    );
+                if let Err(problem) = stillwater::policy::Key::parse(&key) {
+                    eprintln!("error: {problem}");
                     return Ok(ExitCode::FAILURE);
                 }
                 changes.push((key, None));

@@ -7,8 +7,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use crate::store::writer::{BatchOutcome, Message};
-use crate::wire::RejectReason;
+use crate::pipeline::RejectReason;
+use crate::pipeline::{BatchOutcome, Message};
 
 /// Upper bounds of the commit batch size histogram (messages per transaction).
 const BATCH_BUCKETS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
@@ -62,7 +62,8 @@ impl Metrics {
             }
         }
         self.batch_buckets[BATCH_BUCKETS.len()].fetch_add(1, Relaxed);
-        let now = chrono::Utc::now().timestamp();
+        // Lag is judged against the batch's own receipt times: no clock read here.
+        let now = batch.iter().map(|m| m.received_at).max();
         let mut newest = None;
         for message in batch {
             self.commit_latency_micros
@@ -72,7 +73,7 @@ impl Metrics {
             }
             newest = newest.max(message.decoded.readings.iter().map(|r| r.ts).max());
         }
-        if let Some(newest) = newest {
+        if let (Some(now), Some(newest)) = (now, newest) {
             self.event_lag_seconds.store(now - newest, Relaxed);
         }
     }

@@ -230,7 +230,7 @@ fn operators_set_show_and_unset_thresholds() {
         "{shown}"
     );
     assert!(
-        shown.contains("urgent_window        24h      default"),
+        shown.contains("urgent_window        1d       default"),
         "{shown}"
     );
     let bad = stillwater(

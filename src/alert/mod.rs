@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SharedClock;
 use crate::config::{AlertsConfig, Language, RulesConfig, SmsConfig};
 use crate::detect::{self, Condition, Kind, Policy, Severity};
-use crate::domain::mask_name;
+use crate::domain::{mask_name, Timestamp};
 use crate::notify::templates::{self, Purpose, Values};
+use crate::pipeline::TouchedMeters;
 use crate::store::alerts::{ActiveAlert, AlertDb, AlertTx, HouseholdInfo, NewAlert};
-use crate::store::writer::TouchedMeters;
 use crate::store::{Store, StoreError, StoredReading};
 
 /// Kinds judged from readings (`meter_offline` is judged from the wall clock).
@@ -51,10 +52,9 @@ pub struct Engine {
     context: Context,
     /// Wakes the notifier when texts were queued.
     notifier: Arc<Notify>,
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+    clock: SharedClock,
+    /// The wall time the timer duties last ran for (Unix seconds; 0 before the first).
+    last_tick: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Engine {
@@ -64,6 +64,7 @@ impl Engine {
         alerts: AlertsConfig,
         sms: &SmsConfig,
         notifier: Arc<Notify>,
+        clock: SharedClock,
     ) -> Result<Self, StoreError> {
         Ok(Self {
             db: AlertDb::open(store)?,
@@ -74,7 +75,15 @@ impl Engine {
                 templates: sms.templates.clone(),
             },
             notifier,
+            clock,
+            last_tick: Arc::default(),
         })
+    }
+
+    /// The wall time (Unix seconds) the timer duties last completed for: tests
+    /// that move a manual clock wait on this instead of on real time.
+    pub fn last_tick(&self) -> Arc<std::sync::atomic::AtomicI64> {
+        self.last_tick.clone()
     }
 
     /// Runs until `shutdown` or until the writer has stopped.
@@ -102,8 +111,13 @@ impl Engine {
                 }
             }
             if Instant::now() >= next_tick {
-                match self.tick(now()) {
-                    Ok(texts) => queued |= texts,
+                let now = self.clock.now().secs();
+                match self.tick(now) {
+                    Ok(texts) => {
+                        queued |= texts;
+                        self.last_tick
+                            .store(now, std::sync::atomic::Ordering::Release);
+                    }
                     Err(error) => tracing::error!(%error, "alert timer failed"),
                 }
                 next_tick = Instant::now() + self.context.alerts.tick;
@@ -124,7 +138,7 @@ impl Engine {
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(500));
             let (more, writer_stopped) = touched.take(wait);
-            meters.extend(more);
+            meters.extend(more.into_iter().map(String::from));
             if writer_stopped && meters.is_empty() {
                 return;
             }
@@ -144,6 +158,7 @@ impl Engine {
     ) -> Result<bool, StoreError> {
         let history = self.rules.global.background_s + self.rules.global.urgent_window_s + 86_400;
         let (rules, context) = (&self.rules, &self.context);
+        let wall = self.clock.now().secs();
         let tx = self.db.transaction()?;
         let mut queued = false;
         for meter in meters {
@@ -159,13 +174,14 @@ impl Engine {
                     }
                 }
                 let first = match work.evaluated_through {
-                    Some(through) => work.readings.partition_point(|r| r.ts <= through),
+                    Some(through) => work.readings.partition_point(|r| r.ts.secs() <= through),
                     None => 0,
                 };
                 for index in first..work.readings.len() {
                     queued |= reconcile(
                         &tx,
                         context,
+                        wall,
                         meter,
                         household,
                         &policy,
@@ -230,14 +246,10 @@ struct Context {
 }
 
 fn severity_of(condition: &Condition) -> &'static str {
-    match condition {
-        Condition::NoUsage { severity, .. } => severity.as_str(),
-        Condition::ContinuousFlow { .. } | Condition::HighUsage { .. } => Severity::Urgent.as_str(),
-        Condition::Leak { .. } | Condition::DeviceFault { .. } => "maintenance",
-    }
+    condition.severity().as_str()
 }
 
-fn describe(condition: &Condition, at: i64, background_mlph: i64) -> String {
+fn describe(condition: &Condition, at: Timestamp, background_mlph: i64) -> String {
     match condition {
         Condition::NoUsage {
             severity,
@@ -246,16 +258,19 @@ fn describe(condition: &Condition, at: i64, background_mlph: i64) -> String {
         } => format!(
             "{} L used in the window ({} h since the last use; background {:.1} L/h); {}",
             used_l,
-            (at - since) / 3600,
+            at.hours_since(*since),
             background_mlph as f64 / 1000.0,
             severity.as_str()
         ),
         Condition::ContinuousFlow { since, litres } => {
-            format!("{litres} L in {} min of continuous flow", (at - since) / 60)
+            format!(
+                "{litres} L in {} min of continuous flow",
+                (at - *since) / 60
+            )
         }
         Condition::Leak { since, litres } => format!(
             "{litres} L, some in every hour for {} h",
-            (at - since) / 3600
+            at.hours_since(*since)
         ),
         Condition::HighUsage { litres, .. } => format!("{litres} L in 24 h"),
         Condition::DeviceFault { flags } => format!("meter reports {flags}"),
@@ -263,9 +278,11 @@ fn describe(condition: &Condition, at: i64, background_mlph: i64) -> String {
 }
 
 /// Applies the assessment at `readings[index]` to the meter's alerts.
+#[allow(clippy::too_many_arguments)]
 fn reconcile(
     tx: &AlertTx<'_>,
     context: &Context,
+    wall: i64,
     meter: &str,
     household: &HouseholdInfo,
     policy: &Policy,
@@ -273,8 +290,7 @@ fn reconcile(
     index: usize,
 ) -> Result<bool, StoreError> {
     let assessment = detect::assess(readings, index, policy);
-    let at = assessment.at;
-    let wall = now();
+    let at = assessment.at.secs();
     let active: HashMap<Kind, ActiveAlert> = tx
         .active_alerts(meter)?
         .into_iter()
@@ -303,12 +319,16 @@ fn reconcile(
                 if kind.is_welfare() && absence.is_some() {
                     continue; // a declared absence silences welfare alerts
                 }
-                let detail = describe(condition, at, assessment.background_mlph);
+                let detail = describe(condition, assessment.at, assessment.background_mlph);
                 let (since, litres, flags) = match condition {
-                    Condition::NoUsage { since, used_l, .. } => (*since, *used_l, String::new()),
+                    Condition::NoUsage { since, used_l, .. } => {
+                        (since.secs(), *used_l, String::new())
+                    }
                     Condition::ContinuousFlow { since, litres }
                     | Condition::Leak { since, litres }
-                    | Condition::HighUsage { since, litres } => (*since, *litres, String::new()),
+                    | Condition::HighUsage { since, litres } => {
+                        (since.secs(), *litres, String::new())
+                    }
                     Condition::DeviceFault { flags } => (at, 0, flags.to_string()),
                 };
                 let severity = severity_of(condition);
@@ -339,7 +359,7 @@ fn reconcile(
                     alert.id,
                     severity,
                     at,
-                    &describe(condition, at, assessment.background_mlph),
+                    &describe(condition, assessment.at, assessment.background_mlph),
                 )?;
                 let upgraded = alert.severity == Severity::Warning.as_str()
                     && severity == Severity::Urgent.as_str();
@@ -357,8 +377,8 @@ fn reconcile(
                         let values = context.values(
                             household,
                             meter,
-                            *since,
-                            (at - since) / 3600,
+                            since.secs(),
+                            assessment.at.hours_since(*since),
                             *used_l,
                             "",
                         );

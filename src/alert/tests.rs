@@ -7,14 +7,17 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::*;
+use crate::clock::ManualClock;
 use crate::config::Config;
+use crate::domain::Litres;
 use crate::domain::{MeterId, PhoneNumber, Reading, StatusFlag, StatusFlags};
 use crate::http::handle_reply;
 use crate::metrics::Metrics;
+use crate::pipeline::Decoded;
+use crate::pipeline::Message;
 use crate::registry::parse_csv;
 use crate::store::alerts::Notification;
-use crate::store::writer::{Message, Writer};
-use crate::wire::Decoded;
+use crate::store::writer::Writer;
 
 const HOUR: i64 = 3600;
 
@@ -47,6 +50,7 @@ fn world(adjust: impl FnOnce(&mut Config)) -> World {
         config.alerts.clone(),
         &config.sms,
         Arc::new(Notify::new()),
+        ManualClock::at(Timestamp::from_secs(now)),
     )
     .unwrap();
     World {
@@ -75,15 +79,15 @@ impl World {
             total += used;
             let reading = Reading {
                 meter: MeterId::parse("ZS-0001").unwrap(),
-                ts: self.start + (from + offset as i64) * HOUR,
-                total_l: total,
+                ts: Timestamp::from_secs(self.start + (from + offset as i64) * HOUR),
+                total: Litres::new(total),
                 flow_lph: None,
                 battery_pct: None,
                 status,
             };
             let message = Message {
                 topic: String::new(),
-                received_at: chrono::Utc::now().timestamp(),
+                received_at: Timestamp::from_secs(chrono::Utc::now().timestamp()),
                 received: Instant::now(),
                 decoded: Decoded {
                     meter: None,

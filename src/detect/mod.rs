@@ -1,202 +1,46 @@
-//! Welfare and device rules, evaluated in event time.
+//! Detection: from a meter's stored readings to what holds at one point.
 //!
-//! [`assess`] is a pure function of a meter's stored readings, the resolved
-//! [`Policy`] and an evaluation point (the index of a reading): it looks only at
-//! readings up to that point, so evaluating reading by reading — live, one at a
-//! time, or replayed from the store at any speed — gives the same answers. It
-//! does no I/O and never reads the clock; `meter_offline`, the one rule that
-//! needs the wall clock, lives with the alert lifecycle.
+//! A [`Detector`] is a pure function of a meter's readings (sorted by time), an
+//! evaluation point (the index of a reading) and the household's [`Policy`]: it
+//! looks only at readings up to that point, so evaluating reading by reading —
+//! live, one at a time, or replayed from the store at any speed — gives the same
+//! answers. It does no I/O and never reads the clock; `meter_offline`, the one
+//! rule that needs the wall clock, lives with the alert lifecycle.
 //!
-//! Readings may come every 15 minutes, every hour or in daily batches, and
-//! registers count whole litres. Rules therefore look at *intervals* between
-//! consecutive readings, and where a rule is about hours (background rate,
-//! leaks) intervals are merged into windows of at least an hour, so a meter that
-//! counts a 2.5 L/h drip as "2, 3, 2, 3 L" per hour — or "0, 1, 1, 0" per quarter
-//! hour — is judged the same.
+//! [`Rules`] (in [`rules`]) is the fixed-threshold detector. [`Combined`] runs
+//! several detectors side by side and keeps, per kind, the most serious finding,
+//! so a learned detector can later run beside the rules; replay runs any
+//! detector over stored readings without sending anything.
 
-use crate::domain::{StatusFlag, StatusFlags};
-use crate::store::StoredReading;
+pub mod rules;
 
-const HOUR: i64 = 3600;
+pub use crate::domain::{AlertKind as Kind, Severity};
+use crate::domain::{StatusFlag, StatusFlags, StoredReading, Timestamp};
+pub use crate::policy::Policy;
+pub use rules::{background_mlph, Rules};
 
-/// The thresholds of every rule, resolved for one household.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    /// `no_usage`: less than this many litres above the background rate…
-    pub min_litres: i64,
-    /// …in this many seconds is a warning,
-    pub warning_window_s: i64,
-    /// …and in this many seconds is urgent.
-    pub urgent_window_s: i64,
-    /// `continuous_flow`: at least this average rate (L/h) in every interval…
-    pub min_flow_lph: i64,
-    /// …for this long (seconds).
-    pub flow_s: i64,
-    /// `leak`: some use in every hour, below `min_flow_lph`, for this long (seconds).
-    pub leak_s: i64,
-    /// `high_usage`: more than this many litres in 24 h.
-    pub max_litres_per_day: i64,
-    /// How far back the background rate is estimated (seconds).
-    pub background_s: i64,
-}
+pub(crate) const HOUR: i64 = 3600;
 
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            min_litres: 10,
-            warning_window_s: 12 * HOUR,
-            urgent_window_s: 24 * HOUR,
-            min_flow_lph: 100,
-            flow_s: 2 * HOUR,
-            leak_s: 24 * HOUR,
-            max_litres_per_day: 2000,
-            background_s: 7 * 24 * HOUR,
-        }
-    }
-}
-
-impl Policy {
-    /// The rule parameters that can be set per category or household, as
-    /// written in `[rules]`.
-    pub const KEYS: [&'static str; 7] = [
-        "min_litres",
-        "warning_window",
-        "urgent_window",
-        "min_flow_lph",
-        "flow_for",
-        "leak_for",
-        "max_litres_per_day",
-    ];
-
-    /// Sets one parameter from its text (`"8h"`, `"5"`); the error says what is allowed.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let count = || match value.trim().parse::<i64>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!(
-                "{key} = {value:?}: must be a whole number of at least 1"
-            )),
-        };
-        let duration = || {
-            crate::domain::parse_duration(value)
-                .ok_or_else(|| format!("{key} = {value:?}: must be a duration such as \"90s\", \"30m\", \"12h\" or \"7d\""))
-        };
-        match key {
-            "min_litres" => self.min_litres = count()?,
-            "warning_window" => self.warning_window_s = duration()?,
-            "urgent_window" => self.urgent_window_s = duration()?,
-            "min_flow_lph" => self.min_flow_lph = count()?,
-            "flow_for" => self.flow_s = duration()?,
-            "leak_for" => self.leak_s = duration()?,
-            "max_litres_per_day" => self.max_litres_per_day = count()?,
-            other => {
-                return Err(format!(
-                    "{other:?} is not a rule parameter; they are {}",
-                    Self::KEYS.join(", ")
-                ))
-            }
-        }
-        Ok(())
-    }
-
-    /// The text of one parameter, as `set` takes it.
-    pub fn get(&self, key: &str) -> Option<String> {
-        let hours = |s: i64| {
-            if s % 3600 == 0 {
-                format!("{}h", s / 3600)
-            } else {
-                format!("{s}s")
-            }
-        };
-        Some(match key {
-            "min_litres" => self.min_litres.to_string(),
-            "warning_window" => hours(self.warning_window_s),
-            "urgent_window" => hours(self.urgent_window_s),
-            "min_flow_lph" => self.min_flow_lph.to_string(),
-            "flow_for" => hours(self.flow_s),
-            "leak_for" => hours(self.leak_s),
-            "max_litres_per_day" => self.max_litres_per_day.to_string(),
-            _ => return None,
-        })
-    }
-}
-
-/// How serious a `no_usage` finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Warning,
-    Urgent,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "warning",
-            Severity::Urgent => "urgent",
-        }
-    }
-}
-
-/// A rule that holds at the evaluation point, with what an SMS needs to say.
+/// A finding that holds at the evaluation point, with what an SMS needs to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
-    /// Less than `min_litres` above background in the window. `since`: the end
-    /// of the last interval with use above the background (or the window's start).
+    /// Less than `min_litres` above background in the window. `since`: where the
+    /// quiet stretch began — going back from the evaluation point, the end of
+    /// the interval at which use above the background first reaches
+    /// `min_litres` (or the first reading, when it never does).
     NoUsage {
         severity: Severity,
-        since: i64,
+        since: Timestamp,
         used_l: i64,
     },
     /// At least `min_flow_lph` in every interval since `since`.
-    ContinuousFlow { since: i64, litres: i64 },
+    ContinuousFlow { since: Timestamp, litres: i64 },
     /// Some use in every hour since `since`, not all of it fast enough to be a flow.
-    Leak { since: i64, litres: i64 },
+    Leak { since: Timestamp, litres: i64 },
     /// More than `max_litres_per_day` in the 24 h since `since`.
-    HighUsage { since: i64, litres: i64 },
+    HighUsage { since: Timestamp, litres: i64 },
     /// The meter reports a fault flag.
     DeviceFault { flags: StatusFlags },
-}
-
-/// The alert kinds (the names used in the store, the config and the docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    NoUsage,
-    ContinuousFlow,
-    Leak,
-    HighUsage,
-    MeterOffline,
-    DeviceFault,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::NoUsage,
-        Kind::ContinuousFlow,
-        Kind::Leak,
-        Kind::HighUsage,
-        Kind::MeterOffline,
-        Kind::DeviceFault,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::NoUsage => "no_usage",
-            Kind::ContinuousFlow => "continuous_flow",
-            Kind::Leak => "leak",
-            Kind::HighUsage => "high_usage",
-            Kind::MeterOffline => "meter_offline",
-            Kind::DeviceFault => "device_fault",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
-    }
-
-    /// Welfare alerts go to the household's contacts and are silenced by a
-    /// declared absence; the others go to maintenance.
-    pub fn is_welfare(self) -> bool {
-        matches!(self, Kind::NoUsage | Kind::ContinuousFlow | Kind::HighUsage)
-    }
 }
 
 impl Condition {
@@ -209,16 +53,99 @@ impl Condition {
             Condition::DeviceFault { .. } => Kind::DeviceFault,
         }
     }
+
+    /// How serious the finding is: `no_usage` carries its own grade, flows and
+    /// very high use are urgent, leaks and faults are maintenance.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Condition::NoUsage { severity, .. } => *severity,
+            Condition::ContinuousFlow { .. } | Condition::HighUsage { .. } => Severity::Urgent,
+            Condition::Leak { .. } | Condition::DeviceFault { .. } => Severity::Maintenance,
+        }
+    }
 }
 
 /// What holds at one evaluation point.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assessment {
     /// The evaluation point: the meter time of the reading assessed.
-    pub at: i64,
+    pub at: Timestamp,
     /// The estimated background (leak) rate, millilitres per hour.
     pub background_mlph: i64,
     pub conditions: Vec<Condition>,
+}
+
+impl Assessment {
+    pub fn condition(&self, kind: Kind) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind() == kind)
+    }
+}
+
+/// Something that judges a meter's readings at one evaluation point.
+pub trait Detector: Send + Sync {
+    /// A short name for logs, metrics and replay reports.
+    fn name(&self) -> &'static str;
+
+    /// How much history before the evaluation point the detector reads.
+    fn history_s(&self, policy: &Policy) -> i64;
+
+    /// Judges `readings[at]`, looking only at readings up to it. `readings`
+    /// must be sorted by time.
+    fn assess(&self, readings: &[StoredReading], at: usize, policy: &Policy) -> Assessment;
+}
+
+/// Several detectors side by side: per kind, the most serious finding wins
+/// (the first detector's on a tie), and the background is the first detector's.
+pub struct Combined {
+    detectors: Vec<Box<dyn Detector>>,
+}
+
+impl Combined {
+    /// # Panics
+    /// When `detectors` is empty.
+    pub fn new(detectors: Vec<Box<dyn Detector>>) -> Self {
+        assert!(!detectors.is_empty(), "Combined needs a detector");
+        Self { detectors }
+    }
+}
+
+impl Detector for Combined {
+    fn name(&self) -> &'static str {
+        "combined"
+    }
+
+    fn history_s(&self, policy: &Policy) -> i64 {
+        self.detectors
+            .iter()
+            .map(|d| d.history_s(policy))
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn assess(&self, readings: &[StoredReading], at: usize, policy: &Policy) -> Assessment {
+        let mut detectors = self.detectors.iter();
+        let first = detectors.next().expect("Combined is never empty");
+        let mut merged = first.assess(readings, at, policy);
+        for detector in detectors {
+            for condition in detector.assess(readings, at, policy).conditions {
+                match merged
+                    .conditions
+                    .iter_mut()
+                    .find(|c| c.kind() == condition.kind())
+                {
+                    Some(existing) if existing.severity() >= condition.severity() => {}
+                    Some(existing) => *existing = condition,
+                    None => merged.conditions.push(condition),
+                }
+            }
+        }
+        merged
+    }
+}
+
+/// The fixed rules at one point: shorthand for [`Rules`]`.assess`.
+pub fn assess(readings: &[StoredReading], at: usize, policy: &Policy) -> Assessment {
+    Rules.assess(readings, at, policy)
 }
 
 /// Flags that open a `device_fault`.
@@ -235,192 +162,6 @@ pub fn fault_flags(status: StatusFlags) -> StatusFlags {
         }
     }
     faults
-}
-
-/// One interval between consecutive readings.
-#[derive(Debug, Clone, Copy)]
-struct Interval {
-    start: i64,
-    end: i64,
-    /// Litres used; 0 across a register reset (the true use is unknown).
-    litres: i64,
-}
-
-fn intervals(readings: &[StoredReading]) -> impl DoubleEndedIterator<Item = Interval> + '_ {
-    readings.windows(2).map(|pair| Interval {
-        start: pair[0].ts,
-        end: pair[1].ts,
-        litres: if pair[1].register_reset {
-            0
-        } else {
-            (pair[1].total_l - pair[0].total_l).max(0)
-        },
-    })
-}
-
-/// Merges intervals, newest first, into windows of at least an hour (newest first).
-fn hour_windows(readings: &[StoredReading]) -> Vec<Interval> {
-    let mut windows = Vec::new();
-    let mut open: Option<Interval> = None;
-    for interval in intervals(readings).rev() {
-        let window = match open.take() {
-            None => interval,
-            Some(window) => Interval {
-                start: interval.start,
-                end: window.end,
-                litres: window.litres + interval.litres,
-            },
-        };
-        if window.end - window.start >= HOUR {
-            windows.push(window);
-        } else {
-            open = Some(window);
-        }
-    }
-    windows
-}
-
-/// The lowest hourly rate (mL/h) over the background period, from windows of at
-/// least an hour; 0 until a day of history exists.
-pub fn background_mlph(readings: &[StoredReading], policy: &Policy) -> i64 {
-    let Some(last) = readings.last() else {
-        return 0;
-    };
-    let from = last.ts - policy.background_s;
-    let first = readings.partition_point(|r| r.ts < from);
-    let recent = &readings[first..];
-    if recent.len() < 2 || last.ts - recent[0].ts < 24 * HOUR {
-        return 0;
-    }
-    hour_windows(recent)
-        .iter()
-        .map(|w| w.litres * 1000 * HOUR / (w.end - w.start))
-        .min()
-        .unwrap_or(0)
-}
-
-/// Evaluates every rule at `readings[at]`, looking only at readings up to it.
-/// `readings` must be sorted by time.
-pub fn assess(readings: &[StoredReading], at: usize, policy: &Policy) -> Assessment {
-    let history = &readings[..=at];
-    let now = history[at].ts;
-    let background = background_mlph(history, policy);
-    let mut conditions = Vec::new();
-
-    let urgent = no_usage(history, policy.urgent_window_s, background, policy);
-    let warning = no_usage(history, policy.warning_window_s, background, policy);
-    match (urgent, warning) {
-        (Some((since, used_l)), _) => conditions.push(Condition::NoUsage {
-            severity: Severity::Urgent,
-            since,
-            used_l,
-        }),
-        (None, Some((since, used_l))) => conditions.push(Condition::NoUsage {
-            severity: Severity::Warning,
-            since,
-            used_l,
-        }),
-        (None, None) => {}
-    }
-    let flow = continuous_flow(history, policy);
-    if let Some((since, litres)) = flow {
-        conditions.push(Condition::ContinuousFlow { since, litres });
-    } else if let Some((since, litres)) = leak(history, policy) {
-        conditions.push(Condition::Leak { since, litres });
-    }
-    if let Some((since, litres)) = high_usage(history, policy) {
-        conditions.push(Condition::HighUsage { since, litres });
-    }
-    let faults = fault_flags(StatusFlags::from_bits(history[at].status));
-    if !faults.is_empty() {
-        conditions.push(Condition::DeviceFault { flags: faults });
-    }
-    Assessment {
-        at: now,
-        background_mlph: background,
-        conditions,
-    }
-}
-
-/// The newest reading at or before `ts`.
-fn reading_at_or_before(history: &[StoredReading], ts: i64) -> Option<usize> {
-    history.partition_point(|r| r.ts <= ts).checked_sub(1)
-}
-
-/// `(since, used litres)` when less than `min_litres` above background were used
-/// in the `window_s` before the newest reading; `None` when there was enough use
-/// or the history is shorter than the window.
-fn no_usage(
-    history: &[StoredReading],
-    window_s: i64,
-    background: i64,
-    policy: &Policy,
-) -> Option<(i64, i64)> {
-    let now = history.last()?.ts;
-    let start = reading_at_or_before(history, now - window_s)?;
-    let span = &history[start..];
-    let used_l: i64 = intervals(span).map(|i| i.litres).sum();
-    let excess_ml = used_l * 1000 - background * (now - span[0].ts) / HOUR;
-    if excess_ml >= policy.min_litres * 1000 {
-        return None;
-    }
-    let since = intervals(span)
-        .filter(|i| i.litres * 1000 > background * (i.end - i.start) / HOUR)
-        .map(|i| i.end)
-        .next_back()
-        .unwrap_or(span[0].ts);
-    Some((since, used_l))
-}
-
-/// `(since, litres)` when every interval back to `since`, covering at least
-/// `flow_s`, averaged at least `min_flow_lph`.
-fn continuous_flow(history: &[StoredReading], policy: &Policy) -> Option<(i64, i64)> {
-    let now = history.last()?.ts;
-    let mut litres = 0;
-    for interval in intervals(history).rev() {
-        let duration = interval.end - interval.start;
-        let fast = duration > 0
-            && duration <= policy.flow_s
-            && interval.litres * HOUR >= policy.min_flow_lph * duration;
-        if !fast {
-            break;
-        }
-        litres += interval.litres;
-        if now - interval.start >= policy.flow_s {
-            return Some((interval.start, litres));
-        }
-    }
-    None
-}
-
-/// `(since, litres)` when every hour window back to `since`, covering at least
-/// `leak_s`, had some use.
-fn leak(history: &[StoredReading], policy: &Policy) -> Option<(i64, i64)> {
-    let now = history.last()?.ts;
-    let mut litres = 0;
-    for window in hour_windows(history) {
-        if window.litres == 0 {
-            return None;
-        }
-        litres += window.litres;
-        if now - window.start >= policy.leak_s {
-            return Some((window.start, litres));
-        }
-    }
-    None
-}
-
-/// `(since, litres)` when more than `max_litres_per_day` were used in the 24 h
-/// before the newest reading (judged only when readings span that day closely).
-fn high_usage(history: &[StoredReading], policy: &Policy) -> Option<(i64, i64)> {
-    let now = history.last()?.ts;
-    let start = reading_at_or_before(history, now - 24 * HOUR)?;
-    let span = &history[start..];
-    if now - span[0].ts > 48 * HOUR {
-        return None;
-    }
-    let litres: i64 = intervals(span).map(|i| i.litres).sum();
-    (litres > policy.max_litres_per_day).then_some((span[0].ts, litres))
 }
 
 #[cfg(test)]

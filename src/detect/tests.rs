@@ -1,6 +1,8 @@
 //! Tables of cases at the boundaries, at 15-minute, hourly and daily resolution.
 
 use super::*;
+use crate::detect::rules::background_mlph;
+use crate::domain::{StatusFlag, StatusFlags, StoredReading, Timestamp};
 
 const T0: i64 = 1_795_363_200; // 2026-11-22T16:00:00Z = 2026-11-23 00:00 in Shanghai
 const QUARTER: i64 = 900;
@@ -31,12 +33,13 @@ fn kinds(assessment: &Assessment) -> Vec<Kind> {
 }
 
 fn no_usage(assessment: &Assessment) -> Option<(Severity, i64, i64)> {
+    // `since` as Unix seconds, to compare with the cases' times.
     assessment.conditions.iter().find_map(|c| match c {
         Condition::NoUsage {
             severity,
             since,
             used_l,
-        } => Some((*severity, *since, *used_l)),
+        } => Some((*severity, since.secs(), *used_l)),
         _ => None,
     })
 }
@@ -59,10 +62,9 @@ fn no_usage_boundaries_in_litres() {
         if let Some((severity, since, used_l)) = found {
             assert_eq!(severity, Severity::Warning);
             assert_eq!(used_l, litres);
-            let expected_since = if litres > 0 { T0 + HOUR } else { T0 };
             assert_eq!(
-                since, expected_since,
-                "since is the end of the last interval with use"
+                since, T0,
+                "less than min_litres in the whole history: quiet since the first reading"
             );
         }
     }
@@ -106,30 +108,41 @@ fn no_usage_is_the_same_at_fifteen_minute_hourly_and_batch_resolution() {
     hours[0] = 6;
     let fine = series(T0 + 6 * HOUR, QUARTER, &quarter);
     let coarse = series(T0 + 6 * HOUR, HOUR, &hours);
+    // 6 L is less than min_litres: the quiet stretch began with the history.
     assert_eq!(
         no_usage(&last(&fine)),
-        Some((Severity::Warning, T0 + 7 * HOUR, 0))
+        Some((Severity::Warning, T0 + 6 * HOUR, 0))
     );
     assert_eq!(
         no_usage(&last(&coarse)),
-        Some((Severity::Warning, T0 + 7 * HOUR, 0))
+        Some((Severity::Warning, T0 + 6 * HOUR, 0))
     );
+    // A 12 L wash at 07:00 is use: quiet since it ended, at either resolution.
+    quarter[3] = 12;
+    hours[0] = 12;
+    let fine = series(T0 + 6 * HOUR, QUARTER, &quarter);
+    let coarse = series(T0 + 6 * HOUR, HOUR, &hours);
+    assert_eq!(no_usage(&last(&fine)).map(|f| f.1), Some(T0 + 7 * HOUR));
+    assert_eq!(no_usage(&last(&coarse)).map(|f| f.1), Some(T0 + 7 * HOUR));
+    hours[0] = 6;
+    let coarse = series(T0 + 6 * HOUR, HOUR, &hours);
     // A daily batch of the same hourly data, evaluated interval by interval,
     // opens at the same reading as live hourly data would: the first point with
     // 12 h of history (18:00), when only the 6 L flush lies in the window.
     let first_firing =
         (0..coarse.len()).find(|&i| no_usage(&assess(&coarse, i, &Policy::default())).is_some());
-    assert_eq!(coarse[first_firing.unwrap()].ts, T0 + 18 * HOUR);
+    assert_eq!(coarse[first_firing.unwrap()].ts.secs(), T0 + 18 * HOUR);
     assert_eq!(
         no_usage(&assess(&coarse, first_firing.unwrap(), &Policy::default())).map(|f| f.2),
         Some(6)
     );
-    // A meter that sends one total a day: judged over the whole day. When in
-    // that day the 5 L were used is unknown, so `since` is the interval's end.
+    // A meter that sends one total a day: judged over the whole day. The 5 L
+    // of the last day are not use; the 40 L of the day before are, so the quiet
+    // stretch began when that day's total came.
     let daily = series(T0, DAY, &[40, 5]);
     assert_eq!(
         no_usage(&last(&daily)),
-        Some((Severity::Urgent, T0 + 2 * DAY, 5))
+        Some((Severity::Urgent, T0 + DAY, 5))
     );
 }
 
@@ -146,9 +159,20 @@ fn a_dripping_toilet_does_not_hide_a_resident_who_stopped() {
     used.extend((0..12).map(|h| if h % 2 == 0 { 2 } else { 3 }));
     let readings = series(T0, HOUR, &used);
     let assessment = last(&readings);
-    assert_eq!(assessment.background_mlph, 2000);
-    let (severity, _, used_l) = no_usage(&assessment).expect("30 L of drip is not use");
-    assert_eq!((severity, used_l), (Severity::Warning, 30));
+    // The drip's mean rate; the seven hours with a 40 L wash are not quiet.
+    assert!(
+        (2500..=2530).contains(&assessment.background_mlph),
+        "{}",
+        assessment.background_mlph
+    );
+    // The last wash was 28 h ago: the drip in the window is not use.
+    let (severity, since, used_l) = no_usage(&assessment).expect("drip is not use");
+    assert_eq!((severity, used_l), (Severity::Urgent, 60));
+    assert_eq!(
+        since,
+        T0 + (6 * 24 + 9) * HOUR,
+        "quiet since the wash ended"
+    );
     // The same drip with a 12 L wash on top is a resident who is well.
     let last_hour = used.len() - 1;
     used[last_hour] += 12;
@@ -156,6 +180,46 @@ fn a_dripping_toilet_does_not_hide_a_resident_who_stopped() {
     // Without a day of history there is no background estimate yet.
     let young = series(T0, HOUR, &used[..20]);
     assert_eq!(last(&young).background_mlph, 0);
+}
+
+#[test]
+fn a_cistern_that_refills_in_bursts_does_not_hide_a_resident_who_stopped() {
+    // A phantom refill of 2 L every 15–45 minutes (mean 30 min, 4 L/h) for a
+    // week with a 60 L morning, then no morning for 50 h: urgent, and the quiet
+    // stretch is counted from the last morning, not from the last refill.
+    let mut used = vec![0i64; 9 * 24 * 4];
+    let mut quarter = 0;
+    let mut step = 0;
+    while quarter < used.len() {
+        used[quarter] += 2;
+        quarter += [1, 2, 3, 2][step % 4];
+        step += 1;
+    }
+    let stopped = 7 * 24 * 4 + 8 * 4; // the first morning without use
+    let last_use = stopped - 24 * 4;
+    for day in 0..8 {
+        if day * 24 * 4 + 8 * 4 < stopped {
+            used[day * 24 * 4 + 8 * 4] += 60;
+        }
+    }
+    let end = stopped + 26 * 4;
+    let readings = series(T0, QUARTER, &used[..end]);
+    let assessment = last(&readings);
+    assert!(
+        (3500..=4500).contains(&assessment.background_mlph),
+        "the refills' mean rate, not the quietest hour's: {}",
+        assessment.background_mlph
+    );
+    let (severity, since, _) = no_usage(&assessment).expect("refills are not use");
+    assert_eq!(severity, Severity::Urgent);
+    assert!(
+        (T0 + last_use as i64 * QUARTER..=T0 + (last_use as i64 + 4) * QUARTER).contains(&since),
+        "since {} h before the end",
+        (readings.last().unwrap().ts.secs() - since) / HOUR
+    );
+    // Two hours after its last morning, the same home goes unremarked.
+    let well = series(T0, QUARTER, &used[..last_use + 8]);
+    assert_eq!(no_usage(&last(&well)), None);
 }
 
 #[test]
@@ -202,7 +266,7 @@ fn continuous_flow_needs_the_rate_in_every_interval_for_two_hours() {
     assert_eq!(
         found,
         Some(Condition::ContinuousFlow {
-            since: T0 + HOUR,
+            since: Timestamp::from_secs(T0 + HOUR),
             litres: 220
         })
     );
@@ -218,7 +282,7 @@ fn leak_is_some_use_in_every_hour_for_a_day() {
             .iter()
             .find(|c| c.kind() == Kind::Leak),
         Some(&Condition::Leak {
-            since: T0,
+            since: Timestamp::from_secs(T0),
             litres: 60
         })
     );
@@ -249,7 +313,7 @@ fn high_usage_is_more_than_the_daily_limit() {
             .iter()
             .find(|c| c.kind() == Kind::HighUsage),
         Some(&Condition::HighUsage {
-            since: T0,
+            since: Timestamp::from_secs(T0),
             litres: 2001
         })
     );

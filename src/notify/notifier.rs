@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{SendError, Sms, SmsProvider};
+use crate::clock::SharedClock;
 use crate::domain::mask_phone;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -37,10 +38,12 @@ pub async fn run(
     provider: Arc<dyn SmsProvider>,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    clock: SharedClock,
     shutdown: CancellationToken,
 ) {
+    let now_ms = move || clock.now().secs() * 1000;
     loop {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = now_ms();
         let query = store.clone();
         let due =
             match tokio::task::spawn_blocking(move || query.due_notifications(now, BATCH)).await {
@@ -63,7 +66,7 @@ pub async fn run(
                 idempotency_key: text.idempotency_key.clone(),
             };
             let outcome = provider.send(&sms).await;
-            let finished = chrono::Utc::now().timestamp_millis();
+            let finished = now_ms();
             let record = match outcome {
                 Ok(()) => {
                     metrics.sms_sent.fetch_add(1, Relaxed);
@@ -102,9 +105,7 @@ pub async fn run(
             .and_then(Result::ok)
             .flatten();
         let wait = match next_due {
-            Some(at) => Duration::from_millis(
-                (at - chrono::Utc::now().timestamp_millis()).clamp(0, 5_000) as u64,
-            ),
+            Some(at) => Duration::from_millis((at - now_ms()).clamp(0, 5_000) as u64),
             None => Duration::from_secs(5),
         };
         tokio::select! {

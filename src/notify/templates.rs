@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_text_in_both_languages_that_says_how_to_acknowledge() {
-        for kind in Kind::ALL {
+        for &kind in Kind::ALL {
             for language in [Language::Zh, Language::En] {
                 let text = render(kind, Purpose::Alert, language, &HashMap::new(), &values());
                 assert!(!text.contains('{'), "{text}");

@@ -7,8 +7,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::chunk::{self, StoredReading};
+use super::chunk;
 use super::{Store, StoreError};
+use crate::domain::{StoredReading, Timestamp};
 
 /// What the engine needs to evaluate one meter.
 #[derive(Debug, Clone)]
@@ -222,6 +223,7 @@ impl AlertTx<'_> {
         let mut statement = self.tx.prepare_cached(
             "SELECT day, data FROM reading_chunks WHERE meter_key = ?1 AND day >= ?2 ORDER BY day",
         )?;
+        let from = Timestamp::from_secs(from);
         let mut rows = statement.query(params![key, chunk::day_of(from)])?;
         let mut readings = Vec::new();
         while let Some(row) = rows.next()? {

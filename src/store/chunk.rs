@@ -13,44 +13,18 @@
 
 use thiserror::Error;
 
+use crate::domain::{StoredReading, Timestamp};
+
 pub const SECONDS_PER_DAY: i64 = 86_400;
 const VERSION: u8 = 1;
 
-/// One reading as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoredReading {
-    /// Unix seconds, meter clock.
-    pub ts: i64,
-    pub total_l: i64,
-    pub flow_lph: Option<i64>,
-    pub battery_pct: Option<u8>,
-    pub status: u16,
-    /// The register went backwards before this reading (meter replaced or
-    /// reset): the difference to the previous reading is not consumption.
-    pub register_reset: bool,
-}
-
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("corrupt readings chunk: {0}")]
-pub struct ChunkError(&'static str);
-
-impl StoredReading {
-    /// A reading with only a time and a register.
-    pub fn plain(ts: i64, total_l: i64) -> Self {
-        Self {
-            ts,
-            total_l,
-            flow_lph: None,
-            battery_pct: None,
-            status: 0,
-            register_reset: false,
-        }
-    }
-}
+pub struct ChunkError(pub &'static str);
 
 /// The UTC day number of a timestamp.
-pub fn day_of(ts: i64) -> i64 {
-    ts.div_euclid(SECONDS_PER_DAY)
+pub fn day_of(ts: Timestamp) -> i64 {
+    ts.secs().div_euclid(SECONDS_PER_DAY)
 }
 
 /// Inserts `reading` in time order; returns false (and changes nothing) when a
@@ -68,7 +42,7 @@ pub fn insert(readings: &mut Vec<StoredReading>, reading: StoredReading) -> bool
 pub fn encode(day: i64, readings: &[StoredReading]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + readings.len() * 6);
     out.push(VERSION);
-    let mut previous_ts = day * SECONDS_PER_DAY;
+    let mut previous_ts = Timestamp::from_secs(day * SECONDS_PER_DAY);
     let mut previous_total = 0i64;
     for reading in readings {
         debug_assert!(
@@ -111,7 +85,7 @@ pub fn decode(day: i64, bytes: &[u8]) -> Result<Vec<StoredReading>, ChunkError> 
         return Err(ChunkError("unknown version"));
     }
     let mut readings = Vec::with_capacity(rest.len() / 4);
-    let mut previous_ts = day * SECONDS_PER_DAY;
+    let mut previous_ts = Timestamp::from_secs(day * SECONDS_PER_DAY);
     let mut previous_total = 0i64;
     while !rest.is_empty() {
         let head = take_varint(&mut rest)?;
@@ -188,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_day_of_readings_round_trips() {
-        let day = day_of(1_795_392_000);
+        let day = day_of(Timestamp::from_secs(1_795_392_000));
         let start = day * SECONDS_PER_DAY;
         let mut readings: Vec<StoredReading> = (0..24)
             .map(|hour| reading(start + hour * 3600, 123_456 + hour * 7))
@@ -219,7 +193,7 @@ mod tests {
         let mut readings = vec![reading(100, 1), reading(300, 3)];
         assert!(insert(&mut readings, reading(200, 2)));
         assert!(!insert(&mut readings, reading(200, 9)));
-        let times: Vec<i64> = readings.iter().map(|r| r.ts).collect();
+        let times: Vec<i64> = readings.iter().map(|r| r.ts.secs()).collect();
         assert_eq!(times, [100, 200, 300]);
         assert_eq!(readings[1].total_l, 2);
     }
@@ -234,7 +208,7 @@ mod tests {
 
     #[test]
     fn days_before_1970_and_negative_deltas_are_exact() {
-        assert_eq!(day_of(-1), -1);
+        assert_eq!(day_of(Timestamp::from_secs(-1)), -1);
         assert_eq!(zigzag(-1), 1);
         for value in [0, 1, -1, i64::MAX / 2, i64::MIN / 2] {
             assert_eq!(unzigzag(zigzag(value)), value);

@@ -22,8 +22,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
+pub use crate::domain::StoredReading;
+use crate::domain::Timestamp;
 use crate::registry::NewHousehold;
-pub use chunk::StoredReading;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -451,6 +452,7 @@ impl Store {
             "SELECT c.day, c.data FROM reading_chunks c JOIN meter_state s ON s.meter_key = c.meter_key
              WHERE s.meter_id = ?1 AND c.day BETWEEN ?2 AND ?3 ORDER BY c.day",
         )?;
+        let (from, to) = (Timestamp::from_secs(from), Timestamp::from_secs(to));
         let mut rows = statement.query(params![meter, chunk::day_of(from), chunk::day_of(to)])?;
         let mut readings = Vec::new();
         while let Some(row) = rows.next()? {

@@ -1,12 +1,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::writer::{Message, Writer};
+use super::writer::Writer;
 use super::*;
+use crate::domain::{Litres, Timestamp};
 use crate::domain::{MeterId, Reading, StatusFlags};
 use crate::metrics::Metrics;
+use crate::pipeline::Message;
+use crate::pipeline::{Decoded, RejectReason, Rejection};
 use crate::registry::parse_csv;
-use crate::wire::{Decoded, RejectReason, Rejection};
 
 fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -17,8 +19,8 @@ fn temp_store() -> (tempfile::TempDir, Store) {
 fn reading(meter: &str, ts: i64, total_l: i64) -> Reading {
     Reading {
         meter: MeterId::parse(meter).unwrap(),
-        ts,
-        total_l,
+        ts: Timestamp::from_secs(ts),
+        total: Litres::new(total_l),
         flow_lph: None,
         battery_pct: None,
         status: StatusFlags::default(),
@@ -28,7 +30,7 @@ fn reading(meter: &str, ts: i64, total_l: i64) -> Reading {
 fn message(readings: Vec<Reading>) -> Message {
     Message {
         topic: "meters/x/reading".into(),
-        received_at: 1_795_400_000,
+        received_at: Timestamp::from_secs(1_795_400_000),
         received: Instant::now(),
         decoded: Decoded {
             meter: readings.first().map(|r| r.meter.clone()),
@@ -126,7 +128,7 @@ fn duplicates_are_ignored_and_out_of_order_readings_leave_state_alone() {
     assert_eq!(
         readings
             .iter()
-            .map(|r| (r.ts, r.total_l))
+            .map(|r| (r.ts.secs(), r.total_l))
             .collect::<Vec<_>>(),
         [(T0, 100), (T0 + 7200, 120)]
     );
@@ -268,27 +270,4 @@ fn meters_that_publish_unregistered_are_listed() {
     assert_eq!(unregistered.len(), 1);
     assert_eq!(unregistered[0].meter_id, "STRAY-1");
     assert_eq!(unregistered[0].readings, 1);
-}
-
-#[test]
-fn touched_meters_are_a_set_and_closing_wakes_the_taker() {
-    let touched = super::writer::TouchedMeters::default();
-    touched.add(["A".to_string(), "B".to_string()]);
-    touched.add(["A".to_string()]);
-    let (mut meters, closed) = touched.take(std::time::Duration::ZERO);
-    meters.sort();
-    assert_eq!(
-        (meters, closed),
-        (vec!["A".to_string(), "B".to_string()], false)
-    );
-    touched.close();
-    let started = Instant::now();
-    assert_eq!(
-        touched.take(std::time::Duration::from_secs(60)),
-        (Vec::new(), true)
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(30),
-        "a closed set does not wait"
-    );
 }

@@ -13,95 +13,26 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::mpsc;
 
-use super::chunk::{self, StoredReading};
+use super::chunk;
 use super::{Store, StoreError};
-use crate::domain::{MeterId, Reading};
+use crate::domain::{MeterId, Reading, StoredReading, Timestamp};
 use crate::metrics::Metrics;
-use crate::wire::Decoded;
+use crate::pipeline::{BatchOutcome, Decoded, Message, TouchedMeters, REJECTED_PAYLOAD_BYTES};
 
 /// Largest number of messages committed in one transaction.
 pub const MAX_BATCH: usize = 4096;
-/// Bytes of a rejected payload kept for installers to look at.
-pub const REJECTED_PAYLOAD_BYTES: usize = 512;
-
-/// Runs after the message's transaction has committed.
-pub type Ack = Box<dyn FnOnce() + Send>;
-
-/// One received MQTT message, decoded, waiting to be stored.
-pub struct Message {
-    pub topic: String,
-    /// Wall clock at receipt, Unix seconds.
-    pub received_at: i64,
-    /// For the receipt-to-commit latency metric.
-    pub received: Instant,
-    pub decoded: Decoded,
-    /// The payload's head, kept when some of it was rejected.
-    pub payload_head: Vec<u8>,
-    pub ack: Option<Ack>,
-}
-
-/// What a batch did, for metrics and tests.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct BatchOutcome {
-    pub messages: u64,
-    pub accepted: u64,
-    pub duplicates: u64,
-    pub out_of_order: u64,
-    pub register_resets: u64,
-    pub rejected: u64,
-}
 
 /// What the writer keeps in memory per meter to decide on each reading.
 #[derive(Debug, Clone, Copy)]
 struct Cursor {
     key: i64,
-    last_reading_ts: Option<i64>,
+    last_reading_ts: Option<Timestamp>,
     last_total_l: Option<i64>,
-}
-
-/// Meters with new readings that the alert engine has not looked at yet. A
-/// set: however far behind the engine falls, it holds each meter once.
-#[derive(Debug, Default)]
-pub struct TouchedMeters {
-    meters: std::sync::Mutex<std::collections::HashSet<String>>,
-    changed: std::sync::Condvar,
-    closed: std::sync::atomic::AtomicBool,
-}
-
-impl TouchedMeters {
-    pub fn add(&self, meters: impl IntoIterator<Item = String>) {
-        self.meters.lock().expect("touched meters").extend(meters);
-        self.changed.notify_one();
-    }
-
-    /// The writer has stopped: no more meters will come.
-    pub fn close(&self) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.changed.notify_all();
-    }
-
-    /// Waits up to `timeout` for meters and takes them all; the flag says the
-    /// writer has stopped.
-    pub fn take(&self, timeout: Duration) -> (Vec<String>, bool) {
-        let guard = self.meters.lock().expect("touched meters");
-        let (mut guard, _) = self
-            .changed
-            .wait_timeout_while(guard, timeout, |meters| {
-                meters.is_empty() && !self.closed.load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .expect("touched meters");
-        let meters = guard.drain().collect();
-        (
-            meters,
-            self.closed.load(std::sync::atomic::Ordering::Relaxed),
-        )
-    }
 }
 
 pub struct Writer {
@@ -109,7 +40,7 @@ pub struct Writer {
     /// Where the meters of each commit go (the alert engine).
     listener: Option<Arc<TouchedMeters>>,
     /// Every meter that has ever published, recovered from disk at start.
-    cursors: HashMap<String, Cursor>,
+    cursors: HashMap<MeterId, Cursor>,
     rejected_keep: u32,
     metrics: Arc<Metrics>,
 }
@@ -134,10 +65,11 @@ impl Writer {
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
                 cursors.insert(
-                    row.get::<_, String>(1)?,
+                    MeterId::parse(&row.get::<_, String>(1)?)
+                        .map_err(|_| chunk::ChunkError("a meter id in meter_state is not valid"))?,
                     Cursor {
                         key: row.get(0)?,
-                        last_reading_ts: row.get(2)?,
+                        last_reading_ts: row.get::<_, Option<i64>>(2)?.map(Timestamp::from_secs),
                         last_total_l: row.get(3)?,
                     },
                 );
@@ -250,7 +182,7 @@ impl Writer {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
                     .execute(params![
-                        message.received_at,
+                        message.received_at.secs(),
                         message.topic,
                         meter.as_ref().map(MeterId::as_str),
                         rejection.reason.as_str(),
@@ -266,7 +198,7 @@ impl Writer {
                         "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
                          WHERE meter_key = ?1",
                     )?
-                    .execute(params![cursor.key, rejections.len() as i64, message.received_at])?;
+                    .execute(params![cursor.key, rejections.len() as i64, message.received_at.secs()])?;
                 }
             }
         }
@@ -310,9 +242,9 @@ impl Writer {
 /// Changes made by the current transaction, applied to memory only after commit.
 #[derive(Default)]
 struct Pending {
-    cursors: HashMap<String, Cursor>,
+    cursors: HashMap<MeterId, Cursor>,
     /// Meters with a new reading in this transaction.
-    touched: std::collections::HashSet<String>,
+    touched: std::collections::HashSet<MeterId>,
     chunks: HashMap<(i64, i64), PendingChunk>,
 }
 
@@ -323,28 +255,24 @@ struct PendingChunk {
 
 fn cursor_for(
     tx: &Connection,
-    cursors: &HashMap<String, Cursor>,
+    cursors: &HashMap<MeterId, Cursor>,
     pending: &mut Pending,
     meter: &MeterId,
-    received_at: i64,
+    received_at: Timestamp,
 ) -> Result<Cursor, StoreError> {
-    if let Some(cursor) = pending
-        .cursors
-        .get(meter.as_str())
-        .or_else(|| cursors.get(meter.as_str()))
-    {
+    if let Some(cursor) = pending.cursors.get(meter).or_else(|| cursors.get(meter)) {
         return Ok(*cursor);
     }
     tx.prepare_cached(
         "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)",
     )?
-    .execute(params![meter.as_str(), received_at])?;
+    .execute(params![meter.as_str(), received_at.secs()])?;
     let cursor = Cursor {
         key: tx.last_insert_rowid(),
         last_reading_ts: None,
         last_total_l: None,
     };
-    pending.cursors.insert(meter.to_string(), cursor);
+    pending.cursors.insert(meter.clone(), cursor);
     Ok(cursor)
 }
 
@@ -353,7 +281,7 @@ fn record_reading(
     pending: &mut Pending,
     cursor: Cursor,
     reading: &Reading,
-    received_at: i64,
+    received_at: Timestamp,
     outcome: &mut BatchOutcome,
 ) -> Result<(), StoreError> {
     let day = chunk::day_of(reading.ts);
@@ -380,10 +308,10 @@ fn record_reading(
     let register_reset = newest
         && cursor
             .last_total_l
-            .is_some_and(|last| reading.total_l < last);
+            .is_some_and(|last| reading.total.get() < last);
     let stored = StoredReading {
         ts: reading.ts,
-        total_l: reading.total_l,
+        total_l: reading.total.get(),
         flow_lph: reading.flow_lph,
         battery_pct: reading.battery_pct,
         status: reading.status.bits(),
@@ -394,30 +322,30 @@ fn record_reading(
         tx.prepare_cached(
             "UPDATE meter_state SET last_message = max(last_message, ?2) WHERE meter_key = ?1",
         )?
-        .execute(params![cursor.key, received_at])?;
+        .execute(params![cursor.key, received_at.secs()])?;
         return Ok(());
     }
     chunk.changed = true;
     outcome.accepted += 1;
-    pending.touched.insert(reading.meter.to_string());
+    pending.touched.insert(reading.meter.clone());
     if !newest {
         outcome.out_of_order += 1;
         tx.prepare_cached(
             "UPDATE meter_state SET readings = readings + 1, last_message = max(last_message, ?2) WHERE meter_key = ?1",
         )?
-        .execute(params![cursor.key, received_at])?;
+        .execute(params![cursor.key, received_at.secs()])?;
         return Ok(());
     }
     let consumed = cursor
         .last_total_l
-        .is_some_and(|last| reading.total_l > last);
+        .is_some_and(|last| reading.total.get() > last);
     if register_reset {
         outcome.register_resets += 1;
         tx.prepare_cached("INSERT INTO meter_events (meter_key, ts, kind, detail) VALUES (?1, ?2, 'register_reset', ?3)")?
             .execute(params![
                 cursor.key,
-                reading.ts,
-                format!("register went from {} L to {} L", cursor.last_total_l.unwrap_or(0), reading.total_l)
+                reading.ts.secs(),
+                format!("register went from {} L to {} L", cursor.last_total_l.unwrap_or(0), reading.total.get())
             ])?;
     }
     tx.prepare_cached(
@@ -430,9 +358,9 @@ fn record_reading(
     )?
     .execute(params![
         cursor.key,
-        received_at,
-        reading.ts,
-        reading.total_l,
+        received_at.secs(),
+        reading.ts.secs(),
+        reading.total.get(),
         reading.flow_lph,
         reading.battery_pct,
         reading.status.bits(),
@@ -440,11 +368,11 @@ fn record_reading(
         i64::from(register_reset)
     ])?;
     pending.cursors.insert(
-        reading.meter.to_string(),
+        reading.meter.clone(),
         Cursor {
             key: cursor.key,
             last_reading_ts: Some(reading.ts),
-            last_total_l: Some(reading.total_l),
+            last_total_l: Some(reading.total.get()),
         },
     );
     Ok(())

@@ -11,7 +11,8 @@ mod wmbusmeters;
 
 use serde_json::{Map, Value};
 
-use crate::domain::{MeterId, Reading, StatusFlag, StatusFlags};
+use crate::domain::{Litres, MeterId, StatusFlag, StatusFlags, Timestamp};
+use crate::pipeline::{Decoded, RejectReason, Rejection};
 
 /// Largest payload decoded; larger ones are rejected as `oversize`.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -54,89 +55,9 @@ impl Topics {
     }
 }
 
-/// Why a message (or one reading of a batch) was refused. The names are the
-/// metric labels and what `stillwater ingest rejected` shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    Oversize,
-    InvalidJson,
-    MissingField,
-    BadMeterId,
-    BadTimestamp,
-    AbsurdValue,
-    EmptyBatch,
-    UnknownTopic,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
-        RejectReason::Oversize,
-        RejectReason::InvalidJson,
-        RejectReason::MissingField,
-        RejectReason::BadMeterId,
-        RejectReason::BadTimestamp,
-        RejectReason::AbsurdValue,
-        RejectReason::EmptyBatch,
-        RejectReason::UnknownTopic,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::Oversize => "oversize",
-            RejectReason::InvalidJson => "invalid_json",
-            RejectReason::MissingField => "missing_field",
-            RejectReason::BadMeterId => "bad_meter_id",
-            RejectReason::BadTimestamp => "bad_timestamp",
-            RejectReason::AbsurdValue => "absurd_value",
-            RejectReason::EmptyBatch => "empty_batch",
-            RejectReason::UnknownTopic => "unknown_topic",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// A refusal with a sentence an installer can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub reason: RejectReason,
-    pub detail: String,
-}
-
-impl Rejection {
-    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// What one MQTT message decoded to. A batch may give readings *and* rejections:
-/// the good readings are kept, each bad one is recorded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Decoded {
-    /// The meter the message came from, when that much could be told.
-    pub meter: Option<MeterId>,
-    pub readings: Vec<Reading>,
-    pub rejections: Vec<Rejection>,
-}
-
-impl Decoded {
-    fn rejected(meter: Option<MeterId>, rejection: Rejection) -> Self {
-        Self {
-            meter,
-            readings: Vec::new(),
-            rejections: vec![rejection],
-        }
-    }
-}
-
 /// Decodes one MQTT message. `now` (Unix seconds) bounds how far ahead a meter's
 /// clock may be.
-pub fn decode(topics: &Topics, topic: &str, payload: &[u8], now: i64) -> Decoded {
+pub fn decode(topics: &Topics, topic: &str, payload: &[u8], now: Timestamp) -> Decoded {
     if payload.len() > MAX_PAYLOAD_BYTES {
         let rejection = Rejection::new(
             RejectReason::Oversize,
@@ -213,7 +134,11 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// Parses an RFC 3339 timestamp (with offset) into Unix seconds and checks it is plausible.
-fn parse_timestamp(field: &str, value: Option<&Value>, now: i64) -> Result<i64, Rejection> {
+fn parse_timestamp(
+    field: &str,
+    value: Option<&Value>,
+    now: Timestamp,
+) -> Result<Timestamp, Rejection> {
     let text = match value {
         None | Some(Value::Null) => {
             return Err(Rejection::new(
@@ -246,18 +171,18 @@ fn parse_timestamp(field: &str, value: Option<&Value>, now: i64) -> Result<i64, 
             format!("`{field}` {text:?} is before 2000: the meter's clock is not set"),
         ));
     }
-    if ts > now + MAX_CLOCK_AHEAD_S {
+    if ts > now.secs() + MAX_CLOCK_AHEAD_S {
         return Err(Rejection::new(
             RejectReason::BadTimestamp,
             format!("`{field}` {text:?} is more than 24 h ahead of the gateway's clock"),
         ));
     }
-    Ok(ts)
+    Ok(Timestamp::from_secs(ts))
 }
 
 /// A cubic-metre decimal as whole litres, exactly (no float arithmetic when the
 /// number has at most three decimals, as every meter we know sends).
-fn m3_to_litres(field: &str, number: &serde_json::Number) -> Result<i64, Rejection> {
+fn m3_to_litres(field: &str, number: &serde_json::Number) -> Result<Litres, Rejection> {
     let absurd = || {
         Rejection::new(
             RejectReason::AbsurdValue,
@@ -295,14 +220,14 @@ fn m3_to_litres(field: &str, number: &serde_json::Number) -> Result<i64, Rejecti
     check_total(field, litres)
 }
 
-fn check_total(field: &str, litres: i64) -> Result<i64, Rejection> {
+fn check_total(field: &str, litres: i64) -> Result<Litres, Rejection> {
     if !(0..=MAX_TOTAL_L).contains(&litres) {
         return Err(Rejection::new(
             RejectReason::AbsurdValue,
             format!("`{field}` gives {litres} L: a register must be 0 to {MAX_TOTAL_L} L"),
         ));
     }
-    Ok(litres)
+    Ok(Litres::new(litres))
 }
 
 fn check_flow(field: &str, lph: f64) -> Result<i64, Rejection> {

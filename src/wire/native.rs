@@ -5,11 +5,12 @@ use serde_json::{Map, Value};
 
 use super::{
     add_flags, check_flow, check_total, json_kind, m3_to_litres, parse_object, parse_timestamp,
-    Decoded, RejectReason, Rejection, MAX_BATCH_READINGS,
+    MAX_BATCH_READINGS,
 };
-use crate::domain::{MeterId, Reading, StatusFlags};
+use crate::domain::{MeterId, Reading, StatusFlags, Timestamp};
+use crate::pipeline::{Decoded, RejectReason, Rejection};
 
-pub(super) fn decode(meter: MeterId, payload: &[u8], now: i64) -> Decoded {
+pub(super) fn decode(meter: MeterId, payload: &[u8], now: Timestamp) -> Decoded {
     let mut decoded = Decoded {
         meter: Some(meter.clone()),
         ..Decoded::default()
@@ -65,9 +66,13 @@ pub(super) fn decode(meter: MeterId, payload: &[u8], now: i64) -> Decoded {
     decoded
 }
 
-fn reading(meter: &MeterId, object: &Map<String, Value>, now: i64) -> Result<Reading, Rejection> {
+fn reading(
+    meter: &MeterId,
+    object: &Map<String, Value>,
+    now: Timestamp,
+) -> Result<Reading, Rejection> {
     let ts = parse_timestamp("ts", object.get("ts"), now)?;
-    let total_l = match (object.get("total_l"), object.get("total_m3")) {
+    let total = match (object.get("total_l"), object.get("total_m3")) {
         (Some(Value::Number(litres)), _) => match litres.as_i64() {
             Some(litres) => check_total("total_l", litres)?,
             None => {
@@ -139,7 +144,7 @@ fn reading(meter: &MeterId, object: &Map<String, Value>, now: i64) -> Result<Rea
     Ok(Reading {
         meter: meter.clone(),
         ts,
-        total_l,
+        total,
         flow_lph,
         battery_pct,
         status,

@@ -1,6 +1,8 @@
 use super::*;
+use crate::pipeline::RejectReason;
 
-const NOW: i64 = 1_795_400_000; // 2026-11-22, a day before the fixtures' readings
+const NOW_S: i64 = 1_795_400_000;
+const NOW: Timestamp = Timestamp::from_secs(NOW_S); // 2026-11-22, a day before the fixtures' readings
 
 fn native(payload: &str) -> Decoded {
     decode(
@@ -32,8 +34,8 @@ fn the_documented_single_reading_decodes() {
     assert!(decoded.rejections.is_empty());
     let reading = &decoded.readings[0];
     assert_eq!(reading.meter.as_str(), "WM-1");
-    assert_eq!(reading.ts, 1_795_392_000); // 2026-11-23T00:00:00Z
-    assert_eq!(reading.total_l, 123_456);
+    assert_eq!(reading.ts.secs(), 1_795_392_000); // 2026-11-23T00:00:00Z
+    assert_eq!(reading.total.get(), 123_456);
     assert_eq!(reading.flow_lph, Some(0));
     assert_eq!(reading.battery_pct, Some(87));
     assert!(reading.status.contains(StatusFlag::LowBattery));
@@ -43,7 +45,7 @@ fn the_documented_single_reading_decodes() {
 fn a_batch_gives_every_reading_in_order() {
     let decoded = native(include_str!("../../tests/fixtures/native/batch.json"));
     assert!(decoded.rejections.is_empty());
-    let totals: Vec<i64> = decoded.readings.iter().map(|r| r.total_l).collect();
+    let totals: Vec<i64> = decoded.readings.iter().map(|r| r.total.get()).collect();
     assert_eq!(totals, [123_440, 123_451, 123_456]);
     assert_eq!(decoded.readings[1].ts - decoded.readings[0].ts, 3600);
 }
@@ -51,11 +53,11 @@ fn a_batch_gives_every_reading_in_order() {
 #[test]
 fn total_m3_becomes_exact_litres() {
     let decoded = native(include_str!("../../tests/fixtures/native/total_m3.json"));
-    assert_eq!(decoded.readings[0].total_l, 123_529);
+    assert_eq!(decoded.readings[0].total.get(), 123_529);
     let decoded = native(r#"{"ts":"2026-11-23T00:00:00Z","total_m3":0.0015}"#);
-    assert_eq!(decoded.readings[0].total_l, 2);
+    assert_eq!(decoded.readings[0].total.get(), 2);
     let decoded = native(r#"{"ts":"2026-11-23T00:00:00Z","total_m3":1e2}"#);
-    assert_eq!(decoded.readings[0].total_l, 100_000);
+    assert_eq!(decoded.readings[0].total.get(), 100_000);
 }
 
 #[test]
@@ -63,8 +65,8 @@ fn wmbusmeters_readme_samples_decode() {
     let decoded = wmbus(include_str!("../../tests/fixtures/wmbusmeters/iperl.json"));
     let reading = &decoded.readings[0];
     assert_eq!(reading.meter.as_str(), "33225544");
-    assert_eq!(reading.total_l, 123_529);
-    assert_eq!(reading.ts, 1_709_491_020); // 2024-03-03T18:37:00Z
+    assert_eq!(reading.total.get(), 123_529);
+    assert_eq!(reading.ts.secs(), 1_709_491_020); // 2024-03-03T18:37:00Z
     assert!(reading.status.is_empty());
 
     let decoded = wmbus(include_str!(
@@ -72,7 +74,7 @@ fn wmbusmeters_readme_samples_decode() {
     ));
     let reading = &decoded.readings[0];
     assert_eq!(reading.meter.as_str(), "12345678");
-    assert_eq!(reading.total_l, 6_388);
+    assert_eq!(reading.total.get(), 6_388);
     assert!(reading.status.contains(StatusFlag::Dry));
 }
 

@@ -8,13 +8,11 @@
 
 use serde_json::Value;
 
-use super::{
-    add_flags, check_flow, json_kind, m3_to_litres, parse_object, parse_timestamp, Decoded,
-    RejectReason, Rejection,
-};
-use crate::domain::{MeterId, Reading, StatusFlags};
+use super::{add_flags, check_flow, json_kind, m3_to_litres, parse_object, parse_timestamp};
+use crate::domain::{MeterId, Reading, StatusFlags, Timestamp};
+use crate::pipeline::{Decoded, RejectReason, Rejection};
 
-pub(super) fn decode(payload: &[u8], now: i64) -> Decoded {
+pub(super) fn decode(payload: &[u8], now: Timestamp) -> Decoded {
     let mut decoded = Decoded::default();
     let object = match parse_object(payload) {
         Ok(object) => object,
@@ -45,7 +43,7 @@ pub(super) fn decode(payload: &[u8], now: i64) -> Decoded {
     decoded.meter = Some(meter.clone());
     let result = (|| {
         let ts = parse_timestamp("timestamp", object.get("timestamp"), now)?;
-        let total_l = match object.get("total_m3") {
+        let total = match object.get("total_m3") {
             Some(Value::Number(m3)) => m3_to_litres("total_m3", m3)?,
             None | Some(Value::Null) => {
                 return Err(Rejection::new(
@@ -76,7 +74,7 @@ pub(super) fn decode(payload: &[u8], now: i64) -> Decoded {
         Ok(Reading {
             meter: meter.clone(),
             ts,
-            total_l,
+            total,
             flow_lph,
             battery_pct: None,
             status,

@@ -1,12 +1,23 @@
-//! Domain values: meter ids, phone numbers, status flags and readings.
+//! Domain values: meter ids, phone numbers, time, volumes, status flags,
+//! readings, households, alerts and texts.
 //!
 //! Every value here is validated when it is made, so the rest of the gateway
 //! can pass them around without checking again. This module does no I/O and
-//! knows nothing of JSON shapes, SQL or MQTT.
+//! knows nothing of JSON shapes, SQL or MQTT; every other module may use it, and
+//! it uses none of them.
+
+mod alert;
+mod household;
+mod text;
 
 use std::fmt;
+use std::ops::{Add, Sub};
 
 use thiserror::Error;
+
+pub use alert::*;
+pub use household::*;
+pub use text::*;
 
 /// A meter's id: 1–32 characters of `[A-Za-z0-9_-]` (PRODUCT.md section 3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,14 +58,100 @@ impl MeterId {
     }
 }
 
+impl From<MeterId> for String {
+    fn from(id: MeterId) -> String {
+        id.0
+    }
+}
+
+impl std::borrow::Borrow<str> for MeterId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for MeterId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
+/// A point in time: whole Unix seconds (UTC). Meter clocks (event time) and the
+/// gateway's clock (wall time) are both kept this way; nothing in the gateway
+/// counts milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub const fn from_secs(seconds: i64) -> Self {
+        Self(seconds)
+    }
+
+    pub const fn secs(self) -> i64 {
+        self.0
+    }
+
+    /// Whole hours from `earlier` to `self`, never negative.
+    pub fn hours_since(self, earlier: Timestamp) -> i64 {
+        ((self.0 - earlier.0) / 3600).max(0)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match chrono::DateTime::from_timestamp(self.0, 0) {
+            Some(time) => write!(f, "{}", time.format("%Y-%m-%dT%H:%M:%SZ")),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl Add<i64> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, seconds: i64) -> Timestamp {
+        Timestamp(self.0.saturating_add(seconds))
+    }
+}
+
+impl Sub<i64> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, seconds: i64) -> Timestamp {
+        Timestamp(self.0.saturating_sub(seconds))
+    }
+}
+
+/// The seconds between two times.
+impl Sub<Timestamp> for Timestamp {
+    type Output = i64;
+    fn sub(self, earlier: Timestamp) -> i64 {
+        self.0 - earlier.0
+    }
+}
+
+/// A volume of water in whole litres (a register, or water used). Every format
+/// we accept carries at most litre resolution, and integers never drift the way
+/// summed floats do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Litres(i64);
+
+impl Litres {
+    pub const fn new(litres: i64) -> Self {
+        Self(litres)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Litres {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} L", self.0)
+    }
+}
+
 /// A phone number normalised to E.164 (`+8613800138000`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PhoneNumber(String);
 
 /// Why a phone number was refused.
@@ -116,6 +213,13 @@ impl PhoneNumber {
     }
 }
 
+impl fmt::Display for PhoneNumber {
+    /// Masked: a phone number is personal data and `Display` ends up in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
 fn is_mainland_mobile(digits: &str) -> bool {
     digits.len() == 11
         && digits.bytes().all(|b| b.is_ascii_digit())
@@ -136,7 +240,8 @@ pub fn mask_phone(phone: &str) -> String {
     format!("{head}****{tail}")
 }
 
-/// Hides all but the first character of a name, for logs: `张**`.
+/// Hides all but the first character of a name: `张**`. The one way names are
+/// masked, in logs, printed texts and anywhere else a name must not show.
 pub fn mask_name(name: &str) -> String {
     let mut chars = name.chars();
     match chars.next() {
@@ -145,24 +250,107 @@ pub fn mask_name(name: &str) -> String {
     }
 }
 
+/// Hides an address but its first few characters (the district): `中山市石岐区***`.
+pub fn mask_address(address: &str) -> String {
+    let keep: String = address.chars().take(6).collect();
+    if keep.chars().count() == address.chars().count() {
+        return format!("{}***", address.chars().take(2).collect::<String>());
+    }
+    format!("{keep}***")
+}
+
+/// Why a duration was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DurationError {
+    #[error("must be a duration with a unit, such as \"90s\", \"30m\", \"12h\" or \"7d\"")]
+    Malformed,
+    #[error("must be positive")]
+    NotPositive,
+    #[error("is too long")]
+    TooLong,
+}
+
 /// Parses a duration with a unit — "90s", "30m", "12h", "7d" — into seconds.
 ///
 /// ```
-/// assert_eq!(stillwater::domain::parse_duration("12h"), Some(43_200));
-/// assert_eq!(stillwater::domain::parse_duration("12"), None);
+/// use stillwater::domain::{parse_duration, DurationError};
+/// assert_eq!(parse_duration("12h"), Ok(43_200));
+/// assert_eq!(parse_duration("12"), Err(DurationError::Malformed));
+/// assert_eq!(parse_duration("0s"), Err(DurationError::NotPositive));
 /// ```
-pub fn parse_duration(text: &str) -> Option<i64> {
+pub fn parse_duration(text: &str) -> Result<i64, DurationError> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
-    let number: i64 = number.parse().ok().filter(|n| *n > 0)?;
+    let split = text.len().checked_sub(1).ok_or(DurationError::Malformed)?;
+    if !text.is_char_boundary(split) {
+        return Err(DurationError::Malformed);
+    }
+    let (number, unit) = text.split_at(split);
     let scale = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return None,
+        _ => return Err(DurationError::Malformed),
     };
-    number.checked_mul(scale)
+    if number.is_empty()
+        || !number
+            .trim_start_matches('-')
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+    {
+        return Err(DurationError::Malformed);
+    }
+    let number: i64 = number.parse().map_err(|_| DurationError::TooLong)?;
+    if number <= 0 {
+        return Err(DurationError::NotPositive);
+    }
+    number.checked_mul(scale).ok_or(DurationError::TooLong)
+}
+
+/// Writes seconds the way [`parse_duration`] reads them, in the largest whole unit.
+///
+/// ```
+/// assert_eq!(stillwater::domain::format_duration(43_200), "12h");
+/// assert_eq!(stillwater::domain::format_duration(90), "90s");
+/// ```
+pub fn format_duration(seconds: i64) -> String {
+    for (unit, scale) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if seconds != 0 && seconds % scale == 0 {
+            return format!("{}{unit}", seconds / scale);
+        }
+    }
+    format!("{seconds}s")
+}
+
+/// "1 meter", "2 meters": a count with its noun, pluralised the English way.
+pub fn count(n: usize, singular: &str, plural: &str) -> String {
+    if n == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{n} {plural}")
+    }
+}
+
+/// The language of texts and replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    Zh,
+    En,
+}
+
+impl Language {
+    pub const ALL: [Language; 2] = [Language::Zh, Language::En];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Zh => "zh",
+            Language::En => "en",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == text)
+    }
 }
 
 /// Status flags a meter can report, in wmbusmeters' vocabulary.
@@ -249,21 +437,47 @@ impl fmt::Display for StatusFlags {
 }
 
 /// One valid reading of a meter's register, as decoded from the wire.
-///
-/// Volumes are whole litres: every format we accept carries at most litre
-/// resolution (`total_l`, or `total_m3` with three decimals), and integers
-/// never drift the way summed floats do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reading {
     pub meter: MeterId,
-    /// The meter's own timestamp, Unix seconds (UTC).
-    pub ts: i64,
-    /// The cumulative register, litres.
-    pub total_l: i64,
+    /// The meter's own timestamp (event time).
+    pub ts: Timestamp,
+    /// The cumulative register.
+    pub total: Litres,
     /// Instantaneous flow, litres per hour, when the meter reports it.
     pub flow_lph: Option<i64>,
     pub battery_pct: Option<u8>,
     pub status: StatusFlags,
+}
+
+/// One reading as stored and as detection reads it: the register and what
+/// came with it, plus whether the register went backwards before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredReading {
+    /// Meter clock.
+    pub ts: Timestamp,
+    /// The cumulative register, litres.
+    pub total_l: i64,
+    pub flow_lph: Option<i64>,
+    pub battery_pct: Option<u8>,
+    pub status: u16,
+    /// The register went backwards before this reading (meter replaced or
+    /// reset): the difference to the previous reading is not consumption.
+    pub register_reset: bool,
+}
+
+impl StoredReading {
+    /// A reading with only a time and a register.
+    pub fn plain(ts: i64, total_l: i64) -> Self {
+        Self {
+            ts: Timestamp::from_secs(ts),
+            total_l,
+            flow_lph: None,
+            battery_pct: None,
+            status: 0,
+            register_reset: false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -330,17 +544,55 @@ mod tests {
         assert_eq!(mask_phone("+8613800138000"), "+86138****8000");
         assert_eq!(mask_name("张桂芳"), "张**");
         assert_eq!(mask_name("A"), "A*");
+        assert_eq!(mask_address("中山市石岐区民生路12号3楼"), "中山市石岐区***");
+        assert_eq!(mask_address("x"), "x***");
+        let phone = PhoneNumber::parse("13800138000").unwrap();
+        assert_eq!(
+            phone.to_string(),
+            "+86138****8000",
+            "Display never shows a number"
+        );
     }
 
     #[test]
-    fn durations_need_a_unit() {
-        assert_eq!(parse_duration("90s"), Some(90));
-        assert_eq!(parse_duration("30m"), Some(1800));
-        assert_eq!(parse_duration(" 12h "), Some(43_200));
-        assert_eq!(parse_duration("7d"), Some(604_800));
-        for bad in ["", "12", "h", "0h", "-1h", "1.5h", "2w"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
+    fn durations_need_a_unit_and_must_be_positive() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration(" 12h "), Ok(43_200));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        for bad in ["", "12", "h", "1.5h", "2w", "时h", "１h"] {
+            assert_eq!(parse_duration(bad), Err(DurationError::Malformed), "{bad}");
         }
+        for zero in ["0h", "0s", "-1h"] {
+            assert_eq!(
+                parse_duration(zero),
+                Err(DurationError::NotPositive),
+                "{zero}"
+            );
+        }
+        assert_eq!(
+            parse_duration("99999999999999999999d"),
+            Err(DurationError::TooLong)
+        );
+        for seconds in [90, 1800, 43_200, 604_800, 5400] {
+            assert_eq!(parse_duration(&format_duration(seconds)), Ok(seconds));
+        }
+    }
+
+    #[test]
+    fn timestamps_do_arithmetic_in_seconds() {
+        let t = Timestamp::from_secs(1_000);
+        assert_eq!((t + 3600) - t, 3600);
+        assert_eq!((t + 7200).hours_since(t), 2);
+        assert_eq!(t.hours_since(t + 7200), 0);
+        assert_eq!(Timestamp::from_secs(0).to_string(), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn counts_are_pluralised() {
+        assert_eq!(count(1, "meter", "meters"), "1 meter");
+        assert_eq!(count(0, "meter", "meters"), "0 meters");
+        assert_eq!(count(3, "household", "households"), "3 households");
     }
 
     #[test]
