@@ -156,6 +156,7 @@ impl Gateway {
             store: store.clone(),
             inbound_token: config.sms.inbound_token.clone(),
             language: config.sms.language,
+            clock: clock.clone(),
         });
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {

@@ -225,7 +225,13 @@ async fn answer_first_text(
         if !sent {
             return Ok(false);
         }
-        let outcome = crate::http::handle_reply(&store, &phone, "1", language)?;
+        let outcome = crate::replies::handle_reply(
+            &store,
+            &phone,
+            "1",
+            language,
+            crate::clock::system().now(),
+        )?;
         println!();
         println!(
             "  {name} ({}) replies \"1\" → {}",

@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,9 +15,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::clock::SharedClock;
 use crate::config::{Language, Secret};
-use crate::domain::{mask_phone, PhoneNumber};
+use crate::domain::PhoneNumber;
 use crate::metrics::Metrics;
+use crate::replies;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -26,6 +29,7 @@ pub struct HttpState {
     /// Bearer token required by POST /sms/inbound; `None` disables it.
     pub inbound_token: Option<Secret>,
     pub language: Language,
+    pub clock: SharedClock,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -33,7 +37,21 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/sms/inbound", post(inbound_sms))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// Every error is JSON, including those for paths and methods we do not serve.
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such path")
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this path does not take that method",
+    )
 }
 
 /// 200 while the gateway is connected to its broker, 503 otherwise.
@@ -70,6 +88,13 @@ struct InboundSms {
     text: String,
 }
 
+/// The token of an `Authorization: Bearer …` header; the scheme's name is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
@@ -83,7 +108,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 async fn inbound_sms(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
     let Some(token) = &state.inbound_token else {
         return error(
@@ -94,10 +119,15 @@ async fn inbound_sms(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     if presented != Some(token.expose()) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
+    let body = match body {
+        Ok(body) => body,
+        // Too large (over axum's 2 MB default) or unreadable: said in JSON too.
+        Err(rejection) => return error(rejection.status(), &rejection.body_text()),
+    };
     let sms: InboundSms = match serde_json::from_slice(&body) {
         Ok(sms) => sms,
         Err(problem) => {
@@ -113,9 +143,11 @@ async fn inbound_sms(
     };
     let store = state.store.clone();
     let language = state.language;
-    let answer =
-        tokio::task::spawn_blocking(move || handle_reply(&store, &phone, &sms.text, language))
-            .await;
+    let now = state.clock.now();
+    let answer = tokio::task::spawn_blocking(move || {
+        replies::handle_reply(&store, &phone, &sms.text, language, now)
+    })
+    .await;
     match answer {
         Ok(Ok(answer)) => Json(answer).into_response(),
         Ok(Err(problem)) => {
@@ -132,106 +164,16 @@ async fn inbound_sms(
     }
 }
 
-/// The outcome of one reply.
-#[derive(Debug, serde::Serialize, PartialEq, Eq)]
-pub struct ReplyOutcome {
-    /// `acknowledged`, `safe`, `stale`, `unknown_code` or `not_a_code`.
-    pub result: &'static str,
-    pub alert_id: Option<i64>,
-    /// What to text back.
-    pub reply: String,
-}
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
 
-/// Acts on a reply text from `phone`.
-pub fn handle_reply(
-    store: &Store,
-    phone: &PhoneNumber,
-    text: &str,
-    language: Language,
-) -> Result<ReplyOutcome, crate::store::StoreError> {
-    let zh = language == Language::Zh;
-    let cleaned = text
-        .trim()
-        .trim_start_matches('#')
-        .trim_end_matches(['.', '。'])
-        .trim();
-    let Ok(code) = cleaned.parse::<i64>() else {
-        return Ok(ReplyOutcome {
-            result: "not_a_code",
-            alert_id: None,
-            reply: if zh {
-                "未能识别您的回复。请回复短信中的数字编号（例如 1）确认预警。".into()
-            } else {
-                "Sorry, that is not a reply code. Reply with the number from the alert text (e.g. 1).".into()
-            },
-        });
-    };
-    let now = chrono::Utc::now().timestamp();
-    let who = store
-        .contact_name(phone.as_str())?
-        .unwrap_or_else(|| mask_phone(phone.as_str()));
-    let Some((alert_id, state)) = store.alert_for_code(phone.as_str(), code)? else {
-        return Ok(ReplyOutcome {
-            result: "unknown_code",
-            alert_id: None,
-            reply: if zh {
-                format!("编号 {code} 没有对应的预警。请核对短信中的编号。")
-            } else {
-                format!("No alert has code {code} for this number. Please check the code in the alert text.")
-            },
-        });
-    };
-    if state != "open" {
-        return Ok(stale(alert_id, &state, zh));
-    }
-    if store.is_check_in_phone(alert_id, phone.as_str())? {
-        store.close_alert(
-            alert_id,
-            "safe",
-            "the resident replied to the check-in",
-            &who,
-            "sms",
-            now,
-        )?;
-        return Ok(ReplyOutcome {
-            result: "safe",
-            alert_id: Some(alert_id),
-            reply: if zh {
-                "谢谢，已记录您平安。".into()
-            } else {
-                "Thank you, we have noted that you are fine.".into()
-            },
-        });
-    }
-    match store.acknowledge_alert(alert_id, &who, "sms", now) {
-        Ok(()) => {}
-        // Someone else acted between the look-up and now.
-        Err(crate::store::StoreError::Action(crate::store::alerts::ActionError::AlreadyDone {
-            state,
-            ..
-        })) => return Ok(stale(alert_id, &state, zh)),
-        Err(other) => return Err(other),
-    }
-    Ok(ReplyOutcome {
-        result: "acknowledged",
-        alert_id: Some(alert_id),
-        reply: if zh {
-            format!("已确认预警 #{alert_id}，谢谢。请处理后记录结果。")
-        } else {
-            format!("Alert #{alert_id} acknowledged. Thank you; please record what you found.")
-        },
-    })
-}
-
-/// The answer to a code whose alert someone has already acted on.
-fn stale(alert_id: i64, state: &str, zh: bool) -> ReplyOutcome {
-    ReplyOutcome {
-        result: "stale",
-        alert_id: Some(alert_id),
-        reply: if zh {
-            format!("预警 #{alert_id} 已处理（{state}），无需再次确认。")
-        } else {
-            format!("Alert #{alert_id} is already {state}; nothing more to do.")
-        },
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
     }
 }

@@ -39,5 +39,6 @@ pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;
+pub mod replies;
 pub mod store;
 pub mod wire;

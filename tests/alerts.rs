@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use stillwater::app::Gateway;
+use stillwater::clock::{Clock, ManualClock};
 use stillwater::config::{Config, ProviderChoice, Secret};
 use stillwater::registry::parse_csv;
 use stillwater::store::Store;
@@ -143,17 +144,38 @@ async fn a_silent_home_texts_its_contacts_through_the_webhook() {
     gateway.stop().await.unwrap();
 }
 
+/// Moves `clock` on by `seconds` and waits until the engine's timer has run
+/// at (or after) the new time: no test waits for real time to pass.
+async fn advance(gateway: &Gateway, clock: &ManualClock, seconds: i64) {
+    clock.advance(seconds);
+    let target = clock.now().secs();
+    let tick = gateway.engine_tick.clone();
+    wait_until("the alert engine's timer has run at the new time", || {
+        let tick = tick.clone();
+        async move { tick.load(std::sync::atomic::Ordering::Acquire) >= target }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unacknowledged_alert_escalates_to_step_two() {
+async fn an_unacknowledged_alert_escalates_to_step_two_then_reminds() {
     let server = mock_gateway().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = alert_config(dir.path(), &server.uri());
     config.alerts.notify_warning = true;
-    config.alerts.escalate_after = Duration::from_secs(1);
-    let gateway = start_gateway(&config).await;
+    let clock = ManualClock::starting_now();
+    let gateway = start_gateway_with(&config, clock.clone()).await;
     publish_hourly(&gateway, &silent_day()[..14]).await; // 13 silent hours: a warning, step 1
     let first = wait_for_requests(&server, 1).await;
     assert_eq!(body(&first[0])["to"], STEP_1);
+    let escalate_after = config.alerts.escalate_after.as_secs() as i64;
+    advance(&gateway, &clock, escalate_after - 60).await;
+    assert_eq!(
+        gateway.store.notifications(None).unwrap().len(),
+        1,
+        "a minute before escalate_after, still only step 1"
+    );
+    advance(&gateway, &clock, 60).await;
     let requests = wait_for_requests(&server, 2).await;
     assert_eq!(
         body(&requests[1])["to"],
@@ -168,6 +190,22 @@ async fn an_unacknowledged_alert_escalates_to_step_two() {
         .map(|event| event.action)
         .collect();
     assert!(events.contains(&"escalated".to_string()), "{events:?}");
+    // Nobody answers: after repeat_after everyone texted gets a reminder.
+    advance(
+        &gateway,
+        &clock,
+        config.alerts.repeat_after.as_secs() as i64,
+    )
+    .await;
+    let requests = wait_for_requests(&server, 4).await;
+    let reminders: Vec<String> = requests[2..]
+        .iter()
+        .map(|r| body(r)["text"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        reminders.iter().all(|text| text.contains("提醒")),
+        "{reminders:?}"
+    );
     gateway.stop().await.unwrap();
 }
 
@@ -189,8 +227,8 @@ async fn a_reply_to_the_text_acknowledges_and_stops_escalation() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = alert_config(dir.path(), &server.uri());
     config.alerts.notify_warning = true;
-    config.alerts.escalate_after = Duration::from_secs(5);
-    let gateway = start_gateway(&config).await;
+    let clock = ManualClock::starting_now();
+    let gateway = start_gateway_with(&config, clock.clone()).await;
     publish_hourly(&gateway, &silent_day()[..14]).await;
     wait_for_requests(&server, 1).await;
 
@@ -201,7 +239,8 @@ async fn a_reply_to_the_text_acknowledges_and_stops_escalation() {
         (status, answer["result"].as_str()),
         (200, Some("unknown_code"))
     );
-    let (status, answer) = reply(&gateway, "138 0013 8000", "1", INBOUND_TOKEN).await;
+    // As a Chinese input method types it: a full-width digit and a full stop.
+    let (status, answer) = reply(&gateway, "138 0013 8000", "１。", INBOUND_TOKEN).await;
     assert_eq!(
         (status, answer["result"].as_str()),
         (200, Some("acknowledged")),
@@ -211,13 +250,15 @@ async fn a_reply_to_the_text_acknowledges_and_stops_escalation() {
     let (_, answer) = reply(&gateway, "13800138000", "1", INBOUND_TOKEN).await;
     assert_eq!(answer["result"], "stale");
 
-    // Past the escalation deadline, step 2 has still not been texted.
-    let acknowledged = std::time::Instant::now();
+    // Past the escalation and reminder deadlines, nobody else is texted.
     let store = gateway.store.clone();
-    wait_until("the escalation deadline has passed", || async {
-        acknowledged.elapsed() > Duration::from_secs(6)
-    })
+    advance(
+        &gateway,
+        &clock,
+        config.alerts.repeat_after.as_secs() as i64 + 60,
+    )
     .await;
+    assert_eq!(store.notifications(None).unwrap().len(), 1);
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 1, "no text after the acknowledgement");
     let alert = store.alert(1).unwrap().unwrap();
@@ -422,4 +463,62 @@ async fn the_same_readings_at_different_speeds_give_identical_alerts() {
     assert_eq!(alert_shapes(&replay.store), live_alerts);
     live.stop().await.unwrap();
     replay.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_http_error_is_json_and_the_bearer_scheme_is_case_insensitive() {
+    let server = mock_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&alert_config(dir.path(), &server.uri())).await;
+    let client = reqwest::Client::new();
+    let inbound = format!("http://{}/sms/inbound", gateway.http_addr);
+    let huge = vec![b'x'; 3 * 1024 * 1024];
+    let cases = [
+        (
+            client
+                .post(&inbound)
+                .header("authorization", format!("Bearer {INBOUND_TOKEN}"))
+                .body(huge),
+            413,
+        ),
+        (
+            client.get(format!("http://{}/no/such/page", gateway.http_addr)),
+            404,
+        ),
+        (client.get(&inbound), 405),
+        (
+            client
+                .post(&inbound)
+                .header("authorization", format!("Bearer {INBOUND_TOKEN}"))
+                .body("{not json"),
+            400,
+        ),
+    ];
+    for (request, status) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let answer: serde_json::Value = response.json().await.expect("a JSON body");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{answer}"
+        );
+    }
+    let (status, answer) = reply(&gateway, "13800138000", "1", INBOUND_TOKEN).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("unknown_code"))
+    );
+    let lower = client
+        .post(&inbound)
+        .header("authorization", format!("bearer {INBOUND_TOKEN}"))
+        .json(&serde_json::json!({ "from": "13800138000", "text": "1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lower.status().as_u16(),
+        200,
+        "a lower-case scheme is accepted"
+    );
+    gateway.stop().await.unwrap();
 }

@@ -11,11 +11,11 @@ use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::domain::Litres;
 use crate::domain::{MeterId, PhoneNumber, Reading, StatusFlag, StatusFlags};
-use crate::http::handle_reply;
 use crate::metrics::Metrics;
 use crate::pipeline::Decoded;
 use crate::pipeline::Message;
 use crate::registry::parse_csv;
+use crate::replies;
 use crate::store::alerts::Notification;
 use crate::store::writer::Writer;
 
@@ -63,6 +63,12 @@ fn world(adjust: impl FnOnce(&mut Config)) -> World {
 }
 
 impl World {
+    /// A reply text from `phone`, handled now.
+    fn reply(&self, phone: &PhoneNumber, text: &str) -> replies::ReplyOutcome {
+        let now = Timestamp::from_secs(chrono::Utc::now().timestamp());
+        replies::handle_reply(&self.store, phone, text, Language::Zh, now).unwrap()
+    }
+
     /// Hourly readings from hour `from`, using `litres[i]` in hour i; evaluates them.
     fn hours(&mut self, from: i64, litres: &[i64]) {
         self.hours_with(from, litres, StatusFlags::default());
@@ -227,23 +233,16 @@ fn a_reply_acknowledges_stops_escalation_and_stale_codes_say_so() {
     world.hours(0, &[6; 1]);
     world.hours(1, &[0; 13]);
     let phone = PhoneNumber::parse(SOCIAL_WORKER).unwrap();
-    let unknown = handle_reply(&world.store, &phone, "7", Language::Zh).unwrap();
+    let unknown = world.reply(&phone, "7");
     assert_eq!(unknown.result, "unknown_code");
-    assert_eq!(
-        handle_reply(&world.store, &phone, "好的", Language::Zh)
-            .unwrap()
-            .result,
-        "not_a_code"
-    );
+    assert_eq!(world.reply(&phone, "好的").result, "not_a_code");
     let son = PhoneNumber::parse(SON).unwrap();
     assert_eq!(
-        handle_reply(&world.store, &son, "1", Language::Zh)
-            .unwrap()
-            .result,
+        world.reply(&son, "1").result,
         "unknown_code",
         "the son was not texted yet"
     );
-    let outcome = handle_reply(&world.store, &phone, " 1 ", Language::Zh).unwrap();
+    let outcome = world.reply(&phone, " 1 ");
     assert_eq!(outcome.result, "acknowledged");
     let alert = &world.alerts()[0];
     assert_eq!(alert.state, "acknowledged");
@@ -262,11 +261,12 @@ fn a_reply_acknowledges_stops_escalation_and_stale_codes_say_so() {
         "an acknowledged alert neither reminds…"
     );
     assert!(world.texts_to(SON).is_empty(), "…nor escalates");
-    assert_eq!(
-        handle_reply(&world.store, &phone, "1", Language::Zh)
-            .unwrap()
-            .result,
-        "stale"
+    let stale = world.reply(&phone, "1");
+    assert_eq!(stale.result, "stale");
+    assert!(
+        !stale.reply.chars().any(|c| c.is_ascii_alphabetic()),
+        "a Chinese reply is wholly Chinese: {}",
+        stale.reply
     );
 }
 
@@ -382,7 +382,7 @@ fn a_check_in_asks_the_resident_first_and_a_reply_closes_as_safe() {
         ("+8613600136000", "check_in")
     );
     let resident = PhoneNumber::parse("13600136000").unwrap();
-    let outcome = handle_reply(&world.store, &resident, "1", Language::Zh).unwrap();
+    let outcome = world.reply(&resident, "1");
     assert_eq!(outcome.result, "safe");
     let alert = &world.alerts()[0];
     assert_eq!(

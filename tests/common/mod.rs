@@ -27,7 +27,15 @@ pub fn test_config(dir: &Path) -> Config {
 
 /// Starts a gateway with its embedded broker and waits until ingest is subscribed.
 pub async fn start_gateway(config: &Config) -> Gateway {
-    let gateway = Gateway::start(config).await.expect("gateway starts");
+    start_gateway_with(config, stillwater::clock::system()).await
+}
+
+/// Starts a gateway on `clock` (a manual clock the test moves).
+#[allow(dead_code)]
+pub async fn start_gateway_with(config: &Config, clock: stillwater::clock::SharedClock) -> Gateway {
+    let gateway = Gateway::start_with(config, clock)
+        .await
+        .expect("gateway starts");
     let metrics = gateway.metrics.clone();
     wait_until("ingest connects to the broker", || {
         let metrics = metrics.clone();
