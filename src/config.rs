@@ -116,6 +116,14 @@ pub struct AlertsConfig {
     pub check_in_wait: Duration,
     pub maintenance: Vec<PhoneNumber>,
     pub tick: Duration,
+    /// A leak alert resolves once no leak was seen for this long.
+    pub leak_hold: Duration,
+    /// A device_fault alert resolves once no fault flag was seen for this long.
+    pub device_fault_hold: Duration,
+    /// Check-in texts one resident gets in 24 h at most.
+    pub check_ins_per_day: u32,
+    /// Maintenance texts about one meter in 24 h at most.
+    pub maintenance_texts_per_day: u32,
 }
 
 /// The SMS language.
@@ -242,6 +250,10 @@ struct RawAlerts {
     check_in_wait: String,
     maintenance: Vec<String>,
     tick: String,
+    leak_hold: String,
+    device_fault_hold: String,
+    check_ins_per_day: u32,
+    maintenance_texts_per_day: u32,
 }
 
 #[derive(Deserialize)]
@@ -566,7 +578,21 @@ fn validate_alerts(raw: RawAlerts) -> Result<AlertsConfig, ConfigError> {
         check_in_wait: seconds("alerts.check_in_wait", &raw.check_in_wait)?,
         maintenance,
         tick: seconds("alerts.tick", &raw.tick)?,
+        leak_hold: seconds("alerts.leak_hold", &raw.leak_hold)?,
+        device_fault_hold: seconds("alerts.device_fault_hold", &raw.device_fault_hold)?,
+        check_ins_per_day: at_least_one("alerts.check_ins_per_day", raw.check_ins_per_day)?,
+        maintenance_texts_per_day: at_least_one(
+            "alerts.maintenance_texts_per_day",
+            raw.maintenance_texts_per_day,
+        )?,
     })
+}
+
+fn at_least_one(key: &'static str, value: u32) -> Result<u32, ConfigError> {
+    if value == 0 {
+        return Err(bad_value(key, value, "must be at least 1"));
+    }
+    Ok(value)
 }
 
 fn validate_sms(

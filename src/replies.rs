@@ -58,14 +58,7 @@ pub fn handle_reply(
         return Ok(stale(alert_id, &state, zh));
     }
     if store.is_check_in_phone(alert_id, phone.as_str())? {
-        store.close_alert(
-            alert_id,
-            "safe",
-            "the resident replied to the check-in",
-            &who,
-            "sms",
-            now,
-        )?;
+        store.close_as_safe(alert_id, &who, now)?;
         return Ok(ReplyOutcome {
             result: "safe",
             alert_id: Some(alert_id),

@@ -10,8 +10,10 @@
 //! sends reminders, and texts the contacts when a resident's check-in goes
 //! unanswered. It never sends anything itself: the notifier does.
 //!
-//! Lifecycle: open → acknowledged → resolved → closed; one active alert per
-//! (meter, kind), re-detection updates it.
+//! Lifecycle: open → acknowledged → resolved → closed. What happens at each
+//! point is decided by the pure functions of [`lifecycle`]; this module loads
+//! what they need, applies their changes in the same transaction, and renders
+//! and queues the texts.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,21 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{AlertsConfig, Language, RulesConfig, SmsConfig};
-use crate::detect::{self, Condition, Kind, Policy, Severity};
-use crate::domain::{mask_name, Timestamp};
+use crate::detect::{self, Detector, Kind, Severity};
+use crate::domain::mask_name;
 use crate::notify::templates::{self, Purpose, Values};
 use crate::pipeline::TouchedMeters;
-use crate::store::alerts::{ActiveAlert, AlertDb, AlertTx, HouseholdInfo, NewAlert};
-use crate::store::{Store, StoreError, StoredReading};
-
-/// Kinds judged from readings (`meter_offline` is judged from the wall clock).
-const READING_KINDS: [Kind; 5] = [
-    Kind::NoUsage,
-    Kind::ContinuousFlow,
-    Kind::Leak,
-    Kind::HighUsage,
-    Kind::DeviceFault,
-];
+use crate::store::alerts::{AlertDb, AlertTx, HouseholdInfo, NewAlert};
+use crate::store::{Store, StoreError};
 
 /// Meters evaluated in one transaction.
 const METERS_PER_TRANSACTION: usize = 256;
@@ -46,10 +39,16 @@ const BURST_PAUSE: Duration = Duration::from_millis(250);
 /// The actor name of the engine in alert histories.
 const SYSTEM: &str = "stillwater";
 
+pub mod lifecycle;
+
+use lifecycle::{Change, Facts, Recipients, Settings, Target};
+
 pub struct Engine {
     db: AlertDb,
     rules: RulesConfig,
     context: Context,
+    settings: Settings,
+    detector: Box<dyn Detector>,
     /// Wakes the notifier when texts were queued.
     notifier: Arc<Notify>,
     clock: SharedClock,
@@ -69,6 +68,8 @@ impl Engine {
         Ok(Self {
             db: AlertDb::open(store)?,
             rules,
+            settings: Settings::new(&alerts),
+            detector: Box::new(detect::Rules),
             context: Context {
                 alerts,
                 language: sms.language,
@@ -78,6 +79,12 @@ impl Engine {
             clock,
             last_tick: Arc::default(),
         })
+    }
+
+    /// Judges readings with `detector` instead of the rules alone.
+    pub fn with_detector(mut self, detector: Box<dyn Detector>) -> Self {
+        self.detector = detector;
+        self
     }
 
     /// The wall time (Unix seconds) the timer duties last completed for: tests
@@ -156,8 +163,9 @@ impl Engine {
         &mut self,
         meters: impl IntoIterator<Item = &'m str>,
     ) -> Result<bool, StoreError> {
-        let history = self.rules.global.background_s + self.rules.global.urgent_window_s + 86_400;
-        let (rules, context) = (&self.rules, &self.context);
+        let history = self.detector.history_s(&self.rules.global) + 86_400;
+        let (rules, context, settings) = (&self.rules, &self.context, &self.settings);
+        let detector = self.detector.as_ref();
         let wall = self.clock.now().secs();
         let tx = self.db.transaction()?;
         let mut queued = false;
@@ -178,16 +186,12 @@ impl Engine {
                     None => 0,
                 };
                 for index in first..work.readings.len() {
-                    queued |= reconcile(
-                        &tx,
-                        context,
-                        wall,
-                        meter,
-                        household,
-                        &policy,
-                        &work.readings,
-                        index,
-                    )?;
+                    let assessment = detector.assess(&work.readings, index, &policy);
+                    let active = tx.active_alerts(meter)?;
+                    let facts = facts(&tx, meter, household, assessment.at.secs(), wall)?;
+                    let changes =
+                        lifecycle::on_reading(&active, &assessment, &facts, settings, wall);
+                    queued |= apply(&tx, context, meter, household, changes, wall)?;
                 }
             }
             tx.set_evaluated_through(meter, work.newest)?;
@@ -199,43 +203,157 @@ impl Engine {
     /// The wall-clock duties: offline meters, check-ins, escalation, reminders.
     pub fn tick(&mut self, now: i64) -> Result<bool, StoreError> {
         let offline_at_least = self.rules.offline_at_least_s;
-        let context = &self.context;
+        let (context, settings) = (&self.context, &self.settings);
         let tx = self.db.transaction()?;
         let mut queued = false;
-        for offline in tx.offline_candidates(now, offline_at_least)? {
-            let (meter, household_id, last_received) = (
-                offline.meter_id,
-                offline.household_id,
-                offline.last_received,
-            );
-            let Some(household) = tx.household(household_id)? else {
+        for silent in tx.silent_meters(now - offline_at_least)? {
+            let Some(household) = tx.household(silent.household_id)? else {
                 continue;
             };
-            let since = last_received.unwrap_or(now);
-            let detail = match last_received {
-                Some(_) => "no valid reading".to_string(),
-                None => "no reading since registration".to_string(),
+            let last = silent.last_received.unwrap_or(silent.registered_at);
+            let facts = facts(&tx, &silent.meter_id, &household, now, now)?;
+            let silence = lifecycle::Silence {
+                silent_s: now - last,
+                interval_min: household.reporting_interval_min,
+                since: silent.last_received.unwrap_or(now),
+                never_reported: silent.last_received.is_none(),
             };
-            let id = tx.insert_alert(&NewAlert {
-                meter_id: &meter,
-                household_id: Some(household_id),
-                kind: Kind::MeterOffline.as_str(),
-                severity: "maintenance",
-                since,
-                opened_at: now,
-                detail: &detail,
-                created_at: now,
-            })?;
-            tx.record_event(id, now, SYSTEM, "timer", "opened", &detail)?;
-            let values = context.values(&household, &meter, since, (now - since) / 3600, 0, "");
-            queued |= context.notify_maintenance(&tx, id, Kind::MeterOffline, &values, now)?;
+            let changes = lifecycle::offline(&silence, offline_at_least, &facts, settings, now);
+            queued |= apply(&tx, context, &silent.meter_id, &household, changes, now)?;
         }
         for alert in tx.open_alerts()? {
-            queued |= context.follow_up(&tx, &alert, now)?;
+            let Some(household) = alert
+                .household_id
+                .map(|id| tx.household(id))
+                .transpose()?
+                .flatten()
+            else {
+                continue;
+            };
+            let changes = lifecycle::on_timer(&alert, &household, settings, now);
+            queued |= apply(&tx, context, &alert.meter_id, &household, changes, now)?;
         }
         tx.commit()?;
         Ok(queued)
     }
+}
+
+/// What the lifecycle needs to know about a meter besides its alerts.
+fn facts<'h>(
+    tx: &AlertTx<'_>,
+    meter: &str,
+    household: &'h HouseholdInfo,
+    at: i64,
+    wall: i64,
+) -> Result<Facts<'h>, StoreError> {
+    let day_ago_ms = (wall - 86_400) * 1000;
+    Ok(Facts {
+        household,
+        absent: tx.absence_at(household.id, at)?.is_some(),
+        cover: tx.cover(meter)?.as_deref().and_then(Severity::parse),
+        check_ins_today: tx.texts_since(meter, "check_in", None, day_ago_ms)?,
+        maintenance_texts_today: tx.texts_since(meter, "alert", Some("maintenance"), day_ago_ms)?,
+    })
+}
+
+/// Applies the lifecycle's changes in order, inside the caller's transaction.
+/// Returns whether texts were queued.
+fn apply(
+    tx: &AlertTx<'_>,
+    context: &Context,
+    meter: &str,
+    household: &HouseholdInfo,
+    changes: Vec<Change>,
+    wall: i64,
+) -> Result<bool, StoreError> {
+    let mut opened: Vec<i64> = Vec::new();
+    let mut queued = false;
+    for change in changes {
+        let id = |target: Target| match target {
+            Target::Stored(id) => id,
+            Target::Opened(n) => opened[n],
+        };
+        match change {
+            Change::Open {
+                kind,
+                severity,
+                since,
+                opened_at,
+                channel,
+                detail,
+            } => {
+                let id = tx.insert_alert(&NewAlert {
+                    meter_id: meter,
+                    household_id: Some(household.id),
+                    kind: kind.as_str(),
+                    severity: severity.as_str(),
+                    since,
+                    opened_at,
+                    detail: &detail,
+                    created_at: wall,
+                })?;
+                tx.record_event(id, wall, SYSTEM, channel, "opened", &detail)?;
+                tracing::info!(alert = id, meter, kind = kind.as_str(), severity = severity.as_str(), resident = %mask_name(&household.resident_name), "alert opened");
+                opened.push(id);
+            }
+            Change::Detected {
+                alert,
+                severity,
+                at,
+                detail,
+            } => tx.update_detection(id(alert), severity.as_str(), at, &detail)?,
+            Change::Hold { alert, clear_since } => tx.set_clear_since(id(alert), clear_since)?,
+            Change::Resolve { alert, channel } => tx.resolve(id(alert), wall, SYSTEM, channel)?,
+            Change::Event {
+                alert,
+                channel,
+                action,
+                detail,
+            } => tx.record_event(id(alert), wall, SYSTEM, channel, action, &detail)?,
+            Change::Text {
+                alert,
+                kind,
+                purpose,
+                to,
+                facts,
+            } => {
+                let recipients = context.recipients(tx, id(alert), to, household)?;
+                let values = context.values(
+                    household,
+                    meter,
+                    facts.since,
+                    facts.hours,
+                    facts.litres,
+                    &facts.flags,
+                );
+                queued |= context.send(tx, id(alert), kind, purpose, &recipients, &values, wall)?;
+            }
+            Change::Reminder { alert, n } => {
+                for (phone, name, step, original) in tx.recipients(id(alert))? {
+                    let text = templates::reminder(n, context.language, &original);
+                    let key = format!("{}:reminder:{n}:{phone}", id(alert));
+                    queued |= tx.enqueue(
+                        id(alert),
+                        &phone,
+                        &name,
+                        step,
+                        "reminder",
+                        &text,
+                        &key,
+                        wall * 1000,
+                    )?;
+                }
+            }
+            Change::Notified {
+                alert,
+                step,
+                reminders,
+                check_in_until,
+            } => tx.set_notified(id(alert), step, wall, reminders, check_in_until)?,
+            Change::EndCover => tx.clear_cover(meter)?,
+        }
+    }
+    Ok(queued)
 }
 
 /// What reconciling needs besides the transaction.
@@ -243,174 +361,6 @@ struct Context {
     alerts: AlertsConfig,
     language: Language,
     templates: HashMap<String, String>,
-}
-
-fn severity_of(condition: &Condition) -> &'static str {
-    condition.severity().as_str()
-}
-
-fn describe(condition: &Condition, at: Timestamp, background_mlph: i64) -> String {
-    match condition {
-        Condition::NoUsage {
-            severity,
-            since,
-            used_l,
-        } => format!(
-            "{} L used in the window ({} h since the last use; background {:.1} L/h); {}",
-            used_l,
-            at.hours_since(*since),
-            background_mlph as f64 / 1000.0,
-            severity.as_str()
-        ),
-        Condition::ContinuousFlow { since, litres } => {
-            format!(
-                "{litres} L in {} min of continuous flow",
-                (at - *since) / 60
-            )
-        }
-        Condition::Leak { since, litres } => format!(
-            "{litres} L, some in every hour for {} h",
-            at.hours_since(*since)
-        ),
-        Condition::HighUsage { litres, .. } => format!("{litres} L in 24 h"),
-        Condition::DeviceFault { flags } => format!("meter reports {flags}"),
-    }
-}
-
-/// Applies the assessment at `readings[index]` to the meter's alerts.
-#[allow(clippy::too_many_arguments)]
-fn reconcile(
-    tx: &AlertTx<'_>,
-    context: &Context,
-    wall: i64,
-    meter: &str,
-    household: &HouseholdInfo,
-    policy: &Policy,
-    readings: &[StoredReading],
-    index: usize,
-) -> Result<bool, StoreError> {
-    let assessment = detect::assess(readings, index, policy);
-    let at = assessment.at.secs();
-    let active: HashMap<Kind, ActiveAlert> = tx
-        .active_alerts(meter)?
-        .into_iter()
-        .filter_map(|alert| Kind::parse(&alert.kind).map(|kind| (kind, alert)))
-        .collect();
-    let mut queued = false;
-    // A valid reading: the meter reports again.
-    if let Some(offline) = active.get(&Kind::MeterOffline) {
-        tx.resolve(offline.id, wall, SYSTEM, "detector")?;
-        tx.record_event(
-            offline.id,
-            wall,
-            SYSTEM,
-            "detector",
-            "resolved",
-            "the meter reports again",
-        )?;
-        queued |=
-            context.notify_resolved(tx, offline.id, Kind::MeterOffline, household, meter, wall)?;
-    }
-    let absence = tx.absence_at(household.id, at)?;
-    for kind in READING_KINDS {
-        let condition = assessment.conditions.iter().find(|c| c.kind() == kind);
-        match (condition, active.get(&kind)) {
-            (Some(condition), None) => {
-                if kind.is_welfare() && absence.is_some() {
-                    continue; // a declared absence silences welfare alerts
-                }
-                let detail = describe(condition, assessment.at, assessment.background_mlph);
-                let (since, litres, flags) = match condition {
-                    Condition::NoUsage { since, used_l, .. } => {
-                        (since.secs(), *used_l, String::new())
-                    }
-                    Condition::ContinuousFlow { since, litres }
-                    | Condition::Leak { since, litres }
-                    | Condition::HighUsage { since, litres } => {
-                        (since.secs(), *litres, String::new())
-                    }
-                    Condition::DeviceFault { flags } => (at, 0, flags.to_string()),
-                };
-                let severity = severity_of(condition);
-                let id = tx.insert_alert(&NewAlert {
-                    meter_id: meter,
-                    household_id: Some(household.id),
-                    kind: kind.as_str(),
-                    severity,
-                    since,
-                    opened_at: at,
-                    detail: &detail,
-                    created_at: wall,
-                })?;
-                tx.record_event(id, wall, SYSTEM, "detector", "opened", &detail)?;
-                tracing::info!(alert = id, meter, kind = kind.as_str(), severity, resident = %mask_name(&household.resident_name), "alert opened");
-                let values =
-                    context.values(household, meter, since, (at - since) / 3600, litres, &flags);
-                queued |= if kind.is_welfare() {
-                    context
-                        .notify_welfare(tx, id, kind, severity, household, &values, wall, None)?
-                } else {
-                    context.notify_maintenance(tx, id, kind, &values, wall)?
-                };
-            }
-            (Some(condition), Some(alert)) => {
-                let severity = severity_of(condition);
-                tx.update_detection(
-                    alert.id,
-                    severity,
-                    at,
-                    &describe(condition, assessment.at, assessment.background_mlph),
-                )?;
-                let upgraded = alert.severity == Severity::Warning.as_str()
-                    && severity == Severity::Urgent.as_str();
-                // While the resident's check-in is pending, the timer texts the contacts.
-                if upgraded && alert.state == "open" && alert.check_in_until.is_none() {
-                    tx.record_event(
-                        alert.id,
-                        wall,
-                        SYSTEM,
-                        "detector",
-                        "urgent",
-                        "no use for the urgent window",
-                    )?;
-                    if let Condition::NoUsage { since, used_l, .. } = condition {
-                        let values = context.values(
-                            household,
-                            meter,
-                            since.secs(),
-                            assessment.at.hours_since(*since),
-                            *used_l,
-                            "",
-                        );
-                        queued |= context.notify_welfare(
-                            tx,
-                            alert.id,
-                            kind,
-                            severity,
-                            household,
-                            &values,
-                            wall,
-                            Some(alert),
-                        )?;
-                    }
-                }
-            }
-            (None, Some(alert)) => {
-                tx.resolve(alert.id, wall, SYSTEM, "detector")?;
-                tx.record_event(
-                    alert.id,
-                    wall,
-                    SYSTEM,
-                    "detector",
-                    "resolved",
-                    "the condition cleared",
-                )?;
-                queued |= context.notify_resolved(tx, alert.id, kind, household, meter, wall)?;
-            }
-            (None, None) => {}
-        }
-    }
-    Ok(queued)
 }
 
 impl Context {
@@ -439,16 +389,38 @@ impl Context {
         }
     }
 
-    /// The values of a follow-up text about `alert`, `now` (wall clock).
-    fn alert_values(&self, household: &HouseholdInfo, alert: &ActiveAlert, now: i64) -> Values {
-        self.values(
-            household,
-            &alert.meter_id,
-            alert.since,
-            (now - alert.since) / 3600,
-            0,
-            "",
-        )
+    /// Who `to` names, as (step, name, phone).
+    fn recipients(
+        &self,
+        tx: &AlertTx<'_>,
+        alert_id: i64,
+        to: Recipients,
+        household: &HouseholdInfo,
+    ) -> Result<Vec<(u32, String, String)>, StoreError> {
+        Ok(match to {
+            Recipients::Resident => household
+                .check_in_phone
+                .iter()
+                .map(|phone| (0, household.resident_name.clone(), phone.clone()))
+                .collect(),
+            Recipients::Contacts { above, up_to } => household
+                .contacts
+                .iter()
+                .filter(|(step, _, _)| *step > above && *step <= up_to)
+                .cloned()
+                .collect(),
+            Recipients::Maintenance => self
+                .alerts
+                .maintenance
+                .iter()
+                .map(|phone| (1, "maintenance".to_string(), phone.as_str().to_string()))
+                .collect(),
+            Recipients::AlreadyTexted => tx
+                .recipients(alert_id)?
+                .into_iter()
+                .map(|(phone, name, step, _)| (step, name, phone))
+                .collect(),
+        })
     }
 
     /// Queues one text to each of `recipients` (step, name, phone).
@@ -476,234 +448,6 @@ impl Context {
             let key = format!("{alert_id}:{label}:{n}:{phone}");
             queued |= tx.enqueue(alert_id, phone, name, *step, label, &text, &key, now * 1000)?;
         }
-        Ok(queued)
-    }
-
-    /// The first texts of a welfare alert: the resident's check-in, or the
-    /// contacts (step 1, or every step when urgent). A warning texts nobody
-    /// unless `notify_warning`. `existing` is the alert when it became urgent.
-    #[allow(clippy::too_many_arguments)]
-    fn notify_welfare(
-        &self,
-        tx: &AlertTx<'_>,
-        id: i64,
-        kind: Kind,
-        severity: &str,
-        household: &HouseholdInfo,
-        values: &Values,
-        now: i64,
-        existing: Option<&ActiveAlert>,
-    ) -> Result<bool, StoreError> {
-        // An urgent no_usage texts every step at once; other kinds start at step 1.
-        let urgent = kind == Kind::NoUsage && severity == Severity::Urgent.as_str();
-        if existing.is_none() && kind == Kind::NoUsage {
-            if let Some(phone) = &household.check_in_phone {
-                let resident = [(0, household.resident_name.clone(), phone.clone())];
-                let queued = self.send(tx, id, kind, Purpose::CheckIn, &resident, values, now)?;
-                let until = now + self.alerts.check_in_wait.as_secs() as i64;
-                tx.set_notified(id, 0, now, 0, Some(until))?;
-                tx.record_event(
-                    id,
-                    now,
-                    SYSTEM,
-                    "detector",
-                    "check_in",
-                    "asked the resident to reply",
-                )?;
-                return Ok(queued);
-            }
-        }
-        if severity == Severity::Warning.as_str() && !self.alerts.notify_warning {
-            return Ok(false); // recorded and shown; contacts are texted when it becomes urgent
-        }
-        let already = existing.map_or(0, |alert| alert.notified_step);
-        let last_step = household.contacts.iter().map(|c| c.0).max().unwrap_or(0);
-        let first_step = household.contacts.iter().map(|c| c.0).min().unwrap_or(0);
-        let up_to = if urgent { last_step } else { first_step };
-        let recipients: Vec<(u32, String, String)> = household
-            .contacts
-            .iter()
-            .filter(|(step, _, _)| *step > already && *step <= up_to)
-            .cloned()
-            .collect();
-        if recipients.is_empty() {
-            return Ok(false);
-        }
-        let queued = self.send(tx, id, kind, Purpose::Alert, &recipients, values, now)?;
-        let reminders = existing.map_or(0, |alert| alert.reminders);
-        tx.set_notified(id, up_to.max(already), now, reminders, None)?;
-        tx.record_event(
-            id,
-            now,
-            SYSTEM,
-            "detector",
-            "notified",
-            &format!("steps up to {up_to}"),
-        )?;
-        Ok(queued)
-    }
-
-    fn notify_maintenance(
-        &self,
-        tx: &AlertTx<'_>,
-        id: i64,
-        kind: Kind,
-        values: &Values,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        if self.alerts.maintenance.is_empty() {
-            tx.record_event(
-                id,
-                now,
-                SYSTEM,
-                "detector",
-                "not_notified",
-                "no [alerts] maintenance phones configured",
-            )?;
-            return Ok(false);
-        }
-        let recipients: Vec<(u32, String, String)> = self
-            .alerts
-            .maintenance
-            .iter()
-            .map(|phone| (1, "maintenance".to_string(), phone.as_str().to_string()))
-            .collect();
-        let queued = self.send(tx, id, kind, Purpose::Alert, &recipients, values, now)?;
-        tx.set_notified(id, 1, now, 0, None)?;
-        Ok(queued)
-    }
-
-    /// Tells everyone who was texted about an alert that it cleared by itself.
-    fn notify_resolved(
-        &self,
-        tx: &AlertTx<'_>,
-        id: i64,
-        kind: Kind,
-        household: &HouseholdInfo,
-        meter: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let recipients: Vec<(u32, String, String)> = tx
-            .recipients(id)?
-            .into_iter()
-            .map(|(phone, name, step, _)| (step, name, phone))
-            .collect();
-        let values = self.values(household, meter, now, 0, 0, "");
-        self.send(tx, id, kind, Purpose::Resolved, &recipients, &values, now)
-    }
-
-    /// Escalation, reminders and unanswered check-ins of one open alert.
-    fn follow_up(
-        &self,
-        tx: &AlertTx<'_>,
-        alert: &ActiveAlert,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let Some(kind) = Kind::parse(&alert.kind) else {
-            return Ok(false);
-        };
-        let Some(household) = alert
-            .household_id
-            .map(|id| tx.household(id))
-            .transpose()?
-            .flatten()
-        else {
-            return Ok(false);
-        };
-        if let Some(until) = alert.check_in_until {
-            if now < until {
-                return Ok(false);
-            }
-            tx.record_event(alert.id, now, SYSTEM, "timer", "check_in_unanswered", "")?;
-            tx.set_notified(alert.id, 0, now, 0, None)?;
-            if alert.severity == Severity::Warning.as_str() && !self.alerts.notify_warning {
-                return Ok(false);
-            }
-            let values = self.alert_values(&household, alert, now);
-            let fresh = ActiveAlert {
-                check_in_until: None,
-                ..alert.clone()
-            };
-            return self.notify_welfare(
-                tx,
-                alert.id,
-                kind,
-                &alert.severity,
-                &household,
-                &values,
-                now,
-                Some(&fresh),
-            );
-        }
-        if alert.notified_step == 0 {
-            return Ok(false); // recorded and shown only
-        }
-        let last = alert.last_notified_at.unwrap_or(now);
-        let next_step = household
-            .contacts
-            .iter()
-            .map(|c| c.0)
-            .filter(|step| *step > alert.notified_step)
-            .min();
-        if let (true, Some(step)) = (kind.is_welfare(), next_step) {
-            if now - last < self.alerts.escalate_after.as_secs() as i64 {
-                return Ok(false);
-            }
-            let recipients: Vec<(u32, String, String)> = household
-                .contacts
-                .iter()
-                .filter(|c| c.0 == step)
-                .cloned()
-                .collect();
-            let values = self.alert_values(&household, alert, now);
-            let queued = self.send(
-                tx,
-                alert.id,
-                kind,
-                Purpose::Alert,
-                &recipients,
-                &values,
-                now,
-            )?;
-            tx.set_notified(alert.id, step, now, alert.reminders, None)?;
-            tx.record_event(
-                alert.id,
-                now,
-                SYSTEM,
-                "escalation",
-                "escalated",
-                &format!("step {step}"),
-            )?;
-            return Ok(queued);
-        }
-        if now - last < self.alerts.repeat_after.as_secs() as i64 {
-            return Ok(false);
-        }
-        let n = alert.reminders + 1;
-        let mut queued = false;
-        for (phone, name, step, original) in tx.recipients(alert.id)? {
-            let text = templates::reminder(n, self.language, &original);
-            let key = format!("{}:reminder:{n}:{phone}", alert.id);
-            queued |= tx.enqueue(
-                alert.id,
-                &phone,
-                &name,
-                step,
-                "reminder",
-                &text,
-                &key,
-                now * 1000,
-            )?;
-        }
-        tx.set_notified(alert.id, alert.notified_step, now, n, None)?;
-        tx.record_event(
-            alert.id,
-            now,
-            SYSTEM,
-            "escalation",
-            "reminded",
-            &format!("reminder {n}"),
-        )?;
         Ok(queued)
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::*;
 use crate::clock::ManualClock;
 use crate::config::Config;
-use crate::domain::Litres;
+use crate::domain::{Litres, Timestamp};
 use crate::domain::{MeterId, PhoneNumber, Reading, StatusFlag, StatusFlags};
 use crate::metrics::Metrics;
 use crate::pipeline::Decoded;

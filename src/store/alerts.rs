@@ -52,6 +52,9 @@ pub struct ActiveAlert {
     pub last_notified_at: Option<i64>,
     pub reminders: u32,
     pub check_in_until: Option<i64>,
+    /// Meter clock since which the condition has been absent (a maintenance
+    /// alert waiting out its hold before it resolves).
+    pub clear_since: Option<i64>,
 }
 
 /// A new alert.
@@ -146,7 +149,7 @@ pub struct AlertTx<'a> {
 
 const ACTIVE_COLUMNS: &str =
     "id, meter_id, household_id, kind, severity, state, since, opened_at, notified_step,
-     last_notified_at, reminders, check_in_until";
+     last_notified_at, reminders, check_in_until, clear_since";
 
 fn active_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveAlert> {
     Ok(ActiveAlert {
@@ -162,6 +165,7 @@ fn active_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveAlert> {
         last_notified_at: row.get(9)?,
         reminders: row.get(10)?,
         check_in_until: row.get(11)?,
+        clear_since: row.get(12)?,
     })
 }
 
@@ -353,6 +357,49 @@ impl AlertTx<'_> {
         resolve(&self.tx, id, at, by, via)
     }
 
+    /// Starts (`Some`) or cancels (`None`) an alert's hold.
+    pub fn set_clear_since(&self, id: i64, clear_since: Option<i64>) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE alerts SET clear_since = ?2 WHERE id = ?1")?
+            .execute(params![id, clear_since])?;
+        Ok(())
+    }
+
+    /// The grade of the meter's answered check-in cover, if one holds.
+    pub fn cover(&self, meter: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT severity FROM check_in_covers WHERE meter_id = ?1")?
+            .query_row([meter], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Ends the meter's cover (the quiet stretch it answered is over).
+    pub fn clear_cover(&self, meter: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("DELETE FROM check_in_covers WHERE meter_id = ?1")?
+            .execute([meter])?;
+        Ok(())
+    }
+
+    /// Texts of `purpose` about the meter's alerts queued since `since_ms`
+    /// (wall clock, ms), to recipients named `recipient` when given.
+    pub fn texts_since(
+        &self,
+        meter: &str,
+        purpose: &str,
+        recipient: Option<&str>,
+        since_ms: i64,
+    ) -> Result<u32, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT count(DISTINCT n.alert_id || ':' || n.step) FROM notifications n JOIN alerts a ON a.id = n.alert_id
+                 WHERE a.meter_id = ?1 AND n.purpose = ?2 AND (?3 IS NULL OR n.recipient = ?3) AND n.created_at >= ?4",
+            )?
+            .query_row(params![meter, purpose, recipient, since_ms], |row| row.get(0))?)
+    }
+
     pub fn record_event(
         &self,
         id: i64,
@@ -432,41 +479,39 @@ impl AlertTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Registered meters whose newest reading arrived longer ago than
-    /// max(3 × interval, `at_least_s`) (or that never reported since
-    /// registration), and that have no active `meter_offline` alert.
-    pub fn offline_candidates(
-        &self,
-        now: i64,
-        at_least_s: i64,
-    ) -> Result<Vec<OfflineMeter>, StoreError> {
+    /// Registered meters without an active `meter_offline` alert whose newest
+    /// reading (or registration, if they never reported) is older than
+    /// `silent_since` (wall clock). A pre-filter: the offline rule itself lives
+    /// in the alert lifecycle.
+    pub fn silent_meters(&self, silent_since: i64) -> Result<Vec<SilentMeter>, StoreError> {
         let mut statement = self.tx.prepare_cached(
-            "SELECT m.meter_id, m.household_id, s.last_received
-             FROM meters m JOIN households h ON h.id = m.household_id
-             LEFT JOIN meter_state s ON s.meter_id = m.meter_id
-             WHERE m.status = 'active'
-               AND coalesce(s.last_received, m.registered_at) < ?1 - max(3 * 60 * h.reporting_interval_min, ?2)
+            "SELECT m.meter_id, m.household_id, s.last_received, m.registered_at
+             FROM meters m LEFT JOIN meter_state s ON s.meter_id = m.meter_id
+             WHERE m.status = 'active' AND coalesce(s.last_received, m.registered_at) < ?1
                AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.meter_id = m.meter_id AND a.kind = 'meter_offline'
                                AND a.state IN ('open', 'acknowledged'))",
         )?;
-        let rows = statement.query_map(params![now, at_least_s], |row| {
-            Ok(OfflineMeter {
+        let rows = statement.query_map(params![silent_since], |row| {
+            Ok(SilentMeter {
                 meter_id: row.get(0)?,
                 household_id: row.get(1)?,
                 last_received: row.get(2)?,
+                registered_at: row.get(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
-/// A registered meter that has not reported for too long.
+/// A registered meter that has not reported for a while.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OfflineMeter {
+pub struct SilentMeter {
     pub meter_id: String,
     pub household_id: i64,
     /// Wall clock of its newest reading; `None` if it never reported.
     pub last_received: Option<i64>,
+    /// Wall clock of its registration.
+    pub registered_at: i64,
 }
 
 /// One rule parameter set by an operator.
@@ -533,6 +578,38 @@ fn household_of(connection: &Connection, meter: &str) -> Result<Option<Household
         })?
         .collect::<Result<_, _>>()?;
     Ok(Some(household))
+}
+
+/// Closes an alert (resolving it first when it is still active).
+fn close(
+    tx: &Connection,
+    id: i64,
+    disposition: &str,
+    note: &str,
+    by: &str,
+    via: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let state = alert_state(tx, id)?;
+    if state == "closed" {
+        return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
+    }
+    if state != "resolved" {
+        resolve(tx, id, now, by, via)?;
+    }
+    tx.execute(
+        "UPDATE alerts SET state = 'closed', closed_at = ?2, closed_by = ?3, closed_via = ?4, disposition = ?5, note = ?6 WHERE id = ?1",
+        params![id, now, by, via, disposition, note],
+    )?;
+    record_event(
+        tx,
+        id,
+        now,
+        by,
+        via,
+        "closed",
+        &format!("{disposition}: {note}"),
+    )
 }
 
 pub(super) fn resolve(
@@ -691,6 +768,30 @@ impl Store {
     }
 
     /// Closes an alert with what was found; an alert still active is resolved too.
+    /// Closes a check-in alert as `safe` on the resident's reply and records
+    /// that the reply covers the quiet stretch at the alert's grade.
+    pub fn close_as_safe(&self, id: i64, by: &str, now: i64) -> Result<(), StoreError> {
+        let mut connection = self.connect()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        close(
+            &tx,
+            id,
+            "safe",
+            "the resident replied to the check-in",
+            by,
+            "sms",
+            now,
+        )?;
+        tx.execute(
+            "INSERT INTO check_in_covers (meter_id, severity, answered_at)
+             SELECT meter_id, severity, ?2 FROM alerts WHERE id = ?1
+             ON CONFLICT (meter_id) DO UPDATE SET severity = excluded.severity, answered_at = excluded.answered_at",
+            params![id, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn close_alert(
         &self,
         id: i64,
@@ -702,26 +803,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = alert_state(&tx, id)?;
-        if state == "closed" {
-            return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
-        }
-        if state != "resolved" {
-            resolve(&tx, id, now, by, via)?;
-        }
-        tx.execute(
-            "UPDATE alerts SET state = 'closed', closed_at = ?2, closed_by = ?3, closed_via = ?4, disposition = ?5, note = ?6 WHERE id = ?1",
-            params![id, now, by, via, disposition, note],
-        )?;
-        record_event(
-            &tx,
-            id,
-            now,
-            by,
-            via,
-            "closed",
-            &format!("{disposition}: {note}"),
-        )?;
+        close(&tx, id, disposition, note, by, via, now)?;
         tx.commit()?;
         Ok(())
     }

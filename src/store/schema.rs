@@ -180,6 +180,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope, target, key)
     ) WITHOUT ROWID;
     ",
+    // 3: maintenance alerts wait out a hold before they resolve; a resident's
+    // answered check-in covers the quiet stretch it answered.
+    "
+    ALTER TABLE alerts ADD COLUMN clear_since INTEGER;  -- meter clock: condition absent since
+    CREATE TABLE check_in_covers (
+        meter_id    TEXT PRIMARY KEY,
+        severity    TEXT NOT NULL,                   -- the grade the resident answered
+        answered_at INTEGER NOT NULL                 -- wall clock
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,729 @@
+//! The alert lifecycle as pure decisions: from what is known at one moment to
+//! the list of [`Change`]s the engine applies in one transaction.
+//!
+//! Nothing here reads the clock or the store. [`on_reading`] judges one
+//! evaluation point (an [`Assessment`] in event time, with the wall time it is
+//! judged at); [`on_timer`] judges one open alert at a wall time (check-in
+//! wait, escalation, reminders); [`offline`] judges a silent meter.
+//!
+//! Rules, in one place:
+//! - one active alert per (meter, kind); re-detection updates it;
+//! - a welfare alert resolves as soon as its condition is absent; a maintenance
+//!   alert (leak, device fault) only once it has stayed absent for its hold, so a
+//!   flag that comes and goes keeps one alert open instead of opening many;
+//! - a declared absence silences new welfare alerts;
+//! - `no_usage` asks the resident first when the household has a check-in phone
+//!   (at most `check_ins_per_day`); an answered check-in covers the quiet stretch
+//!   at the grade it answered; an unanswered one always goes to the contacts;
+//! - a warning texts the contacts only when `notify_warning`; an urgent
+//!   `no_usage` texts every step at once; other kinds start at step 1 and
+//!   escalate a step each `escalate_after`; everyone texted is reminded each
+//!   `repeat_after` until someone acknowledges;
+//! - maintenance texts about one meter are capped per day.
+
+use crate::config::AlertsConfig;
+use crate::detect::{Assessment, Condition, Kind, Severity};
+use crate::notify::templates::Purpose;
+use crate::store::alerts::{ActiveAlert, HouseholdInfo};
+
+/// Kinds judged from readings (`meter_offline` is judged from the wall clock).
+pub const READING_KINDS: [Kind; 5] = [
+    Kind::NoUsage,
+    Kind::ContinuousFlow,
+    Kind::Leak,
+    Kind::HighUsage,
+    Kind::DeviceFault,
+];
+
+/// The lifecycle's settings, in seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub notify_warning: bool,
+    pub check_in_wait_s: i64,
+    pub escalate_after_s: i64,
+    pub repeat_after_s: i64,
+    pub leak_hold_s: i64,
+    pub device_fault_hold_s: i64,
+    pub check_ins_per_day: u32,
+    pub maintenance_texts_per_day: u32,
+    /// Whether any maintenance phone is configured.
+    pub maintenance_phones: bool,
+}
+
+impl Settings {
+    pub fn new(alerts: &AlertsConfig) -> Self {
+        let secs = |d: std::time::Duration| d.as_secs() as i64;
+        Self {
+            notify_warning: alerts.notify_warning,
+            check_in_wait_s: secs(alerts.check_in_wait),
+            escalate_after_s: secs(alerts.escalate_after),
+            repeat_after_s: secs(alerts.repeat_after),
+            leak_hold_s: secs(alerts.leak_hold),
+            device_fault_hold_s: secs(alerts.device_fault_hold),
+            check_ins_per_day: alerts.check_ins_per_day,
+            maintenance_texts_per_day: alerts.maintenance_texts_per_day,
+            maintenance_phones: !alerts.maintenance.is_empty(),
+        }
+    }
+
+    /// How long a kind's condition must stay absent before its alert resolves.
+    pub fn hold_s(&self, kind: Kind) -> i64 {
+        match kind {
+            Kind::Leak => self.leak_hold_s,
+            Kind::DeviceFault => self.device_fault_hold_s,
+            _ => 0,
+        }
+    }
+}
+
+/// What is known about a meter at an evaluation point, besides its alerts.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub household: &'a HouseholdInfo,
+    /// A declared absence covers the evaluation point.
+    pub absent: bool,
+    /// The grade an answered check-in covers, while its quiet stretch lasts.
+    pub cover: Option<Severity>,
+    /// Check-in texts to this resident in the last 24 h.
+    pub check_ins_today: u32,
+    /// Maintenance texts about this meter in the last 24 h.
+    pub maintenance_texts_today: u32,
+}
+
+/// The alert a change is about: one already stored, or the n-th opened by
+/// this same list of changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Stored(i64),
+    Opened(usize),
+}
+
+/// Who a text goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients {
+    /// The household's check-in phone.
+    Resident,
+    /// The household's contacts with `above < step <= up_to`.
+    Contacts { above: u32, up_to: u32 },
+    /// The configured maintenance phones.
+    Maintenance,
+    /// Everyone texted about the alert so far (not the resident).
+    AlreadyTexted,
+}
+
+/// What a text says besides who it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextFacts {
+    /// When the condition began (event time, Unix seconds).
+    pub since: i64,
+    pub hours: i64,
+    pub litres: i64,
+    pub flags: String,
+}
+
+/// One thing the engine is to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Open {
+        kind: Kind,
+        severity: Severity,
+        since: i64,
+        opened_at: i64,
+        channel: &'static str,
+        detail: String,
+    },
+    /// The condition was seen again at `at` (event time).
+    Detected {
+        alert: Target,
+        severity: Severity,
+        at: i64,
+        detail: String,
+    },
+    /// Starts (`Some`, event time) or cancels (`None`) an alert's hold.
+    Hold {
+        alert: Target,
+        clear_since: Option<i64>,
+    },
+    Resolve {
+        alert: Target,
+        channel: &'static str,
+    },
+    Event {
+        alert: Target,
+        channel: &'static str,
+        action: &'static str,
+        detail: String,
+    },
+    Text {
+        alert: Target,
+        kind: Kind,
+        purpose: Purpose,
+        to: Recipients,
+        facts: TextFacts,
+    },
+    /// The n-th reminder to everyone texted so far.
+    Reminder { alert: Target, n: u32 },
+    Notified {
+        alert: Target,
+        step: u32,
+        reminders: u32,
+        check_in_until: Option<i64>,
+    },
+    /// The meter's answered check-in no longer covers anything.
+    EndCover,
+}
+
+fn kind_of(alert: &ActiveAlert) -> Option<Kind> {
+    Kind::parse(&alert.kind)
+}
+
+fn severity_of(alert: &ActiveAlert) -> Severity {
+    Severity::parse(&alert.severity).unwrap_or(Severity::Warning)
+}
+
+/// What an alert's history says about a condition.
+pub fn describe(condition: &Condition, at: i64, background_mlph: i64) -> String {
+    match condition {
+        Condition::NoUsage {
+            severity,
+            since,
+            used_l,
+        } => format!(
+            "{} L used in the window ({} h of quiet; background {:.1} L/h); {}",
+            used_l,
+            (at - since.secs()).max(0) / 3600,
+            background_mlph as f64 / 1000.0,
+            severity.as_str()
+        ),
+        Condition::ContinuousFlow { since, litres } => format!(
+            "{litres} L in {} min of continuous flow",
+            (at - since.secs()) / 60
+        ),
+        Condition::Leak { since, litres } => format!(
+            "{litres} L, some in every hour for {} h",
+            (at - since.secs()) / 3600
+        ),
+        Condition::HighUsage { litres, .. } => format!("{litres} L in 24 h"),
+        Condition::DeviceFault { flags } => format!("meter reports {flags}"),
+    }
+}
+
+fn text_facts(condition: &Condition, at: i64) -> TextFacts {
+    let (since, litres, flags) = match condition {
+        Condition::NoUsage { since, used_l, .. } => (since.secs(), *used_l, String::new()),
+        Condition::ContinuousFlow { since, litres }
+        | Condition::Leak { since, litres }
+        | Condition::HighUsage { since, litres } => (since.secs(), *litres, String::new()),
+        Condition::DeviceFault { flags } => (at, 0, flags.to_string()),
+    };
+    TextFacts {
+        since,
+        hours: (at - since).max(0) / 3600,
+        litres,
+        flags,
+    }
+}
+
+/// The changes one evaluation point causes. `active` are the meter's open and
+/// acknowledged alerts; `wall` is the wall time it is judged at.
+pub fn on_reading(
+    active: &[ActiveAlert],
+    assessment: &Assessment,
+    facts: &Facts<'_>,
+    settings: &Settings,
+    wall: i64,
+) -> Vec<Change> {
+    let at = assessment.at.secs();
+    let mut changes = Vec::new();
+    let find = |kind: Kind| active.iter().find(|a| kind_of(a) == Some(kind));
+    // A valid reading: the meter reports again.
+    if let Some(offline) = find(Kind::MeterOffline) {
+        let alert = Target::Stored(offline.id);
+        changes.push(Change::Resolve {
+            alert,
+            channel: "detector",
+        });
+        changes.push(event(
+            alert,
+            "detector",
+            "resolved",
+            "the meter reports again",
+        ));
+        changes.push(resolved_text(alert, Kind::MeterOffline, wall));
+    }
+    let no_usage = assessment.condition(Kind::NoUsage);
+    if no_usage.is_none() && facts.cover.is_some() {
+        changes.push(Change::EndCover);
+    }
+    let mut opened = 0;
+    for kind in READING_KINDS {
+        let condition = assessment.condition(kind);
+        match (condition, find(kind)) {
+            (Some(condition), None) => {
+                if kind.is_welfare() && facts.absent {
+                    continue; // a declared absence silences welfare alerts
+                }
+                let severity = condition.severity();
+                if kind == Kind::NoUsage && facts.cover.is_some_and(|c| c >= severity) {
+                    continue; // the resident answered for this quiet stretch
+                }
+                let alert = Target::Opened(opened);
+                opened += 1;
+                let detail = describe(condition, at, assessment.background_mlph);
+                changes.push(Change::Open {
+                    kind,
+                    severity,
+                    since: text_facts(condition, at).since,
+                    opened_at: at,
+                    channel: "detector",
+                    detail,
+                });
+                let text = text_facts(condition, at);
+                if kind.is_welfare() {
+                    welfare_texts(
+                        &mut changes,
+                        alert,
+                        kind,
+                        severity,
+                        None,
+                        facts,
+                        settings,
+                        text,
+                        wall,
+                        false,
+                    );
+                } else {
+                    maintenance_texts(&mut changes, alert, kind, facts, settings, text);
+                }
+            }
+            (Some(condition), Some(existing)) => {
+                let alert = Target::Stored(existing.id);
+                let severity = condition.severity().max(severity_of(existing));
+                if existing.clear_since.is_some() {
+                    changes.push(Change::Hold {
+                        alert,
+                        clear_since: None,
+                    });
+                    changes.push(event(
+                        alert,
+                        "detector",
+                        "recurred",
+                        "seen again within the hold",
+                    ));
+                }
+                changes.push(Change::Detected {
+                    alert,
+                    severity,
+                    at,
+                    detail: describe(condition, at, assessment.background_mlph),
+                });
+                let upgraded =
+                    severity_of(existing) == Severity::Warning && severity == Severity::Urgent;
+                // While the resident's check-in is pending, the timer texts the contacts.
+                if upgraded && existing.state == "open" && existing.check_in_until.is_none() {
+                    changes.push(event(
+                        alert,
+                        "detector",
+                        "urgent",
+                        "no use for the urgent window",
+                    ));
+                    welfare_texts(
+                        &mut changes,
+                        alert,
+                        kind,
+                        severity,
+                        Some(existing),
+                        facts,
+                        settings,
+                        text_facts(condition, at),
+                        wall,
+                        false,
+                    );
+                }
+            }
+            (None, Some(existing)) => {
+                let alert = Target::Stored(existing.id);
+                let hold = settings.hold_s(kind);
+                match existing.clear_since {
+                    _ if hold == 0 => {}
+                    None => {
+                        changes.push(Change::Hold {
+                            alert,
+                            clear_since: Some(at),
+                        });
+                        changes.push(event(
+                            alert,
+                            "detector",
+                            "clearing",
+                            &format!(
+                                "not seen; resolves if still absent after {}",
+                                crate::domain::format_duration(hold)
+                            ),
+                        ));
+                        continue;
+                    }
+                    Some(clear_since) if at - clear_since < hold => continue,
+                    Some(_) => {}
+                }
+                changes.push(Change::Resolve {
+                    alert,
+                    channel: "detector",
+                });
+                changes.push(event(
+                    alert,
+                    "detector",
+                    "resolved",
+                    "the condition cleared",
+                ));
+                changes.push(resolved_text(alert, kind, wall));
+            }
+            (None, None) => {}
+        }
+    }
+    changes
+}
+
+/// The changes an open alert's timer causes at wall time `now`.
+pub fn on_timer(
+    alert: &ActiveAlert,
+    household: &HouseholdInfo,
+    settings: &Settings,
+    now: i64,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let Some(kind) = kind_of(alert) else {
+        return changes;
+    };
+    let target = Target::Stored(alert.id);
+    let facts = TextFacts {
+        since: alert.since,
+        hours: (now - alert.since).max(0) / 3600,
+        litres: 0,
+        flags: String::new(),
+    };
+    if let Some(until) = alert.check_in_until {
+        if now < until {
+            return changes;
+        }
+        // Silence from someone who was asked is itself evidence: the contacts
+        // are told, whatever the grade.
+        changes.push(event(
+            target,
+            "timer",
+            "check_in_unanswered",
+            "the resident did not reply; texting the contacts",
+        ));
+        changes.push(Change::Notified {
+            alert: target,
+            step: 0,
+            reminders: 0,
+            check_in_until: None,
+        });
+        let fresh = ActiveAlert {
+            check_in_until: None,
+            ..alert.clone()
+        };
+        let situation = Facts {
+            household,
+            absent: false,
+            cover: None,
+            check_ins_today: 0,
+            maintenance_texts_today: 0,
+        };
+        welfare_texts(
+            &mut changes,
+            target,
+            kind,
+            severity_of(alert),
+            Some(&fresh),
+            &situation,
+            settings,
+            facts,
+            now,
+            true,
+        );
+        return changes;
+    }
+    if alert.notified_step == 0 {
+        return changes; // recorded and shown only
+    }
+    let last = alert.last_notified_at.unwrap_or(now);
+    let next_step = household
+        .contacts
+        .iter()
+        .map(|c| c.0)
+        .filter(|step| *step > alert.notified_step)
+        .min();
+    if let (true, Some(step)) = (kind.is_welfare(), next_step) {
+        if now - last >= settings.escalate_after_s {
+            changes.push(Change::Text {
+                alert: target,
+                kind,
+                purpose: Purpose::Alert,
+                to: Recipients::Contacts {
+                    above: step - 1,
+                    up_to: step,
+                },
+                facts,
+            });
+            changes.push(Change::Notified {
+                alert: target,
+                step,
+                reminders: alert.reminders,
+                check_in_until: None,
+            });
+            changes.push(event(
+                target,
+                "escalation",
+                "escalated",
+                &format!("step {step}"),
+            ));
+        }
+        return changes;
+    }
+    if now - last >= settings.repeat_after_s {
+        let n = alert.reminders + 1;
+        changes.push(Change::Reminder { alert: target, n });
+        changes.push(Change::Notified {
+            alert: target,
+            step: alert.notified_step,
+            reminders: n,
+            check_in_until: None,
+        });
+        changes.push(event(
+            target,
+            "escalation",
+            "reminded",
+            &format!("reminder {n}"),
+        ));
+    }
+    changes
+}
+
+/// How long a registered meter has been silent (wall clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Silence {
+    pub silent_s: i64,
+    /// The meter's reporting interval.
+    pub interval_min: u32,
+    /// Its newest reading's receipt (or now, if it never reported).
+    pub since: i64,
+    pub never_reported: bool,
+}
+
+/// The changes opening a silent meter's `meter_offline` alert once it has been
+/// silent for three reporting intervals (and at least `at_least_s`); none before.
+pub fn offline(
+    silence: &Silence,
+    at_least_s: i64,
+    facts: &Facts<'_>,
+    settings: &Settings,
+    now: i64,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let since = silence.since;
+    if silence.silent_s < (3 * 60 * i64::from(silence.interval_min)).max(at_least_s) {
+        return changes;
+    }
+    let detail = if silence.never_reported {
+        "no reading since registration"
+    } else {
+        "no valid reading"
+    };
+    changes.push(Change::Open {
+        kind: Kind::MeterOffline,
+        severity: Severity::Maintenance,
+        since,
+        opened_at: now,
+        channel: "timer",
+        detail: detail.to_string(),
+    });
+    let facts_text = TextFacts {
+        since,
+        hours: (now - since).max(0) / 3600,
+        litres: 0,
+        flags: String::new(),
+    };
+    maintenance_texts(
+        &mut changes,
+        Target::Opened(0),
+        Kind::MeterOffline,
+        facts,
+        settings,
+        facts_text,
+    );
+    changes
+}
+
+fn event(alert: Target, channel: &'static str, action: &'static str, detail: &str) -> Change {
+    Change::Event {
+        alert,
+        channel,
+        action,
+        detail: detail.to_string(),
+    }
+}
+
+fn resolved_text(alert: Target, kind: Kind, wall: i64) -> Change {
+    Change::Text {
+        alert,
+        kind,
+        purpose: Purpose::Resolved,
+        to: Recipients::AlreadyTexted,
+        facts: TextFacts {
+            since: wall,
+            hours: 0,
+            litres: 0,
+            flags: String::new(),
+        },
+    }
+}
+
+/// The first texts of a welfare alert (or of one that became urgent): the
+/// resident's check-in, or the contacts. `existing` is the alert as stored when
+/// it was open before; `force` texts the contacts even for a warning (an
+/// unanswered check-in).
+#[allow(clippy::too_many_arguments)]
+fn welfare_texts(
+    changes: &mut Vec<Change>,
+    alert: Target,
+    kind: Kind,
+    severity: Severity,
+    existing: Option<&ActiveAlert>,
+    facts: &Facts<'_>,
+    settings: &Settings,
+    text: TextFacts,
+    wall: i64,
+    force: bool,
+) {
+    let household = facts.household;
+    if existing.is_none() && kind == Kind::NoUsage && household.check_in_phone.is_some() {
+        if facts.check_ins_today < settings.check_ins_per_day {
+            changes.push(Change::Text {
+                alert,
+                kind,
+                purpose: Purpose::CheckIn,
+                to: Recipients::Resident,
+                facts: text,
+            });
+            changes.push(Change::Notified {
+                alert,
+                step: 0,
+                reminders: 0,
+                check_in_until: Some(wall + settings.check_in_wait_s),
+            });
+            changes.push(event(
+                alert,
+                "detector",
+                "check_in",
+                "asked the resident to reply",
+            ));
+            return;
+        }
+        changes.push(event(
+            alert,
+            "detector",
+            "check_in_skipped",
+            &format!(
+                "the resident was asked {} times in 24 h; texting the contacts",
+                facts.check_ins_today
+            ),
+        ));
+    } else if severity == Severity::Warning && !settings.notify_warning && !force {
+        return; // recorded and shown; contacts are texted when it becomes urgent
+    }
+    contact_texts(changes, alert, kind, severity, existing, household, text);
+}
+
+/// Texts the contacts not yet texted, up to the first step (or every step for
+/// an urgent `no_usage`).
+fn contact_texts(
+    changes: &mut Vec<Change>,
+    alert: Target,
+    kind: Kind,
+    severity: Severity,
+    existing: Option<&ActiveAlert>,
+    household: &HouseholdInfo,
+    text: TextFacts,
+) {
+    let urgent = kind == Kind::NoUsage && severity == Severity::Urgent;
+    let already = existing.map_or(0, |alert| alert.notified_step);
+    let steps = household.contacts.iter().map(|c| c.0);
+    let (first, last) = (steps.clone().min(), steps.max());
+    let (Some(first), Some(last)) = (first, last) else {
+        return;
+    };
+    let up_to = if urgent { last } else { first };
+    if up_to <= already {
+        return;
+    }
+    changes.push(Change::Text {
+        alert,
+        kind,
+        purpose: Purpose::Alert,
+        to: Recipients::Contacts {
+            above: already,
+            up_to,
+        },
+        facts: text,
+    });
+    changes.push(Change::Notified {
+        alert,
+        step: up_to,
+        reminders: existing.map_or(0, |alert| alert.reminders),
+        check_in_until: None,
+    });
+    changes.push(event(
+        alert,
+        "detector",
+        "notified",
+        &format!("steps up to {up_to}"),
+    ));
+}
+
+fn maintenance_texts(
+    changes: &mut Vec<Change>,
+    alert: Target,
+    kind: Kind,
+    facts: &Facts<'_>,
+    settings: &Settings,
+    text: TextFacts,
+) {
+    if !settings.maintenance_phones {
+        changes.push(event(
+            alert,
+            "detector",
+            "not_notified",
+            "no [alerts] maintenance phones configured",
+        ));
+        return;
+    }
+    if facts.maintenance_texts_today >= settings.maintenance_texts_per_day {
+        changes.push(event(
+            alert,
+            "detector",
+            "not_notified",
+            &format!(
+                "{} maintenance texts about this meter in 24 h already (maintenance_texts_per_day)",
+                facts.maintenance_texts_today
+            ),
+        ));
+        return;
+    }
+    changes.push(Change::Text {
+        alert,
+        kind,
+        purpose: Purpose::Alert,
+        to: Recipients::Maintenance,
+        facts: text,
+    });
+    changes.push(Change::Notified {
+        alert,
+        step: 1,
+        reminders: 0,
+        check_in_until: None,
+    });
+}
+
+#[cfg(test)]
+mod tests;
