@@ -7,7 +7,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
 use crate::domain::{Litres, Timestamp};
 use crate::domain::{MeterId, PhoneNumber, Reading, StatusFlag, StatusFlags};
@@ -26,6 +26,8 @@ struct World {
     store: Store,
     writer: Writer,
     engine: Engine,
+    /// The engine's wall clock; `live` moves it with the readings.
+    clock: Arc<ManualClock>,
     /// Event time of the first reading: three days ago, so the timer's wall clock is later.
     start: i64,
 }
@@ -44,13 +46,14 @@ fn world(adjust: impl FnOnce(&mut Config)) -> World {
     let now = chrono::Utc::now().timestamp();
     store.register_households(&households, "test", now).unwrap();
     let writer = Writer::open(&store, 100, Arc::new(Metrics::default())).unwrap();
+    let clock = ManualClock::at(Timestamp::from_secs(now));
     let engine = Engine::new(
         &store,
         config.rules.clone(),
         config.alerts.clone(),
         &config.sms,
         Arc::new(Notify::new()),
-        ManualClock::at(Timestamp::from_secs(now)),
+        clock.clone(),
     )
     .unwrap();
     World {
@@ -58,6 +61,7 @@ fn world(adjust: impl FnOnce(&mut Config)) -> World {
         store,
         writer,
         engine,
+        clock,
         start: (now - 3 * 86_400) / HOUR * HOUR,
     }
 }
@@ -72,6 +76,26 @@ impl World {
     /// Hourly readings from hour `from`, using `litres[i]` in hour i; evaluates them.
     fn hours(&mut self, from: i64, litres: &[i64]) {
         self.hours_with(from, litres, StatusFlags::default());
+    }
+
+    /// Hour by hour from hour `from`, as a live gateway sees it: each reading
+    /// arrives a minute after its hour, is evaluated, and the timer runs then.
+    /// `hour(i)` gives the litres and flags of hour i; `on_hour` runs after each.
+    fn live(
+        &mut self,
+        from: i64,
+        hours: i64,
+        mut hour: impl FnMut(i64) -> (i64, StatusFlags),
+        mut on_hour: impl FnMut(&mut World, i64),
+    ) {
+        for h in from..from + hours {
+            let (litres, status) = hour(h);
+            let wall = self.start + h * HOUR + 60;
+            self.clock.set(Timestamp::from_secs(wall));
+            self.hours_with(h, &[litres], status);
+            self.engine.tick(wall).unwrap();
+            on_hour(self, h);
+        }
     }
 
     fn hours_with(&mut self, from: i64, litres: &[i64], status: StatusFlags) {
@@ -93,7 +117,7 @@ impl World {
             };
             let message = Message {
                 topic: String::new(),
-                received_at: Timestamp::from_secs(chrono::Utc::now().timestamp()),
+                received_at: self.clock.now(),
                 received: Instant::now(),
                 decoded: Decoded {
                     meter: None,
@@ -524,4 +548,209 @@ fn an_alert_that_opens_and_clears_within_one_batch_texts_nobody() {
         "{:?}",
         world.texts()
     );
+}
+
+/// Texts to `phone` per day of the scenario (by the hour they were queued).
+fn per_day(world: &World, phone: &str, purpose: &str) -> Vec<usize> {
+    let mut days = vec![0; 40];
+    for text in world.texts_to(phone) {
+        if text.purpose == purpose {
+            let queued = world.store.notification_queued_at(text.id).unwrap();
+            days[((queued / 1000 - world.start) / 86_400) as usize] += 1;
+        }
+    }
+    days
+}
+
+/// Three uses a day (07:00, 12:00, 19:00 in event hours), as a resident who is well.
+fn daily_life(hour: i64) -> i64 {
+    match hour % 24 {
+        7 => 25,
+        12 => 15,
+        19 => 30,
+        _ => 0,
+    }
+}
+
+#[test]
+fn a_battery_flag_that_comes_and_goes_keeps_one_alert_and_few_texts() {
+    let mut world = world(|_| {});
+    let mut low = StatusFlags::default();
+    low.insert(StatusFlag::LowBattery);
+    // A month: the flag shows for 3 hours, then not for 5, over and over.
+    world.live(
+        0,
+        30 * 24,
+        |h| {
+            let flags = if h % 8 < 3 {
+                low
+            } else {
+                StatusFlags::default()
+            };
+            (daily_life(h), flags)
+        },
+        |_, _| {},
+    );
+    let faults: Vec<_> = world
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == "device_fault")
+        .collect();
+    assert_eq!(
+        faults.len(),
+        1,
+        "re-detection within the hold updates the same alert"
+    );
+    let texts = per_day(&world, MAINTENANCE, "alert");
+    assert_eq!(texts.iter().sum::<usize>(), 1, "{texts:?}");
+}
+
+#[test]
+fn a_dripping_toilet_that_sometimes_seals_keeps_one_leak_alert() {
+    let mut world = world(|_| {});
+    // 2–3 L every hour, a dry hour every 30 hours (the flapper seals for a while).
+    world.live(
+        0,
+        30 * 24,
+        |h| {
+            let drip = if h % 30 == 29 { 0 } else { 2 + h % 2 };
+            (drip + daily_life(h), StatusFlags::default())
+        },
+        |_, _| {},
+    );
+    let leaks = world
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == "leak")
+        .count();
+    assert_eq!(leaks, 1);
+}
+
+#[test]
+fn a_resident_who_answers_is_asked_once_per_quiet_stretch() {
+    let mut world = world(|_| {});
+    world
+        .store
+        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
+        .unwrap();
+    let resident = PhoneNumber::parse("13600136000").unwrap();
+    // A resident who uses water at 19:00 and then not until 09:00 (14 quiet
+    // hours, a warning each night) and answers every prompt.
+    let evening_and_morning = |h: i64| match h % 24 {
+        9 => 20,
+        19 => 30,
+        _ => 0,
+    };
+    world.live(
+        0,
+        20 * 24,
+        |h| (evening_and_morning(h), StatusFlags::default()),
+        |world, _| {
+            let pending = world
+                .texts_to("+8613600136000")
+                .into_iter()
+                .filter(|t| t.purpose == "check_in" && t.state == "pending")
+                .count();
+            if pending > 0 {
+                assert_eq!(world.reply(&resident, "1").result, "safe");
+                world.deliver_all();
+            }
+        },
+    );
+    let prompts = per_day(&world, "+8613600136000", "check_in");
+    assert!(
+        prompts.iter().all(|&n| n <= 1),
+        "one prompt per quiet night: {prompts:?}"
+    );
+    assert!(prompts[2..19].iter().all(|&n| n == 1), "{prompts:?}");
+    assert!(
+        world.texts_to(SOCIAL_WORKER).is_empty(),
+        "the resident answered every time"
+    );
+    // Every prompt counts the quiet from its start: 12 hours or more, never 0.
+    for prompt in world.texts_to("+8613600136000") {
+        assert!(
+            prompt.text.contains(" 12 小时") || prompt.text.contains(" 13 小时"),
+            "{}",
+            prompt.text
+        );
+    }
+}
+
+#[test]
+fn a_resident_is_prompted_at_most_check_ins_per_day() {
+    let mut world = world(|config| config.alerts.check_ins_per_day = 1);
+    world
+        .store
+        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
+        .unwrap();
+    let resident = PhoneNumber::parse("13600136000").unwrap();
+    // 12 L every 13 hours: about two quiet stretches of 12 hours a day, and a
+    // resident who answers every prompt.
+    world.live(
+        0,
+        3 * 24,
+        |h| (if h % 13 == 0 { 12 } else { 0 }, StatusFlags::default()),
+        |world, _| {
+            if world
+                .texts_to("+8613600136000")
+                .iter()
+                .any(|t| t.purpose == "check_in" && t.state == "pending")
+            {
+                world.reply(&resident, "1");
+                world.deliver_all();
+            }
+        },
+    );
+    let prompts = per_day(&world, "+8613600136000", "check_in");
+    assert!(prompts.iter().all(|&n| n <= 1), "{prompts:?}");
+    assert!(
+        !world.texts_to(SOCIAL_WORKER).is_empty(),
+        "past the cap, the contacts are told instead"
+    );
+}
+
+#[test]
+fn silence_after_an_unanswered_check_in_reaches_the_contacts_in_a_leaking_home() {
+    let mut world = world(|_| {});
+    world
+        .store
+        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
+        .unwrap();
+    // A cistern refilling in bursts (2–6 L an hour, 4 L/h on average) and a
+    // resident who lives normally for a week, then collapses after 07:00 on day 8
+    // and answers nothing.
+    let refills = [4, 6, 2, 4, 6, 2];
+    let collapse = 7 * 24 + 8;
+    let mut contacts_at = None;
+    world.live(
+        0,
+        collapse + 40,
+        |h| {
+            let life = if h < collapse { daily_life(h) } else { 0 };
+            (refills[(h % 6) as usize] + life, StatusFlags::default())
+        },
+        |world, h| {
+            if contacts_at.is_none() && !world.texts_to(SOCIAL_WORKER).is_empty() {
+                contacts_at = Some(h);
+            }
+        },
+    );
+    let found = contacts_at.expect("the contacts were told");
+    assert!(
+        found - collapse <= 13,
+        "contacts told {} h after the last use",
+        found - collapse
+    );
+    let no_usage: Vec<_> = world
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == "no_usage" && a.opened_at > world.start + collapse * HOUR)
+        .collect();
+    assert_eq!(no_usage.len(), 1);
+    assert_eq!(
+        no_usage[0].severity, "urgent",
+        "the refills do not hide the silence"
+    );
+    assert_eq!(no_usage[0].state, "open", "it never resolves by itself");
 }

@@ -917,6 +917,16 @@ impl Store {
     }
 
     /// Records one delivery attempt: sent, to retry at `retry_at_ms`, or failed for good.
+    /// When a text was queued (wall clock, ms).
+    pub fn notification_queued_at(&self, id: i64) -> Result<i64, StoreError> {
+        let connection = self.connect()?;
+        Ok(connection.query_row(
+            "SELECT created_at FROM notifications WHERE id = ?1",
+            [id],
+            |row| row.get(0),
+        )?)
+    }
+
     pub fn record_attempt(
         &self,
         id: i64,
