@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use stillwater::app::Gateway;
 use stillwater::config::{Config, DEFAULT_TOML};
 use stillwater::demo::{self, DemoOptions};
-use stillwater::domain::{mask_phone, StatusFlags};
+use stillwater::domain::{count, mask_phone, StatusFlags};
 use stillwater::registry::{self, HouseholdFields};
 use stillwater::store::alerts::RuleScope;
 use stillwater::store::{Store, StoreError};
@@ -296,7 +296,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => {
-                    eprintln!("{}: {error}", path.display());
+                    let problems = error.problems();
+                    eprintln!(
+                        "{}: {}",
+                        path.display(),
+                        count(problems.len(), "problem", "problems")
+                    );
+                    for problem in problems {
+                        eprintln!("  {problem}");
+                    }
                     Ok(ExitCode::FAILURE)
                 }
             };
@@ -934,7 +942,12 @@ fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode> {
                 .get(&category)
                 .into_iter()
                 .flatten()
-                .map(|(key, _)| (key.clone(), format!("config, category {category}")))
+                .map(|setting| {
+                    (
+                        setting.key.as_str().to_string(),
+                        format!("config, category {category}"),
+                    )
+                })
                 .collect();
             for rule in store.rule_overrides(&scope)? {
                 if policy.set(&rule.key, &rule.value).is_ok() {

@@ -156,7 +156,7 @@ fn config_errors_name_the_key_and_print_config_is_valid() {
         .unwrap();
     assert!(!serve.status.success());
     assert!(
-        text(&serve).contains("unknown field `port`"),
+        text(&serve).contains("mqtt.port: unknown setting"),
         "{}",
         text(&serve)
     );

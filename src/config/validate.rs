@@ -1,0 +1,560 @@
+//! The file's sections as read (strings, numbers) and their validation into
+//! typed settings. Every problem is collected, not only the first: an operator
+//! fixes a file in one round.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::*;
+use crate::domain::TemplateValues;
+use crate::domain::{parse_duration, Language, PhoneNumber};
+use crate::policy::{Policy, Setting};
+use crate::wire::Topics;
+
+/// The problems found so far; each check records its problem and goes on with
+/// a stand-in value, which is never used when any problem was found.
+#[derive(Default)]
+pub(super) struct Problems(pub Vec<ConfigError>);
+
+impl Problems {
+    fn take<T: Default>(&mut self, result: Result<T, ConfigError>) -> T {
+        result.unwrap_or_else(|problem| {
+            self.0.push(problem);
+            T::default()
+        })
+    }
+
+    fn push(&mut self, problem: ConfigError) {
+        self.0.push(problem);
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    mqtt: RawMqtt,
+    store: RawStore,
+    http: RawHttp,
+    registry: RawRegistry,
+    log: RawLog,
+    rules: RawRules,
+    alerts: RawAlerts,
+    sms: RawSms,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRules {
+    min_litres: i64,
+    warning_window: String,
+    urgent_window: String,
+    min_flow_lph: i64,
+    flow_for: String,
+    leak_for: String,
+    max_litres_per_day: i64,
+    offline_at_least: String,
+    background_window: String,
+    categories: HashMap<String, toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlerts {
+    notify_warning: bool,
+    escalate_after: String,
+    repeat_after: String,
+    check_in_wait: String,
+    maintenance: Vec<String>,
+    tick: String,
+    leak_hold: String,
+    device_fault_hold: String,
+    check_ins_per_day: u32,
+    maintenance_texts_per_day: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSms {
+    provider: String,
+    webhook: RawWebhook,
+    language: String,
+    timeout: String,
+    templates: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMqtt {
+    mode: String,
+    listen: String,
+    url: String,
+    client_id: String,
+    username: String,
+    native_prefix: String,
+    wmbusmeters_prefix: String,
+    keep_alive_secs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    path: PathBuf,
+    rejected_keep: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    listen: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRegistry {
+    default_timezone: String,
+    default_reporting_interval_min: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    filter: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    url: String,
+}
+
+fn parse_listen(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        bad_value(
+            key,
+            text,
+            "must be an address and port such as \"127.0.0.1:1883\"",
+        )
+    })
+}
+
+fn check_prefix(key: &'static str, prefix: &str) -> Result<(), ConfigError> {
+    let ok = !prefix.is_empty()
+        && !prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && !prefix.contains(['+', '#'])
+        && !prefix.contains("//");
+    if ok {
+        Ok(())
+    } else {
+        Err(bad_value(
+            key,
+            prefix,
+            "must be a non-empty MQTT topic without wildcards or leading/trailing '/'",
+        ))
+    }
+}
+
+fn check(
+    ok: bool,
+    key: &'static str,
+    value: impl std::fmt::Debug,
+    allowed: &str,
+) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(bad_value(key, value, allowed))
+    }
+}
+
+impl RawConfig {
+    pub(super) fn validate(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+        p: &mut Problems,
+    ) -> Option<Config> {
+        let mqtt = self.mqtt;
+        let broker = match mqtt.mode.as_str() {
+            "embedded" => p
+                .take(parse_listen("mqtt.listen", &mqtt.listen).map(Some))
+                .map(|listen| BrokerChoice::Embedded { listen }),
+            "external" => p
+                .take(parse_mqtt_url(&mqtt.url).map(Some))
+                .map(|(host, port)| BrokerChoice::External { host, port }),
+            other => {
+                p.push(bad_value(
+                    "mqtt.mode",
+                    other,
+                    "must be \"embedded\" or \"external\"",
+                ));
+                None
+            }
+        };
+        p.take(check(
+            !mqtt.client_id.is_empty() && mqtt.client_id.len() <= 64,
+            "mqtt.client_id",
+            &mqtt.client_id,
+            "must be 1 to 64 characters",
+        ));
+        let credentials = if mqtt.username.is_empty() {
+            None
+        } else {
+            match env(MQTT_PASSWORD_ENV) {
+                Some(password) => Some((mqtt.username.clone(), Secret::new(password))),
+                None => {
+                    p.push(bad_value(
+                        "mqtt.username",
+                        &mqtt.username,
+                        format!("a username needs its password in the environment variable {MQTT_PASSWORD_ENV}"),
+                    ));
+                    None
+                }
+            }
+        };
+        p.take(check_prefix("mqtt.native_prefix", &mqtt.native_prefix));
+        p.take(check_prefix(
+            "mqtt.wmbusmeters_prefix",
+            &mqtt.wmbusmeters_prefix,
+        ));
+        p.take(check(
+            (5..=3600).contains(&mqtt.keep_alive_secs),
+            "mqtt.keep_alive_secs",
+            mqtt.keep_alive_secs,
+            "must be 5 to 3600",
+        ));
+        p.take(check(
+            !self.store.path.as_os_str().is_empty(),
+            "store.path",
+            "",
+            "must name a file",
+        ));
+        p.take(check(
+            self.store.rejected_keep > 0,
+            "store.rejected_keep",
+            0,
+            "must be at least 1",
+        ));
+        let http_listen = p.take(parse_listen("http.listen", &self.http.listen).map(Some));
+        let timezone = match self.registry.default_timezone.parse::<chrono_tz::Tz>() {
+            Ok(zone) => zone,
+            Err(_) => {
+                p.push(bad_value(
+                    "registry.default_timezone",
+                    &self.registry.default_timezone,
+                    "must be an IANA time zone such as \"Asia/Shanghai\"",
+                ));
+                chrono_tz::Asia::Shanghai
+            }
+        };
+        let interval = self.registry.default_reporting_interval_min;
+        p.take(check(
+            (1..=1440).contains(&interval),
+            "registry.default_reporting_interval_min",
+            interval,
+            "must be 1 to 1440 minutes",
+        ));
+        p.take(check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_ok(),
+            "log.filter",
+            &self.log.filter,
+            "must be a tracing filter such as \"info\"",
+        ));
+        let rules = validate_rules(self.rules, p);
+        let alerts = validate_alerts(self.alerts, p);
+        let sms = validate_sms(self.sms, env, p);
+        if !p.0.is_empty() {
+            return None;
+        }
+        Some(Config {
+            rules,
+            alerts,
+            sms: sms?,
+            mqtt: MqttConfig {
+                broker: broker?,
+                client_id: mqtt.client_id,
+                credentials,
+                topics: Topics {
+                    native_prefix: mqtt.native_prefix,
+                    wmbusmeters_prefix: mqtt.wmbusmeters_prefix,
+                },
+                keep_alive: Duration::from_secs(mqtt.keep_alive_secs),
+            },
+            store: StoreConfig {
+                path: self.store.path,
+                rejected_keep: self.store.rejected_keep,
+            },
+            http: HttpConfig {
+                listen: http_listen?,
+            },
+            registry: RegistryDefaults {
+                timezone,
+                reporting_interval_min: interval,
+            },
+            log_filter: self.log.filter,
+        })
+    }
+}
+
+fn duration(key: &'static str, text: &str) -> Result<i64, ConfigError> {
+    parse_duration(text).map_err(|error| bad_value(key, text, error.to_string()))
+}
+
+fn validate_rules(raw: RawRules, p: &mut Problems) -> RulesConfig {
+    let mut global = Policy::default();
+    let mut setting = |key: &'static str, text: String| match Setting::parse(key, &text) {
+        Ok(setting) => global = global.clone().with(&[setting]),
+        Err(problem) => p.push(bad_value_text(key, &text, problem)),
+    };
+    setting("min_litres", raw.min_litres.to_string());
+    setting("warning_window", raw.warning_window.clone());
+    setting("urgent_window", raw.urgent_window.clone());
+    setting("min_flow_lph", raw.min_flow_lph.to_string());
+    setting("flow_for", raw.flow_for.clone());
+    setting("leak_for", raw.leak_for.clone());
+    setting("max_litres_per_day", raw.max_litres_per_day.to_string());
+    let (low, high) = crate::policy::BACKGROUND_WINDOW;
+    match duration("rules.background_window", &raw.background_window) {
+        Ok(seconds) if (low..=high).contains(&seconds) => global.background_s = seconds,
+        Ok(_) => p.push(bad_value(
+            "rules.background_window",
+            &raw.background_window,
+            format!(
+                "must be from {} to {}",
+                crate::domain::format_duration(low),
+                crate::domain::format_duration(high)
+            ),
+        )),
+        Err(problem) => p.push(problem),
+    }
+    if let Err(problem) = global.check() {
+        p.push(bad_value(
+            "rules.urgent_window",
+            &raw.urgent_window,
+            problem,
+        ));
+    }
+    let mut categories = HashMap::new();
+    for (name, table) in raw.categories {
+        if let Err(problem) = crate::domain::Category::parse(&name) {
+            p.push(bad_value("rules.categories", &name, problem.to_string()));
+            continue;
+        }
+        let mut settings = Vec::new();
+        for (key, value) in table {
+            let text = match &value {
+                toml::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            match Setting::parse(&key, &text) {
+                Ok(setting) => settings.push(setting),
+                Err(problem) => p.push(bad_value(
+                    "rules.categories",
+                    format!("{name}.{key}"),
+                    problem,
+                )),
+            }
+        }
+        if let Err(problem) = global.clone().with(&settings).check() {
+            p.push(bad_value("rules.categories", &name, problem));
+        }
+        categories.insert(name, settings);
+    }
+    RulesConfig {
+        global,
+        offline_at_least_s: p.take(duration("rules.offline_at_least", &raw.offline_at_least)),
+        categories,
+    }
+}
+
+/// A rule parameter's problem as the file names it (`rules.<key>`).
+fn bad_value_text(key: &'static str, text: &str, problem: String) -> ConfigError {
+    let key = match key {
+        "min_litres" => "rules.min_litres",
+        "warning_window" => "rules.warning_window",
+        "urgent_window" => "rules.urgent_window",
+        "min_flow_lph" => "rules.min_flow_lph",
+        "flow_for" => "rules.flow_for",
+        "leak_for" => "rules.leak_for",
+        _ => "rules.max_litres_per_day",
+    };
+    // The problem starts with "<key> = <value>: "; the error names them again.
+    let allowed = problem
+        .split_once(": ")
+        .map_or(problem.as_str(), |(_, rest)| rest)
+        .to_string();
+    bad_value(key, text, allowed)
+}
+
+fn validate_alerts(raw: RawAlerts, p: &mut Problems) -> AlertsConfig {
+    let mut seconds =
+        |key, text: &str| Duration::from_secs(p.take(duration(key, text)).max(0) as u64);
+    let escalate_after = seconds("alerts.escalate_after", &raw.escalate_after);
+    let repeat_after = seconds("alerts.repeat_after", &raw.repeat_after);
+    let check_in_wait = seconds("alerts.check_in_wait", &raw.check_in_wait);
+    let tick = seconds("alerts.tick", &raw.tick);
+    let leak_hold = seconds("alerts.leak_hold", &raw.leak_hold);
+    let device_fault_hold = seconds("alerts.device_fault_hold", &raw.device_fault_hold);
+    let mut maintenance = Vec::new();
+    for phone in &raw.maintenance {
+        match PhoneNumber::parse(phone) {
+            Ok(phone) => maintenance.push(phone),
+            Err(error) => p.push(bad_value("alerts.maintenance", phone, error.to_string())),
+        }
+    }
+    AlertsConfig {
+        notify_warning: raw.notify_warning,
+        escalate_after,
+        repeat_after,
+        check_in_wait,
+        maintenance,
+        tick,
+        leak_hold,
+        device_fault_hold,
+        check_ins_per_day: p.take(at_least_one(
+            "alerts.check_ins_per_day",
+            raw.check_ins_per_day,
+        )),
+        maintenance_texts_per_day: p.take(at_least_one(
+            "alerts.maintenance_texts_per_day",
+            raw.maintenance_texts_per_day,
+        )),
+    }
+}
+
+fn at_least_one(key: &'static str, value: u32) -> Result<u32, ConfigError> {
+    if value == 0 {
+        return Err(bad_value(key, value, "must be at least 1"));
+    }
+    Ok(value)
+}
+
+fn validate_sms(
+    raw: RawSms,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<SmsConfig> {
+    let provider = match raw.provider.as_str() {
+        "log" => Some(ProviderChoice::Log),
+        "webhook" => {
+            let url = raw.webhook.url.clone();
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Some(ProviderChoice::Webhook {
+                    url,
+                    token: env(SMS_WEBHOOK_TOKEN_ENV)
+                        .filter(|t| !t.is_empty())
+                        .map(Secret::new),
+                })
+            } else {
+                p.push(bad_value(
+                    "sms.webhook.url",
+                    &url,
+                    "must be an http:// or https:// URL when sms.provider = \"webhook\"",
+                ));
+                None
+            }
+        }
+        other => {
+            p.push(bad_value(
+                "sms.provider",
+                other,
+                "must be \"log\" or \"webhook\"",
+            ));
+            None
+        }
+    };
+    let language = match Language::parse(&raw.language) {
+        Some(language) => language,
+        None => {
+            p.push(bad_value(
+                "sms.language",
+                &raw.language,
+                "must be \"zh\" or \"en\"",
+            ));
+            Language::Zh
+        }
+    };
+    let mut keys: Vec<&String> = raw.templates.keys().collect();
+    keys.sort();
+    for key in keys {
+        let known = key.split_once('.').is_some_and(|(kind, language)| {
+            crate::detect::Kind::parse(kind).is_some() && Language::parse(language).is_some()
+        });
+        if !known {
+            p.push(bad_value(
+                "sms.templates",
+                key,
+                "keys are \"<kind>.<language>\", e.g. \"no_usage.zh\"",
+            ));
+            continue;
+        }
+        for name in placeholders(&raw.templates[key]) {
+            if !TemplateValues::PLACEHOLDERS.contains(&name) {
+                p.push(bad_value(
+                    "sms.templates",
+                    key,
+                    format!(
+                        "unknown placeholder {{{name}}}; the placeholders are {}",
+                        TemplateValues::PLACEHOLDERS
+                            .map(|p| format!("{{{p}}}"))
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let timeout = p.take(duration("sms.timeout", &raw.timeout));
+    Some(SmsConfig {
+        provider: provider?,
+        language,
+        timeout: Duration::from_secs(timeout.max(0) as u64),
+        inbound_token: env(SMS_INBOUND_TOKEN_ENV)
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+        templates: raw.templates,
+    })
+}
+
+/// The names between braces in a template: `"{name} at {adress}"` → name, adress.
+pub(super) fn placeholders(template: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                names.push(&after[..close]);
+                rest = &after[close + 1..];
+            }
+            None => break,
+        }
+    }
+    names
+}
+
+fn parse_mqtt_url(url: &str) -> Result<(String, u16), ConfigError> {
+    let invalid = || {
+        bad_value(
+            "mqtt.url",
+            url,
+            "must be mqtt://host:port (TLS is not supported yet)",
+        )
+    };
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(invalid)?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| invalid())?),
+        None => (rest, 1883),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(['/', '@', ' ']) || port == 0 {
+        return Err(invalid());
+    }
+    Ok((host.to_string(), port))
+}
