@@ -1,0 +1,129 @@
+//! `stillwater alerts`: list, acknowledge, resolve and close alerts.
+
+use std::process::ExitCode;
+
+use stillwater::config::Config;
+
+use super::*;
+use crate::*;
+
+pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&config.store.path)?;
+    let now = chrono::Utc::now().timestamp();
+    let zone = config.registry.timezone;
+    let done = |result: Result<(), StoreError>, what: &str, id: i64| match result {
+        Ok(()) => {
+            println!("alert {id} {what}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(StoreError::Action(error)) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(anyhow::Error::from(error)),
+    };
+    match command {
+        AlertsCommand::List { all, limit } => {
+            let alerts = store.list_alerts(all, limit)?;
+            if alerts.is_empty() {
+                println!("{}", if all { "no alerts" } else { "no active alerts" });
+            }
+            for alert in alerts {
+                println!(
+                    "#{:<5} {:<12} {:<15} {:<11} {:<12} {}  since {}  {}",
+                    alert.id,
+                    alert.state,
+                    alert.kind,
+                    alert.severity,
+                    alert.meter_id,
+                    alert.resident_name.as_deref().unwrap_or("?"),
+                    format_time(alert.since, zone),
+                    alert.detail
+                );
+            }
+        }
+        AlertsCommand::Show { id } => {
+            let Some(alert) = store.alert(id)? else {
+                eprintln!("error: alert {id} does not exist");
+                return Ok(ExitCode::FAILURE);
+            };
+            println!(
+                "alert #{} {} ({}) — {}",
+                alert.id, alert.kind, alert.severity, alert.state
+            );
+            println!(
+                "  meter:    {} ({})",
+                alert.meter_id,
+                alert.resident_name.as_deref().unwrap_or("not registered")
+            );
+            println!("  since:    {}", format_time(alert.since, zone));
+            println!("  detected: {}", format_time(alert.opened_at, zone));
+            println!("  detail:   {}", alert.detail);
+            if let Some(disposition) = &alert.disposition {
+                println!(
+                    "  closed as {disposition}: {}",
+                    alert.note.as_deref().unwrap_or("")
+                );
+            }
+            println!("  history:");
+            for event in store.alert_events(id)? {
+                println!(
+                    "    {}  {:<20} by {} via {}  {}",
+                    format_time(event.at, zone),
+                    event.action,
+                    event.actor,
+                    event.channel,
+                    event.detail
+                );
+            }
+            println!("  texts:");
+            for text in store.notifications(Some(id))? {
+                println!(
+                    "    {:<9} {:<8} step {} to {} {}",
+                    text.state,
+                    text.purpose,
+                    text.step,
+                    text.recipient,
+                    mask_phone(&text.phone),
+                );
+                for (at_ms, outcome, error) in store.notification_attempts(text.id)? {
+                    println!(
+                        "      attempt {}  {outcome}{}",
+                        format_time(at_ms / 1000, zone),
+                        error.map(|e| format!(" — {e}")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        AlertsCommand::Ack { id, by } => {
+            return done(
+                store.acknowledge_alert(id, &by, "cli", now),
+                "acknowledged",
+                id,
+            )
+        }
+        AlertsCommand::Resolve { id, by } => {
+            return done(store.resolve_alert(id, &by, "cli", now), "resolved", id)
+        }
+        AlertsCommand::Close {
+            id,
+            disposition,
+            note,
+            by,
+        } => {
+            if !DISPOSITIONS.contains(&disposition.as_str()) {
+                eprintln!(
+                    "error: --disposition {disposition:?} must be one of {}",
+                    DISPOSITIONS.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            return done(
+                store.close_alert(id, &disposition, &note, &by, "cli", now),
+                "closed",
+                id,
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
