@@ -15,13 +15,14 @@ use stillwater::registry::{self, HouseholdFields};
 use stillwater::store::alerts::RuleScope;
 use stillwater::store::{Store, StoreError};
 
+#[macro_use]
 mod cli;
 
 use cli::absences::absences;
 use cli::alerts::alerts;
+use cli::format_time;
 use cli::meters::meters;
 use cli::rules::rules;
-use cli::format_time;
 
 #[derive(Parser)]
 #[command(
@@ -294,13 +295,13 @@ fn actor() -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::PrintConfig => {
-            print!("{DEFAULT_TOML}");
+            cli::print_text(DEFAULT_TOML);
             return Ok(ExitCode::SUCCESS);
         }
         Command::CheckConfig { path } => {
             return match Config::load(path) {
                 Ok(_) => {
-                    println!("{}: ok", path.display());
+                    out!("{}: ok", path.display());
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => {
@@ -349,13 +350,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Meters(command) => return meters(&config, command),
         Command::Ingest(IngestCommand::Rejected { limit }) => {
-            let store = Store::open(&config.store.path)?;
+            let store = Store::open_existing(&config.store.path)?;
             let rejected = store.rejected_messages(limit)?;
             if rejected.is_empty() {
-                println!("no rejected messages");
+                out!("no rejected messages");
             }
             for message in rejected {
-                println!(
+                out!(
                     "{}  {}  {}  meter {}\n    {}\n    payload: {}",
                     format_time(message.received_at, config.registry.timezone),
                     message.reason,
@@ -394,4 +395,3 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
 }
-

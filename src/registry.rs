@@ -225,6 +225,72 @@ pub fn parse_csv(
     text: &str,
     defaults: &RegistryDefaults,
 ) -> Result<Vec<NewHousehold>, Vec<RowError>> {
+    import_csv(text.as_bytes(), defaults, |_| None)
+}
+
+/// Reads an installation CSV as it came from disk, and reports every problem of
+/// every row at once: a file that is empty or not UTF-8 (naming the line),
+/// rows with too many or too few fields, bad values, meters repeated in the
+/// file, and meters `registered` says are already registered (it returns the
+/// resident's name for those).
+pub fn import_csv(
+    bytes: &[u8],
+    defaults: &RegistryDefaults,
+    registered: impl Fn(&MeterId) -> Option<String>,
+) -> Result<Vec<NewHousehold>, Vec<RowError>> {
+    let file_error = |reason: String| {
+        vec![RowError {
+            row: 0,
+            column: "the file".into(),
+            reason,
+        }]
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let line = bytes[..error.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            return Err(file_error(format!(
+                "line {line} is not UTF-8 text: save the spreadsheet as \"CSV UTF-8\""
+            )));
+        }
+    };
+    if text.trim_start_matches('\u{feff}').trim().is_empty() {
+        return Err(file_error("is empty".into()));
+    }
+    let (households, mut errors) = read_rows(text, defaults)?;
+    for household in &households {
+        if let Some(resident) = registered(&household.meter) {
+            errors.push(RowError {
+                row: household.row,
+                column: "meter_id".into(),
+                reason: format!(
+                    "{} is already registered (household of {})",
+                    household.meter,
+                    crate::domain::mask_name(&resident)
+                ),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.row);
+        return Err(errors);
+    }
+    if households.is_empty() {
+        return Err(file_error("has a header but no rows".into()));
+    }
+    Ok(households)
+}
+
+/// The households of every good row, and the problems of the others (or of
+/// the header, which stops the reading).
+fn read_rows(
+    text: &str,
+    defaults: &RegistryDefaults,
+) -> Result<(Vec<NewHousehold>, Vec<RowError>), Vec<RowError>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text); // spreadsheets often write a BOM
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
@@ -297,12 +363,12 @@ pub fn parse_csv(
         if record.iter().all(str::is_empty) {
             continue; // blank lines at the end of a spreadsheet export
         }
-        if record.len() > headers.len() {
+        if record.len() != headers.len() {
             errors.push(RowError {
                 row,
                 column: "(row)".into(),
                 reason: format!(
-                    "has {} fields but the header has {}",
+                    "has {} fields; the header has {}",
                     record.len(),
                     headers.len()
                 ),
@@ -348,13 +414,7 @@ pub fn parse_csv(
             Err(row_errors) => errors.extend(row_errors),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    if households.is_empty() {
-        return Err(header_error("(file)", "has a header but no rows".into()));
-    }
-    Ok(households)
+    Ok((households, errors))
 }
 
 #[cfg(test)]
@@ -420,5 +480,63 @@ mod tests {
             ]
         );
         assert!(errors.iter().all(|e| e.row == 1));
+    }
+
+    #[test]
+    fn every_problem_of_every_row_is_reported_at_once_even_already_registered_meters() {
+        let mut text = GOOD.to_string();
+        text.push_str("ZS-9999,王五,地址,,,,联系人,12345,,,,,\n");
+        let registered =
+            |meter: &MeterId| (meter.as_str() == "ZS-0002").then(|| "李四".to_string());
+        let errors =
+            import_csv(text.as_bytes(), &RegistryDefaults::default(), registered).unwrap_err();
+        let rows: Vec<(usize, &str)> = errors.iter().map(|e| (e.row, e.column.as_str())).collect();
+        assert!(rows.contains(&(3, "meter_id")), "{errors:#?}");
+        assert!(rows.contains(&(5, "contact1_phone")), "{errors:#?}");
+        let duplicate = errors.iter().find(|e| e.row == 3).unwrap().to_string();
+        assert!(
+            duplicate.contains("already registered") && duplicate.contains("李*"),
+            "{duplicate}"
+        );
+    }
+
+    #[test]
+    fn a_short_row_says_how_many_fields_it_has() {
+        let header = GOOD.lines().next().unwrap();
+        let columns = header.split(',').count();
+        let short_row = vec!["x"; columns - 1].join(",");
+        let text = format!("{header}\n{short_row}\n");
+        let errors = parse_csv(&text, &RegistryDefaults::default()).unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            format!(
+                "row 2, column (row): has {} fields; the header has {columns}",
+                columns - 1
+            )
+        );
+    }
+
+    #[test]
+    fn an_empty_or_non_utf8_file_says_so() {
+        for empty in ["", "\u{feff}", " \n\n"] {
+            let errors = parse_csv(empty, &RegistryDefaults::default()).unwrap_err();
+            assert_eq!(errors[0].to_string(), "the file: is empty");
+        }
+        let mut bytes = GOOD.as_bytes().to_vec();
+        let third_line = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        bytes.insert(third_line, 0xd5); // GBK, as a spreadsheet saves by default in China
+        let errors = import_csv(&bytes, &RegistryDefaults::default(), |_| None).unwrap_err();
+        assert!(
+            errors[0].to_string().contains("line 3 is not UTF-8"),
+            "{}",
+            errors[0]
+        );
     }
 }

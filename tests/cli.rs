@@ -33,7 +33,7 @@ fn a_bad_csv_imports_nothing_and_names_every_bad_row() {
     assert!(!output.status.success());
     let message = text(&output);
     assert!(
-        message.contains("nothing imported; 8 problem(s)"),
+        message.contains("nothing imported; 8 problems"),
         "{message}"
     );
     assert!(
@@ -246,4 +246,53 @@ fn operators_set_show_and_unset_thresholds() {
         shown.contains("min_litres           10       default"),
         "{shown}"
     );
+}
+
+#[test]
+fn a_closed_pipe_ends_a_listing_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
+        .status
+        .success());
+    // The reader is gone before the command writes a byte (`… | head -0`).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_stillwater"))
+        .arg("--db")
+        .arg(&db)
+        .args(["meters", "show", "ZS-0001"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_mistyped_database_path_is_an_error_not_a_new_empty_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("no-such-dir").join("cli.db");
+    let missing_file = dir.path().join("cli.db");
+    for db in [&missing_dir, &missing_file] {
+        let list = stillwater(db, &["meters", "list"]);
+        assert!(!list.status.success());
+        assert!(text(&list).contains("no database at"), "{}", text(&list));
+    }
+    let import = stillwater(&missing_dir, &["meters", "import", &fixture("good.csv")]);
+    assert!(!import.status.success());
+    assert!(
+        text(&import).contains("does not exist"),
+        "{}",
+        text(&import)
+    );
+    assert!(
+        !missing_dir.parent().unwrap().exists(),
+        "no directory was created"
+    );
+    assert!(!missing_file.exists(), "no file was created");
+    // Importing creates the database in an existing directory.
+    let import = stillwater(&missing_file, &["meters", "import", &fixture("good.csv")]);
+    assert!(import.status.success(), "{}", text(&import));
 }

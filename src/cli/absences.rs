@@ -21,7 +21,7 @@ pub(crate) fn parse_when(text: &str, zone: chrono_tz::Tz) -> anyhow::Result<i64>
 }
 
 pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&config.store.path)?;
+    let store = Store::open_existing(&config.store.path)?;
     let now = chrono::Utc::now().timestamp();
     let zone = config.registry.timezone;
     match command {
@@ -69,7 +69,7 @@ pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Res
                 &actor(),
                 now,
             )?;
-            println!(
+            out!(
                 "absence declared for {count} households, {} to {}",
                 format_time(starts_at, zone),
                 format_time(ends_at, zone)
@@ -78,10 +78,10 @@ pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Res
         AbsencesCommand::List { all } => {
             let absences = store.absences(all, now)?;
             if absences.is_empty() {
-                println!("no absences");
+                out!("no absences");
             }
             for absence in absences {
-                println!(
+                out!(
                     "#{:<5} {}  {} → {}  {}  (by {}){}",
                     absence.id,
                     absence.resident_name,
@@ -98,7 +98,7 @@ pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Res
         }
         AbsencesCommand::End { id } => {
             store.end_absence(id, &actor(), now)?;
-            println!("absence {id} ended");
+            out!("absence {id} ended");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,12 +8,12 @@ use super::*;
 use crate::*;
 
 pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&config.store.path)?;
+    let store = Store::open_existing(&config.store.path)?;
     let now = chrono::Utc::now().timestamp();
     let zone = config.registry.timezone;
     let done = |result: Result<(), StoreError>, what: &str, id: i64| match result {
         Ok(()) => {
-            println!("alert {id} {what}");
+            out!("alert {id} {what}");
             Ok(ExitCode::SUCCESS)
         }
         Err(StoreError::Action(error)) => {
@@ -26,10 +26,10 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
         AlertsCommand::List { all, limit } => {
             let alerts = store.list_alerts(all, limit)?;
             if alerts.is_empty() {
-                println!("{}", if all { "no alerts" } else { "no active alerts" });
+                out!("{}", if all { "no alerts" } else { "no active alerts" });
             }
             for alert in alerts {
-                println!(
+                out!(
                     "#{:<5} {:<12} {:<15} {:<11} {:<12} {}  since {}  {}",
                     alert.id,
                     alert.state,
@@ -47,27 +47,30 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
                 eprintln!("error: alert {id} does not exist");
                 return Ok(ExitCode::FAILURE);
             };
-            println!(
+            out!(
                 "alert #{} {} ({}) — {}",
-                alert.id, alert.kind, alert.severity, alert.state
+                alert.id,
+                alert.kind,
+                alert.severity,
+                alert.state
             );
-            println!(
+            out!(
                 "  meter:    {} ({})",
                 alert.meter_id,
                 alert.resident_name.as_deref().unwrap_or("not registered")
             );
-            println!("  since:    {}", format_time(alert.since, zone));
-            println!("  detected: {}", format_time(alert.opened_at, zone));
-            println!("  detail:   {}", alert.detail);
+            out!("  since:    {}", format_time(alert.since, zone));
+            out!("  detected: {}", format_time(alert.opened_at, zone));
+            out!("  detail:   {}", alert.detail);
             if let Some(disposition) = &alert.disposition {
-                println!(
+                out!(
                     "  closed as {disposition}: {}",
                     alert.note.as_deref().unwrap_or("")
                 );
             }
-            println!("  history:");
+            out!("  history:");
             for event in store.alert_events(id)? {
-                println!(
+                out!(
                     "    {}  {:<20} by {} via {}  {}",
                     format_time(event.at, zone),
                     event.action,
@@ -76,9 +79,9 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
                     event.detail
                 );
             }
-            println!("  texts:");
+            out!("  texts:");
             for text in store.notifications(Some(id))? {
-                println!(
+                out!(
                     "    {:<9} {:<8} step {} to {} {}",
                     text.state,
                     text.purpose,
@@ -87,7 +90,7 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
                     mask_phone(&text.phone),
                 );
                 for (at_ms, outcome, error) in store.notification_attempts(text.id)? {
-                    println!(
+                    out!(
                         "      attempt {}  {outcome}{}",
                         format_time(at_ms / 1000, zone),
                         error.map(|e| format!(" — {e}")).unwrap_or_default()

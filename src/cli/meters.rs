@@ -8,7 +8,14 @@ use super::*;
 use crate::*;
 
 pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&config.store.path)?;
+    // Registering creates the database (in an existing directory); everything
+    // else reads or changes what is there.
+    let store = match command {
+        MetersCommand::Add { .. } | MetersCommand::Import { .. } => {
+            Store::open(&config.store.path)?
+        }
+        _ => Store::open_existing(&config.store.path)?,
+    };
     let now = chrono::Utc::now().timestamp();
     let zone = config.registry.timezone;
     match command {
@@ -52,28 +59,25 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 }
             };
             store.register_households(std::slice::from_ref(&household), &actor(), now)?;
-            println!(
+            out!(
                 "registered meter {} ({} contacts)",
                 household.meter,
                 household.contacts.len()
             );
         }
         MetersCommand::Import { file } => {
-            let text =
+            let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let text = String::from_utf8(text).map_err(|_| {
-                anyhow::anyhow!(
-                    "{} is not UTF-8: save the spreadsheet as \"CSV UTF-8\"",
-                    file.display()
-                )
-            })?;
-            let households = match registry::parse_csv(&text, &config.registry) {
+            let registered = store.registered_residents()?;
+            let lookup =
+                |meter: &stillwater::domain::MeterId| registered.get(meter.as_str()).cloned();
+            let households = match registry::import_csv(&bytes, &config.registry, lookup) {
                 Ok(households) => households,
                 Err(errors) => {
                     eprintln!(
-                        "{}: nothing imported; {} problem(s):",
+                        "{}: nothing imported; {}:",
                         file.display(),
-                        errors.len()
+                        count(errors.len(), "problem", "problems")
                     );
                     for error in errors {
                         eprintln!("  {error}");
@@ -82,7 +86,7 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 }
             };
             match store.register_households(&households, &actor(), now) {
-                Ok(()) => println!(
+                Ok(()) => out!(
                     "imported {} meters from {}",
                     households.len(),
                     file.display()
@@ -105,14 +109,14 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
         MetersCommand::List => {
             let meters = store.list_meters()?;
             if meters.is_empty() {
-                println!("no meters registered");
+                out!("no meters registered");
             }
             for meter in meters {
                 let last = match meter.last_reading_ts {
                     Some(ts) => format!("last reading {}", ago(ts)),
                     None => "no reading yet".into(),
                 };
-                println!(
+                out!(
                     "{:<20} {:<8} {:<16} {}  [{}]  {}",
                     meter.meter_id,
                     meter.status,
@@ -133,88 +137,92 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 .as_ref()
                 .and_then(|r| r.timezone.parse().ok())
                 .unwrap_or(zone);
-            println!("meter {}", details.meter_id);
+            out!("meter {}", details.meter_id);
             match &details.registration {
                 Some(registration) => {
-                    println!(
+                    out!(
                         "  registration: {} since {}",
                         registration.status,
                         format_time(registration.registered_at, zone)
                     );
                     if let Some(new) = &registration.replaced_by {
-                        println!("  replaced by:  {new}");
+                        out!("  replaced by:  {new}");
                     }
-                    println!(
+                    out!(
                         "  resident:     {} ({})",
-                        registration.resident_name, registration.category
+                        registration.resident_name,
+                        registration.category
                     );
-                    println!("  address:      {}", registration.address);
-                    println!(
+                    out!("  address:      {}", registration.address);
+                    out!(
                         "  time zone:    {}; reports every {} min",
-                        registration.timezone, registration.reporting_interval_min
+                        registration.timezone,
+                        registration.reporting_interval_min
                     );
                     for (step, name, phone) in &registration.contacts {
-                        println!("  contact:      step {step}: {name} {}", mask_phone(phone));
+                        out!("  contact:      step {step}: {name} {}", mask_phone(phone));
                     }
                     if !registration.notes.is_empty() {
-                        println!("  notes:        {}", registration.notes);
+                        out!("  notes:        {}", registration.notes);
                     }
                 }
-                None => println!("  NOT REGISTERED: its readings are stored but never alarm"),
+                None => out!("  NOT REGISTERED: its readings are stored but never alarm"),
             }
             match &details.state {
                 None => {
-                    println!("  installation check: NO MESSAGE YET.");
-                    println!(
+                    out!("  installation check: NO MESSAGE YET.");
+                    out!(
                         "    The meter should publish to topic {}/{}/reading on the gateway's broker.",
                         config.mqtt.topics.native_prefix, details.meter_id
                     );
                 }
                 Some(state) => {
                     if state.last_reading_ts.is_some() {
-                        println!(
+                        out!(
                             "  installation check: OK, first message {}",
                             format_time(state.first_seen, zone)
                         );
                     } else {
-                        println!("  installation check: messages arrive but none was a valid reading (see `stillwater ingest rejected`)");
+                        out!("  installation check: messages arrive but none was a valid reading (see `stillwater ingest rejected`)");
                     }
-                    println!(
+                    out!(
                         "  last message:        {} ({})",
                         format_time(state.last_message, zone),
                         ago(state.last_message)
                     );
                     if let Some(ts) = state.last_reading_ts {
-                        println!(
+                        out!(
                             "  last valid reading:  {} ({})",
                             format_time(ts, zone),
                             ago(ts)
                         );
                     }
                     match state.last_consumption_ts {
-                        Some(ts) => println!(
+                        Some(ts) => out!(
                             "  last consumption:    {} ({})",
                             format_time(ts, zone),
                             ago(ts)
                         ),
-                        None => println!("  last consumption:    none seen yet"),
+                        None => out!("  last consumption:    none seen yet"),
                     }
                     if let Some(total) = state.last_total_l {
-                        println!(
+                        out!(
                             "  register:            {total} L ({:.3} m³)",
                             total as f64 / 1000.0
                         );
                     }
                     if let Some(battery) = state.last_battery_pct {
-                        println!("  battery:             {battery} %");
+                        out!("  battery:             {battery} %");
                     }
                     let status = StatusFlags::from_bits(state.last_status);
                     if !status.is_empty() {
-                        println!("  status flags:        {status}");
+                        out!("  status flags:        {status}");
                     }
-                    println!(
+                    out!(
                         "  readings stored:     {} ({} register resets, {} rejected messages)",
-                        state.readings, state.register_resets, state.rejected
+                        state.readings,
+                        state.register_resets,
+                        state.rejected
                     );
                     if let Some(newest) = state.last_reading_ts {
                         let category = details
@@ -225,7 +233,7 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                         let history =
                             store.readings(&meter, newest - policy.background_s, newest + 1)?;
                         let background = stillwater::detect::background_mlph(&history, &policy);
-                        println!(
+                        out!(
                             "  background rate:     {:.1} L/h (mean of the quiet hours over {} days; no_usage counts use above it)",
                             background as f64 / 1000.0,
                             policy.background_s / 86_400
@@ -234,9 +242,9 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 }
             }
             if !details.recent.is_empty() {
-                println!("  recent readings:");
+                out!("  recent readings:");
                 for reading in &details.recent {
-                    println!(
+                    out!(
                         "    {}  {:>10} L{}",
                         format_time(reading.ts.secs(), zone),
                         reading.total_l,
@@ -253,11 +261,11 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
             stillwater::domain::MeterId::parse(&new)
                 .map_err(|error| anyhow::anyhow!("new meter: {error}"))?;
             store.replace_meter(&old, &new, &actor(), now)?;
-            println!("meter {old} replaced by {new}; the household's alerts now follow {new}");
+            out!("meter {old} replaced by {new}; the household's alerts now follow {new}");
         }
         MetersCommand::Remove { meter } => {
             store.remove_meter(&meter, &actor(), now)?;
-            println!("meter {meter} removed; its readings are kept");
+            out!("meter {meter} removed; its readings are kept");
         }
         MetersCommand::CheckIn { meter, phone, off } => {
             let phone = match (off, phone) {
@@ -270,20 +278,20 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
             };
             store.set_check_in_phone(&meter, phone.as_ref().map(|p| p.as_str()), &actor(), now)?;
             match phone {
-                Some(phone) => println!(
+                Some(phone) => out!(
                     "{meter}: the resident ({}) is asked first",
                     mask_phone(phone.as_str())
                 ),
-                None => println!("{meter}: no check-in; contacts are texted directly"),
+                None => out!("{meter}: no check-in; contacts are texted directly"),
             }
         }
         MetersCommand::Unregistered => {
             let meters = store.unregistered_meters()?;
             if meters.is_empty() {
-                println!("every meter that has published is registered");
+                out!("every meter that has published is registered");
             }
             for meter in meters {
-                println!(
+                out!(
                     "{:<32} first seen {}  last message {} ({})  {} readings{}",
                     meter.meter_id,
                     format_time(meter.first_seen, zone),

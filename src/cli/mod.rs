@@ -1,12 +1,42 @@
 //! The subcommands behind `stillwater`, one module each, and what they share.
 //! They parse and print; the rules they apply live in the library.
 
+/// Prints a line on stdout, like `println!`, but a reader that has gone away
+/// (`stillwater meters show X | head`) ends the command quietly instead of
+/// with a panic.
+macro_rules! out {
+    () => {
+        $crate::cli::print_text("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::print_text(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod absences;
 pub mod alerts;
 pub mod meters;
 pub mod rules;
 
+use std::io::Write;
+
 use chrono::TimeZone;
+
+/// Writes `text` to stdout; exits quietly (status 0) when the reader has
+/// closed the pipe, and with a message when stdout fails otherwise.
+pub fn print_text(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {error}");
+        std::process::exit(1);
+    }
+}
 
 pub fn format_time(ts: i64, zone: chrono_tz::Tz) -> String {
     match zone.timestamp_opt(ts, 0).single() {

@@ -8,7 +8,7 @@ use super::*;
 use crate::*;
 
 pub(crate) fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&config.store.path)?;
+    let store = Store::open_existing(&config.store.path)?;
     let now = chrono::Utc::now().timestamp();
     match command {
         RulesCommand::Show { target } => {
@@ -57,7 +57,7 @@ pub(crate) fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<Ex
                 }
             }
             for key in stillwater::policy::Key::ALL.map(|key| key.as_str()) {
-                println!(
+                out!(
                     "{key:<20} {:<8} {}",
                     policy.text(key).unwrap_or_default(),
                     sources.get(key).map(String::as_str).unwrap_or("default")
@@ -79,7 +79,7 @@ pub(crate) fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<Ex
                 changes.push((key.trim().to_string(), Some(value.trim().to_string())));
             }
             store.set_rule_overrides(&target.scope(), &changes, &actor(), now)?;
-            println!(
+            out!(
                 "set {} for {:?}; the running gateway uses it from the next reading",
                 settings.join(" "),
                 target.scope()
@@ -95,7 +95,7 @@ pub(crate) fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<Ex
                 changes.push((key, None));
             }
             store.set_rule_overrides(&target.scope(), &changes, &actor(), now)?;
-            println!("back to the configured values");
+            out!("back to the configured values");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -16,6 +16,7 @@ pub mod chunk;
 mod schema;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,11 +51,10 @@ pub enum StoreError {
     Action(#[from] alerts::ActionError),
     #[error("{0}")]
     NotFound(String),
-    #[error("cannot create the database directory {path}: {source}")]
-    Directory {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("the directory {path} does not exist; create it, or choose another database path (--db or [store] path)")]
+    NoDirectory { path: PathBuf },
+    #[error("there is no database at {path}; check --db or [store] path (`stillwater serve` or `stillwater meters import` creates one)")]
+    Missing { path: PathBuf },
 }
 
 /// A handle to the database file. Cheap to clone; every call opens its own connection.
@@ -143,19 +143,34 @@ pub struct RejectedMessage {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and runs pending migrations.
+    /// Opens the database, creating the file if needed — but only in a
+    /// directory that exists: a mistyped path is an error, not a new empty
+    /// database — and runs pending migrations.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            if !parent.is_dir() {
+                return Err(StoreError::NoDirectory {
+                    path: parent.to_path_buf(),
+                });
+            }
         }
         let store = Self { path };
         let mut connection = store.connect()?;
         schema::migrate(&mut connection, &store.path)?;
         Ok(store)
+    }
+
+    /// Opens a database that must already exist (commands that read or act on
+    /// what is stored).
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::open(path)
     }
 
     pub fn path(&self) -> &Path {
@@ -178,6 +193,17 @@ impl Store {
 
     /// Registers households, each with its meter, all or none. A meter that is
     /// already active is an error naming its row.
+    /// Every actively registered meter and its resident's name.
+    pub fn registered_residents(&self) -> Result<HashMap<String, String>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT m.meter_id, h.resident_name FROM meters m JOIN households h ON h.id = m.household_id
+             WHERE m.status = 'active'",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn register_households(
         &self,
         households: &[NewHousehold],
