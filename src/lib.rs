@@ -41,4 +41,5 @@ pub mod policy;
 pub mod registry;
 pub mod replies;
 pub mod store;
+pub mod thresholds;
 pub mod wire;

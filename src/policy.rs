@@ -304,6 +304,21 @@ pub enum Source {
     StoredHousehold { by: String, at: Timestamp },
 }
 
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Global => f.write_str("default"),
+            Source::ConfigCategory(category) => write!(f, "config, category {category}"),
+            Source::StoredCategory { category, by, at } => {
+                write!(f, "set for category {category} by {by} at {at}")
+            }
+            Source::StoredHousehold { by, at } => {
+                write!(f, "set for this household by {by} at {at}")
+            }
+        }
+    }
+}
+
 /// One layer of settings over the global policy, with where it came from.
 #[derive(Debug, Clone)]
 pub struct Layer {
@@ -342,7 +357,7 @@ pub fn resolve(global: &Policy, layers: &[Layer]) -> Resolved {
     for layer in layers {
         let candidate = policy.clone().with(&layer.settings);
         if let Err(problem) = candidate.check() {
-            skipped.push(format!("{:?}: {problem}", layer.source));
+            skipped.push(format!("ignored the settings {}: {problem}", layer.source));
             continue;
         }
         policy = candidate;

@@ -239,6 +239,58 @@ fn operators_set_show_and_unset_thresholds() {
     );
     assert!(!bad.status.success());
     assert!(text(&bad).contains("must be a duration"), "{}", text(&bad));
+    // The same checks as the configuration file.
+    for (args, phrase) in [
+        (
+            vec!["--meter", "ZS-0001", "warning_window=30h"],
+            "urgent_window (1d) must be at least warning_window (30h)",
+        ),
+        (
+            vec![
+                "--meter",
+                "ZS-0001",
+                "warning_window=30h",
+                "urgent_window=6h",
+            ],
+            "must be at least warning_window",
+        ),
+        (
+            vec!["--meter", "ZS-0001", "urgent_window=100000d"],
+            "from 1h to 14d",
+        ),
+        (
+            vec!["--category", "Elderly Alone", "min_litres=5"],
+            "a-z, 0-9",
+        ),
+        (vec!["--meter", "NO-SUCH", "min_litres=5"], "not registered"),
+    ] {
+        let mut command = vec!["rules", "set"];
+        command.extend(args.iter().copied());
+        let refused = stillwater(&db, &command);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(
+            text(&refused).contains(phrase),
+            "{args:?}: {}",
+            text(&refused)
+        );
+    }
+    let unused = stillwater(
+        &db,
+        &[
+            "rules",
+            "set",
+            "--category",
+            "elderly-alone",
+            "min_litres=5",
+        ],
+    );
+    assert!(unused.status.success());
+    assert!(
+        text(&unused).contains("no registered household has category \"elderly-alone\"")
+            && text(&unused).contains("elderly_alone"),
+        "a category no household has is a warning naming those in use: {}",
+        text(&unused)
+    );
     let unset = stillwater(&db, &["rules", "unset", "--meter", "ZS-0001", "min_litres"]);
     assert!(unset.status.success());
     let shown = text(&stillwater(&db, &["rules", "show", "--meter", "ZS-0001"]));

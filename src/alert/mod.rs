@@ -174,13 +174,16 @@ impl Engine {
                 continue;
             };
             if let Some(household) = &work.household {
-                let mut policy = rules.policy_for(&household.category);
                 // Operators' overrides are read on every evaluation: a change needs no restart.
-                for rule in tx.rule_overrides(household)? {
-                    if let Err(problem) = policy.set(&rule.key, &rule.value) {
-                        tracing::warn!(%problem, scope = rule.scope, "ignoring a stored rule override");
-                    }
+                let resolved = crate::thresholds::in_force(
+                    rules,
+                    &household.category,
+                    &tx.rule_overrides(household)?,
+                );
+                for problem in &resolved.skipped {
+                    tracing::warn!(%problem, meter, "a stored threshold is not used");
                 }
+                let policy = resolved.policy;
                 let first = match work.evaluated_through {
                     Some(through) => work.readings.partition_point(|r| r.ts.secs() <= through),
                     None => 0,

@@ -717,6 +717,17 @@ impl Store {
     }
 
     /// The overrides that apply to a meter's household (category first), or to a category.
+    /// The categories of actively registered households, sorted.
+    pub fn categories_in_use(&self) -> Result<Vec<String>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT DISTINCT h.category FROM households h JOIN meters m ON m.household_id = h.id
+             WHERE m.status = 'active' ORDER BY h.category",
+        )?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn rule_overrides(&self, scope: &RuleScope) -> Result<Vec<RuleOverride>, StoreError> {
         let connection = self.connect()?;
         match scope {
