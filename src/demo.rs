@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::app::Gateway;
 use crate::config::{BrokerChoice, Config, ProviderChoice};
-use crate::domain::{mask_name, mask_phone, PhoneNumber};
+use crate::domain::{mask_phone, PhoneNumber};
 use crate::registry;
 use crate::store::Store;
 
@@ -137,10 +137,11 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     };
     let resident = &households[0];
     println!(
-        "  {} (DEMO-00000) stops using water at {} (event time)",
-        mask_name(&resident.resident_name),
+        "  {} (DEMO-00000) uses no water after {} (event time); the texts count",
+        resident.resident_name,
         stop_at.format("%m-%d %H:%M")
     );
+    println!("  the quiet from the last reading that showed water used before then");
     println!();
     let metrics = gateway.metrics.clone();
     let mut simulation = tokio::spawn(firmware_sim::run(sim));
@@ -171,24 +172,21 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     }
     if !acknowledged {
         println!(
-            "  no alert was texted; see `stillwater --db {} alerts list --all`",
+            "  no alert was texted; see `{} --db {} alerts list --all`",
+            command_name(),
             store.path().display()
         );
     }
     println!();
     println!("  look closer:");
-    println!(
-        "    stillwater --db {} alerts list --all",
-        store.path().display()
-    );
-    println!(
-        "    stillwater --db {} alerts show 1",
-        store.path().display()
-    );
-    println!(
-        "    stillwater --db {} meters show DEMO-00000",
-        store.path().display()
-    );
+    let command = command_name();
+    for args in [
+        "alerts list --all",
+        "alerts show 1",
+        "meters show DEMO-00000",
+    ] {
+        println!("    {command} --db {} {args}", store.path().display());
+    }
     if options.once {
         return gateway.stop().await;
     }
@@ -202,6 +200,16 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
         shutdown.cancel();
     });
     gateway.run_until_stopped().await
+}
+
+/// How to run this binary again: `cargo run --` when started by cargo (which
+/// sets CARGO_MANIFEST_DIR for what it runs), `stillwater` otherwise.
+fn command_name() -> &'static str {
+    if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+        "cargo run --"
+    } else {
+        "stillwater"
+    }
 }
 
 /// Once the resident's alert has been texted to the first contact, replies "1"

@@ -282,9 +282,12 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 fn init_logging(filter: &str) {
     let filter = std::env::var("RUST_LOG")
         .unwrap_or_else(|_| format!("{filter},rumqttd=warn,rumqttd::router::routing=off"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into a file or journal.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -269,8 +269,7 @@ pub fn import_csv(
                 column: "meter_id".into(),
                 reason: format!(
                     "{} is already registered (household of {})",
-                    household.meter,
-                    crate::domain::mask_name(&resident)
+                    household.meter, resident
                 ),
             });
         }
@@ -495,7 +494,7 @@ mod tests {
         assert!(rows.contains(&(5, "contact1_phone")), "{errors:#?}");
         let duplicate = errors.iter().find(|e| e.row == 3).unwrap().to_string();
         assert!(
-            duplicate.contains("already registered") && duplicate.contains("李*"),
+            duplicate.contains("already registered") && duplicate.contains("李四"),
             "{duplicate}"
         );
     }

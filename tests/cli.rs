@@ -188,6 +188,16 @@ fn the_demo_shows_reading_alert_text_and_acknowledgement() {
         "{printed}"
     );
     assert!(printed.contains("is now acknowledged"), "{printed}");
+    // Started by cargo (as `cargo run -- demo` is), the hints say how to run it again.
+    assert!(printed.contains("cargo run -- --db "), "{printed}");
+    assert!(
+        printed.contains("the texts count") && printed.contains("the quiet from the last reading"),
+        "the banner explains the time the texts give: {printed}"
+    );
+    assert!(
+        !printed.contains('\x1b'),
+        "no colour codes into a pipe: {printed}"
+    );
     let alerts = stillwater(&dir.path().join("demo.db"), &["alerts", "show", "1"]);
     let shown = text(&alerts);
     assert!(
@@ -347,4 +357,33 @@ fn a_mistyped_database_path_is_an_error_not_a_new_empty_database() {
     // Importing creates the database in an existing directory.
     let import = stillwater(&missing_file, &["meters", "import", &fixture("good.csv")]);
     assert!(import.status.success(), "{}", text(&import));
+}
+
+#[test]
+fn absences_name_their_meters_and_counts_read_as_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let import = stillwater(&db, &["meters", "import", &fixture("good.csv")]);
+    assert!(
+        text(&import).contains("imported 3 meters"),
+        "{}",
+        text(&import)
+    );
+    let until = (chrono::Utc::now() + chrono::Duration::days(3))
+        .format("%Y-%m-%d")
+        .to_string();
+    let add = stillwater(
+        &db,
+        &[
+            "absences", "add", "--meter", "ZS-0001", "--reason", "住院", "--until", &until,
+        ],
+    );
+    assert!(add.status.success(), "{}", text(&add));
+    assert!(
+        text(&add).contains("absence declared for 1 household,"),
+        "{}",
+        text(&add)
+    );
+    let list = text(&stillwater(&db, &["absences", "list"]));
+    assert!(list.contains("张桂芳 (ZS-0001)"), "{list}");
 }

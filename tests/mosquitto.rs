@@ -27,6 +27,15 @@ fn mosquitto() -> Option<SocketAddr> {
     Some(addr)
 }
 
+/// Says, past the test harness's output capture, that a test did not run.
+fn skipped(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {what} (set STILLWATER_TEST_MOSQUITTO=host:port to run it)"
+    );
+}
+
 /// A topic prefix no other run shares, so tests can use a shared broker.
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -39,7 +48,7 @@ fn unique(prefix: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_published_to_mosquitto_are_stored_and_acknowledged() {
     let Some(addr) = mosquitto() else {
-        eprintln!("STILLWATER_TEST_MOSQUITTO not set: Mosquitto interop not tested");
+        skipped("Mosquitto interop not tested");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -159,7 +168,7 @@ impl Drop for PrivateMosquitto {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_reconnects_and_resubscribes_after_the_broker_restarts() {
     if mosquitto().is_none() {
-        eprintln!("STILLWATER_TEST_MOSQUITTO not set: broker restart not tested");
+        skipped("broker restart not tested");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -70,7 +70,8 @@ pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Res
                 now,
             )?;
             out!(
-                "absence declared for {count} households, {} to {}",
+                "absence declared for {}, {} to {}",
+                stillwater::domain::count(count, "household", "households"),
                 format_time(starts_at, zone),
                 format_time(ends_at, zone)
             );
@@ -82,9 +83,14 @@ pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Res
             }
             for absence in absences {
                 out!(
-                    "#{:<5} {}  {} → {}  {}  (by {}){}",
+                    "#{:<5} {} ({})  {} → {}  {}  (by {}){}",
                     absence.id,
                     absence.resident_name,
+                    if absence.meters.is_empty() {
+                        "no active meter"
+                    } else {
+                        &absence.meters
+                    },
                     format_time(absence.starts_at, zone),
                     format_time(absence.ends_at, zone),
                     absence.reason,

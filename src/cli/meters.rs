@@ -87,8 +87,8 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
             };
             match store.register_households(&households, &actor(), now) {
                 Ok(()) => out!(
-                    "imported {} meters from {}",
-                    households.len(),
+                    "imported {} from {}",
+                    count(households.len(), "meter", "meters"),
                     file.display()
                 ),
                 Err(StoreError::AlreadyRegistered {
@@ -99,7 +99,7 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                     eprintln!(
                         "{}: nothing imported; row {row}, column meter_id: {meter} is already registered (household of {})",
                         file.display(),
-                        stillwater::domain::mask_name(&resident)
+                        resident
                     );
                     return Ok(ExitCode::FAILURE);
                 }
@@ -219,10 +219,18 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                         out!("  status flags:        {status}");
                     }
                     out!(
-                        "  readings stored:     {} ({} register resets, {} rejected messages)",
+                        "  readings stored:     {} ({}, {})",
                         state.readings,
-                        state.register_resets,
-                        state.rejected
+                        count(
+                            state.register_resets as usize,
+                            "register reset",
+                            "register resets"
+                        ),
+                        count(
+                            state.rejected as usize,
+                            "rejected message",
+                            "rejected messages"
+                        )
                     );
                     if let Some(newest) = state.last_reading_ts {
                         let category = details
@@ -234,9 +242,9 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                             store.readings(&meter, newest - policy.background_s, newest + 1)?;
                         let background = stillwater::detect::background_mlph(&history, &policy);
                         out!(
-                            "  background rate:     {:.1} L/h (mean of the quiet hours over {} days; no_usage counts use above it)",
+                            "  background rate:     {:.1} L/h (mean of the quiet hours over {}; no_usage counts use above it)",
                             background as f64 / 1000.0,
-                            policy.background_s / 86_400
+                            count((policy.background_s / 86_400) as usize, "day", "days")
                         );
                     }
                 }
@@ -292,12 +300,12 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
             }
             for meter in meters {
                 out!(
-                    "{:<32} first seen {}  last message {} ({})  {} readings{}",
+                    "{:<32} first seen {}  last message {} ({})  {}{}",
                     meter.meter_id,
                     format_time(meter.first_seen, zone),
                     format_time(meter.last_message, zone),
                     ago(meter.last_message),
-                    meter.readings,
+                    count(meter.readings as usize, "reading", "readings"),
                     meter
                         .former_status
                         .map(|s| format!("  [{s}]"))

@@ -127,6 +127,9 @@ pub struct Absence {
     pub ends_at: i64,
     pub declared_by: String,
     pub ended_at: Option<i64>,
+    /// The household's active meters, comma-separated (households with the
+    /// same name are told apart by these).
+    pub meters: String,
 }
 
 /// Why an operator's action on an alert did not happen.
@@ -1099,7 +1102,8 @@ impl Store {
     pub fn absences(&self, all: bool, now: i64) -> Result<Vec<Absence>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(
-            "SELECT a.id, a.household_id, h.resident_name, a.reason, a.starts_at, a.ends_at, a.declared_by, a.ended_at
+            "SELECT a.id, a.household_id, h.resident_name, a.reason, a.starts_at, a.ends_at, a.declared_by, a.ended_at,
+                    (SELECT group_concat(m.meter_id, ', ') FROM meters m WHERE m.household_id = h.id AND m.status = 'active')
              FROM absences a JOIN households h ON h.id = a.household_id
              WHERE ?1 OR coalesce(a.ended_at, a.ends_at) > ?2 ORDER BY a.id DESC",
         )?;
@@ -1113,6 +1117,7 @@ impl Store {
                 ends_at: row.get(5)?,
                 declared_by: row.get(6)?,
                 ended_at: row.get(7)?,
+                meters: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
