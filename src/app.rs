@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::Engine;
 use crate::clock::{self, SharedClock};
+use crate::detect::Detector;
 use crate::config::{BrokerChoice, Config};
 use crate::ingest::{self, Subscription};
 use crate::metrics::Metrics;
@@ -48,16 +49,76 @@ pub struct Gateway {
     notifier: JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
     engine: std::thread::JoinHandle<()>,
+    /// Names a supervised thread that stopped on its own.
+    threads_died: mpsc::UnboundedReceiver<String>,
+}
+
+/// What a gateway is built with besides its configuration.
+pub struct Parts {
+    pub clock: SharedClock,
+    pub detector: Box<dyn Detector>,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Self {
+            clock: clock::system(),
+            detector: Box::new(crate::detect::Rules),
+        }
+    }
+}
+
+/// Runs the gateway's threads so that none can die silently: a panic, or a
+/// stop before shutdown was asked, is logged, recorded for `/healthz`, and
+/// stops the gateway with an error.
+struct Supervisor {
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    died: mpsc::UnboundedSender<String>,
+}
+
+impl Supervisor {
+    fn spawn(
+        &self,
+        name: &str,
+        what: &'static str,
+        body: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let (shutdown, metrics, died) = (
+            self.shutdown.clone(),
+            self.metrics.clone(),
+            self.died.clone(),
+        );
+        std::thread::Builder::new().name(name.into()).spawn(move || {
+            let why = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+                Ok(()) if shutdown.is_cancelled() => return,
+                Ok(()) => format!("{what} stopped"),
+                Err(panic) => format!("{what} panicked: {}", panic_message(panic.as_ref())),
+            };
+            tracing::error!(reason = %why, "a part of the gateway stopped; stopping the gateway");
+            metrics.record_failure(&why);
+            let _ = died.send(why);
+        })
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 impl Gateway {
     /// Starts every part; returns once the broker (if embedded) and HTTP are listening.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
-        Self::start_with(config, clock::system()).await
+        Self::start_with(config, Parts::default()).await
     }
 
-    /// Starts every part on `clock` (tests pass a manual clock and move it).
-    pub async fn start_with(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
+    /// Starts every part with `parts` (tests pass a manual clock, or a detector).
+    pub async fn start_with(config: &Config, parts: Parts) -> anyhow::Result<Self> {
+        let Parts { clock, detector } = parts;
         let store = Store::open(&config.store.path)
             .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
         let metrics = Arc::new(Metrics::default());
@@ -80,7 +141,8 @@ impl Gateway {
             &config.sms,
             wake_notifier.clone(),
             clock.clone(),
-        )?;
+        )?
+        .with_detector(detector);
         let last_tick = engine.last_tick();
         let provider = notify::build(&config.sms)?;
         let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -117,14 +179,19 @@ impl Gateway {
         let touched = Arc::new(TouchedMeters::default());
         let writer = writer.with_listener(touched.clone());
         let (outbox, inbox) = mpsc::channel(INBOX_CAPACITY);
-        let writer = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer.run(inbox))?;
-
+        let (died, threads_died) = mpsc::unbounded_channel();
+        let supervisor = Supervisor {
+            shutdown: shutdown.clone(),
+            metrics: metrics.clone(),
+            died,
+        };
+        let writer = supervisor.spawn("store-writer", "the store writer", move || {
+            writer.run(inbox)
+        })?;
         let engine_shutdown = shutdown.clone();
-        let engine = std::thread::Builder::new()
-            .name("alert-engine".into())
-            .spawn(move || engine.run(touched, engine_shutdown))?;
+        let engine = supervisor.spawn("alert-engine", "the alert engine", move || {
+            engine.run(touched, engine_shutdown)
+        })?;
         let notifier = tokio::spawn(notify::notifier::run(
             store.clone(),
             provider,
@@ -177,6 +244,7 @@ impl Gateway {
             notifier,
             writer,
             engine,
+            threads_died,
         })
     }
 
@@ -195,14 +263,16 @@ impl Gateway {
             mut notifier,
             writer,
             engine,
+            mut threads_died,
             ..
         } = self;
         let (failure, ingest_done, http_done, notifier_done) = tokio::select! {
             biased; // a requested stop is not a failure, even when the parts have stopped too
             _ = shutdown.cancelled() => (None, false, false, false),
-            _ = &mut ingest => (Some("MQTT ingest stopped"), true, false, false),
-            _ = &mut http => (Some("the HTTP listener stopped"), false, true, false),
-            _ = &mut notifier => (Some("the SMS notifier stopped"), false, false, true),
+            Some(why) = threads_died.recv() => (Some(why), false, false, false),
+            _ = &mut ingest => (Some("MQTT ingest stopped".to_string()), true, false, false),
+            _ = &mut http => (Some("the HTTP listener stopped".to_string()), false, true, false),
+            _ = &mut notifier => (Some("the SMS notifier stopped".to_string()), false, false, true),
         };
         shutdown.cancel();
         if !ingest_done {
@@ -215,12 +285,10 @@ impl Gateway {
             let _ = notifier.await;
         }
         // The ingest task owned the only sender: the writer drains and returns.
-        tokio::task::spawn_blocking(move || writer.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
-        tokio::task::spawn_blocking(move || engine.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("the alert engine panicked"))?;
+        // The supervised threads catch their own panics and report them.
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await?;
+        let _ = tokio::task::spawn_blocking(move || engine.join()).await?;
+        let failure = failure.or_else(|| threads_died.try_recv().ok());
         match failure {
             Some(what) => Err(anyhow::anyhow!("{what}; the gateway stopped")),
             None => Ok(()),

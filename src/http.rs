@@ -54,16 +54,23 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-/// 200 while the gateway is connected to its broker, 503 otherwise.
+/// 200 while the gateway is connected to its broker and every part runs, 503
+/// otherwise (with the reason when a part has stopped).
 async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
     let connected = state.metrics.mqtt_connected.load(Relaxed);
-    let status = if connected {
+    let failure = state.metrics.failure();
+    let status = if connected && failure.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = serde_json::json!({
-        "status": if connected { "ok" } else { "degraded" },
+        "status": match (&failure, connected) {
+            (Some(_), _) => "failed",
+            (None, true) => "ok",
+            (None, false) => "degraded",
+        },
+        "failure": failure,
         "mqtt_connected": connected,
         "meters_known": state.metrics.meters_known.load(Relaxed),
         "readings_accepted": state.metrics.readings_accepted.load(Relaxed),

@@ -37,9 +37,25 @@ pub struct Metrics {
     pub sms_sent: AtomicU64,
     pub sms_retries: AtomicU64,
     pub sms_failed: AtomicU64,
+    /// Why a part of the gateway stopped, once one has: `/healthz` turns 503.
+    failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Metrics {
+    /// Records that a part stopped (the first reason is kept).
+    pub fn record_failure(&self, why: &str) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.get_or_insert_with(|| why.to_string());
+    }
+
+    /// Why a part stopped, if one has.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn rejected(&self, reason: RejectReason) -> u64 {
         self.rejected[reason.index()].load(Relaxed)
     }

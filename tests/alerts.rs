@@ -522,3 +522,58 @@ async fn every_http_error_is_json_and_the_bearer_scheme_is_case_insensitive() {
     );
     gateway.stop().await.unwrap();
 }
+
+/// A detector that fails the way a bug would.
+struct Broken;
+
+impl stillwater::detect::Detector for Broken {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    fn history_s(&self, _: &stillwater::detect::Policy) -> i64 {
+        86_400
+    }
+    fn assess(
+        &self,
+        _: &[stillwater::domain::StoredReading],
+        _: usize,
+        _: &stillwater::detect::Policy,
+    ) -> stillwater::detect::Assessment {
+        panic!("a bug in detection")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_alert_engine_is_never_silent() {
+    let server = mock_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let parts = stillwater::app::Parts {
+        detector: Box::new(Broken),
+        ..Default::default()
+    };
+    let gateway = start_gateway_with_parts(&alert_config(dir.path(), &server.uri()), parts).await;
+    let health = format!("http://{}/healthz", gateway.http_addr);
+    assert_eq!(reqwest::get(&health).await.unwrap().status().as_u16(), 200);
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-zs-0001").await;
+    meter
+        .send("meters/ZS-0001/reading", hourly_payloads(&[6]).remove(0))
+        .await;
+    meter.flush().await;
+    let metrics = gateway.metrics.clone();
+    wait_until("the engine's death is recorded", || {
+        let metrics = metrics.clone();
+        async move { metrics.failure().is_some() }
+    })
+    .await;
+    let response = reqwest::get(&health).await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "failed");
+    assert!(
+        body["failure"].as_str().unwrap().contains("the alert engine panicked: a bug in detection"),
+        "{body}"
+    );
+    let stopped = gateway.run_until_stopped().await;
+    let error = stopped.expect_err("the gateway stops with an error").to_string();
+    assert!(error.contains("the alert engine panicked"), "{error}");
+}

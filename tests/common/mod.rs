@@ -33,7 +33,17 @@ pub async fn start_gateway(config: &Config) -> Gateway {
 /// Starts a gateway on `clock` (a manual clock the test moves).
 #[allow(dead_code)]
 pub async fn start_gateway_with(config: &Config, clock: stillwater::clock::SharedClock) -> Gateway {
-    let gateway = Gateway::start_with(config, clock)
+    let parts = stillwater::app::Parts {
+        clock,
+        ..Default::default()
+    };
+    start_gateway_with_parts(config, parts).await
+}
+
+/// Starts a gateway built with `parts`.
+#[allow(dead_code)]
+pub async fn start_gateway_with_parts(config: &Config, parts: stillwater::app::Parts) -> Gateway {
+    let gateway = Gateway::start_with(config, parts)
         .await
         .expect("gateway starts");
     let metrics = gateway.metrics.clone();
