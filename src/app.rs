@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::Engine;
 use crate::clock::{self, SharedClock};
-use crate::detect::Detector;
 use crate::config::{BrokerChoice, Config};
+use crate::detect::Detector;
 use crate::ingest::{self, Subscription};
 use crate::metrics::Metrics;
 use crate::notify;

@@ -570,10 +570,15 @@ async fn a_dead_alert_engine_is_never_silent() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "failed");
     assert!(
-        body["failure"].as_str().unwrap().contains("the alert engine panicked: a bug in detection"),
+        body["failure"]
+            .as_str()
+            .unwrap()
+            .contains("the alert engine panicked: a bug in detection"),
         "{body}"
     );
     let stopped = gateway.run_until_stopped().await;
-    let error = stopped.expect_err("the gateway stops with an error").to_string();
+    let error = stopped
+        .expect_err("the gateway stops with an error")
+        .to_string();
     assert!(error.contains("the alert engine panicked"), "{error}");
 }

@@ -387,3 +387,80 @@ fn absences_name_their_meters_and_counts_read_as_words() {
     let list = text(&stillwater(&db, &["absences", "list"]));
     assert!(list.contains("张桂芳 (ZS-0001)"), "{list}");
 }
+
+/// A meter connecting and disconnecting by the book, as raw MQTT 3.1.1.
+fn connect_and_disconnect(port: u16, client: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut connect = vec![0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c];
+    connect.extend([0x00, client.len() as u8]);
+    connect.extend(client.as_bytes());
+    let mut packet = vec![0x10, connect.len() as u8];
+    packet.extend(connect);
+    stream.write_all(&packet).unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "accepted");
+    stream.write_all(&[0xe0, 0x00]).unwrap(); // DISCONNECT
+                                              // The broker closes the connection; only then does the meter hang up.
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+}
+
+#[test]
+fn a_meter_that_disconnects_normally_is_not_an_error_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (mqtt, http) = (free_port(), free_port());
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!("[mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_stillwater"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--db")
+        .arg(dir.path().join("serve.db"))
+        .arg("serve")
+        // The broker's own INFO line for each disconnect tells the test when it happened.
+        .env(
+            "RUST_LOG",
+            "info,rumqttd=warn,rumqttd::router::routing=off,[incoming_disconnect]=info",
+        )
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_for = |what: &str, times: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while read_log().matches(what).count() < times {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what:?} in: {}",
+                read_log()
+            );
+            std::thread::park_timeout(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for("subscribed", 1);
+    connect_and_disconnect(mqtt, "meter-a");
+    connect_and_disconnect(mqtt, "meter-b");
+    // meter-a's disconnect (and anything logged about it) came before meter-b's.
+    wait_for(
+        "client_id=\"meter-b\"}: rumqttd::router::routing: Disconnecting",
+        1,
+    );
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let log = read_log();
+    assert!(!log.contains("ERROR"), "{log}");
+}
