@@ -198,6 +198,7 @@ impl Gateway {
             wake_notifier,
             metrics.clone(),
             clock.clone(),
+            config.sms.max_attempts,
             shutdown.clone(),
         ));
 

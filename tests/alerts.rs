@@ -122,6 +122,11 @@ async fn a_silent_home_texts_its_contacts_through_the_webhook() {
         "{text}"
     );
     assert_eq!(texts[0]["kind"], "no_usage");
+    // What the text was made from travels with it, for template-based providers.
+    assert_eq!(texts[0]["template"], "no_usage.alert");
+    assert_eq!(texts[0]["values"]["name"], "张桂芳");
+    assert_eq!(texts[0]["values"]["code"], 1);
+    assert_eq!(texts[0]["values"]["hours"], 24);
     assert!(texts[0]["idempotency_key"]
         .as_str()
         .unwrap()
@@ -581,4 +586,54 @@ async fn a_dead_alert_engine_is_never_silent() {
         .expect_err("the gateway stops with an error")
         .to_string();
     assert!(error.contains("the alert engine panicked"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_that_never_gets_through_is_marked_failed_where_people_look() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = alert_config(dir.path(), &server.uri());
+    config.sms.max_attempts = 2;
+    let clock = ManualClock::starting_now();
+    let gateway = start_gateway_with(&config, clock.clone()).await;
+    publish_hourly(&gateway, &silent_day()).await;
+    wait_for_requests(&server, 2).await; // the first attempt at each text
+    clock.advance(2); // past the first retry delay (1 s)
+    let store = gateway.store.clone();
+    wait_until("both texts are marked failed", || {
+        let store = store.clone();
+        async move {
+            let texts = store.notifications(None).unwrap();
+            texts.len() == 2 && texts.iter().all(|t| t.state == "failed")
+        }
+    })
+    .await;
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        4,
+        "max_attempts each"
+    );
+    let events = store.alert_events(1).unwrap();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "text_failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "{events:?}");
+    assert!(
+        failed[0].detail.contains("after 2 attempt"),
+        "{}",
+        failed[0].detail
+    );
+    assert_eq!(
+        gateway
+            .metrics
+            .sms_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    gateway.stop().await.unwrap();
 }

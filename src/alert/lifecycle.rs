@@ -162,7 +162,7 @@ pub enum Change {
         facts: TextFacts,
     },
     /// The n-th reminder to everyone texted so far.
-    Reminder { alert: Target, n: u32 },
+    Reminder { alert: Target, kind: Kind, n: u32 },
     Notified {
         alert: Target,
         step: u32,
@@ -483,7 +483,11 @@ pub fn on_timer(
     }
     if now - last >= settings.repeat_after_s {
         let n = alert.reminders + 1;
-        changes.push(Change::Reminder { alert: target, n });
+        changes.push(Change::Reminder {
+            alert: target,
+            kind,
+            n,
+        });
         changes.push(Change::Notified {
             alert: target,
             step: alert.notified_step,

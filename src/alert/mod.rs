@@ -28,7 +28,7 @@ use crate::detect::{self, Detector, Kind, Severity};
 use crate::domain::mask_name;
 use crate::notify::templates::{self, Purpose, Values};
 use crate::pipeline::TouchedMeters;
-use crate::store::alerts::{AlertDb, AlertTx, HouseholdInfo, NewAlert};
+use crate::store::alerts::{AlertDb, AlertTx, HouseholdInfo, NewAlert, QueuedText};
 use crate::store::{Store, StoreError};
 
 /// Meters evaluated in one transaction.
@@ -249,13 +249,13 @@ fn facts<'h>(
     at: i64,
     wall: i64,
 ) -> Result<Facts<'h>, StoreError> {
-    let day_ago_ms = (wall - 86_400) * 1000;
+    let day_ago = wall - 86_400;
     Ok(Facts {
         household,
         absent: tx.absence_at(household.id, at)?.is_some(),
         cover: tx.cover(meter)?.as_deref().and_then(Severity::parse),
-        check_ins_today: tx.texts_since(meter, "check_in", None, day_ago_ms)?,
-        maintenance_texts_today: tx.texts_since(meter, "alert", Some("maintenance"), day_ago_ms)?,
+        check_ins_today: tx.texts_since(meter, "check_in", None, day_ago)?,
+        maintenance_texts_today: tx.texts_since(meter, "alert", Some("maintenance"), day_ago)?,
     })
 }
 
@@ -331,19 +331,25 @@ fn apply(
                 );
                 queued |= context.send(tx, id(alert), kind, purpose, &recipients, &values, wall)?;
             }
-            Change::Reminder { alert, n } => {
+            Change::Reminder { alert, kind, n } => {
+                let template = templates::template_key(kind, "reminder");
+                let values = serde_json::json!({ "reminder": n }).to_string();
                 for (phone, name, step, original) in tx.recipients(id(alert))? {
                     let text = templates::reminder(n, context.language, &original);
                     let key = format!("{}:reminder:{n}:{phone}", id(alert));
                     queued |= tx.enqueue(
-                        id(alert),
-                        &phone,
-                        &name,
-                        step,
-                        "reminder",
-                        &text,
-                        &key,
-                        wall * 1000,
+                        &QueuedText {
+                            alert_id: id(alert),
+                            phone: &phone,
+                            recipient: &name,
+                            step,
+                            purpose: "reminder",
+                            text: &text,
+                            idempotency_key: &key,
+                            template: &template,
+                            template_values: &values,
+                        },
+                        wall,
                     )?;
                 }
             }
@@ -389,6 +395,7 @@ impl Context {
             litres,
             flags: flags.to_string(),
             code: 0,
+            reminder: 0,
         }
     }
 
@@ -441,15 +448,26 @@ impl Context {
         let mut queued = false;
         for (step, name, phone) in recipients {
             let mut values = values.clone();
-            values.code = tx.code_for(phone, alert_id)?;
+            values.code = tx.code_for(phone, alert_id)? as u32;
             let text = templates::render(kind, purpose, self.language, &self.templates, &values);
-            let (label, n) = match purpose {
-                Purpose::Alert => ("alert", *step),
-                Purpose::CheckIn => ("check_in", 0),
-                Purpose::Resolved => ("resolved", 0),
-            };
-            let key = format!("{alert_id}:{label}:{n}:{phone}");
-            queued |= tx.enqueue(alert_id, phone, name, *step, label, &text, &key, now * 1000)?;
+            let round = if purpose == Purpose::Alert { *step } else { 0 };
+            let key = format!("{alert_id}:{}:{round}:{phone}", purpose.as_str());
+            let template = templates::template_key(kind, purpose.as_str());
+            let template_values = serde_json::to_string(&values).expect("values serialise");
+            queued |= tx.enqueue(
+                &QueuedText {
+                    alert_id,
+                    phone,
+                    recipient: name,
+                    step: *step,
+                    purpose: purpose.as_str(),
+                    text: &text,
+                    idempotency_key: &key,
+                    template: &template,
+                    template_values: &template_values,
+                },
+                now,
+            )?;
         }
         Ok(queued)
     }

@@ -143,7 +143,9 @@ impl World {
     /// Marks every queued text as sent, as the notifier would.
     fn deliver_all(&self) {
         for text in self.texts().into_iter().filter(|t| t.state == "pending") {
-            self.store.record_attempt(text.id, Ok(()), 0).unwrap();
+            self.store
+                .record_attempt(text.id, &crate::store::alerts::AttemptEnd::Sent, 0)
+                .unwrap();
         }
     }
 
@@ -556,7 +558,7 @@ fn per_day(world: &World, phone: &str, purpose: &str) -> Vec<usize> {
     for text in world.texts_to(phone) {
         if text.purpose == purpose {
             let queued = world.store.notification_queued_at(text.id).unwrap();
-            days[((queued / 1000 - world.start) / 86_400) as usize] += 1;
+            days[((queued - world.start) / 86_400) as usize] += 1;
         }
     }
     days

@@ -89,10 +89,10 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
                     text.recipient,
                     mask_phone(&text.phone),
                 );
-                for (at_ms, outcome, error) in store.notification_attempts(text.id)? {
+                for (at, outcome, error) in store.notification_attempts(text.id)? {
                     out!(
                         "      attempt {}  {outcome}{}",
-                        format_time(at_ms / 1000, zone),
+                        format_time(at, zone),
                         error.map(|e| format!(" — {e}")).unwrap_or_default()
                     );
                 }

@@ -165,6 +165,8 @@ pub struct SmsConfig {
     pub provider: ProviderChoice,
     pub language: Language,
     pub timeout: Duration,
+    /// Attempts at one text before it is marked failed.
+    pub max_attempts: u32,
     /// Bearer token for POST /sms/inbound; `None` disables the endpoint.
     pub inbound_token: Option<Secret>,
     /// Template overrides by "<kind>.<language>".

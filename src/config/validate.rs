@@ -83,6 +83,7 @@ pub(super) struct RawSms {
     webhook: RawWebhook,
     language: String,
     timeout: String,
+    max_attempts: u32,
     templates: HashMap<String, String>,
 }
 
@@ -511,6 +512,7 @@ fn validate_sms(
         provider: provider?,
         language,
         timeout: Duration::from_secs(timeout.max(0) as u64),
+        max_attempts: p.take(at_least_one("sms.max_attempts", raw.max_attempts)),
         inbound_token: env(SMS_INBOUND_TOKEN_ENV)
             .filter(|t| !t.is_empty())
             .map(Secret::new),

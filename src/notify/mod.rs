@@ -27,6 +27,12 @@ pub struct Sms {
     pub kind: String,
     /// The same for every attempt at this text, so a gateway can drop repeats.
     pub idempotency_key: String,
+    /// `<kind>.<purpose>`: the template the text was rendered from. Providers
+    /// that send a registered template code with parameters (Aliyun, Tencent
+    /// Cloud) map this key to their code and send `values`.
+    pub template: String,
+    /// The template's values.
+    pub values: serde_json::Value,
 }
 
 /// Why an attempt failed.

@@ -18,19 +18,41 @@ use super::{SendError, Sms, SmsProvider};
 use crate::clock::SharedClock;
 use crate::domain::mask_phone;
 use crate::metrics::Metrics;
+use crate::store::alerts::AttemptEnd;
 use crate::store::Store;
 
 /// Texts taken per round.
 const BATCH: usize = 50;
-/// First retry delay, and the longest.
-const RETRY_FIRST_MS: i64 = 500;
-const RETRY_MAX_MS: i64 = 5 * 60 * 1000;
+/// The longest retry delay, seconds.
+const RETRY_MAX_S: i64 = 5 * 60;
 
-/// The delay before attempt `attempts + 1`, after `attempts` failures.
-pub fn retry_delay_ms(attempts: u32) -> i64 {
-    RETRY_FIRST_MS
-        .saturating_mul(1 << attempts.min(20))
-        .min(RETRY_MAX_MS)
+/// The delay in seconds before attempt `attempts + 1`, after `attempts`
+/// failures: 1 s, 2 s, 4 s, … up to five minutes.
+pub fn retry_delay_s(attempts: u32) -> i64 {
+    1i64.saturating_mul(1 << attempts.min(20)).min(RETRY_MAX_S)
+}
+
+/// How an attempt ends, given the provider's answer and the attempts made
+/// before it: a temporary failure is retried until `max_attempts` is reached.
+pub fn attempt_end(
+    outcome: Result<(), SendError>,
+    attempts_before: u32,
+    max_attempts: u32,
+    now: i64,
+) -> AttemptEnd {
+    match outcome {
+        Ok(()) => AttemptEnd::Sent,
+        Err(SendError::Transient(error)) if attempts_before + 1 < max_attempts => {
+            AttemptEnd::Retry {
+                error,
+                at: now + retry_delay_s(attempts_before),
+            }
+        }
+        Err(SendError::Transient(error)) => AttemptEnd::Failed {
+            error: format!("{error} (gave up after {max_attempts} attempts)"),
+        },
+        Err(SendError::Permanent(error)) => AttemptEnd::Failed { error },
+    }
 }
 
 pub async fn run(
@@ -39,21 +61,23 @@ pub async fn run(
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     clock: SharedClock,
+    max_attempts: u32,
     shutdown: CancellationToken,
 ) {
-    let now_ms = move || clock.now().secs() * 1000;
+    let now = move || clock.now().secs();
     loop {
-        let now = now_ms();
+        let due_by = now();
         let query = store.clone();
-        let due =
-            match tokio::task::spawn_blocking(move || query.due_notifications(now, BATCH)).await {
-                Ok(Ok(due)) => due,
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "cannot read the outbox");
-                    Vec::new()
-                }
-                Err(_) => return,
-            };
+        let due = match tokio::task::spawn_blocking(move || query.due_notifications(due_by, BATCH))
+            .await
+        {
+            Ok(Ok(due)) => due,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot read the outbox");
+                Vec::new()
+            }
+            Err(_) => return,
+        };
         for text in &due {
             if shutdown.is_cancelled() {
                 return;
@@ -64,30 +88,30 @@ pub async fn run(
                 alert_id: text.alert_id,
                 kind: text.kind.clone(),
                 idempotency_key: text.idempotency_key.clone(),
+                template: text.template.clone(),
+                values: serde_json::from_str(&text.template_values)
+                    .unwrap_or(serde_json::Value::Null),
             };
             let outcome = provider.send(&sms).await;
-            let finished = now_ms();
-            let record = match outcome {
-                Ok(()) => {
+            let finished = now();
+            let end = attempt_end(outcome, text.attempts, max_attempts, finished);
+            match &end {
+                AttemptEnd::Sent => {
                     metrics.sms_sent.fetch_add(1, Relaxed);
                     tracing::info!(to = %mask_phone(&sms.to), alert = sms.alert_id, provider = provider.name(), "SMS sent");
-                    Ok(())
                 }
-                Err(SendError::Transient(error)) => {
+                AttemptEnd::Retry { error, .. } => {
                     metrics.sms_retries.fetch_add(1, Relaxed);
-                    let retry_at = finished + retry_delay_ms(text.attempts);
                     tracing::warn!(to = %mask_phone(&sms.to), alert = sms.alert_id, %error, attempts = text.attempts + 1, "SMS not sent; will retry");
-                    Err((error, Some(retry_at)))
                 }
-                Err(SendError::Permanent(error)) => {
+                AttemptEnd::Failed { error } => {
                     metrics.sms_failed.fetch_add(1, Relaxed);
-                    tracing::error!(to = %mask_phone(&sms.to), alert = sms.alert_id, %error, "SMS refused by the provider; not retried");
-                    Err((error, None))
+                    tracing::error!(to = %mask_phone(&sms.to), alert = sms.alert_id, %error, "SMS not delivered; given up");
                 }
-            };
+            }
             let writer = store.clone();
             let id = text.id;
-            match tokio::task::spawn_blocking(move || writer.record_attempt(id, record, finished))
+            match tokio::task::spawn_blocking(move || writer.record_attempt(id, &end, finished))
                 .await
             {
                 Ok(Ok(())) => {}
@@ -105,7 +129,7 @@ pub async fn run(
             .and_then(Result::ok)
             .flatten();
         let wait = match next_due {
-            Some(at) => Duration::from_millis((at - now_ms()).clamp(0, 5_000) as u64),
+            Some(at) => Duration::from_secs((at - now()).clamp(0, 5) as u64),
             None => Duration::from_secs(5),
         };
         tokio::select! {
@@ -118,13 +142,38 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::retry_delay_ms;
+    use super::*;
 
     #[test]
     fn retries_back_off_exponentially_up_to_five_minutes() {
-        assert_eq!(retry_delay_ms(0), 500);
-        assert_eq!(retry_delay_ms(1), 1_000);
-        assert_eq!(retry_delay_ms(4), 8_000);
-        assert_eq!(retry_delay_ms(30), 300_000);
+        assert_eq!(retry_delay_s(0), 1);
+        assert_eq!(retry_delay_s(1), 2);
+        assert_eq!(retry_delay_s(4), 16);
+        assert_eq!(retry_delay_s(30), 300);
+    }
+
+    #[test]
+    fn a_text_is_given_up_after_max_attempts() {
+        let busy = || Err(SendError::Transient("503".into()));
+        assert_eq!(
+            attempt_end(busy(), 0, 3, 100),
+            AttemptEnd::Retry {
+                error: "503".into(),
+                at: 101
+            }
+        );
+        assert!(matches!(
+            attempt_end(busy(), 1, 3, 100),
+            AttemptEnd::Retry { .. }
+        ));
+        let AttemptEnd::Failed { error } = attempt_end(busy(), 2, 3, 100) else {
+            panic!("the third attempt is the last");
+        };
+        assert!(error.contains("gave up after 3 attempts"), "{error}");
+        assert!(matches!(
+            attempt_end(Err(SendError::Permanent("400".into())), 0, 3, 100),
+            AttemptEnd::Failed { .. }
+        ));
+        assert_eq!(attempt_end(Ok(()), 2, 3, 100), AttemptEnd::Sent);
     }
 }

@@ -9,21 +9,9 @@ use std::collections::HashMap;
 use crate::config::Language;
 use crate::detect::Kind;
 
-/// The values a template may use, as `{name}` placeholders.
-#[derive(Debug, Clone, Default)]
-pub struct Values {
-    pub name: String,
-    pub address: String,
-    pub meter: String,
-    /// When the condition began, e.g. "11月23日 06:40".
-    pub since: String,
-    /// Whole hours from `since` to the evaluation point.
-    pub hours: i64,
-    pub litres: i64,
-    pub flags: String,
-    /// The reply code for this recipient.
-    pub code: i64,
-}
+/// The values a template may use, as `{name}` placeholders; stored beside
+/// each text (JSON) so template-based providers can send them as parameters.
+pub use crate::domain::TemplateValues as Values;
 
 /// What a text is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +21,22 @@ pub enum Purpose {
     CheckIn,
     /// Water use resumed / the condition cleared by itself.
     Resolved,
+}
+
+impl Purpose {
+    /// The name stored in the outbox.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Alert => "alert",
+            Purpose::CheckIn => "check_in",
+            Purpose::Resolved => "resolved",
+        }
+    }
+}
+
+/// The template key stored beside a text: `<kind>.<purpose>`.
+pub fn template_key(kind: Kind, purpose: &str) -> String {
+    format!("{}.{purpose}", kind.as_str())
 }
 
 fn builtin(kind: Kind, language: Language) -> &'static str {
@@ -101,15 +105,14 @@ pub fn reminder(n: u32, language: Language, original: &str) -> String {
 }
 
 fn fill(template: &str, values: &Values) -> String {
-    template
-        .replace("{name}", &values.name)
-        .replace("{address}", &values.address)
-        .replace("{meter}", &values.meter)
-        .replace("{since}", &values.since)
-        .replace("{hours}", &values.hours.to_string())
-        .replace("{litres}", &values.litres.to_string())
-        .replace("{flags}", &values.flags)
-        .replace("{code}", &values.code.to_string())
+    let mut text = template.to_string();
+    for name in Values::PLACEHOLDERS {
+        let placeholder = format!("{{{name}}}");
+        if text.contains(&placeholder) {
+            text = text.replace(&placeholder, &values.get(name).unwrap_or_default());
+        }
+    }
+    text
 }
 
 /// A time as texts show it in the household's zone: "11月23日 06:40" or "23 Nov 06:40".
@@ -138,6 +141,7 @@ mod tests {
             litres: 0,
             flags: String::new(),
             code: 1,
+            reminder: 0,
         }
     }
 

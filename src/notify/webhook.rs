@@ -1,6 +1,7 @@
 //! The `webhook` provider: POSTs each text as JSON to an in-house SMS gateway.
 //!
-//! Body: `{"to", "text", "alert_id", "kind", "idempotency_key"}`, with
+//! Body: `{"to", "text", "alert_id", "kind", "idempotency_key", "template",
+//! "values"}`, with
 //! `Authorization: Bearer …` when a token is configured. 2xx is sent; 429, 5xx,
 //! timeouts and connection errors are temporary; other statuses are refusals.
 
@@ -38,6 +39,8 @@ impl SmsProvider for WebhookProvider {
                 "alert_id": sms.alert_id,
                 "kind": sms.kind,
                 "idempotency_key": sms.idempotency_key,
+                "template": sms.template,
+                "values": sms.values,
             });
             let mut request = self.client.post(&self.url).json(&body);
             if let Some(token) = &self.token {

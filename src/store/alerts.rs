@@ -70,6 +70,38 @@ pub struct NewAlert<'a> {
     pub created_at: i64,
 }
 
+/// A text to queue: the rendered text and what it was rendered from.
+#[derive(Debug, Clone)]
+pub struct QueuedText<'a> {
+    pub alert_id: i64,
+    pub phone: &'a str,
+    pub recipient: &'a str,
+    pub step: u32,
+    /// `alert`, `check_in`, `resolved` or `reminder`.
+    pub purpose: &'a str,
+    pub text: &'a str,
+    pub idempotency_key: &'a str,
+    /// `<kind>.<purpose>`.
+    pub template: &'a str,
+    /// The template's values, JSON.
+    pub template_values: &'a str,
+}
+
+/// The end of one delivery attempt, as the notifier decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptEnd {
+    Sent,
+    /// Try again at this wall time.
+    Retry {
+        error: String,
+        at: i64,
+    },
+    /// Given up: the provider refused it, or it ran out of attempts.
+    Failed {
+        error: String,
+    },
+}
+
 /// A text to send, as queued in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
@@ -85,6 +117,10 @@ pub struct Notification {
     pub state: String,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// `<kind>.<purpose>`, the template the text was rendered from.
+    pub template: String,
+    /// The values it was rendered with, JSON.
+    pub template_values: String,
 }
 
 /// An alert as operators see it.
@@ -385,14 +421,14 @@ impl AlertTx<'_> {
         Ok(())
     }
 
-    /// Texts of `purpose` about the meter's alerts queued since `since_ms`
-    /// (wall clock, ms), to recipients named `recipient` when given.
+    /// Texts of `purpose` about the meter's alerts queued since `since` (wall
+    /// clock), to recipients named `recipient` when given.
     pub fn texts_since(
         &self,
         meter: &str,
         purpose: &str,
         recipient: Option<&str>,
-        since_ms: i64,
+        since: i64,
     ) -> Result<u32, StoreError> {
         Ok(self
             .tx
@@ -400,7 +436,7 @@ impl AlertTx<'_> {
                 "SELECT count(DISTINCT n.alert_id || ':' || n.step) FROM notifications n JOIN alerts a ON a.id = n.alert_id
                  WHERE a.meter_id = ?1 AND n.purpose = ?2 AND (?3 IS NULL OR n.recipient = ?3) AND n.created_at >= ?4",
             )?
-            .query_row(params![meter, purpose, recipient, since_ms], |row| row.get(0))?)
+            .query_row(params![meter, purpose, recipient, since], |row| row.get(0))?)
     }
 
     pub fn record_event(
@@ -441,25 +477,26 @@ impl AlertTx<'_> {
     }
 
     /// Queues a text; returns false when its idempotency key was queued before.
-    #[allow(clippy::too_many_arguments)]
-    pub fn enqueue(
-        &self,
-        alert_id: i64,
-        phone: &str,
-        recipient: &str,
-        step: u32,
-        purpose: &str,
-        text: &str,
-        idempotency_key: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    pub fn enqueue(&self, text: &QueuedText<'_>, now: i64) -> Result<bool, StoreError> {
         let inserted = self
             .tx
             .prepare_cached(
-                "INSERT INTO notifications (alert_id, phone, recipient, step, purpose, text, idempotency_key, state, due_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8) ON CONFLICT (idempotency_key) DO NOTHING",
+                "INSERT INTO notifications (alert_id, phone, recipient, step, purpose, text, idempotency_key, state, due_at, created_at,
+                                            template, template_values)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10) ON CONFLICT (idempotency_key) DO NOTHING",
             )?
-            .execute(params![alert_id, phone, recipient, step, purpose, text, idempotency_key, now_ms])?;
+            .execute(params![
+                text.alert_id,
+                text.phone,
+                text.recipient,
+                text.step,
+                text.purpose,
+                text.text,
+                text.idempotency_key,
+                now,
+                text.template,
+                text.template_values
+            ])?;
         Ok(inserted == 1)
     }
 
@@ -906,21 +943,21 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Pending texts due by `now_ms`, oldest first.
+    /// Pending texts due by `now` (wall clock), oldest first.
     pub fn due_notifications(
         &self,
-        now_ms: i64,
+        now: i64,
         limit: usize,
     ) -> Result<Vec<Notification>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(&format!(
             "{NOTIFICATION_QUERY} WHERE n.state = 'pending' AND n.due_at <= ?1 ORDER BY n.due_at, n.id LIMIT ?2"
         ))?;
-        let rows = statement.query_map(params![now_ms, limit as i64], notification_from_row)?;
+        let rows = statement.query_map(params![now, limit as i64], notification_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// When the next pending text is due (ms), if any.
+    /// When the next pending text is due (wall clock), if any.
     pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let connection = self.connect()?;
         Ok(connection.query_row(
@@ -931,7 +968,7 @@ impl Store {
     }
 
     /// Records one delivery attempt: sent, to retry at `retry_at_ms`, or failed for good.
-    /// When a text was queued (wall clock, ms).
+    /// When a text was queued (wall clock).
     pub fn notification_queued_at(&self, id: i64) -> Result<i64, StoreError> {
         let connection = self.connect()?;
         Ok(connection.query_row(
@@ -941,42 +978,59 @@ impl Store {
         )?)
     }
 
-    pub fn record_attempt(
-        &self,
-        id: i64,
-        outcome: Result<(), (String, Option<i64>)>,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    /// Records how an attempt ended. A text that failed for good also goes
+    /// into its alert's history, so the timeline shows who was never reached.
+    pub fn record_attempt(&self, id: i64, end: &AttemptEnd, now: i64) -> Result<(), StoreError> {
         let mut connection = self.connect()?;
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (label, error) = match &outcome {
-            Ok(()) => ("sent", None),
-            Err((error, Some(_))) => ("retry", Some(error.as_str())),
-            Err((error, None)) => ("failed", Some(error.as_str())),
+        let (label, error) = match end {
+            AttemptEnd::Sent => ("sent", None),
+            AttemptEnd::Retry { error, .. } => ("retry", Some(error.as_str())),
+            AttemptEnd::Failed { error } => ("failed", Some(error.as_str())),
         };
-        let changed = match &outcome {
-            Ok(()) => tx.execute(
+        let changed = match end {
+            AttemptEnd::Sent => tx.execute(
                 "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?2 WHERE id = ?1 AND state = 'pending'",
-                params![id, now_ms],
+                params![id, now],
             )?,
-            Err((error, Some(retry_at))) => tx.execute(
+            AttemptEnd::Retry { error, at } => tx.execute(
                 "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3 WHERE id = ?1 AND state = 'pending'",
-                params![id, error, retry_at],
+                params![id, error, at],
             )?,
-            Err((error, None)) => tx.execute(
+            AttemptEnd::Failed { error } => tx.execute(
                 "UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'",
                 params![id, error],
             )?,
         };
         tx.execute(
             "INSERT INTO notification_attempts (notification_id, at, outcome, error) VALUES (?1, ?2, ?3, ?4)",
-            params![id, now_ms, if changed == 0 { "sent_after_cancel" } else { label }, error],
+            params![id, now, if changed == 0 { "sent_after_cancel" } else { label }, error],
         )?;
+        if let (AttemptEnd::Failed { error }, 1) = (end, changed) {
+            let (alert_id, phone, attempts): (i64, String, u32) = tx.query_row(
+                "SELECT alert_id, phone, attempts FROM notifications WHERE id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?;
+            record_event(
+                &tx,
+                alert_id,
+                now,
+                "stillwater",
+                "sms",
+                "text_failed",
+                &format!(
+                    "the text to {} was not delivered after {} attempt(s): {error}",
+                    crate::domain::mask_phone(&phone),
+                    attempts
+                ),
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
 
-    /// Every delivery attempt of a text: (wall clock ms, outcome, error).
+    /// Every delivery attempt of a text: (wall clock, outcome, error).
     pub fn notification_attempts(
         &self,
         id: i64,
@@ -1143,7 +1197,7 @@ impl Store {
 /// Selects the columns `notification_from_row` reads.
 const NOTIFICATION_QUERY: &str =
     "SELECT n.id, n.alert_id, a.kind, n.phone, n.recipient, n.step, n.purpose, n.text, n.idempotency_key, n.state,
-            n.attempts, n.last_error
+            n.attempts, n.last_error, n.template, n.template_values
      FROM notifications n JOIN alerts a ON a.id = n.alert_id";
 
 fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
@@ -1160,5 +1214,7 @@ fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notificati
         state: row.get(9)?,
         attempts: row.get(10)?,
         last_error: row.get(11)?,
+        template: row.get(12)?,
+        template_values: row.get(13)?,
     })
 }

@@ -139,7 +139,7 @@ const MIGRATIONS: &[&str] = &[
         idempotency_key TEXT NOT NULL UNIQUE,
         state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'cancelled')),
         attempts        INTEGER NOT NULL DEFAULT 0,
-        due_at          INTEGER NOT NULL,      -- wall clock, ms
+        due_at          INTEGER NOT NULL,      -- wall clock (ms before migration 3, then s)
         last_error      TEXT,
         sent_at         INTEGER,
         created_at      INTEGER NOT NULL
@@ -147,7 +147,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notifications_due ON notifications (state, due_at);
     CREATE TABLE notification_attempts (
         notification_id INTEGER NOT NULL REFERENCES notifications (id),
-        at              INTEGER NOT NULL,      -- wall clock, ms
+        at              INTEGER NOT NULL,      -- wall clock (ms before migration 3, then s)
         outcome         TEXT NOT NULL,         -- sent, retry, failed
         error           TEXT
     );
@@ -181,8 +181,14 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ",
     // 3: maintenance alerts wait out a hold before they resolve; a resident's
-    // answered check-in covers the quiet stretch it answered.
+    // answered check-in covers the quiet stretch it answered; the outbox counts
+    // seconds like everything else and keeps what each text was made from.
     "
+    UPDATE notifications SET due_at = due_at / 1000, created_at = created_at / 1000,
+                             sent_at = sent_at / 1000;
+    UPDATE notification_attempts SET at = at / 1000;
+    ALTER TABLE notifications ADD COLUMN template TEXT NOT NULL DEFAULT '';         -- <kind>.<purpose>
+    ALTER TABLE notifications ADD COLUMN template_values TEXT NOT NULL DEFAULT '{}'; -- JSON
     ALTER TABLE alerts ADD COLUMN clear_since INTEGER;  -- meter clock: condition absent since
     CREATE TABLE check_in_covers (
         meter_id    TEXT PRIMARY KEY,
@@ -248,5 +254,38 @@ mod tests {
             )
             .unwrap();
         assert_eq!(evaluated, Some(1_795_392_000));
+    }
+
+    #[test]
+    fn upgrading_moves_the_outbox_from_milliseconds_to_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut connection = Connection::open(&path).unwrap();
+        migrate_to(&mut connection, &path, 2).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO alerts (id, meter_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at)
+                 VALUES (1, 'A', 'no_usage', 'urgent', 'open', 1, 1, 1, '', 1);
+                 INSERT INTO notifications (id, alert_id, phone, recipient, step, purpose, text, idempotency_key, state, due_at, created_at)
+                 VALUES (1, 1, '+8613800138000', 'x', 1, 'alert', 't', 'k', 'pending', 1795392000500, 1795392000000);
+                 INSERT INTO notification_attempts (notification_id, at, outcome) VALUES (1, 1795392001000, 'retry');",
+            )
+            .unwrap();
+        migrate(&mut connection, &path).unwrap();
+        let (due, created, template): (i64, i64, String) = connection
+            .query_row(
+                "SELECT due_at, created_at, template FROM notifications",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (due, created, template.as_str()),
+            (1_795_392_000, 1_795_392_000, "")
+        );
+        let at: i64 = connection
+            .query_row("SELECT at FROM notification_attempts", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(at, 1_795_392_001);
     }
 }

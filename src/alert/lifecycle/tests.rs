@@ -338,6 +338,7 @@ fn escalation_then_reminders_on_the_timer() {
     let changes = on_timer(&alert, &home, &settings, AT + settings.repeat_after_s);
     assert!(changes.contains(&Change::Reminder {
         alert: Target::Stored(9),
+        kind: Kind::NoUsage,
         n: 1
     }));
 }
