@@ -162,7 +162,12 @@ async fn alert_latency(dir: &std::path::Path, homes: usize) -> anyhow::Result<Ve
     };
     let store = Store::open(&config.store.path)?;
     let households = sample_households("LAT-", homes);
-    store.register_households(&households, "bench", chrono::Utc::now().timestamp())?;
+    stillwater::actions::meters::register(
+        &store,
+        &bench_actor(),
+        &households,
+        chrono::Utc::now().timestamp(),
+    )?;
     let gateway = Gateway::start(&config).await?;
     while !gateway.metrics.mqtt_connected.load(Relaxed) {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -388,7 +393,7 @@ fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64
     let store = Store::open(&db)?;
     let now = chrono::Utc::now().timestamp();
     let households = sample_households("REG-", count);
-    store.register_households(&households, "bench", now)?;
+    stillwater::actions::meters::register(&store, &bench_actor(), &households, now)?;
     let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default()))?;
     for chunk in households.chunks(4096) {
         let batch: Vec<Message> = chunk
@@ -489,4 +494,10 @@ fn bytes_per_reading(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64
         bytes / written as f64,
         written as f64 / elapsed.as_secs_f64(),
     ))
+}
+
+/// The benchmark registers its households as an administrator would.
+fn bench_actor() -> stillwater::domain::Actor {
+    use stillwater::domain::{Actor, Channel, Role};
+    Actor::new("bench", Role::Admin, Channel::Cli)
 }

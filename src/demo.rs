@@ -92,7 +92,12 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     let store = Store::open(&config.store.path)?;
     let households = registry::parse_csv(HOUSEHOLDS_CSV, &config.registry)
         .map_err(|errors| anyhow::anyhow!("demo households: {}", errors[0]))?;
-    store.register_households(&households, "demo", chrono::Utc::now().timestamp())?;
+    let demo = crate::domain::Actor::new(
+        "demo",
+        crate::domain::Role::Admin,
+        crate::domain::Channel::Cli,
+    );
+    crate::actions::meters::register(&store, &demo, &households, chrono::Utc::now().timestamp())?;
     let gateway = Gateway::start(&config).await?;
     println!("Stillwater demo");
     println!(
@@ -233,7 +238,7 @@ async fn answer_first_text(
         if !sent {
             return Ok(false);
         }
-        let outcome = crate::replies::handle_reply(
+        let outcome = crate::actions::replies::handle_reply(
             &store,
             &phone,
             "1",

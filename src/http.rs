@@ -15,11 +15,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::actions::replies;
 use crate::clock::SharedClock;
 use crate::config::{Language, Secret};
 use crate::domain::PhoneNumber;
 use crate::metrics::Metrics;
-use crate::replies;
 use crate::store::Store;
 
 #[derive(Clone)]

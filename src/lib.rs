@@ -24,6 +24,7 @@
 //!
 //! The `stillwater` binary (`src/main.rs`) is only the command line.
 
+pub mod actions;
 pub mod alert;
 pub mod app;
 pub mod broker;
@@ -39,7 +40,6 @@ pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;
-pub mod replies;
 pub mod store;
 pub mod thresholds;
 pub mod wire;

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::TimeZone;
 use clap::{Parser, Subcommand};
+use stillwater::actions::ActionError;
 use stillwater::app::Gateway;
 use stillwater::config::{Config, DEFAULT_TOML};
 use stillwater::demo::{self, DemoOptions};
-use stillwater::domain::{count, mask_phone, StatusFlags};
-use stillwater::registry::{self, HouseholdFields};
+use stillwater::domain::{count, mask_phone, Actor, Channel, Role, StatusFlags};
+use stillwater::registry::HouseholdFields;
 use stillwater::store::alerts::RuleScope;
-use stillwater::store::{Store, StoreError};
+use stillwater::store::Store;
 
 #[macro_use]
 mod cli;
@@ -137,13 +138,13 @@ enum AlertsCommand {
     /// Acknowledge: someone is taking care of it (stops escalation and reminders).
     Ack {
         id: i64,
-        #[arg(long, default_value_t = actor())]
+        #[arg(long, default_value_t = user_name())]
         by: String,
     },
     /// Resolve by hand.
     Resolve {
         id: i64,
-        #[arg(long, default_value_t = actor())]
+        #[arg(long, default_value_t = user_name())]
         by: String,
     },
     /// Close with what was found: safe, away, needed_help, hospitalised, deceased, device_fault, other.
@@ -153,7 +154,7 @@ enum AlertsCommand {
         disposition: String,
         #[arg(long, default_value = "")]
         note: String,
-        #[arg(long, default_value_t = actor())]
+        #[arg(long, default_value_t = user_name())]
         by: String,
     },
 }
@@ -188,19 +189,6 @@ enum AbsencesCommand {
     /// End an absence early.
     End { id: i64 },
 }
-
-/// The closing dispositions of an alert.
-const DISPOSITIONS: [&str; 7] = [
-    "safe",
-    "away",
-    "needed_help",
-    "hospitalised",
-    "deceased",
-    "device_fault",
-    "other",
-];
-/// The longest absence.
-const MAX_ABSENCE_DAYS: i64 = 90;
 
 #[derive(Subcommand)]
 enum MetersCommand {
@@ -306,8 +294,30 @@ fn is_normal_disconnect(event: &tracing::Metadata<'_>) -> bool {
         && event.name().ends_with("server/broker.rs:581")
 }
 
-fn actor() -> String {
+/// Who runs the command line, by default.
+fn user_name() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+/// Whoever runs the command line acts as an administrator of this machine.
+fn actor() -> Actor {
+    actor_named(user_name())
+}
+
+fn actor_named(name: String) -> Actor {
+    Actor::new(name, Role::Admin, Channel::Cli)
+}
+
+/// An action's refusal is the user's to fix: said plainly, exit status 1.
+/// Anything else (a database error) is reported as an error.
+fn refused(error: ActionError) -> anyhow::Result<ExitCode> {
+    match error {
+        ActionError::Store(error) => Err(error.into()),
+        other => {
+            eprintln!("error: {other}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -6,9 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use stillwater::actions;
 use stillwater::app::Gateway;
 use stillwater::clock::{Clock, ManualClock};
 use stillwater::config::{Config, ProviderChoice, Secret};
+use stillwater::domain::{Actor, Channel, Role};
 use stillwater::registry::parse_csv;
 use stillwater::store::Store;
 use wiremock::matchers::{method, path};
@@ -31,9 +33,14 @@ fn alert_config(dir: &std::path::Path, webhook: &str) -> Config {
     config.alerts.tick = Duration::from_millis(100);
     let store = Store::open(&config.store.path).unwrap();
     let households = parse_csv(HOUSEHOLD, &config.registry).unwrap();
-    store
-        .register_households(&households, "test", chrono::Utc::now().timestamp())
-        .unwrap();
+    let installer = Actor::new("installer", Role::Installer, Channel::Cli);
+    actions::meters::register(
+        &store,
+        &installer,
+        &households,
+        chrono::Utc::now().timestamp(),
+    )
+    .unwrap();
     config
 }
 
@@ -282,16 +289,17 @@ async fn a_declared_absence_keeps_the_contacts_quiet() {
     let config = alert_config(dir.path(), &server.uri());
     let store = Store::open(&config.store.path).unwrap();
     let now = chrono::Utc::now().timestamp();
-    store
-        .declare_absences(
-            &["ZS-0001".into()],
-            "visiting family for Spring Festival",
-            now - 4 * 86_400,
-            now + 86_400,
-            "operator",
-            now,
-        )
-        .unwrap();
+    let operator = Actor::new("operator", Role::Operator, Channel::Cli);
+    actions::absences::declare(
+        &store,
+        &operator,
+        &["ZS-0001".into()],
+        "visiting family for Spring Festival",
+        now - 4 * 86_400,
+        now + 86_400,
+        now,
+    )
+    .unwrap();
     let gateway = start_gateway(&config).await;
     publish_hourly(&gateway, &silent_day()).await;
     assert!(gateway.store.list_alerts(true, 10).unwrap().is_empty());

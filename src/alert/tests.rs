@@ -7,19 +7,32 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::*;
+use crate::actions::{self, replies};
 use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
+use crate::domain::{Actor, Channel, Disposition, Role};
 use crate::domain::{Litres, Timestamp};
 use crate::domain::{MeterId, PhoneNumber, Reading, StatusFlag, StatusFlags};
 use crate::metrics::Metrics;
 use crate::pipeline::Decoded;
 use crate::pipeline::Message;
 use crate::registry::parse_csv;
-use crate::replies;
 use crate::store::alerts::Notification;
 use crate::store::writer::Writer;
 
 const HOUR: i64 = 3600;
+
+/// Someone acting through the command line.
+fn who(name: &str) -> Actor {
+    Actor::new(name, Role::Admin, Channel::Cli)
+}
+
+/// Asks the resident of ZS-0001 first.
+fn check_in(world: &World) {
+    let phone = PhoneNumber::parse("13600136000").unwrap();
+    actions::meters::set_check_in_phone(&world.store, &who("test"), "ZS-0001", Some(&phone), 0)
+        .unwrap();
+}
 
 struct World {
     _dir: tempfile::TempDir,
@@ -44,7 +57,7 @@ fn world(adjust: impl FnOnce(&mut Config)) -> World {
     adjust(&mut config);
     let households = parse_csv(HOUSEHOLD, &config.registry).unwrap();
     let now = chrono::Utc::now().timestamp();
-    store.register_households(&households, "test", now).unwrap();
+    actions::meters::register(&store, &who("test"), &households, now).unwrap();
     let writer = Writer::open(&store, 100, Arc::new(Metrics::default())).unwrap();
     let clock = ManualClock::at(Timestamp::from_secs(now));
     let engine = Engine::new(
@@ -320,17 +333,15 @@ fn water_use_resuming_resolves_and_tells_everyone_texted() {
         "{}",
         resolved[0].text
     );
-    world
-        .store
-        .close_alert(
-            alert.id,
-            "safe",
-            "visited; was at the market",
-            "李敏",
-            "cli",
-            0,
-        )
-        .unwrap();
+    actions::alerts::close(
+        &world.store,
+        &who("李敏"),
+        alert.id,
+        Disposition::Safe,
+        "visited; was at the market",
+        0,
+    )
+    .unwrap();
     let closed = &world.alerts()[0];
     assert_eq!(
         (closed.state.as_str(), closed.disposition.as_deref()),
@@ -353,17 +364,16 @@ fn water_use_resuming_resolves_and_tells_everyone_texted() {
 fn a_declared_absence_silences_welfare_alerts_only() {
     let mut world = world(|_| {});
     let absent_from = world.start;
-    world
-        .store
-        .declare_absences(
-            &["ZS-0001".to_string()],
-            "hospital",
-            absent_from,
-            absent_from + 40 * HOUR,
-            "operator",
-            0,
-        )
-        .unwrap();
+    actions::absences::declare(
+        &world.store,
+        &who("operator"),
+        &["ZS-0001".to_string()],
+        "hospital",
+        absent_from,
+        absent_from + 40 * HOUR,
+        0,
+    )
+    .unwrap();
     world.hours(0, &[6; 1]);
     world.hours(1, &[0; 24]);
     assert!(world.alerts().is_empty(), "silenced during the absence");
@@ -389,10 +399,7 @@ fn a_declared_absence_silences_welfare_alerts_only() {
 /// A household whose resident is asked first, after a silent day.
 fn silent_day_with_check_in() -> World {
     let mut world = world(|_| {});
-    world
-        .store
-        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
-        .unwrap();
+    check_in(&world);
     world.hours(0, &[6; 1]);
     world.hours(1, &[0; 24]);
     world
@@ -468,15 +475,16 @@ fn an_operators_threshold_change_applies_without_a_restart() {
         world.alerts().is_empty(),
         "7 silent hours are fine by default"
     );
-    world
-        .store
-        .set_rule_overrides(
-            &crate::store::alerts::RuleScope::Meter("ZS-0001".into()),
-            &[("warning_window".into(), Some("6h".into()))],
-            "operator",
-            0,
-        )
-        .unwrap();
+    let config = crate::config::Config::default_config();
+    actions::rules::set(
+        &world.store,
+        &who("operator"),
+        &config.rules,
+        &crate::store::alerts::RuleScope::Meter("ZS-0001".into()),
+        &[crate::policy::Setting::parse("warning_window", "6h").unwrap()],
+        0,
+    )
+    .unwrap();
     world.hours(8, &[0]);
     let alerts = world.alerts();
     assert_eq!(
@@ -491,10 +499,7 @@ fn replacing_a_meter_resolves_its_alerts() {
     let mut world = world(|_| {});
     world.hours(0, &[6; 1]);
     world.hours(1, &[0; 24]);
-    world
-        .store
-        .replace_meter("ZS-0001", "ZS-0001B", "installer", 0)
-        .unwrap();
+    actions::meters::replace(&world.store, &who("installer"), "ZS-0001", "ZS-0001B", 0).unwrap();
     let alert = &world.alerts()[0];
     assert_eq!(alert.state, "resolved");
     let last = world.store.alert_events(alert.id).unwrap().pop().unwrap();
@@ -631,10 +636,7 @@ fn a_dripping_toilet_that_sometimes_seals_keeps_one_leak_alert() {
 #[test]
 fn a_resident_who_answers_is_asked_once_per_quiet_stretch() {
     let mut world = world(|_| {});
-    world
-        .store
-        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
-        .unwrap();
+    check_in(&world);
     let resident = PhoneNumber::parse("13600136000").unwrap();
     // A resident who uses water at 19:00 and then not until 09:00 (14 quiet
     // hours, a warning each night) and answers every prompt.
@@ -682,10 +684,7 @@ fn a_resident_who_answers_is_asked_once_per_quiet_stretch() {
 #[test]
 fn a_resident_is_prompted_at_most_check_ins_per_day() {
     let mut world = world(|config| config.alerts.check_ins_per_day = 1);
-    world
-        .store
-        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
-        .unwrap();
+    check_in(&world);
     let resident = PhoneNumber::parse("13600136000").unwrap();
     // 12 L every 13 hours: about two quiet stretches of 12 hours a day, and a
     // resident who answers every prompt.
@@ -715,10 +714,7 @@ fn a_resident_is_prompted_at_most_check_ins_per_day() {
 #[test]
 fn silence_after_an_unanswered_check_in_reaches_the_contacts_in_a_leaking_home() {
     let mut world = world(|_| {});
-    world
-        .store
-        .set_check_in_phone("ZS-0001", Some("+8613600136000"), "test", 0)
-        .unwrap();
+    check_in(&world);
     // A cistern refilling in bursts (2–6 L an hour, 4 L/h on average) and a
     // resident who lives normally for a week, then collapses after 07:00 on day 8
     // and answers nothing.

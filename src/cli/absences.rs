@@ -6,6 +6,7 @@ use stillwater::config::Config;
 
 use super::*;
 use crate::*;
+use stillwater::actions;
 
 /// Parses RFC 3339, or a date (midnight in `zone`).
 pub(crate) fn parse_when(text: &str, zone: chrono_tz::Tz) -> anyhow::Result<i64> {
@@ -38,18 +39,6 @@ pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Res
                 None => now,
             };
             let ends_at = parse_when(&until, zone).context("--until")?;
-            if ends_at <= starts_at {
-                eprintln!("error: --until must be after --from");
-                return Ok(ExitCode::FAILURE);
-            }
-            if ends_at - starts_at > MAX_ABSENCE_DAYS * 86_400 {
-                eprintln!("error: an absence lasts at most {MAX_ABSENCE_DAYS} days; declare a new one when it ends");
-                return Ok(ExitCode::FAILURE);
-            }
-            if reason.trim().is_empty() {
-                eprintln!("error: --reason must say why (hospital, visiting family, …)");
-                return Ok(ExitCode::FAILURE);
-            }
             let meters = if all {
                 store.active_meters(None)?
             } else if let Some(category) = &category {
@@ -61,14 +50,18 @@ pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Res
                 eprintln!("error: no household chosen: give --meter ID, --category NAME or --all");
                 return Ok(ExitCode::FAILURE);
             }
-            let count = store.declare_absences(
+            let count = match actions::absences::declare(
+                &store,
+                &actor(),
                 &meters,
-                reason.trim(),
+                &reason,
                 starts_at,
                 ends_at,
-                &actor(),
                 now,
-            )?;
+            ) {
+                Ok(count) => count,
+                Err(error) => return refused(error),
+            };
             out!(
                 "absence declared for {}, {} to {}",
                 stillwater::domain::count(count, "household", "households"),
@@ -103,7 +96,9 @@ pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Res
             }
         }
         AbsencesCommand::End { id } => {
-            store.end_absence(id, &actor(), now)?;
+            if let Err(error) = actions::absences::end(&store, &actor(), id, now) {
+                return refused(error);
+            }
             out!("absence {id} ended");
         }
     }

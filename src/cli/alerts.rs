@@ -6,21 +6,19 @@ use stillwater::config::Config;
 
 use super::*;
 use crate::*;
+use stillwater::actions;
+use stillwater::domain::Disposition;
 
 pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<ExitCode> {
     let store = Store::open_existing(&config.store.path)?;
     let now = chrono::Utc::now().timestamp();
     let zone = config.registry.timezone;
-    let done = |result: Result<(), StoreError>, what: &str, id: i64| match result {
+    let done = |result: Result<(), ActionError>, what: &str, id: i64| match result {
         Ok(()) => {
             out!("alert {id} {what}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(StoreError::Action(error)) => {
-            eprintln!("error: {error}");
-            Ok(ExitCode::FAILURE)
-        }
-        Err(error) => Err(anyhow::Error::from(error)),
+        Err(error) => refused(error),
     };
     match command {
         AlertsCommand::List { all, limit } => {
@@ -100,13 +98,17 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
         }
         AlertsCommand::Ack { id, by } => {
             return done(
-                store.acknowledge_alert(id, &by, "cli", now),
+                actions::alerts::acknowledge(&store, &actor_named(by), id, now),
                 "acknowledged",
                 id,
             )
         }
         AlertsCommand::Resolve { id, by } => {
-            return done(store.resolve_alert(id, &by, "cli", now), "resolved", id)
+            return done(
+                actions::alerts::resolve(&store, &actor_named(by), id, now),
+                "resolved",
+                id,
+            )
         }
         AlertsCommand::Close {
             id,
@@ -114,15 +116,15 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
             note,
             by,
         } => {
-            if !DISPOSITIONS.contains(&disposition.as_str()) {
+            let Some(disposition) = Disposition::parse(&disposition) else {
                 eprintln!(
                     "error: --disposition {disposition:?} must be one of {}",
-                    DISPOSITIONS.join(", ")
+                    Disposition::names()
                 );
                 return Ok(ExitCode::FAILURE);
-            }
+            };
             return done(
-                store.close_alert(id, &disposition, &note, &by, "cli", now),
+                actions::alerts::close(&store, &actor_named(by), id, disposition, &note, now),
                 "closed",
                 id,
             );

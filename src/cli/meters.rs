@@ -6,6 +6,8 @@ use stillwater::config::Config;
 
 use super::*;
 use crate::*;
+use stillwater::actions;
+use stillwater::actions::meters::ImportError;
 
 pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<ExitCode> {
     // Registering creates the database (in an existing directory); everything
@@ -58,7 +60,11 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            store.register_households(std::slice::from_ref(&household), &actor(), now)?;
+            if let Err(error) =
+                actions::meters::register(&store, &actor(), std::slice::from_ref(&household), now)
+            {
+                return refused(error);
+            }
             out!(
                 "registered meter {} ({} contacts)",
                 household.meter,
@@ -68,12 +74,13 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
         MetersCommand::Import { file } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let registered = store.registered_residents()?;
-            let lookup =
-                |meter: &stillwater::domain::MeterId| registered.get(meter.as_str()).cloned();
-            let households = match registry::import_csv(&bytes, &config.registry, lookup) {
-                Ok(households) => households,
-                Err(errors) => {
+            match actions::meters::import(&store, &actor(), &bytes, &config.registry, now) {
+                Ok(imported) => out!(
+                    "imported {} from {}",
+                    count(imported, "meter", "meters"),
+                    file.display()
+                ),
+                Err(ImportError::Rows(errors)) => {
                     eprintln!(
                         "{}: nothing imported; {}:",
                         file.display(),
@@ -84,26 +91,7 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                     }
                     return Ok(ExitCode::FAILURE);
                 }
-            };
-            match store.register_households(&households, &actor(), now) {
-                Ok(()) => out!(
-                    "imported {} from {}",
-                    count(households.len(), "meter", "meters"),
-                    file.display()
-                ),
-                Err(StoreError::AlreadyRegistered {
-                    row,
-                    meter,
-                    resident,
-                }) => {
-                    eprintln!(
-                        "{}: nothing imported; row {row}, column meter_id: {meter} is already registered (household of {})",
-                        file.display(),
-                        resident
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
-                Err(error) => return Err(error.into()),
+                Err(ImportError::Action(error)) => return refused(error),
             }
         }
         MetersCommand::List => {
@@ -268,11 +256,15 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
         MetersCommand::Replace { old, new } => {
             stillwater::domain::MeterId::parse(&new)
                 .map_err(|error| anyhow::anyhow!("new meter: {error}"))?;
-            store.replace_meter(&old, &new, &actor(), now)?;
+            if let Err(error) = actions::meters::replace(&store, &actor(), &old, &new, now) {
+                return refused(error);
+            }
             out!("meter {old} replaced by {new}; the household's alerts now follow {new}");
         }
         MetersCommand::Remove { meter } => {
-            store.remove_meter(&meter, &actor(), now)?;
+            if let Err(error) = actions::meters::remove(&store, &actor(), &meter, now) {
+                return refused(error);
+            }
             out!("meter {meter} removed; its readings are kept");
         }
         MetersCommand::CheckIn { meter, phone, off } => {
@@ -284,7 +276,11 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 ),
                 (false, None) => unreachable!("clap requires --phone or --off"),
             };
-            store.set_check_in_phone(&meter, phone.as_ref().map(|p| p.as_str()), &actor(), now)?;
+            if let Err(error) =
+                actions::meters::set_check_in_phone(&store, &actor(), &meter, phone.as_ref(), now)
+            {
+                return refused(error);
+            }
             match phone {
                 Some(phone) => out!(
                     "{meter}: the resident ({}) is asked first",

@@ -168,15 +168,6 @@ pub struct Absence {
     pub meters: String,
 }
 
-/// Why an operator's action on an alert did not happen.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ActionError {
-    #[error("alert {0} does not exist")]
-    NoSuchAlert(i64),
-    #[error("alert {id} is already {state}")]
-    AlreadyDone { id: i64, state: String },
-}
-
 /// The engine's own connection.
 pub struct AlertDb {
     connection: Connection,
@@ -620,38 +611,6 @@ fn household_of(connection: &Connection, meter: &str) -> Result<Option<Household
     Ok(Some(household))
 }
 
-/// Closes an alert (resolving it first when it is still active).
-fn close(
-    tx: &Connection,
-    id: i64,
-    disposition: &str,
-    note: &str,
-    by: &str,
-    via: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    let state = alert_state(tx, id)?;
-    if state == "closed" {
-        return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
-    }
-    if state != "resolved" {
-        resolve(tx, id, now, by, via)?;
-    }
-    tx.execute(
-        "UPDATE alerts SET state = 'closed', closed_at = ?2, closed_by = ?3, closed_via = ?4, disposition = ?5, note = ?6 WHERE id = ?1",
-        params![id, now, by, via, disposition, note],
-    )?;
-    record_event(
-        tx,
-        id,
-        now,
-        by,
-        via,
-        "closed",
-        &format!("{disposition}: {note}"),
-    )
-}
-
 pub(super) fn resolve(
     connection: &Connection,
     id: i64,
@@ -694,15 +653,6 @@ pub(super) fn record_event(
     Ok(())
 }
 
-fn alert_state(connection: &Connection, id: i64) -> Result<String, StoreError> {
-    connection
-        .query_row("SELECT state FROM alerts WHERE id = ?1", [id], |row| {
-            row.get(0)
-        })
-        .optional()?
-        .ok_or(StoreError::Action(ActionError::NoSuchAlert(id)))
-}
-
 /// Whom a rule override applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleScope {
@@ -712,51 +662,6 @@ pub enum RuleScope {
 }
 
 impl Store {
-    /// Sets (`Some`) or removes (`None`) rule parameters; values must already be valid.
-    pub fn set_rule_overrides(
-        &self,
-        scope: &RuleScope,
-        changes: &[(String, Option<String>)],
-        actor: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (scope_name, target) = match scope {
-            RuleScope::Category(category) => ("category", category.clone()),
-            RuleScope::Meter(meter) => (
-                "household",
-                super::active_household(&tx, meter)?.to_string(),
-            ),
-        };
-        for (key, value) in changes {
-            match value {
-                Some(value) => tx.execute(
-                    "INSERT INTO rule_overrides (scope, target, key, value, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (scope, target, key) DO UPDATE SET value = excluded.value, set_by = excluded.set_by,
-                       set_at = excluded.set_at",
-                    params![scope_name, target, key, value, actor, now],
-                )?,
-                None => tx.execute(
-                    "DELETE FROM rule_overrides WHERE scope = ?1 AND target = ?2 AND key = ?3",
-                    params![scope_name, target, key],
-                )?,
-            };
-            let detail = format!("{key} = {}", value.as_deref().unwrap_or("(default)"));
-            super::audit(
-                &tx,
-                now,
-                actor,
-                "rules.set",
-                &format!("{scope_name} {target}"),
-                &detail,
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The overrides that apply to a meter's household (category first), or to a category.
     /// The categories of actively registered households, sorted.
     pub fn categories_in_use(&self) -> Result<Vec<String>, StoreError> {
         let connection = self.connect()?;
@@ -768,6 +673,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The overrides that apply to a meter's household (category first), or to a category.
     pub fn rule_overrides(&self, scope: &RuleScope) -> Result<Vec<RuleOverride>, StoreError> {
         let connection = self.connect()?;
         match scope {
@@ -778,85 +684,6 @@ impl Store {
                 rule_overrides(&connection, &household.category, household.id)
             }
         }
-    }
-
-    /// Acknowledges an open alert; stops its escalation and reminders.
-    pub fn acknowledge_alert(
-        &self,
-        id: i64,
-        by: &str,
-        via: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = alert_state(&tx, id)?;
-        if state != "open" {
-            return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
-        }
-        tx.execute(
-            "UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?2, acknowledged_by = ?3, acknowledged_via = ?4 WHERE id = ?1",
-            params![id, now, by, via],
-        )?;
-        cancel_pending(&tx, id)?;
-        record_event(&tx, id, now, by, via, "acknowledged", "")?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Resolves an open or acknowledged alert by hand.
-    pub fn resolve_alert(&self, id: i64, by: &str, via: &str, now: i64) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = alert_state(&tx, id)?;
-        if !matches!(state.as_str(), "open" | "acknowledged") {
-            return Err(StoreError::Action(ActionError::AlreadyDone { id, state }));
-        }
-        resolve(&tx, id, now, by, via)?;
-        record_event(&tx, id, now, by, via, "resolved", "")?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Closes an alert with what was found; an alert still active is resolved too.
-    /// Closes a check-in alert as `safe` on the resident's reply and records
-    /// that the reply covers the quiet stretch at the alert's grade.
-    pub fn close_as_safe(&self, id: i64, by: &str, now: i64) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        close(
-            &tx,
-            id,
-            "safe",
-            "the resident replied to the check-in",
-            by,
-            "sms",
-            now,
-        )?;
-        tx.execute(
-            "INSERT INTO check_in_covers (meter_id, severity, answered_at)
-             SELECT meter_id, severity, ?2 FROM alerts WHERE id = ?1
-             ON CONFLICT (meter_id) DO UPDATE SET severity = excluded.severity, answered_at = excluded.answered_at",
-            params![id, now],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub fn close_alert(
-        &self,
-        id: i64,
-        disposition: &str,
-        note: &str,
-        by: &str,
-        via: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        close(&tx, id, disposition, note, by, via, now)?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Alerts, newest first; only active ones unless `all`.
@@ -1083,64 +910,6 @@ impl Store {
         )?)
     }
 
-    /// Sets (or clears) a household's check-in phone, by one of its meters.
-    pub fn set_check_in_phone(
-        &self,
-        meter: &str,
-        phone: Option<&str>,
-        actor: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let household = super::active_household(&tx, meter)?;
-        tx.execute(
-            "UPDATE households SET check_in_phone = ?2 WHERE id = ?1",
-            params![household, phone],
-        )?;
-        super::audit(
-            &tx,
-            now,
-            actor,
-            "household.check_in",
-            meter,
-            phone.map_or("off", |_| "on"),
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Declares an absence for households (by meter id); returns how many.
-    pub fn declare_absences(
-        &self,
-        meters: &[String],
-        reason: &str,
-        starts_at: i64,
-        ends_at: i64,
-        actor: &str,
-        now: i64,
-    ) -> Result<usize, StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for meter in meters {
-            let household = super::active_household(&tx, meter)?;
-            tx.execute(
-                "INSERT INTO absences (household_id, reason, starts_at, ends_at, declared_by, declared_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![household, reason, starts_at, ends_at, actor, now],
-            )?;
-            super::audit(
-                &tx,
-                now,
-                actor,
-                "absence.declare",
-                meter,
-                &format!("{reason} {starts_at}..{ends_at}"),
-            )?;
-        }
-        tx.commit()?;
-        Ok(meters.len())
-    }
-
     /// Active meters of a category (or all).
     pub fn active_meters(&self, category: Option<&str>) -> Result<Vec<String>, StoreError> {
         let connection = self.connect()?;
@@ -1175,22 +944,6 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Ends an absence early.
-    pub fn end_absence(&self, id: i64, actor: &str, now: i64) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
-            "UPDATE absences SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL AND ends_at > ?2",
-            params![id, now],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("no current absence {id}")));
-        }
-        super::audit(&tx, now, actor, "absence.end", &id.to_string(), "")?;
-        tx.commit()?;
-        Ok(())
     }
 }
 

@@ -14,18 +14,18 @@
 pub mod alerts;
 pub mod chunk;
 mod schema;
+pub mod tx;
 pub mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 
 pub use crate::domain::StoredReading;
 use crate::domain::Timestamp;
-use crate::registry::NewHousehold;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -39,16 +39,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Corrupt(#[from] chunk::ChunkError),
-    #[error("meter {meter} is already registered (household of {resident})")]
-    AlreadyRegistered {
-        row: usize,
-        meter: String,
-        resident: String,
-    },
     #[error("meter {0} is not registered")]
     NotRegistered(String),
-    #[error("{0}")]
-    Action(#[from] alerts::ActionError),
     #[error("{0}")]
     NotFound(String),
     #[error("the directory {path} does not exist; create it, or choose another database path (--db or [store] path)")]
@@ -202,134 +194,6 @@ impl Store {
         )?;
         let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn register_households(
-        &self,
-        households: &[NewHousehold],
-        actor: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for household in households {
-            let existing: Option<String> = tx
-                .query_row(
-                    "SELECT h.resident_name FROM meters m JOIN households h ON h.id = m.household_id
-                     WHERE m.meter_id = ?1 AND m.status = 'active'",
-                    [household.meter.as_str()],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if let Some(resident) = existing {
-                return Err(StoreError::AlreadyRegistered {
-                    row: household.row,
-                    meter: household.meter.to_string(),
-                    resident,
-                });
-            }
-            tx.execute(
-                "INSERT INTO households (resident_name, address, category, timezone, reporting_interval_min, notes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    household.resident_name,
-                    household.address,
-                    household.category,
-                    household.timezone.name(),
-                    household.reporting_interval_min,
-                    household.notes,
-                    now
-                ],
-            )?;
-            let household_id = tx.last_insert_rowid();
-            for (position, contact) in household.contacts.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO contacts (household_id, position, name, phone, step) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![household_id, position as i64 + 1, contact.name, contact.phone.as_str(), contact.step],
-                )?;
-            }
-            tx.execute(
-                "INSERT INTO meters (meter_id, household_id, status, registered_at, ended_at, replaced_by)
-                 VALUES (?1, ?2, 'active', ?3, NULL, NULL)
-                 ON CONFLICT (meter_id) DO UPDATE SET household_id = excluded.household_id,
-                   status = 'active', registered_at = excluded.registered_at, ended_at = NULL, replaced_by = NULL",
-                params![household.meter.as_str(), household_id, now],
-            )?;
-            audit(
-                &tx,
-                now,
-                actor,
-                "meter.register",
-                household.meter.as_str(),
-                &format!("household {household_id}"),
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Moves a household from meter `old` to meter `new` (a meter swap).
-    pub fn replace_meter(
-        &self,
-        old: &str,
-        new: &str,
-        actor: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let household_id = active_household(&tx, old)?;
-        if let Some(resident) = tx
-            .query_row(
-                "SELECT h.resident_name FROM meters m JOIN households h ON h.id = m.household_id
-                 WHERE m.meter_id = ?1 AND m.status = 'active'",
-                [new],
-                |row| row.get::<_, String>(0),
-            )
-            .optional()?
-        {
-            return Err(StoreError::AlreadyRegistered {
-                row: 0,
-                meter: new.to_string(),
-                resident,
-            });
-        }
-        tx.execute(
-            "UPDATE meters SET status = 'replaced', ended_at = ?2, replaced_by = ?3 WHERE meter_id = ?1",
-            params![old, now, new],
-        )?;
-        tx.execute(
-            "INSERT INTO meters (meter_id, household_id, status, registered_at) VALUES (?1, ?2, 'active', ?3)
-             ON CONFLICT (meter_id) DO UPDATE SET household_id = excluded.household_id, status = 'active',
-               registered_at = excluded.registered_at, ended_at = NULL, replaced_by = NULL",
-            params![new, household_id, now],
-        )?;
-        resolve_alerts_of(&tx, old, &format!("meter replaced by {new}"), actor, now)?;
-        audit(
-            &tx,
-            now,
-            actor,
-            "meter.replace",
-            old,
-            &format!("replaced by {new}"),
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Ends a meter's registration; its readings are kept.
-    pub fn remove_meter(&self, meter: &str, actor: &str, now: i64) -> Result<(), StoreError> {
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        active_household(&tx, meter)?;
-        tx.execute(
-            "UPDATE meters SET status = 'removed', ended_at = ?2 WHERE meter_id = ?1",
-            params![meter, now],
-        )?;
-        resolve_alerts_of(&tx, meter, "meter removed", actor, now)?;
-        audit(&tx, now, actor, "meter.remove", meter, "")?;
-        tx.commit()?;
-        Ok(())
     }
 
     pub fn list_meters(&self) -> Result<Vec<MeterSummary>, StoreError> {
@@ -512,37 +376,6 @@ impl Store {
     }
 }
 
-/// Resolves the active alerts of a meter that is replaced or removed: its
-/// readings no longer speak for the household.
-fn resolve_alerts_of(
-    connection: &Connection,
-    meter: &str,
-    why: &str,
-    actor: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    let ids: Vec<i64> = connection
-        .prepare("SELECT id FROM alerts WHERE meter_id = ?1 AND state IN ('open', 'acknowledged')")?
-        .query_map([meter], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    for id in ids {
-        alerts::resolve(connection, id, now, actor, "cli")?;
-        alerts::record_event(connection, id, now, actor, "cli", "resolved", why)?;
-    }
-    Ok(())
-}
-
-fn active_household(connection: &Connection, meter: &str) -> Result<i64, StoreError> {
-    connection
-        .query_row(
-            "SELECT household_id FROM meters WHERE meter_id = ?1 AND status = 'active'",
-            [meter],
-            |row| row.get(0),
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::NotRegistered(meter.to_string()))
-}
-
 fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>, StoreError> {
     Ok(connection
         .query_row(
@@ -567,21 +400,6 @@ fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>
             },
         )
         .optional()?)
-}
-
-fn audit(
-    connection: &Connection,
-    now: i64,
-    actor: &str,
-    action: &str,
-    subject: &str,
-    detail: &str,
-) -> Result<(), StoreError> {
-    connection.execute(
-        "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now, actor, action, subject, detail],
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

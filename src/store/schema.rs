@@ -189,6 +189,8 @@ const MIGRATIONS: &[&str] = &[
     UPDATE notification_attempts SET at = at / 1000;
     ALTER TABLE notifications ADD COLUMN template TEXT NOT NULL DEFAULT '';         -- <kind>.<purpose>
     ALTER TABLE notifications ADD COLUMN template_values TEXT NOT NULL DEFAULT '{}'; -- JSON
+    ALTER TABLE audit_log ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+    ALTER TABLE audit_log ADD COLUMN channel TEXT NOT NULL DEFAULT 'cli';
     ALTER TABLE alerts ADD COLUMN clear_since INTEGER;  -- meter clock: condition absent since
     CREATE TABLE check_in_covers (
         meter_id    TEXT PRIMARY KEY,

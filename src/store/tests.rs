@@ -50,7 +50,16 @@ fn store_with_good_csv() -> (tempfile::TempDir, Store, Vec<crate::registry::NewH
         &Default::default(),
     )
     .unwrap();
-    store.register_households(&households, "test", T0).unwrap();
+    // Registered through the store's write primitives, as an action would.
+    store
+        .write(|tx| {
+            for household in &households {
+                let id = tx.insert_household(household, T0)?;
+                tx.attach_meter(household.meter.as_str(), id, T0)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
     (dir, store, households)
 }
 
@@ -198,62 +207,6 @@ fn rejected_messages_are_kept_up_to_the_limit_and_name_the_meter() {
     assert_eq!(rejected[0].meter_id.as_deref(), Some("A"));
     let state = store.meter_state("A").unwrap().unwrap();
     assert_eq!((state.rejected, state.last_reading_ts), (5, None));
-}
-
-#[test]
-fn registration_is_all_or_nothing_and_replacement_moves_the_household() {
-    let (_dir, store, households) = store_with_good_csv();
-    assert_eq!(store.list_meters().unwrap().len(), 3);
-
-    // A second import naming an active meter changes nothing.
-    let mut again = households.clone();
-    again[0].meter = MeterId::parse("ZS-0999").unwrap();
-    let error = store.register_households(&again, "test", T0).unwrap_err();
-    assert!(
-        matches!(error, StoreError::AlreadyRegistered { row: 3, ref meter, .. } if meter == "ZS-0002"),
-        "{error}"
-    );
-    assert_eq!(
-        store.list_meters().unwrap().len(),
-        3,
-        "ZS-0999 must not have been registered"
-    );
-
-    store
-        .replace_meter("ZS-0001", "ZS-0100", "test", T0 + 10)
-        .unwrap();
-    let old = store
-        .meter_details("ZS-0001", 0)
-        .unwrap()
-        .unwrap()
-        .registration
-        .unwrap();
-    let new = store
-        .meter_details("ZS-0100", 0)
-        .unwrap()
-        .unwrap()
-        .registration
-        .unwrap();
-    assert_eq!(
-        (old.status.as_str(), old.replaced_by.as_deref()),
-        ("replaced", Some("ZS-0100"))
-    );
-    assert_eq!(
-        (new.status.as_str(), new.household_id),
-        ("active", old.household_id)
-    );
-    assert_eq!(new.contacts[0].2, "+8613800138000");
-
-    store.remove_meter("ZS-0002", "test", T0 + 20).unwrap();
-    assert!(matches!(
-        store.remove_meter("ZS-0002", "test", T0),
-        Err(StoreError::NotRegistered(_))
-    ));
-    let connection = store.connect().unwrap();
-    let audited: i64 = connection
-        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(audited, 5);
 }
 
 #[test]

@@ -3,10 +3,12 @@
 //!
 //! The rules of what a reply means live here; `http` only maps a request to
 //! [`handle_reply`], and the demo calls it the same way. Every answer text is
-//! wholly in the configured language.
+//! wholly in the configured language. The sender is the actor: a contact acts
+//! as a monitor, the resident as a resident, both through the SMS channel.
 
+use super::ActionError;
 use crate::config::Language;
-use crate::domain::{mask_phone, PhoneNumber, Timestamp};
+use crate::domain::{mask_phone, Actor, Channel, PhoneNumber, Role, Timestamp};
 use crate::store::Store;
 
 /// The outcome of one reply.
@@ -26,7 +28,7 @@ pub fn handle_reply(
     text: &str,
     language: Language,
     now: Timestamp,
-) -> Result<ReplyOutcome, crate::store::StoreError> {
+) -> Result<ReplyOutcome, ActionError> {
     let zh = language == Language::Zh;
     let now = now.secs();
     let Some(code) = parse_code(text) else {
@@ -58,7 +60,8 @@ pub fn handle_reply(
         return Ok(stale(alert_id, &state, zh));
     }
     if store.is_check_in_phone(alert_id, phone.as_str())? {
-        store.close_as_safe(alert_id, &who, now)?;
+        let resident = Actor::new(who, Role::Resident, Channel::Sms);
+        super::alerts::safe(store, &resident, alert_id, now)?;
         return Ok(ReplyOutcome {
             result: "safe",
             alert_id: Some(alert_id),
@@ -69,13 +72,11 @@ pub fn handle_reply(
             },
         });
     }
-    match store.acknowledge_alert(alert_id, &who, "sms", now) {
+    let contact = Actor::new(who, Role::Monitor, Channel::Sms);
+    match super::alerts::acknowledge(store, &contact, alert_id, now) {
         Ok(()) => {}
         // Someone else acted between the look-up and now.
-        Err(crate::store::StoreError::Action(crate::store::alerts::ActionError::AlreadyDone {
-            state,
-            ..
-        })) => return Ok(stale(alert_id, &state, zh)),
+        Err(ActionError::AlreadyDone { state, .. }) => return Ok(stale(alert_id, &state, zh)),
         Err(other) => return Err(other),
     }
     Ok(ReplyOutcome {

@@ -1,0 +1,127 @@
+//! Threshold overrides set by operators for a category or one household. The
+//! same checks as the configuration file: bounded values, and the thresholds
+//! every household concerned would run with must hold together.
+
+use super::{require, stamp, ActionError};
+use crate::config::RulesConfig;
+use crate::domain::{Actor, Category};
+use crate::policy::{Key, Setting};
+use crate::store::alerts::{RuleOverride, RuleScope};
+use crate::store::Store;
+
+/// Sets thresholds; returns warnings (a category no household has yet).
+pub fn set(
+    store: &Store,
+    actor: &Actor,
+    rules: &RulesConfig,
+    scope: &RuleScope,
+    settings: &[Setting],
+    now: i64,
+) -> Result<Vec<String>, ActionError> {
+    require(actor, "rules.set")?;
+    let mut warnings = Vec::new();
+    let category = match scope {
+        RuleScope::Category(category) => {
+            Category::parse(category).map_err(|e| ActionError::Invalid(e.to_string()))?;
+            let in_use = store.categories_in_use()?;
+            if !in_use.contains(category) {
+                warnings.push(format!(
+                    "no registered household has category {category:?} (in use: {}); the setting waits for one",
+                    if in_use.is_empty() {
+                        "none".to_string()
+                    } else {
+                        in_use.join(", ")
+                    }
+                ));
+            }
+            category.clone()
+        }
+        RuleScope::Meter(meter) => store
+            .meter_details(meter, 0)?
+            .and_then(|d| d.registration)
+            .map(|r| r.category)
+            .ok_or_else(|| ActionError::NotRegistered(meter.clone()))?,
+    };
+    // The thresholds the households concerned would run with.
+    let scope_name = scope_name(scope);
+    let mut stored = store.rule_overrides(scope)?;
+    for setting in settings {
+        stored.retain(|r| !(r.scope == scope_name && r.key == setting.key.as_str()));
+        stored.push(RuleOverride {
+            scope: scope_name.into(),
+            key: setting.key.as_str().into(),
+            value: setting.formatted_value(),
+            set_by: actor.name.clone(),
+            set_at: now,
+        });
+    }
+    let resolved = crate::thresholds::in_force(rules, &category, &stored);
+    if let Some(problem) = resolved.skipped.first() {
+        return Err(ActionError::Invalid(
+            problem.replace("ignored the settings", "the settings would not hold:"),
+        ));
+    }
+    write(
+        store,
+        actor,
+        scope,
+        settings.iter().map(|s| (s.key, Some(s.formatted_value()))),
+        now,
+    )?;
+    Ok(warnings)
+}
+
+/// Goes back to the configured values for `keys`.
+pub fn unset(
+    store: &Store,
+    actor: &Actor,
+    scope: &RuleScope,
+    keys: &[Key],
+    now: i64,
+) -> Result<(), ActionError> {
+    require(actor, "rules.set")?;
+    write(store, actor, scope, keys.iter().map(|k| (*k, None)), now)
+}
+
+fn scope_name(scope: &RuleScope) -> &'static str {
+    match scope {
+        RuleScope::Category(_) => "category",
+        RuleScope::Meter(_) => "household",
+    }
+}
+
+fn write(
+    store: &Store,
+    actor: &Actor,
+    scope: &RuleScope,
+    changes: impl Iterator<Item = (Key, Option<String>)>,
+    now: i64,
+) -> Result<(), ActionError> {
+    store.write(|tx| {
+        let target = match scope {
+            RuleScope::Category(category) => category.clone(),
+            RuleScope::Meter(meter) => tx
+                .active_registration(meter)?
+                .ok_or_else(|| ActionError::NotRegistered(meter.clone()))?
+                .0
+                .to_string(),
+        };
+        let name = scope_name(scope);
+        for (key, value) in changes {
+            tx.set_rule(
+                name,
+                &target,
+                key.as_str(),
+                value.as_deref(),
+                stamp(actor, now),
+            )?;
+            tx.audit(
+                stamp(actor, now),
+                "rules.set",
+                &format!("{name} {target}"),
+                &format!("{key} = {}", value.as_deref().unwrap_or("(default)")),
+            )?;
+        }
+        Ok(())
+    })
+}

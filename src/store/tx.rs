@@ -1,0 +1,392 @@
+//! One write transaction, as the actions layer uses it: primitive reads and
+//! writes on households, meters, alerts, absences, rule overrides and the audit
+//! log — and no rules. What an action means (who may do it, which states it
+//! moves between, what else it changes) is decided in `crate::actions`, which
+//! composes these primitives inside [`Store::write`], so everything an action
+//! changes commits together or not at all.
+//!
+//! [`Tx`] is the seam a second backend implements; [`SqliteTx`] is this one.
+
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{Store, StoreError};
+use crate::domain::Actor;
+use crate::registry::NewHousehold;
+
+/// An alert as an action sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertHead {
+    pub id: i64,
+    pub meter_id: String,
+    pub kind: String,
+    pub severity: String,
+    pub state: String,
+}
+
+/// When, by whom and through what an alert changed state.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    pub at: i64,
+    pub actor: &'a Actor,
+}
+
+/// The primitives of one write transaction.
+pub trait Tx {
+    /// The household id and resident of `meter`'s active registration.
+    fn active_registration(&mut self, meter: &str) -> Result<Option<(i64, String)>, StoreError>;
+    /// Inserts a household and its contacts; returns its id.
+    fn insert_household(&mut self, household: &NewHousehold, now: i64) -> Result<i64, StoreError>;
+    /// Makes `meter` the household's active meter.
+    fn attach_meter(&mut self, meter: &str, household_id: i64, now: i64) -> Result<(), StoreError>;
+    /// Ends `meter`'s registration as `replaced` (by `replaced_by`) or `removed`.
+    fn end_meter(
+        &mut self,
+        meter: &str,
+        replaced_by: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    fn set_check_in_phone(
+        &mut self,
+        household_id: i64,
+        phone: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    fn alert(&mut self, id: i64) -> Result<Option<AlertHead>, StoreError>;
+    /// The meter's open and acknowledged alerts.
+    fn active_alerts(&mut self, meter: &str) -> Result<Vec<AlertHead>, StoreError>;
+    /// Moves an alert to `to` if it is in one of `from` (compare and set);
+    /// returns whether it moved. Stamps the matching `<to>_at/_by/_via`.
+    fn set_alert_state(
+        &mut self,
+        id: i64,
+        from: &[&str],
+        to: &str,
+        stamp: Stamp<'_>,
+    ) -> Result<bool, StoreError>;
+    fn set_disposition(&mut self, id: i64, disposition: &str, note: &str)
+        -> Result<(), StoreError>;
+    /// Cancels the alert's pending alert texts, reminders and check-ins.
+    fn cancel_pending_texts(&mut self, id: i64) -> Result<(), StoreError>;
+    fn record_event(
+        &mut self,
+        id: i64,
+        stamp: Stamp<'_>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+    /// Records that the meter's resident answered a check-in at `severity`.
+    fn set_cover(&mut self, meter: &str, severity: &str, now: i64) -> Result<(), StoreError>;
+
+    fn insert_absence(
+        &mut self,
+        household_id: i64,
+        reason: &str,
+        starts_at: i64,
+        ends_at: i64,
+        stamp: Stamp<'_>,
+    ) -> Result<i64, StoreError>;
+    /// Ends a current absence early; returns whether there was one to end.
+    fn end_absence(&mut self, id: i64, now: i64) -> Result<bool, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) one rule override.
+    fn set_rule(
+        &mut self,
+        scope: &str,
+        target: &str,
+        key: &str,
+        value: Option<&str>,
+        stamp: Stamp<'_>,
+    ) -> Result<(), StoreError>;
+
+    fn audit(
+        &mut self,
+        stamp: Stamp<'_>,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+}
+
+/// The SQLite transaction behind [`Tx`].
+pub struct SqliteTx<'a>(Transaction<'a>);
+
+impl Store {
+    /// Runs `work` in one write transaction: committed when it returns `Ok`,
+    /// rolled back when it returns an error.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        work: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut connection = self.connect()?;
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let mut tx = SqliteTx(tx);
+        let value = work(&mut tx)?;
+        tx.0.commit().map_err(StoreError::from)?;
+        Ok(value)
+    }
+}
+
+fn head(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertHead> {
+    Ok(AlertHead {
+        id: row.get(0)?,
+        meter_id: row.get(1)?,
+        kind: row.get(2)?,
+        severity: row.get(3)?,
+        state: row.get(4)?,
+    })
+}
+
+impl Tx for SqliteTx<'_> {
+    fn active_registration(&mut self, meter: &str) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT h.id, h.resident_name FROM meters m JOIN households h ON h.id = m.household_id
+                 WHERE m.meter_id = ?1 AND m.status = 'active'",
+                [meter],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn insert_household(&mut self, household: &NewHousehold, now: i64) -> Result<i64, StoreError> {
+        self.0.execute(
+            "INSERT INTO households (resident_name, address, category, timezone, reporting_interval_min, notes, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                household.resident_name,
+                household.address,
+                household.category,
+                household.timezone.name(),
+                household.reporting_interval_min,
+                household.notes,
+                now
+            ],
+        )?;
+        let id = self.0.last_insert_rowid();
+        for (position, contact) in household.contacts.iter().enumerate() {
+            self.0.execute(
+                "INSERT INTO contacts (household_id, position, name, phone, step) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, position as i64 + 1, contact.name, contact.phone.as_str(), contact.step],
+            )?;
+        }
+        Ok(id)
+    }
+
+    fn attach_meter(&mut self, meter: &str, household_id: i64, now: i64) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO meters (meter_id, household_id, status, registered_at, ended_at, replaced_by)
+             VALUES (?1, ?2, 'active', ?3, NULL, NULL)
+             ON CONFLICT (meter_id) DO UPDATE SET household_id = excluded.household_id,
+               status = 'active', registered_at = excluded.registered_at, ended_at = NULL, replaced_by = NULL",
+            params![meter, household_id, now],
+        )?;
+        Ok(())
+    }
+
+    fn end_meter(
+        &mut self,
+        meter: &str,
+        replaced_by: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let status = if replaced_by.is_some() {
+            "replaced"
+        } else {
+            "removed"
+        };
+        self.0.execute(
+            "UPDATE meters SET status = ?2, ended_at = ?3, replaced_by = ?4 WHERE meter_id = ?1",
+            params![meter, status, now, replaced_by],
+        )?;
+        Ok(())
+    }
+
+    fn set_check_in_phone(
+        &mut self,
+        household_id: i64,
+        phone: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE households SET check_in_phone = ?2 WHERE id = ?1",
+            params![household_id, phone],
+        )?;
+        Ok(())
+    }
+
+    fn alert(&mut self, id: i64) -> Result<Option<AlertHead>, StoreError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT id, meter_id, kind, severity, state FROM alerts WHERE id = ?1",
+                [id],
+                head,
+            )
+            .optional()?)
+    }
+
+    fn active_alerts(&mut self, meter: &str) -> Result<Vec<AlertHead>, StoreError> {
+        let mut statement = self.0.prepare_cached(
+            "SELECT id, meter_id, kind, severity, state FROM alerts
+             WHERE meter_id = ?1 AND state IN ('open', 'acknowledged') ORDER BY id",
+        )?;
+        let rows = statement.query_map([meter], head)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_alert_state(
+        &mut self,
+        id: i64,
+        from: &[&str],
+        to: &str,
+        stamp: Stamp<'_>,
+    ) -> Result<bool, StoreError> {
+        let Some(current) = self.alert(id)? else {
+            return Ok(false);
+        };
+        if !from.contains(&current.state.as_str()) {
+            return Ok(false);
+        }
+        let columns = match to {
+            "acknowledged" => "acknowledged_at = ?3, acknowledged_by = ?4, acknowledged_via = ?5",
+            "resolved" => "resolved_at = ?3, resolved_by = ?4, resolved_via = ?5",
+            "closed" => "closed_at = ?3, closed_by = ?4, closed_via = ?5",
+            other => {
+                return Err(StoreError::NotFound(format!(
+                    "{other:?} is not an alert state"
+                )))
+            }
+        };
+        let changed = self.0.execute(
+            &format!("UPDATE alerts SET state = ?2, {columns} WHERE id = ?1 AND state = ?6"),
+            params![
+                id,
+                to,
+                stamp.at,
+                stamp.actor.name,
+                stamp.actor.channel.as_str(),
+                current.state
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn set_disposition(
+        &mut self,
+        id: i64,
+        disposition: &str,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE alerts SET disposition = ?2, note = ?3 WHERE id = ?1",
+            params![id, disposition, note],
+        )?;
+        Ok(())
+    }
+
+    fn cancel_pending_texts(&mut self, id: i64) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE notifications SET state = 'cancelled'
+             WHERE alert_id = ?1 AND state = 'pending' AND purpose IN ('alert', 'reminder', 'check_in')",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    fn record_event(
+        &mut self,
+        id: i64,
+        stamp: Stamp<'_>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        super::alerts::record_event(
+            &self.0,
+            id,
+            stamp.at,
+            &stamp.actor.name,
+            stamp.actor.channel.as_str(),
+            action,
+            detail,
+        )
+    }
+
+    fn set_cover(&mut self, meter: &str, severity: &str, now: i64) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO check_in_covers (meter_id, severity, answered_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (meter_id) DO UPDATE SET severity = excluded.severity, answered_at = excluded.answered_at",
+            params![meter, severity, now],
+        )?;
+        Ok(())
+    }
+
+    fn insert_absence(
+        &mut self,
+        household_id: i64,
+        reason: &str,
+        starts_at: i64,
+        ends_at: i64,
+        stamp: Stamp<'_>,
+    ) -> Result<i64, StoreError> {
+        self.0.execute(
+            "INSERT INTO absences (household_id, reason, starts_at, ends_at, declared_by, declared_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![household_id, reason, starts_at, ends_at, stamp.actor.name, stamp.at],
+        )?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn end_absence(&mut self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let changed = self.0.execute(
+            "UPDATE absences SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL AND ends_at > ?2",
+            params![id, now],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn set_rule(
+        &mut self,
+        scope: &str,
+        target: &str,
+        key: &str,
+        value: Option<&str>,
+        stamp: Stamp<'_>,
+    ) -> Result<(), StoreError> {
+        match value {
+            Some(value) => self.0.execute(
+                "INSERT INTO rule_overrides (scope, target, key, value, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (scope, target, key) DO UPDATE SET value = excluded.value, set_by = excluded.set_by,
+                   set_at = excluded.set_at",
+                params![scope, target, key, value, stamp.actor.name, stamp.at],
+            )?,
+            None => self.0.execute(
+                "DELETE FROM rule_overrides WHERE scope = ?1 AND target = ?2 AND key = ?3",
+                params![scope, target, key],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn audit(
+        &mut self,
+        stamp: Stamp<'_>,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO audit_log (at, actor, role, channel, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                stamp.at,
+                stamp.actor.name,
+                stamp.actor.role.as_str(),
+                stamp.actor.channel.as_str(),
+                action,
+                subject,
+                detail
+            ],
+        )?;
+        Ok(())
+    }
+}
