@@ -27,6 +27,7 @@ use stillwater::domain::{Litres, MeterId, Reading, StatusFlags, Timestamp};
 use stillwater::metrics::Metrics;
 use stillwater::pipeline::{Decoded, Message};
 use stillwater::registry::{Contact, NewHousehold};
+use stillwater::store::prelude::*;
 use stillwater::store::writer::Writer;
 use stillwater::store::Store;
 

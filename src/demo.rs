@@ -19,6 +19,7 @@ use crate::app::Gateway;
 use crate::config::{BrokerChoice, Config, ProviderChoice};
 use crate::domain::{mask_phone, PhoneNumber};
 use crate::registry;
+use crate::store::prelude::*;
 use crate::store::Store;
 
 /// The sample households, embedded in the binary.

@@ -13,7 +13,8 @@ use stillwater::config::{Config, DEFAULT_TOML};
 use stillwater::demo::{self, DemoOptions};
 use stillwater::domain::{count, mask_phone, Actor, Channel, Role, StatusFlags};
 use stillwater::registry::HouseholdFields;
-use stillwater::store::alerts::RuleScope;
+use stillwater::store::prelude::*;
+use stillwater::store::rules::RuleScope;
 use stillwater::store::Store;
 
 #[macro_use]

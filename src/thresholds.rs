@@ -8,7 +8,7 @@
 use crate::config::RulesConfig;
 use crate::domain::{Category, Timestamp};
 use crate::policy::{resolve, Layer, Resolved, Setting, Source};
-use crate::store::alerts::RuleOverride;
+use crate::store::rules::RuleOverride;
 
 /// The policy of a household in `category`, given the operators' stored
 /// overrides (its category's, then its own). A stored value that no longer

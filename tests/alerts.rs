@@ -12,6 +12,7 @@ use stillwater::clock::{Clock, ManualClock};
 use stillwater::config::{Config, ProviderChoice, Secret};
 use stillwater::domain::{Actor, Channel, Role};
 use stillwater::registry::parse_csv;
+use stillwater::store::prelude::*;
 use stillwater::store::Store;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};

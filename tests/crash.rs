@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::*;
+use stillwater::store::prelude::*;
 use stillwater::store::Store;
 
 const METERS: usize = 40;

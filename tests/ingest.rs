@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use common::*;
 use stillwater::app::Gateway;
 use stillwater::config::BrokerChoice;
+use stillwater::store::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_single_batch_and_wmbusmeters_readings_are_stored() {

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use common::*;
 use stillwater::config::BrokerChoice;
+use stillwater::store::prelude::*;
 
 /// The Mosquitto under test, or `None` when interop tests are not enabled.
 fn mosquitto() -> Option<SocketAddr> {

@@ -5,6 +5,7 @@ use super::{require, stamp, ActionError};
 use crate::config::RegistryDefaults;
 use crate::domain::{Actor, PhoneNumber};
 use crate::registry::{self, NewHousehold, RowError};
+use crate::store::prelude::*;
 use crate::store::tx::Tx;
 use crate::store::Store;
 

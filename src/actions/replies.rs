@@ -9,6 +9,7 @@
 use super::ActionError;
 use crate::config::Language;
 use crate::domain::{mask_phone, Actor, Channel, PhoneNumber, Role, Timestamp};
+use crate::store::prelude::*;
 use crate::store::Store;
 
 /// The outcome of one reply.

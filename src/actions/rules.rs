@@ -6,7 +6,8 @@ use super::{require, stamp, ActionError};
 use crate::config::RulesConfig;
 use crate::domain::{Actor, Category};
 use crate::policy::{Key, Setting};
-use crate::store::alerts::{RuleOverride, RuleScope};
+use crate::store::prelude::*;
+use crate::store::rules::{RuleOverride, RuleScope};
 use crate::store::Store;
 
 /// Sets thresholds; returns warnings (a category no household has yet).

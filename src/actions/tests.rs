@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::domain::{Channel, Disposition, MeterId};
+use crate::store::prelude::*;
 use crate::store::Store;
 
 const T0: i64 = 1_795_392_000;

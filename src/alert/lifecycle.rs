@@ -24,7 +24,7 @@
 use crate::config::AlertsConfig;
 use crate::detect::{Assessment, Condition, Kind, Severity};
 use crate::notify::templates::Purpose;
-use crate::store::alerts::{ActiveAlert, HouseholdInfo};
+use crate::store::engine::{ActiveAlert, HouseholdInfo};
 
 /// Kinds judged from readings (`meter_offline` is judged from the wall clock).
 pub const READING_KINDS: [Kind; 5] = [

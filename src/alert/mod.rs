@@ -28,7 +28,7 @@ use crate::detect::{self, Detector, Kind, Severity};
 use crate::domain::mask_name;
 use crate::notify::templates::{self, Purpose, Values};
 use crate::pipeline::TouchedMeters;
-use crate::store::alerts::{AlertDb, AlertTx, HouseholdInfo, NewAlert, QueuedText};
+use crate::store::engine::{AlertDb, AlertTx, HouseholdInfo, NewAlert, QueuedText};
 use crate::store::{Store, StoreError};
 
 /// Meters evaluated in one transaction.
@@ -39,6 +39,7 @@ const BURST_PAUSE: Duration = Duration::from_millis(250);
 /// The actor name of the engine in alert histories.
 const SYSTEM: &str = "stillwater";
 
+pub mod codes;
 pub mod lifecycle;
 
 use lifecycle::{Change, Facts, Recipients, Settings, Target};
@@ -448,7 +449,11 @@ impl Context {
         let mut queued = false;
         for (step, name, phone) in recipients {
             let mut values = values.clone();
-            values.code = tx.code_for(phone, alert_id)? as u32;
+            let (code, new) = codes::allocate(&tx.codes_in_use(phone)?, alert_id);
+            if new {
+                tx.assign_code(phone, code, alert_id)?;
+            }
+            values.code = code;
             let text = templates::render(kind, purpose, self.language, &self.templates, &values);
             let round = if purpose == Purpose::Alert { *step } else { 0 };
             let key = format!("{alert_id}:{}:{round}:{phone}", purpose.as_str());

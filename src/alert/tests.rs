@@ -17,7 +17,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::Decoded;
 use crate::pipeline::Message;
 use crate::registry::parse_csv;
-use crate::store::alerts::Notification;
+use crate::store::outbox::Notification;
+use crate::store::prelude::*;
 use crate::store::writer::Writer;
 
 const HOUR: i64 = 3600;
@@ -157,7 +158,7 @@ impl World {
     fn deliver_all(&self) {
         for text in self.texts().into_iter().filter(|t| t.state == "pending") {
             self.store
-                .record_attempt(text.id, &crate::store::alerts::AttemptEnd::Sent, 0)
+                .record_attempt(text.id, &crate::store::outbox::AttemptEnd::Sent, 0)
                 .unwrap();
         }
     }
@@ -480,7 +481,7 @@ fn an_operators_threshold_change_applies_without_a_restart() {
         &world.store,
         &who("operator"),
         &config.rules,
-        &crate::store::alerts::RuleScope::Meter("ZS-0001".into()),
+        &crate::store::rules::RuleScope::Meter("ZS-0001".into()),
         &[crate::policy::Setting::parse("warning_window", "6h").unwrap()],
         0,
     )

@@ -18,7 +18,8 @@ use super::{SendError, Sms, SmsProvider};
 use crate::clock::SharedClock;
 use crate::domain::mask_phone;
 use crate::metrics::Metrics;
-use crate::store::alerts::AttemptEnd;
+use crate::store::outbox::AttemptEnd;
+use crate::store::prelude::*;
 use crate::store::Store;
 
 /// Texts taken per round.

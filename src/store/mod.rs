@@ -11,9 +11,21 @@
 //! writers queue on the busy timeout instead of failing a read-to-write upgrade.
 //! Another backend (PostgreSQL) would replace this module and nothing else.
 
+pub mod absences;
 pub mod alerts;
 pub mod chunk;
+pub mod engine;
+pub mod outbox;
+pub mod rules;
 mod schema;
+pub mod traits;
+
+/// The store's traits, for `use crate::store::prelude::*`.
+pub mod prelude {
+    pub use super::traits::{
+        AbsenceStore, AlertStore, OutboxStore, ReadingStore, RegistryStore, RuleStore,
+    };
+}
 pub mod tx;
 pub mod writer;
 
@@ -26,6 +38,7 @@ use thiserror::Error;
 
 pub use crate::domain::StoredReading;
 use crate::domain::Timestamp;
+pub use traits::{AbsenceStore, AlertStore, OutboxStore, ReadingStore, RegistryStore, RuleStore};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -183,10 +196,17 @@ impl Store {
         Ok(connection)
     }
 
-    /// Registers households, each with its meter, all or none. A meter that is
-    /// already active is an error naming its row.
-    /// Every actively registered meter and its resident's name.
-    pub fn registered_residents(&self) -> Result<HashMap<String, String>, StoreError> {
+    /// Writes everything to the main file and truncates the write-ahead log, so
+    /// the file's size is the data's size. Used by backups and the benchmark.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let connection = self.connect()?;
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+impl RegistryStore for Store {
+    fn registered_residents(&self) -> Result<HashMap<String, String>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(
             "SELECT m.meter_id, h.resident_name FROM meters m JOIN households h ON h.id = m.household_id
@@ -196,7 +216,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn list_meters(&self) -> Result<Vec<MeterSummary>, StoreError> {
+    fn list_meters(&self) -> Result<Vec<MeterSummary>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(
             "SELECT m.meter_id, h.resident_name, h.address, h.category, m.status, s.last_reading_ts
@@ -217,8 +237,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Everything known about one meter, registered or not; `None` if never heard of.
-    pub fn meter_details(
+    fn meter_details(
         &self,
         meter: &str,
         recent: usize,
@@ -289,8 +308,29 @@ impl Store {
         }))
     }
 
-    /// Meters that published but have no active registration, most recent first.
-    pub fn unregistered_meters(&self) -> Result<Vec<UnregisteredMeter>, StoreError> {
+    fn active_meters(&self, category: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT m.meter_id FROM meters m JOIN households h ON h.id = m.household_id
+             WHERE m.status = 'active' AND (?1 IS NULL OR h.category = ?1) ORDER BY m.meter_id",
+        )?;
+        let rows = statement.query_map([category], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn categories_in_use(&self) -> Result<Vec<String>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT DISTINCT h.category FROM households h JOIN meters m ON m.household_id = h.id
+             WHERE m.status = 'active' ORDER BY h.category",
+        )?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl ReadingStore for Store {
+    fn unregistered_meters(&self) -> Result<Vec<UnregisteredMeter>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(
             "SELECT s.meter_id, s.first_seen, s.last_message, s.readings, m.status
@@ -310,8 +350,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The latest rejected messages, newest first.
-    pub fn rejected_messages(&self, limit: usize) -> Result<Vec<RejectedMessage>, StoreError> {
+    fn rejected_messages(&self, limit: usize) -> Result<Vec<RejectedMessage>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(
             "SELECT received_at, topic, meter_id, reason, detail, payload FROM rejected_messages
@@ -330,13 +369,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// All stored readings of a meter in `[from, to)` (meter clock, Unix seconds), oldest first.
-    pub fn readings(
-        &self,
-        meter: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<StoredReading>, StoreError> {
+    fn readings(&self, meter: &str, from: i64, to: i64) -> Result<Vec<StoredReading>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(
             "SELECT c.day, c.data FROM reading_chunks c JOIN meter_state s ON s.meter_key = c.meter_key
@@ -352,8 +385,7 @@ impl Store {
         Ok(readings)
     }
 
-    /// The number of stored readings over all meters.
-    pub fn reading_count(&self) -> Result<i64, StoreError> {
+    fn reading_count(&self) -> Result<i64, StoreError> {
         let connection = self.connect()?;
         Ok(connection.query_row(
             "SELECT coalesce(sum(readings), 0) FROM meter_state",
@@ -362,17 +394,8 @@ impl Store {
         )?)
     }
 
-    /// The per-meter state, if the meter has ever published.
-    pub fn meter_state(&self, meter: &str) -> Result<Option<MeterState>, StoreError> {
+    fn meter_state(&self, meter: &str) -> Result<Option<MeterState>, StoreError> {
         read_state(&self.connect()?, meter)
-    }
-
-    /// Writes everything to the main file and truncates the write-ahead log, so
-    /// the file's size is the data's size. Used by backups and the benchmark.
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let connection = self.connect()?;
-        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
     }
 }
 

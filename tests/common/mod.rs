@@ -12,6 +12,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use stillwater::app::Gateway;
 use stillwater::config::{BrokerChoice, Config};
+use stillwater::store::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The default config on free ports with its database in `dir`.

@@ -1,0 +1,524 @@
+//! The alert engine's transaction: what it reads to judge a meter and what it
+//! writes for the lifecycle's changes — alerts, their history, reply codes and
+//! the outbox — all in one [`AlertTx`], so an alert and the texts it causes
+//! commit together. Plain reads and writes: the decisions are the lifecycle's.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::alerts::record_event;
+use super::chunk;
+use super::rules::{rule_overrides, RuleOverride};
+use super::{Store, StoreError};
+use crate::domain::{StoredReading, Timestamp};
+
+/// What the engine needs to evaluate one meter.
+#[derive(Debug, Clone)]
+pub struct MeterWork {
+    pub evaluated_through: Option<i64>,
+    /// Meter clock of the meter's newest reading.
+    pub newest: i64,
+    /// Readings from the history horizon up to the newest, sorted.
+    pub readings: Vec<StoredReading>,
+    /// `None` when the meter has no active registration (its readings never alarm).
+    pub household: Option<HouseholdInfo>,
+}
+
+/// A household as alerts see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdInfo {
+    pub id: i64,
+    pub resident_name: String,
+    pub address: String,
+    pub category: String,
+    pub timezone: String,
+    pub reporting_interval_min: u32,
+    pub check_in_phone: Option<String>,
+    /// (step, name, phone), in escalation order.
+    pub contacts: Vec<(u32, String, String)>,
+}
+
+/// An open or acknowledged alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveAlert {
+    pub id: i64,
+    pub meter_id: String,
+    pub household_id: Option<i64>,
+    pub kind: String,
+    pub severity: String,
+    pub state: String,
+    pub since: i64,
+    pub opened_at: i64,
+    pub notified_step: u32,
+    pub last_notified_at: Option<i64>,
+    pub reminders: u32,
+    pub check_in_until: Option<i64>,
+    /// Meter clock since which the condition has been absent (a maintenance
+    /// alert waiting out its hold before it resolves).
+    pub clear_since: Option<i64>,
+}
+
+/// A new alert.
+#[derive(Debug, Clone)]
+pub struct NewAlert<'a> {
+    pub meter_id: &'a str,
+    pub household_id: Option<i64>,
+    pub kind: &'a str,
+    pub severity: &'a str,
+    pub since: i64,
+    pub opened_at: i64,
+    pub detail: &'a str,
+    pub created_at: i64,
+}
+
+/// A text to queue: the rendered text and what it was rendered from.
+#[derive(Debug, Clone)]
+pub struct QueuedText<'a> {
+    pub alert_id: i64,
+    pub phone: &'a str,
+    pub recipient: &'a str,
+    pub step: u32,
+    /// `alert`, `check_in`, `resolved` or `reminder`.
+    pub purpose: &'a str,
+    pub text: &'a str,
+    pub idempotency_key: &'a str,
+    /// `<kind>.<purpose>`.
+    pub template: &'a str,
+    /// The template's values, JSON.
+    pub template_values: &'a str,
+}
+
+/// The engine's own connection.
+pub struct AlertDb {
+    connection: Connection,
+}
+
+pub struct AlertTx<'a> {
+    tx: Transaction<'a>,
+}
+
+const ACTIVE_COLUMNS: &str =
+    "id, meter_id, household_id, kind, severity, state, since, opened_at, notified_step,
+     last_notified_at, reminders, check_in_until, clear_since";
+
+fn active_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveAlert> {
+    Ok(ActiveAlert {
+        id: row.get(0)?,
+        meter_id: row.get(1)?,
+        household_id: row.get(2)?,
+        kind: row.get(3)?,
+        severity: row.get(4)?,
+        state: row.get(5)?,
+        since: row.get(6)?,
+        opened_at: row.get(7)?,
+        notified_step: row.get(8)?,
+        last_notified_at: row.get(9)?,
+        reminders: row.get(10)?,
+        check_in_until: row.get(11)?,
+        clear_since: row.get(12)?,
+    })
+}
+
+impl AlertDb {
+    pub fn open(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            connection: store.connect()?,
+        })
+    }
+
+    pub fn transaction(&mut self) -> Result<AlertTx<'_>, StoreError> {
+        Ok(AlertTx {
+            tx: self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
+    }
+
+    /// Meters with readings newer than detection has evaluated.
+    pub fn pending_meters(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT meter_id FROM meter_state
+             WHERE last_reading_ts IS NOT NULL AND (evaluated_through IS NULL OR last_reading_ts > evaluated_through)",
+        )?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl AlertTx<'_> {
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit()?)
+    }
+
+    /// The readings and household of `meter`, reaching `history_s` before the
+    /// oldest reading not yet evaluated.
+    pub fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError> {
+        let state: Option<(i64, Option<i64>, Option<i64>)> = self
+            .tx
+            .prepare_cached(
+                "SELECT meter_key, evaluated_through, last_reading_ts FROM meter_state WHERE meter_id = ?1",
+            )?
+            .query_row([meter], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        let Some((key, evaluated_through, Some(newest))) = state else {
+            return Ok(None);
+        };
+        let household = household_of(&self.tx, meter)?;
+        if household.is_none() {
+            // Readings of unregistered meters never alarm: nothing to load.
+            return Ok(Some(MeterWork {
+                evaluated_through,
+                newest,
+                readings: Vec::new(),
+                household,
+            }));
+        }
+        let from = evaluated_through.unwrap_or(newest).min(newest) - history_s;
+        let mut statement = self.tx.prepare_cached(
+            "SELECT day, data FROM reading_chunks WHERE meter_key = ?1 AND day >= ?2 ORDER BY day",
+        )?;
+        let from = Timestamp::from_secs(from);
+        let mut rows = statement.query(params![key, chunk::day_of(from)])?;
+        let mut readings = Vec::new();
+        while let Some(row) = rows.next()? {
+            let day = chunk::decode(row.get(0)?, &row.get::<_, Vec<u8>>(1)?)?;
+            readings.extend(day.into_iter().filter(|r| r.ts >= from));
+        }
+        Ok(Some(MeterWork {
+            evaluated_through,
+            newest,
+            readings,
+            household,
+        }))
+    }
+
+    /// Operators' rule overrides for a household: its category's, then its own.
+    pub fn rule_overrides(
+        &self,
+        household: &HouseholdInfo,
+    ) -> Result<Vec<RuleOverride>, StoreError> {
+        rule_overrides(&self.tx, &household.category, household.id)
+    }
+
+    pub fn set_evaluated_through(&self, meter: &str, ts: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE meter_state SET evaluated_through = ?2 WHERE meter_id = ?1")?
+            .execute(params![meter, ts])?;
+        Ok(())
+    }
+
+    pub fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError> {
+        let mut statement = self.tx.prepare_cached(&format!(
+            "SELECT {ACTIVE_COLUMNS} FROM alerts WHERE meter_id = ?1 AND state IN ('open', 'acknowledged')"
+        ))?;
+        let rows = statement.query_map([meter], active_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every open (unacknowledged) alert, for escalation and reminders.
+    pub fn open_alerts(&self) -> Result<Vec<ActiveAlert>, StoreError> {
+        let mut statement = self.tx.prepare_cached(&format!(
+            "SELECT {ACTIVE_COLUMNS} FROM alerts WHERE state = 'open' ORDER BY id"
+        ))?;
+        let rows = statement.query_map([], active_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The household of an alert's meter (active registration or not).
+    pub fn household(&self, household_id: i64) -> Result<Option<HouseholdInfo>, StoreError> {
+        let meter: Option<String> = self
+            .tx
+            .query_row(
+                "SELECT meter_id FROM meters WHERE household_id = ?1 ORDER BY status = 'active' DESC LIMIT 1",
+                [household_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match meter {
+            Some(meter) => household_of(&self.tx, &meter),
+            None => Ok(None),
+        }
+    }
+
+    /// The reason of an absence covering `at`, if any.
+    pub fn absence_at(&self, household_id: i64, at: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT reason FROM absences WHERE household_id = ?1 AND starts_at <= ?2 AND ?2 < coalesce(ended_at, ends_at)
+                 ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![household_id, at], |row| row.get(0))
+            .optional()?)
+    }
+
+    pub fn insert_alert(&self, alert: &NewAlert<'_>) -> Result<i64, StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                alert.meter_id,
+                alert.household_id,
+                alert.kind,
+                alert.severity,
+                alert.since,
+                alert.opened_at,
+                alert.detail,
+                alert.created_at
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub fn update_detection(
+        &self,
+        id: i64,
+        severity: &str,
+        at: i64,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE alerts SET severity = ?2, last_detected_at = ?3, detail = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, severity, at, detail])?;
+        Ok(())
+    }
+
+    /// Marks which step has been texted and when.
+    pub fn set_notified(
+        &self,
+        id: i64,
+        step: u32,
+        at: i64,
+        reminders: u32,
+        check_in_until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE alerts SET notified_step = ?2, last_notified_at = ?3, reminders = ?4, check_in_until = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, step, at, reminders, check_in_until])?;
+        Ok(())
+    }
+
+    pub fn resolve(&self, id: i64, at: i64, by: &str, via: &str) -> Result<(), StoreError> {
+        resolve(&self.tx, id, at, by, via)
+    }
+
+    /// Starts (`Some`) or cancels (`None`) an alert's hold.
+    pub fn set_clear_since(&self, id: i64, clear_since: Option<i64>) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE alerts SET clear_since = ?2 WHERE id = ?1")?
+            .execute(params![id, clear_since])?;
+        Ok(())
+    }
+
+    /// The grade of the meter's answered check-in cover, if one holds.
+    pub fn cover(&self, meter: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT severity FROM check_in_covers WHERE meter_id = ?1")?
+            .query_row([meter], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Ends the meter's cover (the quiet stretch it answered is over).
+    pub fn clear_cover(&self, meter: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("DELETE FROM check_in_covers WHERE meter_id = ?1")?
+            .execute([meter])?;
+        Ok(())
+    }
+
+    /// Texts of `purpose` about the meter's alerts queued since `since` (wall
+    /// clock), to recipients named `recipient` when given.
+    pub fn texts_since(
+        &self,
+        meter: &str,
+        purpose: &str,
+        recipient: Option<&str>,
+        since: i64,
+    ) -> Result<u32, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT count(DISTINCT n.alert_id || ':' || n.step) FROM notifications n JOIN alerts a ON a.id = n.alert_id
+                 WHERE a.meter_id = ?1 AND n.purpose = ?2 AND (?3 IS NULL OR n.recipient = ?3) AND n.created_at >= ?4",
+            )?
+            .query_row(params![meter, purpose, recipient, since], |row| row.get(0))?)
+    }
+
+    pub fn record_event(
+        &self,
+        id: i64,
+        at: i64,
+        actor: &str,
+        channel: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        record_event(&self.tx, id, at, actor, channel, action, detail)
+    }
+
+    /// The reply codes `phone` holds for active alerts: (code, alert).
+    pub fn codes_in_use(&self, phone: &str) -> Result<Vec<(u32, i64)>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT c.code, c.alert_id FROM sms_codes c JOIN alerts a ON a.id = c.alert_id
+             WHERE c.phone = ?1 AND a.state IN ('open', 'acknowledged') ORDER BY c.code",
+        )?;
+        let rows = statement.query_map([phone], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Gives `phone`'s reply `code` to `alert_id` (taking it from a finished alert).
+    pub fn assign_code(&self, phone: &str, code: u32, alert_id: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO sms_codes (phone, code, alert_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (phone, code) DO UPDATE SET alert_id = excluded.alert_id",
+            )?
+            .execute(params![phone, code, alert_id])?;
+        Ok(())
+    }
+
+    /// Queues a text; returns false when its idempotency key was queued before.
+    pub fn enqueue(&self, text: &QueuedText<'_>, now: i64) -> Result<bool, StoreError> {
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO notifications (alert_id, phone, recipient, step, purpose, text, idempotency_key, state, due_at, created_at,
+                                            template, template_values)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10) ON CONFLICT (idempotency_key) DO NOTHING",
+            )?
+            .execute(params![
+                text.alert_id,
+                text.phone,
+                text.recipient,
+                text.step,
+                text.purpose,
+                text.text,
+                text.idempotency_key,
+                now,
+                text.template,
+                text.template_values
+            ])?;
+        Ok(inserted == 1)
+    }
+
+    /// Everyone texted about an alert (contacts and maintenance, not a resident's
+    /// check-in), once each, with the first text they got: (phone, recipient, step, text).
+    pub fn recipients(
+        &self,
+        alert_id: i64,
+    ) -> Result<Vec<(String, String, u32, String)>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT phone, recipient, step, text FROM notifications n
+             WHERE alert_id = ?1 AND purpose = 'alert' AND state IN ('pending', 'sent')
+               AND id = (SELECT min(id) FROM notifications m WHERE m.alert_id = n.alert_id AND m.phone = n.phone
+                         AND m.purpose = 'alert')
+             ORDER BY step, phone",
+        )?;
+        let rows = statement.query_map([alert_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Registered meters without an active `meter_offline` alert whose newest
+    /// reading (or registration, if they never reported) is older than
+    /// `silent_since` (wall clock). A pre-filter: the offline rule itself lives
+    /// in the alert lifecycle.
+    pub fn silent_meters(&self, silent_since: i64) -> Result<Vec<SilentMeter>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT m.meter_id, m.household_id, s.last_received, m.registered_at
+             FROM meters m LEFT JOIN meter_state s ON s.meter_id = m.meter_id
+             WHERE m.status = 'active' AND coalesce(s.last_received, m.registered_at) < ?1
+               AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.meter_id = m.meter_id AND a.kind = 'meter_offline'
+                               AND a.state IN ('open', 'acknowledged'))",
+        )?;
+        let rows = statement.query_map(params![silent_since], |row| {
+            Ok(SilentMeter {
+                meter_id: row.get(0)?,
+                household_id: row.get(1)?,
+                last_received: row.get(2)?,
+                registered_at: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// A registered meter that has not reported for a while.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilentMeter {
+    pub meter_id: String,
+    pub household_id: i64,
+    /// Wall clock of its newest reading; `None` if it never reported.
+    pub last_received: Option<i64>,
+    /// Wall clock of its registration.
+    pub registered_at: i64,
+}
+
+pub(super) fn household_of(
+    connection: &Connection,
+    meter: &str,
+) -> Result<Option<HouseholdInfo>, StoreError> {
+    let household = connection
+        .prepare_cached(
+            "SELECT h.id, h.resident_name, h.address, h.category, h.timezone, h.reporting_interval_min, h.check_in_phone
+             FROM meters m JOIN households h ON h.id = m.household_id WHERE m.meter_id = ?1 AND m.status = 'active'",
+        )?
+        .query_row([meter], |row| {
+            Ok(HouseholdInfo {
+                id: row.get(0)?,
+                resident_name: row.get(1)?,
+                address: row.get(2)?,
+                category: row.get(3)?,
+                timezone: row.get(4)?,
+                reporting_interval_min: row.get(5)?,
+                check_in_phone: row.get(6)?,
+                contacts: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut household) = household else {
+        return Ok(None);
+    };
+    let mut statement = connection.prepare_cached(
+        "SELECT step, name, phone FROM contacts WHERE household_id = ?1 ORDER BY step, position",
+    )?;
+    household.contacts = statement
+        .query_map([household.id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(household))
+}
+
+pub(super) fn resolve(
+    connection: &Connection,
+    id: i64,
+    at: i64,
+    by: &str,
+    via: &str,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE alerts SET state = 'resolved', resolved_at = ?2, resolved_by = ?3, resolved_via = ?4
+             WHERE id = ?1 AND state IN ('open', 'acknowledged')",
+        )?
+        .execute(params![id, at, by, via])?;
+    cancel_pending(connection, id)
+}
+
+/// Pending alert texts and reminders are not sent once someone has acted.
+fn cancel_pending(connection: &Connection, id: i64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE notifications SET state = 'cancelled'
+             WHERE alert_id = ?1 AND state = 'pending' AND purpose IN ('alert', 'reminder', 'check_in')",
+        )?
+        .execute([id])?;
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Operators' threshold overrides as stored, and the categories in use.
+
+use rusqlite::{params, Connection};
+
+use super::engine::household_of;
+use super::traits::*;
+use super::{Store, StoreError};
+
+/// One rule parameter set by an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOverride {
+    /// `category` or `household`.
+    pub scope: String,
+    pub key: String,
+    pub value: String,
+    pub set_by: String,
+    pub set_at: i64,
+}
+
+pub(super) fn rule_overrides(
+    connection: &Connection,
+    category: &str,
+    household_id: i64,
+) -> Result<Vec<RuleOverride>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT scope, key, value, set_by, set_at FROM rule_overrides
+         WHERE (scope = 'category' AND target = ?1) OR (scope = 'household' AND target = ?2)
+         ORDER BY scope = 'household', key",
+    )?;
+    let rows = statement.query_map(params![category, household_id.to_string()], |row| {
+        Ok(RuleOverride {
+            scope: row.get(0)?,
+            key: row.get(1)?,
+            value: row.get(2)?,
+            set_by: row.get(3)?,
+            set_at: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whom a rule override applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleScope {
+    Category(String),
+    /// The household of this (active) meter.
+    Meter(String),
+}
+
+impl RuleStore for Store {
+    fn rule_overrides(&self, scope: &RuleScope) -> Result<Vec<RuleOverride>, StoreError> {
+        let connection = self.connect()?;
+        match scope {
+            RuleScope::Category(category) => rule_overrides(&connection, category, -1),
+            RuleScope::Meter(meter) => {
+                let household = household_of(&connection, meter)?
+                    .ok_or_else(|| StoreError::NotRegistered(meter.clone()))?;
+                rule_overrides(&connection, &household.category, household.id)
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The store's read side, one narrow trait per aggregate. [`Store`] (SQLite)
+//! implements them all; a second backend implements the same traits (and
+//! [`super::tx::Tx`] and the engine's transaction) and runs the same test suite.
+//! The traits take and return plain data; none of them decides anything.
+
+use std::collections::HashMap;
+
+use super::absences::Absence;
+use super::alerts::{AlertEvent, AlertRecord};
+use super::outbox::{AttemptEnd, Notification};
+use super::rules::{RuleOverride, RuleScope};
+use super::*;
+use crate::domain::StoredReading;
+
+/// Readings and what ingest knows per meter.
+pub trait ReadingStore {
+    /// Meters that published but have no active registration, most recent first.
+    fn unregistered_meters(&self) -> Result<Vec<UnregisteredMeter>, StoreError>;
+
+    /// The latest rejected messages, newest first.
+    fn rejected_messages(&self, limit: usize) -> Result<Vec<RejectedMessage>, StoreError>;
+
+    /// All stored readings of a meter in `[from, to)` (meter clock, Unix seconds), oldest first.
+    fn readings(&self, meter: &str, from: i64, to: i64) -> Result<Vec<StoredReading>, StoreError>;
+
+    /// The number of stored readings over all meters.
+    fn reading_count(&self) -> Result<i64, StoreError>;
+
+    /// The per-meter state, if the meter has ever published.
+    fn meter_state(&self, meter: &str) -> Result<Option<MeterState>, StoreError>;
+}
+
+/// Households, meters and their registrations, as read.
+pub trait RegistryStore {
+    /// Every actively registered meter and its resident's name.
+    fn registered_residents(&self) -> Result<HashMap<String, String>, StoreError>;
+
+    /// Every registered meter with its household, by meter id.
+    fn list_meters(&self) -> Result<Vec<MeterSummary>, StoreError>;
+
+    /// Everything known about one meter, registered or not; `None` if never heard of.
+    fn meter_details(&self, meter: &str, recent: usize)
+        -> Result<Option<MeterDetails>, StoreError>;
+
+    /// Active meters of a category (or all).
+    fn active_meters(&self, category: Option<&str>) -> Result<Vec<String>, StoreError>;
+
+    /// The categories of actively registered households, sorted.
+    fn categories_in_use(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// Alerts as operators see them, and what a reply needs.
+pub trait AlertStore {
+    /// Alerts, newest first; only active ones unless `all`.
+    fn list_alerts(&self, all: bool, limit: usize) -> Result<Vec<AlertRecord>, StoreError>;
+
+    /// One alert, if it exists.
+    fn alert(&self, id: i64) -> Result<Option<AlertRecord>, StoreError>;
+
+    /// An alert's history, oldest first.
+    fn alert_events(&self, id: i64) -> Result<Vec<AlertEvent>, StoreError>;
+
+    /// The active alert a reply code stands for, for a phone: (alert id, state).
+    fn alert_for_code(&self, phone: &str, code: i64) -> Result<Option<(i64, String)>, StoreError>;
+
+    /// The name a phone number has among a household's contacts (or as its resident's check-in phone).
+    fn contact_name(&self, phone: &str) -> Result<Option<String>, StoreError>;
+
+    /// Is `phone` the check-in phone of the alert's household?
+    fn is_check_in_phone(&self, alert_id: i64, phone: &str) -> Result<bool, StoreError>;
+}
+
+/// The outbox: texts due, and the outcome of each attempt.
+pub trait OutboxStore {
+    /// Texts of an alert (or all), oldest first.
+    fn notifications(&self, alert_id: Option<i64>) -> Result<Vec<Notification>, StoreError>;
+
+    /// Pending texts due by `now` (wall clock), oldest first.
+    fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<Notification>, StoreError>;
+
+    /// When the next pending text is due (wall clock), if any.
+    fn next_due(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Records one delivery attempt: sent, to retry at `retry_at_ms`, or failed for good.
+    /// When a text was queued (wall clock).
+    fn notification_queued_at(&self, id: i64) -> Result<i64, StoreError>;
+
+    /// Records how an attempt ended. A text that failed for good also goes
+    /// into its alert's history, so the timeline shows who was never reached.
+    fn record_attempt(&self, id: i64, end: &AttemptEnd, now: i64) -> Result<(), StoreError>;
+
+    /// Every delivery attempt of a text: (wall clock, outcome, error).
+    fn notification_attempts(
+        &self,
+        id: i64,
+    ) -> Result<Vec<(i64, String, Option<String>)>, StoreError>;
+}
+
+/// Declared absences.
+pub trait AbsenceStore {
+    /// Absences not yet over at `now` (or all), newest first.
+    fn absences(&self, all: bool, now: i64) -> Result<Vec<Absence>, StoreError>;
+}
+
+/// Operators' threshold overrides.
+pub trait RuleStore {
+    /// The overrides that apply to a meter's household (category first), or to a category.
+    fn rule_overrides(&self, scope: &RuleScope) -> Result<Vec<RuleOverride>, StoreError>;
+}
