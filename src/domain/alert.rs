@@ -1,19 +1,5 @@
-//! Alerts: kinds, severities, states, dispositions, and who did what through
-//! which channel.
-
-use std::fmt;
-
-use super::{HouseholdId, MeterId, Timestamp};
-
-/// An alert's key in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AlertId(pub i64);
-
-impl fmt::Display for AlertId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+//! Alert kinds, severities and dispositions, and who acts through which
+//! channel.
 
 /// Implements `as_str`, `parse`, `ALL` and `Display` for a fieldless enum
 /// whose variants have fixed names.
@@ -43,7 +29,6 @@ macro_rules! named_enum {
         }
     };
 }
-pub(crate) use named_enum;
 
 /// The alert kinds (the names used in the store, the config and the docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,29 +75,6 @@ named_enum!(Severity {
     Warning => "warning",
     Urgent => "urgent",
 });
-
-/// Where an alert is in its lifecycle: open → acknowledged → resolved → closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AlertState {
-    Open,
-    Acknowledged,
-    Resolved,
-    Closed,
-}
-
-named_enum!(AlertState {
-    Open => "open",
-    Acknowledged => "acknowledged",
-    Resolved => "resolved",
-    Closed => "closed",
-});
-
-impl AlertState {
-    /// Open or acknowledged: the condition is not over.
-    pub fn is_active(self) -> bool {
-        matches!(self, AlertState::Open | AlertState::Acknowledged)
-    }
-}
 
 /// What was found when someone went to look: the closed loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -220,77 +182,6 @@ impl Actor {
 /// The gateway's own name in histories and the audit log.
 pub const SYSTEM_ACTOR: &str = "stillwater";
 
-/// When, by whom and through which channel a transition happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamp {
-    pub at: Timestamp,
-    pub by: String,
-    pub channel: Channel,
-}
-
-/// An alert as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alert {
-    pub id: AlertId,
-    pub meter: MeterId,
-    pub household: Option<HouseholdId>,
-    pub kind: AlertKind,
-    pub severity: Severity,
-    pub state: AlertState,
-    /// When the condition began (meter clock; wall clock for `meter_offline`).
-    pub since: Timestamp,
-    /// When it was detected (meter clock; wall clock for `meter_offline`).
-    pub opened_at: Timestamp,
-    pub last_detected_at: Timestamp,
-    pub detail: String,
-    /// Wall clock.
-    pub created_at: Timestamp,
-    /// The highest escalation step texted so far (0: none).
-    pub notified_step: u32,
-    /// Wall clock of the newest step or reminder.
-    pub last_notified_at: Option<Timestamp>,
-    pub reminders: u32,
-    /// Wall clock until which the contacts wait for the resident's check-in reply.
-    pub check_in_until: Option<Timestamp>,
-    /// Meter clock since which a maintenance condition has been absent (its hold).
-    pub clear_since: Option<Timestamp>,
-    pub acknowledged: Option<Stamp>,
-    pub resolved: Option<Stamp>,
-    pub closed: Option<Stamp>,
-    pub disposition: Option<Disposition>,
-    pub note: Option<String>,
-}
-
-/// An alert with the name of its resident, as lists show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertListing {
-    pub alert: Alert,
-    pub resident_name: Option<String>,
-}
-
-/// One line of an alert's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertEvent {
-    pub at: Timestamp,
-    pub actor: String,
-    pub channel: Channel,
-    pub action: String,
-    pub detail: String,
-}
-
-/// A resident's "I am fine" reply to a check-in, covering the quiet stretch it
-/// answered: no new prompt for it unless the evidence grows beyond `severity`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cover {
-    pub meter: MeterId,
-    /// The start of the quiet stretch the reply answered (meter clock).
-    pub since: Timestamp,
-    /// The grade the resident was asked about.
-    pub severity: Severity,
-    /// Wall clock of the reply.
-    pub answered_at: Timestamp,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +197,6 @@ mod tests {
                 Some(*disposition)
             );
         }
-        assert_eq!(AlertState::parse("reminder"), None);
         assert!(Disposition::names().starts_with("safe, away, needed_help"));
         assert!(Severity::Urgent > Severity::Warning);
     }
