@@ -20,6 +20,9 @@
 //!   escalate a step each `escalate_after`; everyone texted is reminded each
 //!   `repeat_after` until someone acknowledges;
 //! - maintenance texts about one meter are capped per day.
+//!
+//! Longer than our usual files on purpose: every rule of the lifecycle is here,
+//! so what happens to an alert can be read in one place.
 
 use crate::config::AlertsConfig;
 use crate::detect::{Assessment, Condition, Kind, Severity};

@@ -1,5 +1,8 @@
 //! The lifecycle against a real SQLite file: readings in, alerts and queued
 //! texts out; the timer driven with explicit wall-clock times.
+//!
+//! Longer than our usual files on purpose: the month-long scenarios (a flapping
+//! flag, a leaking home, residents who answer) share one harness, `World`.
 
 use std::sync::Arc;
 use std::time::Instant;
