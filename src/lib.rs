@@ -1,28 +1,32 @@
 //! Stillwater: a smart water-meter welfare alarm gateway.
 //!
 //! Water meters in the homes of people who live alone publish readings over
-//! MQTT; Stillwater stores them durably and (in later parts) notices when the
-//! water stays still for too long and tells the people who can go and look.
+//! MQTT; Stillwater stores them durably, notices when the water stays still for
+//! too long, and tells the people who can go and look.
 //!
 //! # Layout
 //!
-//! Modules in the order data flows through them:
+//! Modules in the order data flows through them (ARCHITECTURE.md has the map):
 //!
+//! - [`domain`] — meter ids, times, litres, phone numbers, readings, actors (no I/O).
+//! - [`clock`] — the one way to read the time; a manual clock for tests.
+//! - [`pipeline`] — what travels from the broker to the writer and the engine.
 //! - [`config`] — the commented default TOML, merged user files, validation.
-//! - [`domain`] — meter ids, phone numbers, status flags, readings (no I/O).
 //! - [`wire`] — topic + payload → readings or a rejection (native, wmbusmeters).
 //! - [`broker`] — the embedded MQTT broker (rumqttd).
 //! - [`ingest`] — the MQTT subscription loop; acknowledges only after commit.
 //! - [`store`] — SQLite, the only module that knows SQL; the writer thread.
-//! - [`detect`] — welfare and device rules, pure, in event time.
-//! - [`alert`] — the alert lifecycle, escalation and the outbox of texts.
+//! - [`policy`], [`thresholds`] — thresholds, typed, and the ones in force.
+//! - [`detect`] — the detector seam and the fixed rules, pure, in event time.
+//! - [`alert`] — the pure lifecycle and the engine that applies it.
 //! - [`notify`] — SMS providers, templates, and the notifier that delivers texts.
 //! - [`registry`] — households, contacts and the installation CSV.
-//! - [`metrics`] and [`http`] — `/metrics` and `/healthz`.
+//! - [`actions`] — everything people do, with roles and an audit record.
+//! - [`metrics`] and [`http`] — `/metrics`, `/healthz`, SMS replies.
 //! - [`app`] — wiring everything from a [`config::Config`] until shutdown.
 //! - [`demo`] — the zero-set-up demonstration behind `stillwater demo`.
 //!
-//! The `stillwater` binary (`src/main.rs`) is only the command line.
+//! The `stillwater` binary (`src/main.rs`, `src/cli/`) is only the command line.
 
 pub mod actions;
 pub mod alert;
