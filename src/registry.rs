@@ -33,29 +33,7 @@ pub const CSV_COLUMNS: [&str; 13] = [
 /// The category used when the CSV leaves it empty.
 pub const DEFAULT_CATEGORY: &str = "general";
 
-/// A person to alert, in escalation order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Contact {
-    pub name: String,
-    pub phone: PhoneNumber,
-    /// Escalation step: 1 is told at once, 2 when step 1 does not acknowledge, …
-    pub step: u32,
-}
-
-/// A household with its meter, ready to be registered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewHousehold {
-    /// The CSV row it came from (the header is row 1); 0 when typed on the command line.
-    pub row: usize,
-    pub meter: MeterId,
-    pub resident_name: String,
-    pub address: String,
-    pub category: String,
-    pub timezone: Tz,
-    pub reporting_interval_min: u32,
-    pub contacts: Vec<Contact>,
-    pub notes: String,
-}
+pub use crate::domain::{Contact, NewHousehold};
 
 /// One problem with one field of one row.
 #[derive(Debug, Clone, PartialEq, Eq)]

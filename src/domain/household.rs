@@ -1,9 +1,12 @@
-//! Household rules that hold wherever households are written: category names
-//! and how long an absence may last.
+//! Households as they are registered, and the rules that hold wherever
+//! households are written: category names and how long an absence may last.
 
 use std::fmt;
 
+use chrono_tz::Tz;
 use thiserror::Error;
+
+use super::{MeterId, PhoneNumber};
 
 /// A resident category (`elderly_alone`, `special_hardship`, …): 1–32
 /// characters of `a-z`, `0-9`, `_` and `-`. The same rule holds wherever a
@@ -45,6 +48,30 @@ impl fmt::Display for Category {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A person to alert, in escalation order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub name: String,
+    pub phone: PhoneNumber,
+    /// Escalation step: 1 is told at once, 2 when step 1 does not acknowledge, …
+    pub step: u32,
+}
+
+/// A household with its meter, ready to be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHousehold {
+    /// The CSV row it came from (the header is row 1); 0 when typed on the command line.
+    pub row: usize,
+    pub meter: MeterId,
+    pub resident_name: String,
+    pub address: String,
+    pub category: String,
+    pub timezone: Tz,
+    pub reporting_interval_min: u32,
+    pub contacts: Vec<Contact>,
+    pub notes: String,
 }
 
 /// The longest absence that can be declared, in days (PRODUCT.md section 4).

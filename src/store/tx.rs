@@ -11,7 +11,7 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{Store, StoreError};
 use crate::domain::Actor;
-use crate::registry::NewHousehold;
+use crate::domain::NewHousehold;
 
 /// An alert as an action sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
