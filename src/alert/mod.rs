@@ -41,6 +41,7 @@ const SYSTEM: &str = "stillwater";
 
 pub mod codes;
 pub mod lifecycle;
+pub mod replay;
 
 use lifecycle::{Change, Facts, Recipients, Settings, Target};
 

@@ -1,0 +1,297 @@
+//! Replaying a detector and the lifecycle over stored readings in memory:
+//! which alerts would have opened, when, how serious, and which texts would
+//! have been queued — with nothing stored and nothing sent.
+//!
+//! Time is the readings' own: each reading is judged as if it arrived when it
+//! was taken, and the timer duties (check-in waits, escalation, reminders) run
+//! at each reading's time. Nobody answers a text in a replay, so a check-in
+//! always goes unanswered. This is what `stillwater replay` and `evaluate`
+//! build on; any [`Detector`] can be replayed.
+
+use super::lifecycle::{self, Change, Facts, Recipients, Settings, Target};
+use crate::detect::{Detector, Kind, Policy, Severity};
+use crate::domain::StoredReading;
+use crate::notify::templates::Purpose;
+use crate::store::engine::{ActiveAlert, HouseholdInfo};
+
+/// An alert the replay opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayedAlert {
+    pub kind: Kind,
+    /// The most serious grade it reached.
+    pub severity: Severity,
+    /// When its condition began (meter clock).
+    pub since: i64,
+    pub opened_at: i64,
+    pub resolved_at: Option<i64>,
+}
+
+/// A text the replay would have queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayedText {
+    /// Index into [`Replayed::alerts`].
+    pub alert: usize,
+    /// `alert`, `check_in`, `resolved` or `reminder`.
+    pub purpose: &'static str,
+    pub to: Recipients,
+    pub at: i64,
+}
+
+/// What a replay would have done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub alerts: Vec<ReplayedAlert>,
+    pub texts: Vec<ReplayedText>,
+}
+
+/// Replays `readings` (one meter's, sorted) through `detector` and the
+/// lifecycle for `household`.
+pub fn replay(
+    readings: &[StoredReading],
+    detector: &dyn Detector,
+    policy: &Policy,
+    settings: &Settings,
+    household: &HouseholdInfo,
+) -> Replayed {
+    let mut state = Memory::default();
+    for index in 0..readings.len() {
+        let assessment = detector.assess(readings, index, policy);
+        let now = assessment.at.secs();
+        for alert in state.active.clone() {
+            if alert.state == "open" {
+                let changes = lifecycle::on_timer(&alert, household, settings, now);
+                state.apply(changes, now);
+            }
+        }
+        let facts = Facts {
+            household,
+            absent: false,
+            cover: state.cover,
+            check_ins_today: state.texts_since("check_in", None, now - 86_400),
+            maintenance_texts_today: state.texts_since(
+                "alert",
+                Some(Recipients::Maintenance),
+                now - 86_400,
+            ),
+        };
+        let changes = lifecycle::on_reading(&state.active, &assessment, &facts, settings, now);
+        state.apply(changes, now);
+    }
+    state.replayed
+}
+
+/// The replay's stand-in for the store.
+#[derive(Default)]
+struct Memory {
+    active: Vec<ActiveAlert>,
+    cover: Option<Severity>,
+    replayed: Replayed,
+}
+
+impl Memory {
+    fn texts_since(&self, purpose: &str, to: Option<Recipients>, since: i64) -> u32 {
+        self.replayed
+            .texts
+            .iter()
+            .filter(|t| t.purpose == purpose && t.at >= since && to.is_none_or(|to| t.to == to))
+            .count() as u32
+    }
+
+    /// The index into `replayed.alerts` of a change's alert (alert ids in a
+    /// replay are those indexes).
+    fn index(&self, target: Target, opened: &[usize]) -> usize {
+        match target {
+            Target::Stored(id) => id as usize,
+            Target::Opened(n) => opened[n],
+        }
+    }
+
+    fn active_mut(&mut self, index: usize) -> Option<&mut ActiveAlert> {
+        self.active.iter_mut().find(|a| a.id == index as i64)
+    }
+
+    fn apply(&mut self, changes: Vec<Change>, now: i64) {
+        let mut opened = Vec::new();
+        for change in changes {
+            match change {
+                Change::Open {
+                    kind,
+                    severity,
+                    since,
+                    opened_at,
+                    ..
+                } => {
+                    let index = self.replayed.alerts.len();
+                    self.replayed.alerts.push(ReplayedAlert {
+                        kind,
+                        severity,
+                        since,
+                        opened_at,
+                        resolved_at: None,
+                    });
+                    self.active.push(ActiveAlert {
+                        id: index as i64,
+                        meter_id: String::new(),
+                        household_id: None,
+                        kind: kind.as_str().into(),
+                        severity: severity.as_str().into(),
+                        state: "open".into(),
+                        since,
+                        opened_at,
+                        notified_step: 0,
+                        last_notified_at: None,
+                        reminders: 0,
+                        check_in_until: None,
+                        clear_since: None,
+                    });
+                    opened.push(index);
+                }
+                Change::Detected {
+                    alert, severity, ..
+                } => {
+                    let index = self.index(alert, &opened);
+                    let record = &mut self.replayed.alerts[index];
+                    record.severity = record.severity.max(severity);
+                    if let Some(active) = self.active_mut(index) {
+                        active.severity = severity.as_str().into();
+                    }
+                }
+                Change::Hold { alert, clear_since } => {
+                    let index = self.index(alert, &opened);
+                    if let Some(active) = self.active_mut(index) {
+                        active.clear_since = clear_since;
+                    }
+                }
+                Change::Resolve { alert, .. } => {
+                    let index = self.index(alert, &opened);
+                    self.replayed.alerts[index].resolved_at = Some(now);
+                    self.active.retain(|a| a.id != index as i64);
+                }
+                Change::Text {
+                    alert, purpose, to, ..
+                } => {
+                    let index = self.index(alert, &opened);
+                    let purpose = match purpose {
+                        Purpose::Alert => "alert",
+                        Purpose::CheckIn => "check_in",
+                        Purpose::Resolved => "resolved",
+                    };
+                    self.replayed.texts.push(ReplayedText {
+                        alert: index,
+                        purpose,
+                        to,
+                        at: now,
+                    });
+                }
+                Change::Reminder { alert, .. } => {
+                    let index = self.index(alert, &opened);
+                    self.replayed.texts.push(ReplayedText {
+                        alert: index,
+                        purpose: "reminder",
+                        to: Recipients::AlreadyTexted,
+                        at: now,
+                    });
+                }
+                Change::Notified {
+                    alert,
+                    step,
+                    reminders,
+                    check_in_until,
+                } => {
+                    let index = self.index(alert, &opened);
+                    if let Some(active) = self.active_mut(index) {
+                        active.notified_step = step;
+                        active.reminders = reminders;
+                        active.check_in_until = check_in_until;
+                        active.last_notified_at = Some(now);
+                    }
+                }
+                Change::EndCover => self.cover = None,
+                Change::Event { .. } => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::detect::{Combined, Rules};
+
+    const T0: i64 = 1_795_363_200;
+    const HOUR: i64 = 3600;
+
+    fn household(check_in: bool) -> HouseholdInfo {
+        HouseholdInfo {
+            id: 1,
+            resident_name: "张桂芳".into(),
+            address: "民生路12号".into(),
+            category: "elderly_alone".into(),
+            timezone: "Asia/Shanghai".into(),
+            reporting_interval_min: 60,
+            check_in_phone: check_in.then(|| "+8613600136000".to_string()),
+            contacts: vec![
+                (1, "李敏".into(), "+8613800138000".into()),
+                (2, "张伟".into(), "+8613900139000".into()),
+            ],
+        }
+    }
+
+    /// Two days of ordinary use, then silence for 30 hours.
+    fn readings() -> Vec<StoredReading> {
+        let mut total = 1_000;
+        (0..48 + 30)
+            .map(|hour| {
+                if hour < 48 && matches!(hour % 24, 7 | 12 | 19) {
+                    total += 25;
+                }
+                StoredReading::plain(T0 + hour * HOUR, total)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_finds_the_silence_and_the_texts_without_storing_or_sending() {
+        let config = Config::default_config();
+        let settings = Settings::new(&config.alerts);
+        let policy = config.rules.global.clone();
+        let replayed = replay(&readings(), &Rules, &policy, &settings, &household(false));
+        let no_usage: Vec<_> = replayed
+            .alerts
+            .iter()
+            .filter(|a| a.kind == Kind::NoUsage)
+            .collect();
+        assert_eq!(no_usage.len(), 1, "{replayed:#?}");
+        assert_eq!(no_usage[0].severity, Severity::Urgent);
+        assert_eq!(
+            no_usage[0].since,
+            T0 + 43 * HOUR,
+            "quiet since the reading that showed the last use"
+        );
+        assert!(replayed
+            .texts
+            .iter()
+            .any(|t| t.purpose == "alert" && t.to == Recipients::Contacts { above: 0, up_to: 2 }));
+    }
+
+    #[test]
+    fn any_detector_replays_and_an_unanswered_check_in_reaches_the_contacts() {
+        let config = Config::default_config();
+        let settings = Settings::new(&config.alerts);
+        let policy = config.rules.global.clone();
+        let both = Combined::new(vec![Box::new(Rules), Box::new(Rules)]);
+        let replayed = replay(&readings(), &both, &policy, &settings, &household(true));
+        let check_in = replayed
+            .texts
+            .iter()
+            .find(|t| t.purpose == "check_in")
+            .expect("the resident is asked first");
+        let contacts = replayed
+            .texts
+            .iter()
+            .find(|t| matches!(t.to, Recipients::Contacts { .. }))
+            .expect("nobody answers in a replay: the contacts are told");
+        assert!(contacts.at >= check_in.at + settings.check_in_wait_s);
+    }
+}
