@@ -90,6 +90,18 @@ async fn wait_until_evaluated(store: &Store, count: usize) {
     .await;
 }
 
+/// Waits until the outbox holds `count` texts, all in `state`.
+async fn wait_for_texts_in_state(store: &Store, count: usize, state: &str) {
+    wait_until(&format!("{count} texts are {state}"), || {
+        let store = store.clone();
+        async move {
+            let texts = store.notifications(None).unwrap();
+            texts.len() == count && texts.iter().all(|t| t.state == state)
+        }
+    })
+    .await;
+}
+
 async fn wait_for_requests(server: &MockServer, count: usize) -> Vec<Request> {
     wait_until(&format!("{count} texts reach the SMS gateway"), || async {
         server.received_requests().await.unwrap_or_default().len() >= count
@@ -326,14 +338,7 @@ async fn a_provider_error_is_retried_and_each_text_arrives_once() {
     let gateway = start_gateway(&alert_config(dir.path(), &server.uri())).await;
     publish_hourly(&gateway, &silent_day()).await;
     let store = gateway.store.clone();
-    wait_until("both texts are delivered", || {
-        let store = store.clone();
-        async move {
-            let texts = store.notifications(None).unwrap();
-            texts.len() == 2 && texts.iter().all(|t| t.state == "sent")
-        }
-    })
-    .await;
+    wait_for_texts_in_state(&store, 2, "sent").await;
     let requests = server.received_requests().await.unwrap();
     assert_eq!(
         requests.len(),
@@ -613,14 +618,7 @@ async fn a_text_that_never_gets_through_is_marked_failed_where_people_look() {
     wait_for_requests(&server, 2).await; // the first attempt at each text
     clock.advance(2); // past the first retry delay (1 s)
     let store = gateway.store.clone();
-    wait_until("both texts are marked failed", || {
-        let store = store.clone();
-        async move {
-            let texts = store.notifications(None).unwrap();
-            texts.len() == 2 && texts.iter().all(|t| t.state == "failed")
-        }
-    })
-    .await;
+    wait_for_texts_in_state(&store, 2, "failed").await;
     assert_eq!(
         server.received_requests().await.unwrap().len(),
         4,

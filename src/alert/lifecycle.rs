@@ -242,17 +242,12 @@ pub fn on_reading(
     // A valid reading: the meter reports again.
     if let Some(offline) = find(Kind::MeterOffline) {
         let alert = Target::Stored(offline.id);
-        changes.push(Change::Resolve {
+        changes.extend(resolution(
             alert,
-            channel: "detector",
-        });
-        changes.push(event(
-            alert,
-            "detector",
-            "resolved",
+            Kind::MeterOffline,
             "the meter reports again",
+            wall,
         ));
-        changes.push(resolved_text(alert, Kind::MeterOffline, wall));
     }
     let no_usage = assessment.condition(Kind::NoUsage);
     if no_usage.is_none() && facts.cover.is_some() {
@@ -368,17 +363,7 @@ pub fn on_reading(
                     Some(clear_since) if at - clear_since < hold => continue,
                     Some(_) => {}
                 }
-                changes.push(Change::Resolve {
-                    alert,
-                    channel: "detector",
-                });
-                changes.push(event(
-                    alert,
-                    "detector",
-                    "resolved",
-                    "the condition cleared",
-                ));
-                changes.push(resolved_text(alert, kind, wall));
+                changes.extend(resolution(alert, kind, "the condition cleared", wall));
             }
             (None, None) => {}
         }
@@ -571,6 +556,19 @@ fn event(alert: Target, channel: &'static str, action: &'static str, detail: &st
     }
 }
 
+/// An alert resolving by itself: the change, its history line, and the
+/// "resolved" text to everyone who was texted.
+fn resolution(alert: Target, kind: Kind, why: &str, wall: i64) -> [Change; 3] {
+    [
+        Change::Resolve {
+            alert,
+            channel: "detector",
+        },
+        event(alert, "detector", "resolved", why),
+        resolved_text(alert, kind, wall),
+    ]
+}
+
 fn resolved_text(alert: Target, kind: Kind, wall: i64) -> Change {
     Change::Text {
         alert,
@@ -730,6 +728,24 @@ fn maintenance_texts(
         reminders: 0,
         check_in_until: None,
     });
+}
+
+/// A household for tests: two contacts, and a check-in phone if asked.
+#[cfg(test)]
+pub(crate) fn test_household(check_in: bool) -> HouseholdInfo {
+    HouseholdInfo {
+        id: 1,
+        resident_name: "张桂芳".into(),
+        address: "民生路12号".into(),
+        category: "elderly_alone".into(),
+        timezone: "Asia/Shanghai".into(),
+        reporting_interval_min: 60,
+        check_in_phone: check_in.then(|| "+8613500135000".to_string()),
+        contacts: vec![
+            (1, "李敏".into(), "+8613800138000".into()),
+            (2, "张伟".into(), "+8613900139000".into()),
+        ],
+    }
 }
 
 #[cfg(test)]

@@ -8,19 +8,7 @@ const AT: i64 = 1_795_400_000;
 const HOUR: i64 = 3600;
 
 fn household(check_in: bool) -> HouseholdInfo {
-    HouseholdInfo {
-        id: 1,
-        resident_name: "张桂芳".into(),
-        address: "民生路12号".into(),
-        category: "elderly_alone".into(),
-        timezone: "Asia/Shanghai".into(),
-        reporting_interval_min: 60,
-        check_in_phone: check_in.then(|| "+8613500135000".to_string()),
-        contacts: vec![
-            (1, "李敏".into(), "+8613800138000".into()),
-            (2, "张伟".into(), "+8613900139000".into()),
-        ],
-    }
+    test_household(check_in)
 }
 
 fn settings() -> Settings {
