@@ -169,6 +169,25 @@ async fn a_silent_home_texts_its_contacts_through_the_webhook() {
     gateway.stop().await.unwrap();
 }
 
+/// A gateway on a manual clock that texts warnings, after 13 silent hours: a
+/// warning texted to step 1.
+async fn a_warning_texted_to_step_one() -> (
+    MockServer,
+    tempfile::TempDir,
+    Config,
+    std::sync::Arc<ManualClock>,
+    Gateway,
+) {
+    let server = mock_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = alert_config(dir.path(), &server.uri());
+    config.alerts.notify_warning = true;
+    let clock = ManualClock::starting_now();
+    let gateway = start_gateway_with(&config, clock.clone()).await;
+    publish_hourly(&gateway, &silent_day()[..14]).await;
+    (server, dir, config, clock, gateway)
+}
+
 /// Moves `clock` on by `seconds` and waits until the engine's timer has run
 /// at (or after) the new time: no test waits for real time to pass.
 async fn advance(gateway: &Gateway, clock: &ManualClock, seconds: i64) {
@@ -184,13 +203,7 @@ async fn advance(gateway: &Gateway, clock: &ManualClock, seconds: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unacknowledged_alert_escalates_to_step_two_then_reminds() {
-    let server = mock_gateway().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = alert_config(dir.path(), &server.uri());
-    config.alerts.notify_warning = true;
-    let clock = ManualClock::starting_now();
-    let gateway = start_gateway_with(&config, clock.clone()).await;
-    publish_hourly(&gateway, &silent_day()[..14]).await; // 13 silent hours: a warning, step 1
+    let (server, _dir, config, clock, gateway) = a_warning_texted_to_step_one().await;
     let first = wait_for_requests(&server, 1).await;
     assert_eq!(body(&first[0])["to"], STEP_1);
     let escalate_after = config.alerts.escalate_after.as_secs() as i64;
@@ -248,13 +261,7 @@ async fn reply(gateway: &Gateway, from: &str, text: &str, token: &str) -> (u16, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_to_the_text_acknowledges_and_stops_escalation() {
-    let server = mock_gateway().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = alert_config(dir.path(), &server.uri());
-    config.alerts.notify_warning = true;
-    let clock = ManualClock::starting_now();
-    let gateway = start_gateway_with(&config, clock.clone()).await;
-    publish_hourly(&gateway, &silent_day()[..14]).await;
+    let (server, _dir, config, clock, gateway) = a_warning_texted_to_step_one().await;
     wait_for_requests(&server, 1).await;
 
     let (status, _) = reply(&gateway, "13800138000", "1", "wrong-token").await;

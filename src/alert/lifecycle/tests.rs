@@ -7,6 +7,10 @@ use crate::domain::{StatusFlag, StatusFlags, Timestamp};
 const AT: i64 = 1_795_400_000;
 const HOUR: i64 = 3600;
 
+/// A text to the first escalation step.
+const STEP_ONE: (Purpose, Recipients) =
+    (Purpose::Alert, Recipients::Contacts { above: 0, up_to: 1 });
+
 fn household(check_in: bool) -> HouseholdInfo {
     test_household(check_in)
 }
@@ -143,10 +147,7 @@ fn a_resident_is_prompted_at_most_check_ins_per_day_then_the_contacts_are_told()
     let settings = settings();
     asked.check_ins_today = settings.check_ins_per_day;
     let changes = on_reading(&[], &quiet(Severity::Warning, 12), &asked, &settings, AT);
-    assert_eq!(
-        texts(&changes),
-        [(Purpose::Alert, Recipients::Contacts { above: 0, up_to: 1 })]
-    );
+    assert_eq!(texts(&changes), [STEP_ONE]);
 }
 
 #[test]
@@ -161,10 +162,7 @@ fn an_unanswered_check_in_goes_to_the_contacts_even_for_a_warning() {
         "still waiting"
     );
     let changes = on_timer(&alert, &home, &settings, AT);
-    assert_eq!(
-        texts(&changes),
-        [(Purpose::Alert, Recipients::Contacts { above: 0, up_to: 1 })]
-    );
+    assert_eq!(texts(&changes), [STEP_ONE]);
     assert!(changes.iter().any(|c| matches!(
         c,
         Change::Event {
@@ -202,10 +200,7 @@ fn a_warning_without_check_in_texts_nobody_unless_notify_warning() {
         &settings,
         AT,
     );
-    assert_eq!(
-        texts(&changes),
-        [(Purpose::Alert, Recipients::Contacts { above: 0, up_to: 1 })]
-    );
+    assert_eq!(texts(&changes), [STEP_ONE]);
 }
 
 #[test]
