@@ -23,7 +23,8 @@ pub mod traits;
 /// The store's traits, for `use crate::store::prelude::*`.
 pub mod prelude {
     pub use super::traits::{
-        AbsenceStore, AlertStore, OutboxStore, ReadingStore, RegistryStore, RuleStore,
+        AbsenceStore, AlertStore, OutboxStore, ReadingStore, ReadingWriter, RegistryStore,
+        RuleStore,
     };
 }
 pub mod tx;

@@ -11,6 +11,7 @@ use super::outbox::{AttemptEnd, Notification};
 use super::rules::{RuleOverride, RuleScope};
 use super::*;
 use crate::domain::StoredReading;
+use crate::pipeline::{BatchOutcome, Message};
 
 /// Readings and what ingest knows per meter.
 pub trait ReadingStore {
@@ -106,4 +107,10 @@ pub trait AbsenceStore {
 pub trait RuleStore {
     /// The overrides that apply to a meter's household (category first), or to a category.
     fn rule_overrides(&self, scope: &RuleScope) -> Result<Vec<RuleOverride>, StoreError>;
+}
+
+/// The one writer of readings: stores a batch of messages in one
+/// transaction, or nothing (see `store::writer`).
+pub trait ReadingWriter: Send {
+    fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError>;
 }

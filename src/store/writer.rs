@@ -239,6 +239,12 @@ impl Writer {
     }
 }
 
+impl super::traits::ReadingWriter for Writer {
+    fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
+        Writer::write_batch(self, batch)
+    }
+}
+
 /// Changes made by the current transaction, applied to memory only after commit.
 #[derive(Default)]
 struct Pending {
