@@ -28,7 +28,7 @@ use crate::detect::{self, Detector, Kind, Severity};
 use crate::domain::mask_name;
 use crate::notify::templates::{self, Purpose, Values};
 use crate::pipeline::TouchedMeters;
-use crate::store::engine::{AlertDb, AlertTx, HouseholdInfo, NewAlert, QueuedText};
+use crate::store::engine::{AlertDb, EngineTx, HouseholdInfo, NewAlert, QueuedText};
 use crate::store::{Store, StoreError};
 
 /// Meters evaluated in one transaction.
@@ -245,7 +245,7 @@ impl Engine {
 
 /// What the lifecycle needs to know about a meter besides its alerts.
 fn facts<'h>(
-    tx: &AlertTx<'_>,
+    tx: &dyn EngineTx,
     meter: &str,
     household: &'h HouseholdInfo,
     at: i64,
@@ -264,7 +264,7 @@ fn facts<'h>(
 /// Applies the lifecycle's changes in order, inside the caller's transaction.
 /// Returns whether texts were queued.
 fn apply(
-    tx: &AlertTx<'_>,
+    tx: &dyn EngineTx,
     context: &Context,
     meter: &str,
     household: &HouseholdInfo,
@@ -404,7 +404,7 @@ impl Context {
     /// Who `to` names, as (step, name, phone).
     fn recipients(
         &self,
-        tx: &AlertTx<'_>,
+        tx: &dyn EngineTx,
         alert_id: i64,
         to: Recipients,
         household: &HouseholdInfo,
@@ -439,7 +439,7 @@ impl Context {
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
-        tx: &AlertTx<'_>,
+        tx: &dyn EngineTx,
         alert_id: i64,
         kind: Kind,
         purpose: Purpose,

@@ -148,10 +148,104 @@ impl AlertTx<'_> {
     pub fn commit(self) -> Result<(), StoreError> {
         Ok(self.tx.commit()?)
     }
+}
 
+/// The engine's transaction: what it reads to judge meters and what it writes
+/// for the lifecycle's changes. [`AlertTx`] is the SQLite one.
+pub trait EngineTx {
     /// The readings and household of `meter`, reaching `history_s` before the
     /// oldest reading not yet evaluated.
-    pub fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError> {
+    fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError>;
+
+    /// Operators' rule overrides for a household: its category's, then its own.
+    fn rule_overrides(&self, household: &HouseholdInfo) -> Result<Vec<RuleOverride>, StoreError>;
+
+    fn set_evaluated_through(&self, meter: &str, ts: i64) -> Result<(), StoreError>;
+
+    fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError>;
+
+    /// Every open (unacknowledged) alert, for escalation and reminders.
+    fn open_alerts(&self) -> Result<Vec<ActiveAlert>, StoreError>;
+
+    /// The household of an alert's meter (active registration or not).
+    fn household(&self, household_id: i64) -> Result<Option<HouseholdInfo>, StoreError>;
+
+    /// The reason of an absence covering `at`, if any.
+    fn absence_at(&self, household_id: i64, at: i64) -> Result<Option<String>, StoreError>;
+
+    fn insert_alert(&self, alert: &NewAlert<'_>) -> Result<i64, StoreError>;
+
+    fn update_detection(
+        &self,
+        id: i64,
+        severity: &str,
+        at: i64,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Marks which step has been texted and when.
+    fn set_notified(
+        &self,
+        id: i64,
+        step: u32,
+        at: i64,
+        reminders: u32,
+        check_in_until: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    fn resolve(&self, id: i64, at: i64, by: &str, via: &str) -> Result<(), StoreError>;
+
+    /// Starts (`Some`) or cancels (`None`) an alert's hold.
+    fn set_clear_since(&self, id: i64, clear_since: Option<i64>) -> Result<(), StoreError>;
+
+    /// The grade of the meter's answered check-in cover, if one holds.
+    fn cover(&self, meter: &str) -> Result<Option<String>, StoreError>;
+
+    /// Ends the meter's cover (the quiet stretch it answered is over).
+    fn clear_cover(&self, meter: &str) -> Result<(), StoreError>;
+
+    /// Texts of `purpose` about the meter's alerts queued since `since` (wall
+    /// clock), to recipients named `recipient` when given.
+    fn texts_since(
+        &self,
+        meter: &str,
+        purpose: &str,
+        recipient: Option<&str>,
+        since: i64,
+    ) -> Result<u32, StoreError>;
+
+    fn record_event(
+        &self,
+        id: i64,
+        at: i64,
+        actor: &str,
+        channel: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The reply codes `phone` holds for active alerts: (code, alert).
+    fn codes_in_use(&self, phone: &str) -> Result<Vec<(u32, i64)>, StoreError>;
+
+    /// Gives `phone`'s reply `code` to `alert_id` (taking it from a finished alert).
+    fn assign_code(&self, phone: &str, code: u32, alert_id: i64) -> Result<(), StoreError>;
+
+    /// Queues a text; returns false when its idempotency key was queued before.
+    fn enqueue(&self, text: &QueuedText<'_>, now: i64) -> Result<bool, StoreError>;
+
+    /// Everyone texted about an alert (contacts and maintenance, not a resident's
+    /// check-in), once each, with the first text they got: (phone, recipient, step, text).
+    fn recipients(&self, alert_id: i64) -> Result<Vec<(String, String, u32, String)>, StoreError>;
+
+    /// Registered meters without an active `meter_offline` alert whose newest
+    /// reading (or registration, if they never reported) is older than
+    /// `silent_since` (wall clock). A pre-filter: the offline rule itself lives
+    /// in the alert lifecycle.
+    fn silent_meters(&self, silent_since: i64) -> Result<Vec<SilentMeter>, StoreError>;
+}
+
+impl EngineTx for AlertTx<'_> {
+    fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError> {
         let state: Option<(i64, Option<i64>, Option<i64>)> = self
             .tx
             .prepare_cached(
@@ -191,22 +285,18 @@ impl AlertTx<'_> {
         }))
     }
 
-    /// Operators' rule overrides for a household: its category's, then its own.
-    pub fn rule_overrides(
-        &self,
-        household: &HouseholdInfo,
-    ) -> Result<Vec<RuleOverride>, StoreError> {
+    fn rule_overrides(&self, household: &HouseholdInfo) -> Result<Vec<RuleOverride>, StoreError> {
         rule_overrides(&self.tx, &household.category, household.id)
     }
 
-    pub fn set_evaluated_through(&self, meter: &str, ts: i64) -> Result<(), StoreError> {
+    fn set_evaluated_through(&self, meter: &str, ts: i64) -> Result<(), StoreError> {
         self.tx
             .prepare_cached("UPDATE meter_state SET evaluated_through = ?2 WHERE meter_id = ?1")?
             .execute(params![meter, ts])?;
         Ok(())
     }
 
-    pub fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError> {
+    fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError> {
         let mut statement = self.tx.prepare_cached(&format!(
             "SELECT {ACTIVE_COLUMNS} FROM alerts WHERE meter_id = ?1 AND state IN ('open', 'acknowledged')"
         ))?;
@@ -214,8 +304,7 @@ impl AlertTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every open (unacknowledged) alert, for escalation and reminders.
-    pub fn open_alerts(&self) -> Result<Vec<ActiveAlert>, StoreError> {
+    fn open_alerts(&self) -> Result<Vec<ActiveAlert>, StoreError> {
         let mut statement = self.tx.prepare_cached(&format!(
             "SELECT {ACTIVE_COLUMNS} FROM alerts WHERE state = 'open' ORDER BY id"
         ))?;
@@ -223,8 +312,7 @@ impl AlertTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The household of an alert's meter (active registration or not).
-    pub fn household(&self, household_id: i64) -> Result<Option<HouseholdInfo>, StoreError> {
+    fn household(&self, household_id: i64) -> Result<Option<HouseholdInfo>, StoreError> {
         let meter: Option<String> = self
             .tx
             .query_row(
@@ -239,8 +327,7 @@ impl AlertTx<'_> {
         }
     }
 
-    /// The reason of an absence covering `at`, if any.
-    pub fn absence_at(&self, household_id: i64, at: i64) -> Result<Option<String>, StoreError> {
+    fn absence_at(&self, household_id: i64, at: i64) -> Result<Option<String>, StoreError> {
         Ok(self
             .tx
             .prepare_cached(
@@ -251,7 +338,7 @@ impl AlertTx<'_> {
             .optional()?)
     }
 
-    pub fn insert_alert(&self, alert: &NewAlert<'_>) -> Result<i64, StoreError> {
+    fn insert_alert(&self, alert: &NewAlert<'_>) -> Result<i64, StoreError> {
         self.tx
             .prepare_cached(
                 "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at)
@@ -270,7 +357,7 @@ impl AlertTx<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    pub fn update_detection(
+    fn update_detection(
         &self,
         id: i64,
         severity: &str,
@@ -285,8 +372,7 @@ impl AlertTx<'_> {
         Ok(())
     }
 
-    /// Marks which step has been texted and when.
-    pub fn set_notified(
+    fn set_notified(
         &self,
         id: i64,
         step: u32,
@@ -302,20 +388,18 @@ impl AlertTx<'_> {
         Ok(())
     }
 
-    pub fn resolve(&self, id: i64, at: i64, by: &str, via: &str) -> Result<(), StoreError> {
+    fn resolve(&self, id: i64, at: i64, by: &str, via: &str) -> Result<(), StoreError> {
         resolve(&self.tx, id, at, by, via)
     }
 
-    /// Starts (`Some`) or cancels (`None`) an alert's hold.
-    pub fn set_clear_since(&self, id: i64, clear_since: Option<i64>) -> Result<(), StoreError> {
+    fn set_clear_since(&self, id: i64, clear_since: Option<i64>) -> Result<(), StoreError> {
         self.tx
             .prepare_cached("UPDATE alerts SET clear_since = ?2 WHERE id = ?1")?
             .execute(params![id, clear_since])?;
         Ok(())
     }
 
-    /// The grade of the meter's answered check-in cover, if one holds.
-    pub fn cover(&self, meter: &str) -> Result<Option<String>, StoreError> {
+    fn cover(&self, meter: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .tx
             .prepare_cached("SELECT severity FROM check_in_covers WHERE meter_id = ?1")?
@@ -323,17 +407,14 @@ impl AlertTx<'_> {
             .optional()?)
     }
 
-    /// Ends the meter's cover (the quiet stretch it answered is over).
-    pub fn clear_cover(&self, meter: &str) -> Result<(), StoreError> {
+    fn clear_cover(&self, meter: &str) -> Result<(), StoreError> {
         self.tx
             .prepare_cached("DELETE FROM check_in_covers WHERE meter_id = ?1")?
             .execute([meter])?;
         Ok(())
     }
 
-    /// Texts of `purpose` about the meter's alerts queued since `since` (wall
-    /// clock), to recipients named `recipient` when given.
-    pub fn texts_since(
+    fn texts_since(
         &self,
         meter: &str,
         purpose: &str,
@@ -349,7 +430,7 @@ impl AlertTx<'_> {
             .query_row(params![meter, purpose, recipient, since], |row| row.get(0))?)
     }
 
-    pub fn record_event(
+    fn record_event(
         &self,
         id: i64,
         at: i64,
@@ -361,8 +442,7 @@ impl AlertTx<'_> {
         record_event(&self.tx, id, at, actor, channel, action, detail)
     }
 
-    /// The reply codes `phone` holds for active alerts: (code, alert).
-    pub fn codes_in_use(&self, phone: &str) -> Result<Vec<(u32, i64)>, StoreError> {
+    fn codes_in_use(&self, phone: &str) -> Result<Vec<(u32, i64)>, StoreError> {
         let mut statement = self.tx.prepare_cached(
             "SELECT c.code, c.alert_id FROM sms_codes c JOIN alerts a ON a.id = c.alert_id
              WHERE c.phone = ?1 AND a.state IN ('open', 'acknowledged') ORDER BY c.code",
@@ -371,8 +451,7 @@ impl AlertTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Gives `phone`'s reply `code` to `alert_id` (taking it from a finished alert).
-    pub fn assign_code(&self, phone: &str, code: u32, alert_id: i64) -> Result<(), StoreError> {
+    fn assign_code(&self, phone: &str, code: u32, alert_id: i64) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
                 "INSERT INTO sms_codes (phone, code, alert_id) VALUES (?1, ?2, ?3)
@@ -382,8 +461,7 @@ impl AlertTx<'_> {
         Ok(())
     }
 
-    /// Queues a text; returns false when its idempotency key was queued before.
-    pub fn enqueue(&self, text: &QueuedText<'_>, now: i64) -> Result<bool, StoreError> {
+    fn enqueue(&self, text: &QueuedText<'_>, now: i64) -> Result<bool, StoreError> {
         let inserted = self
             .tx
             .prepare_cached(
@@ -406,12 +484,7 @@ impl AlertTx<'_> {
         Ok(inserted == 1)
     }
 
-    /// Everyone texted about an alert (contacts and maintenance, not a resident's
-    /// check-in), once each, with the first text they got: (phone, recipient, step, text).
-    pub fn recipients(
-        &self,
-        alert_id: i64,
-    ) -> Result<Vec<(String, String, u32, String)>, StoreError> {
+    fn recipients(&self, alert_id: i64) -> Result<Vec<(String, String, u32, String)>, StoreError> {
         let mut statement = self.tx.prepare_cached(
             "SELECT phone, recipient, step, text FROM notifications n
              WHERE alert_id = ?1 AND purpose = 'alert' AND state IN ('pending', 'sent')
@@ -425,11 +498,7 @@ impl AlertTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Registered meters without an active `meter_offline` alert whose newest
-    /// reading (or registration, if they never reported) is older than
-    /// `silent_since` (wall clock). A pre-filter: the offline rule itself lives
-    /// in the alert lifecycle.
-    pub fn silent_meters(&self, silent_since: i64) -> Result<Vec<SilentMeter>, StoreError> {
+    fn silent_meters(&self, silent_since: i64) -> Result<Vec<SilentMeter>, StoreError> {
         let mut statement = self.tx.prepare_cached(
             "SELECT m.meter_id, m.household_id, s.last_received, m.registered_at
              FROM meters m LEFT JOIN meter_state s ON s.meter_id = m.meter_id
