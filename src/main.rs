@@ -328,24 +328,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::CheckConfig { path } => {
-            return match Config::load(path) {
-                Ok(_) => {
-                    out!("{}: ok", path.display());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(error) => {
-                    let problems = error.problems();
-                    eprintln!(
-                        "{}: {}",
-                        path.display(),
-                        count(problems.len(), "problem", "problems")
-                    );
-                    for problem in problems {
-                        eprintln!("  {problem}");
-                    }
-                    Ok(ExitCode::FAILURE)
-                }
+            let problems: Vec<String> = match Config::load(path) {
+                Ok(config) => stillwater::notify::check(&config.sms),
+                Err(error) => error.problems().iter().map(|p| p.to_string()).collect(),
             };
+            if problems.is_empty() {
+                out!("{}: ok", path.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!(
+                "{}: {}",
+                path.display(),
+                count(problems.len(), "problem", "problems")
+            );
+            for problem in problems {
+                eprintln!("  {problem}");
+            }
+            return Ok(ExitCode::FAILURE);
         }
         _ => {}
     }

@@ -149,6 +149,20 @@ fn config_errors_name_the_key_and_print_config_is_valid() {
     assert!(!check.status.success());
     assert!(text(&check).contains("mqtt.mode"), "{}", text(&check));
 
+    // The provider checks its own section, in the same report.
+    std::fs::write(
+        &bad,
+        "[sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"ftp://gw\"\n",
+    )
+    .unwrap();
+    let check = stillwater(&db, &["check-config", bad.to_str().unwrap()]);
+    assert!(!check.status.success());
+    assert!(
+        text(&check).contains("sms.webhook.url") && text(&check).contains("http://"),
+        "{}",
+        text(&check)
+    );
+
     std::fs::write(&bad, "[mqtt]\nmode = \"embedded\"\nport = 1883\n").unwrap();
     let serve = Command::new(env!("CARGO_BIN_EXE_stillwater"))
         .args(["--config", bad.to_str().unwrap(), "serve"])

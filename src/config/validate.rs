@@ -440,24 +440,13 @@ fn validate_sms(
 ) -> Option<SmsConfig> {
     let provider = match raw.provider.as_str() {
         "log" => Some(ProviderChoice::Log),
-        "webhook" => {
-            let url = raw.webhook.url.clone();
-            if url.starts_with("http://") || url.starts_with("https://") {
-                Some(ProviderChoice::Webhook {
-                    url,
-                    token: env(SMS_WEBHOOK_TOKEN_ENV)
-                        .filter(|t| !t.is_empty())
-                        .map(Secret::new),
-                })
-            } else {
-                p.push(bad_value(
-                    "sms.webhook.url",
-                    &url,
-                    "must be an http:// or https:// URL when sms.provider = \"webhook\"",
-                ));
-                None
-            }
-        }
+        // The provider checks its own section (`notify::check`).
+        "webhook" => Some(ProviderChoice::Webhook {
+            url: raw.webhook.url.clone(),
+            token: env(SMS_WEBHOOK_TOKEN_ENV)
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
+        }),
         other => {
             p.push(bad_value(
                 "sms.provider",

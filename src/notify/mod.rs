@@ -4,7 +4,8 @@
 //! A provider makes exactly one attempt per call and says whether a failure is
 //! worth retrying; retrying, back-off and recording every attempt are the
 //! notifier's job. Adding a provider (Aliyun, Tencent Cloud, Twilio) is a new
-//! file here and a new arm in [`build`].
+//! file here with its `[sms.NAME]` section and its check, and a new arm in
+//! [`build`] and [`check`].
 
 mod log;
 pub mod notifier;
@@ -53,6 +54,15 @@ pub trait SmsProvider: Send + Sync {
     /// A short name for logs and metrics.
     fn name(&self) -> &'static str;
     fn send<'a>(&'a self, sms: &'a Sms) -> SendFuture<'a>;
+}
+
+/// Each provider checks its own configuration section: the problems of the
+/// chosen one (`check-config` reports them with the file's other problems).
+pub fn check(config: &SmsConfig) -> Vec<String> {
+    match &config.provider {
+        ProviderChoice::Log => Vec::new(),
+        ProviderChoice::Webhook { url, .. } => webhook::check(url).err().into_iter().collect(),
+    }
 }
 
 /// The configured provider.

@@ -16,8 +16,20 @@ pub struct WebhookProvider {
     token: Option<Secret>,
 }
 
+/// Checks `[sms.webhook]`: the problem, named by key, if there is one.
+pub fn check(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!(
+            "config key `sms.webhook.url` = {url:?}: must be an http:// or https:// URL when sms.provider = \"webhook\""
+        ))
+    }
+}
+
 impl WebhookProvider {
     pub fn new(url: &str, token: Option<Secret>, timeout: Duration) -> anyhow::Result<Self> {
+        check(url).map_err(anyhow::Error::msg)?;
         Ok(Self {
             client: reqwest::Client::builder().timeout(timeout).build()?,
             url: url.to_string(),
