@@ -38,6 +38,9 @@ pub const READING_KINDS: [Kind; 5] = [
     Kind::DeviceFault,
 ];
 
+/// How often an unacknowledged maintenance alert is reminded, at most.
+pub const MAINTENANCE_REMINDER_S: i64 = 86_400;
+
 /// The lifecycle's settings, in seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -469,7 +472,14 @@ pub fn on_timer(
         }
         return changes;
     }
-    if now - last >= settings.repeat_after_s {
+    // Maintenance is reminded at most daily: a leak left for a week must not
+    // become dozens of texts.
+    let repeat_after = if kind.is_welfare() {
+        settings.repeat_after_s
+    } else {
+        settings.repeat_after_s.max(MAINTENANCE_REMINDER_S)
+    };
+    if now - last >= repeat_after {
         let n = alert.reminders + 1;
         changes.push(Change::Reminder {
             alert: target,

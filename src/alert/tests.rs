@@ -614,6 +614,14 @@ fn a_battery_flag_that_comes_and_goes_keeps_one_alert_and_few_texts() {
     );
     let texts = per_day(&world, MAINTENANCE, "alert");
     assert_eq!(texts.iter().sum::<usize>(), 1, "{texts:?}");
+    let reminders = per_day(&world, MAINTENANCE, "reminder");
+    let cap = crate::config::Config::default_config()
+        .alerts
+        .maintenance_texts_per_day as usize;
+    assert!(
+        texts.iter().zip(&reminders).all(|(t, r)| t + r <= cap),
+        "at most a few maintenance texts a day: {texts:?} {reminders:?}"
+    );
 }
 
 #[test]

@@ -304,6 +304,18 @@ fn a_meter_is_offline_after_three_intervals_or_the_floor() {
 }
 
 #[test]
+fn maintenance_is_reminded_at_most_daily() {
+    let home = household(false);
+    let settings = settings();
+    let mut leak = active(5, Kind::Leak, Severity::Maintenance);
+    leak.notified_step = 1;
+    leak.last_notified_at = Some(AT);
+    assert!(on_timer(&leak, &home, &settings, AT + settings.repeat_after_s).is_empty());
+    let changes = on_timer(&leak, &home, &settings, AT + MAINTENANCE_REMINDER_S);
+    assert!(changes.iter().any(|c| matches!(c, Change::Reminder { .. })));
+}
+
+#[test]
 fn escalation_then_reminders_on_the_timer() {
     let home = household(false);
     let settings = settings();
