@@ -9,7 +9,13 @@
 //! transaction as the readings, so a restart recovers everything from disk.
 //! Every write transaction begins IMMEDIATE (takes the write lock first), so
 //! writers queue on the busy timeout instead of failing a read-to-write upgrade.
-//! Another backend (PostgreSQL) would replace this module and nothing else.
+//!
+//! The store stores and reads; it decides nothing. Its seams for another backend
+//! (PostgreSQL): the read traits (`traits`), the write primitives of one
+//! transaction (`tx::Tx`), the engine's transaction (`engine::EngineTx`) and the
+//! writer (`traits::ReadingWriter`). By aggregate: `engine` (what the alert
+//! engine reads and writes), `alerts`, `outbox`, `absences`, `rules`; meters and
+//! readings here.
 
 pub mod absences;
 pub mod alerts;
@@ -19,6 +25,8 @@ pub mod outbox;
 pub mod rules;
 mod schema;
 pub mod traits;
+pub mod tx;
+pub mod writer;
 
 /// The store's traits, for `use crate::store::prelude::*`.
 pub mod prelude {
@@ -27,8 +35,6 @@ pub mod prelude {
         RuleStore,
     };
 }
-pub mod tx;
-pub mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

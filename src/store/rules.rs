@@ -1,4 +1,4 @@
-//! Operators' threshold overrides as stored, and the categories in use.
+//! Operators' threshold overrides as stored.
 
 use rusqlite::{params, Connection};
 
