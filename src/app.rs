@@ -5,9 +5,9 @@
 //! (if configured) → then the threads and tasks: writer, alert engine
 //! (evaluates what was committed but not yet evaluated), notifier (delivers the
 //! outbox), ingest, HTTP. Whatever can fail on bad settings fails before any
-//! thread starts. One cancellation token
-//! stops everything; if any part stops on its own, the whole gateway stops
-//! rather than running half alive.
+//! thread starts. One cancellation token stops everything; if any part stops on
+//! its own — a task ending, or a supervised thread panicking — the whole gateway
+//! stops with the reason (and `/healthz` says it) rather than run half alive.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

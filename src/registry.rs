@@ -1,9 +1,9 @@
 //! The meter registry's rules: what a household record must hold, and the
 //! installation CSV (PRODUCT.md section 5) parsed into validated records.
 //!
-//! This module validates; `store` persists. An import is all-or-nothing: either
-//! every row is valid, or the caller gets every bad row with its row number,
-//! column and reason.
+//! This module validates; `actions::meters` registers and `store` persists. An
+//! import is all-or-nothing: either every row is valid, or the caller gets every
+//! problem of every row with its row number, column and reason.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,8 +1,9 @@
 //! The notifier: delivers the outbox through the configured provider.
 //!
-//! It takes texts that are due, makes one attempt each, and records the
-//! outcome: sent; failed for good (the provider refused it); or due again after
-//! a capped exponential back-off (timeouts, 5xx, 429). A text is marked sent only
+//! It takes texts that are due (on the injected clock), makes one attempt each,
+//! and records the outcome: sent; failed for good (the provider refused it, or
+//! `max_attempts` ran out — then the alert's history says so); or due again
+//! after a capped exponential back-off (timeouts, 5xx, 429). A text is marked sent only
 //! after the provider accepted it, so a crash in between sends it again after
 //! restart with the same idempotency key — never loses it. It runs apart from
 //! ingest and detection: a slow provider delays only texts.
