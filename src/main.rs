@@ -24,6 +24,7 @@ use cli::absences::absences;
 use cli::alerts::alerts;
 use cli::format_time;
 use cli::meters::meters;
+use cli::readings::readings;
 use cli::rules::rules;
 
 #[derive(Parser)]
@@ -69,6 +70,9 @@ enum Command {
     /// Look at what ingest received.
     #[command(subcommand)]
     Ingest(IngestCommand),
+    /// Bring in a utility's meter history (to replay and tune on before go-live).
+    #[command(subcommand)]
+    Readings(ReadingsCommand),
     /// List, acknowledge, resolve and close alerts.
     #[command(subcommand)]
     Alerts(AlertsCommand),
@@ -246,6 +250,18 @@ enum IngestCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ReadingsCommand {
+    /// Import a CSV export: meter_id, ts, total_l or total_m3 [, flow_lph, battery_pct, status].
+    /// All or nothing; every bad row reported; running it twice stores nothing twice.
+    Import {
+        file: PathBuf,
+        /// The zone of timestamps written without an offset (default: [registry] default_timezone).
+        #[arg(long)]
+        timezone: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -377,6 +393,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(demo::run(config, options))?;
         }
         Command::Meters(command) => return meters(&config, command),
+        Command::Readings(command) => return readings(&config, command),
         Command::Ingest(IngestCommand::Rejected { limit }) => {
             let store = Store::open_existing(&config.store.path)?;
             let rejected = store.rejected_messages(limit)?;

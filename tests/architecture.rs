@@ -40,9 +40,11 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "domain",
             "config",
+            "pipeline",
             "policy",
             "registry",
             "store",
+            "wire",
             "thresholds",
         ],
     ),

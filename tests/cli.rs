@@ -478,3 +478,64 @@ fn a_meter_that_disconnects_normally_is_not_an_error_in_the_log() {
     let log = read_log();
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+#[test]
+fn a_utilitys_history_imports_once_and_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
+        .status
+        .success());
+    // Two days of hourly registers in local time: a morning's use, then silence.
+    let start = chrono::Local::now().date_naive() - chrono::Duration::days(5);
+    let mut history = String::from("meter_id,ts,total_m3,status\n");
+    for hour in 0..48 {
+        let ts = start.and_hms_opt(0, 0, 0).unwrap() + chrono::Duration::hours(hour);
+        let m3 = if hour < 8 { 123.400 } else { 123.456 };
+        history.push_str(&format!(
+            "ZS-0001,{},{m3:.3},\n",
+            ts.format("%Y-%m-%d %H:%M")
+        ));
+    }
+    let file = dir.path().join("history.csv");
+    std::fs::write(&file, &history).unwrap();
+    let file = file.to_str().unwrap();
+    let args = ["readings", "import", file, "--timezone", "Asia/Shanghai"];
+    let first = stillwater(&db, &args);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(
+        text(&first).contains("48 rows read, 48 readings stored, 0 already there, 1 meter"),
+        "{}",
+        text(&first)
+    );
+    let again = stillwater(&db, &args);
+    assert!(
+        text(&again).contains("0 readings stored, 48 already there"),
+        "{}",
+        text(&again)
+    );
+    let shown = text(&stillwater(&db, &["meters", "show", "ZS-0001"]));
+    assert!(shown.contains("123456 L"), "{shown}");
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "meter_id,ts,total_l\nZS-0002,2026-11-20T08:00:00+08:00,100\nZS-0002,yesterday,101\nZS 0002,2026-11-20T10:00:00+08:00,102\nZS-0002,2026-11-20T11:00:00+08:00,lots\n",
+    )
+    .unwrap();
+    let refused = stillwater(&db, &["readings", "import", bad.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let message = text(&refused);
+    assert!(
+        message.contains("nothing imported; 3 problems"),
+        "{message}"
+    );
+    assert!(message.contains("row 3, column ts"), "{message}");
+    assert!(message.contains("row 4, column (reading)"), "{message}");
+    assert!(message.contains("row 5, column total_l"), "{message}");
+    let untouched = text(&stillwater(&db, &["meters", "show", "ZS-0002"]));
+    assert!(
+        !untouched.contains("100 L"),
+        "the good row was not stored either: {untouched}"
+    );
+}

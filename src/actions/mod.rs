@@ -11,6 +11,7 @@
 pub mod absences;
 pub mod alerts;
 pub mod meters;
+pub mod readings;
 pub mod replies;
 pub mod rules;
 

@@ -2,7 +2,7 @@
 //! and that each leaves an audit record.
 
 use super::*;
-use crate::domain::{Channel, Disposition, MeterId};
+use crate::domain::{Channel, Disposition, MeterId, Timestamp};
 use crate::store::prelude::*;
 use crate::store::Store;
 
@@ -128,4 +128,52 @@ fn an_absence_is_bounded_and_audited() {
         )
         .unwrap();
     assert_eq!((role.as_str(), channel.as_str()), ("operator", "cli"));
+}
+
+#[test]
+fn an_imported_history_counts_as_evaluated_so_it_never_texts() {
+    let (dir, store, _) = with_good_csv();
+    // A morning's use, then 30 silent hours: live, an urgent no_usage.
+    let mut csv = String::from("meter_id,ts,total_l\n");
+    for hour in 0..40 {
+        let total = if hour < 10 { 1000 + hour } else { 1010 };
+        csv.push_str(&format!(
+            "ZS-0001,{},{total}\n",
+            Timestamp::from_secs(T0 + hour * 3600)
+        ));
+    }
+    let path = dir.path().join("history.csv");
+    std::fs::write(&path, csv).unwrap();
+    let mut writer = crate::store::writer::Writer::open(
+        &store,
+        100,
+        std::sync::Arc::new(crate::metrics::Metrics::default()),
+    )
+    .unwrap();
+    let operator = Actor::new("op", Role::Operator, Channel::Cli);
+    let now = Timestamp::from_secs(T0 + 50 * 3600);
+    let imported = readings::import(
+        &store,
+        &mut writer,
+        &operator,
+        &path,
+        chrono_tz::Asia::Shanghai,
+        now,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!((imported.stored, imported.meters), (40, 1));
+    let config = crate::config::Config::default_config();
+    let mut engine = crate::alert::Engine::new(
+        &store,
+        config.rules.clone(),
+        config.alerts.clone(),
+        &config.sms,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        crate::clock::ManualClock::at(now),
+    )
+    .unwrap();
+    engine.evaluate_meter("ZS-0001").unwrap();
+    assert!(store.list_alerts(true, 10).unwrap().is_empty());
+    assert!(store.notifications(None).unwrap().is_empty());
 }

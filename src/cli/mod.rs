@@ -16,6 +16,7 @@ macro_rules! out {
 pub mod absences;
 pub mod alerts;
 pub mod meters;
+pub mod readings;
 pub mod rules;
 
 use std::io::Write;

@@ -105,6 +105,10 @@ pub trait Tx {
         subject: &str,
         detail: &str,
     ) -> Result<(), StoreError>;
+
+    /// Counts `meter`'s readings up to `ts` (meter clock) as evaluated, unless
+    /// detection has already gone further.
+    fn mark_evaluated(&mut self, meter: &str, ts: i64) -> Result<(), StoreError>;
 }
 
 /// The SQLite transaction behind [`Tx`].
@@ -386,6 +390,15 @@ impl Tx for SqliteTx<'_> {
                 subject,
                 detail
             ],
+        )?;
+        Ok(())
+    }
+
+    fn mark_evaluated(&mut self, meter: &str, ts: i64) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE meter_state SET evaluated_through = ?2
+             WHERE meter_id = ?1 AND (evaluated_through IS NULL OR evaluated_through < ?2)",
+            params![meter, ts],
         )?;
         Ok(())
     }

@@ -11,7 +11,7 @@ mod wmbusmeters;
 
 use serde_json::{Map, Value};
 
-use crate::domain::{Litres, MeterId, StatusFlag, StatusFlags, Timestamp};
+use crate::domain::{Litres, MeterId, Reading, StatusFlag, StatusFlags, Timestamp};
 use crate::pipeline::{Decoded, RejectReason, Rejection};
 
 /// Largest payload decoded; larger ones are rejected as `oversize`.
@@ -131,6 +131,19 @@ fn json_kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// One reading given as named fields (`ts`, `total_l` or `total_m3`,
+/// `flow_lph`, `battery_pct`, `status`), validated exactly as a native MQTT
+/// reading is: a utility's history export goes through the same checks.
+pub fn reading_from_fields(
+    meter: &str,
+    fields: &Map<String, Value>,
+    now: Timestamp,
+) -> Result<Reading, Rejection> {
+    let meter = MeterId::parse(meter)
+        .map_err(|error| Rejection::new(RejectReason::BadMeterId, error.to_string()))?;
+    native::reading(&meter, fields, now)
 }
 
 /// Parses an RFC 3339 timestamp (with offset) into Unix seconds and checks it is plausible.

@@ -66,7 +66,7 @@ pub(super) fn decode(meter: MeterId, payload: &[u8], now: Timestamp) -> Decoded 
     decoded
 }
 
-fn reading(
+pub(super) fn reading(
     meter: &MeterId,
     object: &Map<String, Value>,
     now: Timestamp,
