@@ -73,6 +73,24 @@ enum Command {
     /// Bring in a utility's meter history (to replay and tune on before go-live).
     #[command(subcommand)]
     Readings(ReadingsCommand),
+    /// What stored readings would have caused with other thresholds: sends and stores nothing.
+    Replay {
+        /// Start of the period (RFC 3339 or YYYY-MM-DD in the default time zone).
+        #[arg(long)]
+        from: String,
+        /// End of the period (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// A threshold to try, KEY=VALUE (repeatable), e.g. --set warning_window=8h.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// Only these meters' households (repeatable); default every registered one.
+        #[arg(long = "meter")]
+        meters: Vec<String>,
+        /// Only households of this category.
+        #[arg(long, conflicts_with = "meters")]
+        category: Option<String>,
+    },
     /// List, acknowledge, resolve and close alerts.
     #[command(subcommand)]
     Alerts(AlertsCommand),
@@ -394,6 +412,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Meters(command) => return meters(&config, command),
         Command::Readings(command) => return readings(&config, command),
+        Command::Replay {
+            from,
+            to,
+            settings,
+            meters,
+            category,
+        } => {
+            let scope = cli::replay::Scope {
+                from,
+                to,
+                settings,
+                meters,
+                category,
+            };
+            return cli::replay::replay(&config, scope);
+        }
         Command::Ingest(IngestCommand::Rejected { limit }) => {
             let store = Store::open_existing(&config.store.path)?;
             let rejected = store.rejected_messages(limit)?;

@@ -539,3 +539,81 @@ fn a_utilitys_history_imports_once_and_all_or_nothing() {
         "the good row was not stored either: {untouched}"
     );
 }
+
+#[test]
+fn replay_shows_what_a_threshold_change_would_have_caused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
+        .status
+        .success());
+    // Ten days of a resident using water at 07:00, 13:00 and 21:00: ten quiet
+    // hours a night, fine at the default 12 h warning window.
+    let start = chrono::Utc::now().date_naive() - chrono::Duration::days(11);
+    let mut history = String::from("meter_id,ts,total_l\n");
+    let mut total = 5_000;
+    for hour in 0..10 * 24 {
+        if matches!(hour % 24, 7 | 13 | 21) {
+            total += 30;
+        }
+        let ts = start.and_hms_opt(0, 0, 0).unwrap() + chrono::Duration::hours(hour);
+        history.push_str(&format!(
+            "ZS-0001,{}Z,{total}\n",
+            ts.format("%Y-%m-%dT%H:%M:%S")
+        ));
+    }
+    let file = dir.path().join("history.csv");
+    std::fs::write(&file, history).unwrap();
+    assert!(
+        stillwater(&db, &["readings", "import", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let from = (start + chrono::Duration::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
+    let same = text(&stillwater(
+        &db,
+        &["replay", "--from", &from, "--meter", "ZS-0001"],
+    ));
+    assert!(!same.contains("no_usage (warning)"), "{same}");
+    let tried = stillwater(
+        &db,
+        &[
+            "replay",
+            "--from",
+            &from,
+            "--meter",
+            "ZS-0001",
+            "--set",
+            "warning_window=8h",
+        ],
+    );
+    assert!(tried.status.success(), "{}", text(&tried));
+    let report = text(&tried);
+    let line = report
+        .lines()
+        .find(|l| l.contains("no_usage (warning)"))
+        .unwrap_or_else(|| panic!("{report}"));
+    let (now, then) = line.split_once('→').unwrap();
+    let before: usize = now.split_whitespace().last().unwrap().parse().unwrap();
+    let after: usize = then.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(before, 0, "{line}");
+    assert!((7..=9).contains(&after), "one warning a night: {line}");
+    assert!(report.contains("nothing was stored or sent"), "{report}");
+    let refused = stillwater(
+        &db,
+        &["replay", "--from", &from, "--set", "urgent_window=6h"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("must be at least warning_window"),
+        "{}",
+        text(&refused)
+    );
+    let alerts = text(&stillwater(&db, &["alerts", "list", "--all"]));
+    assert!(
+        alerts.contains("no alerts"),
+        "replay writes no alert: {alerts}"
+    );
+}

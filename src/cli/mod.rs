@@ -17,6 +17,7 @@ pub mod absences;
 pub mod alerts;
 pub mod meters;
 pub mod readings;
+pub mod replay;
 pub mod rules;
 
 use std::io::Write;

@@ -213,6 +213,10 @@ impl Store {
 }
 
 impl RegistryStore for Store {
+    fn household(&self, meter: &str) -> Result<Option<engine::HouseholdInfo>, StoreError> {
+        engine::household_of(&self.connect()?, meter)
+    }
+
     fn registered_residents(&self) -> Result<HashMap<String, String>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(

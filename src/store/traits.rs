@@ -33,6 +33,9 @@ pub trait ReadingStore {
 
 /// Households, meters and their registrations, as read.
 pub trait RegistryStore {
+    /// The household of `meter`'s active registration, as alerts see it.
+    fn household(&self, meter: &str) -> Result<Option<super::engine::HouseholdInfo>, StoreError>;
+
     /// Every actively registered meter and its resident's name.
     fn registered_residents(&self) -> Result<HashMap<String, String>, StoreError>;
 
