@@ -4,7 +4,7 @@
 //!
 //! Each action takes an [`Actor`] (who, in what role, through which channel),
 //! checks the role may do it, validates its input exactly as the configuration
-//! file would, makes its changes in one transaction ([`Store::write`]) and
+//! file would, makes its changes in one transaction (`Store::write`) and
 //! writes an audit record there too. The CLI only parses and prints; the HTTP
 //! side only maps requests here; the demo uses the same functions.
 

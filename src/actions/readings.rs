@@ -46,7 +46,7 @@ pub struct Imported {
 /// Why nothing was imported.
 #[derive(Debug)]
 pub enum ReadingsImportError {
-    /// The file's problems (at most [`MAX_PROBLEMS`]) and how many more there were.
+    /// The file's problems (the first 200) and how many more there were.
     Rows(Vec<RowError>, usize),
     Action(ActionError),
 }

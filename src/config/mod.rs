@@ -1,8 +1,8 @@
 //! Configuration: the commented default file embedded in the binary, a user's
 //! file merged over it, and validation into typed values.
 //!
-//! [`shape`] checks the file's keys and types against the default file;
-//! [`validate`] turns the sections into typed settings. Both report every
+//! `shape` checks the file's keys and types against the default file;
+//! `validate` turns the sections into typed settings. Both report every
 //! problem they find, not only the first.
 //!
 //! Nothing else in the gateway reads TOML or the environment for settings: it
@@ -169,7 +169,7 @@ pub struct SmsConfig {
     pub max_attempts: u32,
     /// Bearer token for POST /sms/inbound; `None` disables the endpoint.
     pub inbound_token: Option<Secret>,
-    /// Template overrides by "<kind>.<language>".
+    /// Template overrides by `"<kind>.<language>"`.
     pub templates: HashMap<String, String>,
 }
 

@@ -122,7 +122,7 @@ fn windows_of(readings: &[StoredReading], length: i64) -> Vec<Interval> {
 const BACKGROUND_WINDOW_S: i64 = 4 * HOUR;
 
 /// The background (leak) rate in mL/h: the time-weighted mean rate of the
-/// quiet windows (of at least [`BACKGROUND_WINDOW_S`]) over the background
+/// quiet windows (of at least `BACKGROUND_WINDOW_S`, 4 hours) over the background
 /// period. A window counts as quiet when its rate is at most twice the quietest
 /// window's plus 1 L/h, so a cistern that refills in bursts is measured at its
 /// mean rate, not at the rate of its luckiest hour, and a wash or a shower is

@@ -77,7 +77,7 @@ fn resolved(kind: Kind, language: Language) -> &'static str {
 }
 
 /// Renders the text for `kind` and `purpose`, using an override from
-/// `overrides` ("<kind>.<language>") for alert texts when there is one.
+/// `overrides` (`"<kind>.<language>"`) for alert texts when there is one.
 pub fn render(
     kind: Kind,
     purpose: Purpose,
