@@ -764,3 +764,58 @@ fn silence_after_an_unanswered_check_in_reaches_the_contacts_in_a_leaking_home()
     );
     assert_eq!(no_usage[0].state, "open", "it never resolves by itself");
 }
+
+#[test]
+fn a_replay_with_the_same_settings_opens_exactly_the_alerts_live_operation_opened() {
+    let mut world = world(|_| {});
+    check_in(&world);
+    let mut low = StatusFlags::default();
+    low.insert(StatusFlag::LowBattery);
+    // Ten days: ordinary life, a battery flag for a day, a quiet day, a collapse.
+    let hour_of = |h: i64| {
+        let flags = if (3 * 24..4 * 24).contains(&h) && h % 5 < 2 {
+            low
+        } else {
+            StatusFlags::default()
+        };
+        let life = if (5 * 24..6 * 24).contains(&h) || h >= 8 * 24 + 9 {
+            0
+        } else {
+            daily_life(h)
+        };
+        (life, flags)
+    };
+    world.live(0, 10 * 24, hour_of, |_, _| {});
+    let mut live: Vec<(String, String, i64, i64)> = world
+        .alerts()
+        .into_iter()
+        .map(|a| (a.kind, a.severity, a.since, a.opened_at))
+        .collect();
+    live.sort();
+    assert!(live.len() >= 3, "the scenario opens alerts: {live:?}");
+
+    let readings = world.store.readings("ZS-0001", 0, i64::MAX / 2).unwrap();
+    let config = Config::default_config();
+    let household = world.store.household("ZS-0001").unwrap().unwrap();
+    let replayed = replay::replay(
+        &readings,
+        &crate::detect::Rules,
+        &config.rules.global,
+        &lifecycle::Settings::new(&config.alerts),
+        &household,
+    );
+    let mut again: Vec<(String, String, i64, i64)> = replayed
+        .alerts
+        .iter()
+        .map(|a| {
+            (
+                a.kind.as_str().to_string(),
+                a.severity.as_str().to_string(),
+                a.since,
+                a.opened_at,
+            )
+        })
+        .collect();
+    again.sort();
+    assert_eq!(again, live);
+}
