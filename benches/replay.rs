@@ -1,0 +1,90 @@
+//! Replay benchmark: prints figures, asserts nothing about speed.
+//!
+//! `cargo bench --bench replay` replays the fixed rules and the whole alert
+//! lifecycle (in memory, as `stillwater replay` does) over hourly readings of
+//! simulated homes — three uses a day, some with a dripping toilet, some with a
+//! silent spell — and prints meter-days per second and what that means for a
+//! year of 10,000 homes (3.65 M meter-days). The store is not involved: this is
+//! detection's own cost. BENCH_HOMES (default 200) and BENCH_DAYS (365) set the size.
+
+use std::time::Instant;
+
+use stillwater::alert::lifecycle::Settings;
+use stillwater::alert::replay::replay;
+use stillwater::config::Config;
+use stillwater::detect::Rules;
+use stillwater::domain::StoredReading;
+use stillwater::store::engine::HouseholdInfo;
+
+fn env_size(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Hourly registers of one home for `days` days.
+fn home(index: usize, days: usize) -> Vec<StoredReading> {
+    let start = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let mut total = 10_000 + index as i64;
+    let mut state = index as u64 * 2_654_435_761 + 1;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let drip = index % 7 == 0;
+    (0..days * 24)
+        .map(|hour| {
+            let day = hour / 24;
+            let silent = index % 11 == 0 && day % 60 == 30;
+            if !silent && matches!(hour % 24, 7 | 12 | 19) {
+                total += 10 + (random() % 40) as i64;
+            }
+            if drip {
+                total += 2 + (random() % 2) as i64;
+            }
+            StoredReading::plain(start + hour as i64 * 3600, total)
+        })
+        .collect()
+}
+
+fn main() {
+    let homes = env_size("BENCH_HOMES", 200);
+    let days = env_size("BENCH_DAYS", 365);
+    let config = Config::default_config();
+    let settings = Settings::new(&config.alerts);
+    let household = HouseholdInfo {
+        id: 1,
+        resident_name: "bench".into(),
+        address: "bench".into(),
+        category: "general".into(),
+        timezone: "Asia/Shanghai".into(),
+        reporting_interval_min: 60,
+        check_in_phone: None,
+        contacts: vec![(1, "a".into(), "+8613800138000".into())],
+    };
+    let data: Vec<Vec<StoredReading>> = (0..homes).map(|i| home(i, days)).collect();
+    let started = Instant::now();
+    let mut alerts = 0;
+    for readings in &data {
+        let replayed = replay(
+            readings,
+            &Rules,
+            &config.rules.global,
+            &settings,
+            &household,
+        );
+        alerts += replayed.alerts.len();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let meter_days = (homes * days) as f64;
+    let rate = meter_days / seconds;
+    println!("replay: {homes} homes × {days} days of hourly readings ({meter_days:.0} meter-days)");
+    println!("  {seconds:.2} s, {rate:.0} meter-days/s, {alerts} alerts opened");
+    println!(
+        "  a year of 10,000 homes (3.65 M meter-days) at this rate: {:.0} s on one core",
+        3_650_000.0 / rate
+    );
+}
