@@ -24,6 +24,7 @@
 //! - [`actions`] — everything people do, with roles and an audit record.
 //! - [`metrics`] and [`http`] — `/metrics`, `/healthz`, SMS replies.
 //! - [`app`] — wiring everything from a [`config::Config`] until shutdown.
+//! - [`evaluate`] — scoring alerts against ground truth.
 //! - [`demo`] — the zero-set-up demonstration behind `stillwater demo`.
 //!
 //! The `stillwater` binary (`src/main.rs`, `src/cli/`) is only the command line.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod domain;
+pub mod evaluate;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -73,6 +73,21 @@ enum Command {
     /// Bring in a utility's meter history (to replay and tune on before go-live).
     #[command(subcommand)]
     Readings(ReadingsCommand),
+    /// Score the alerts in the database against ground truth (JSON lines of incidents).
+    Evaluate {
+        /// Incidents, one JSON object a line: {"meter", "kind", "start"[, "end", "declared"]}.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Start of the period the data covers (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        from: String,
+        /// End of the period (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// What stored readings would have caused with other thresholds: sends and stores nothing.
     Replay {
         /// Start of the period (RFC 3339 or YYYY-MM-DD in the default time zone).
@@ -412,6 +427,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Meters(command) => return meters(&config, command),
         Command::Readings(command) => return readings(&config, command),
+        Command::Evaluate {
+            truth,
+            from,
+            to,
+            json,
+        } => return cli::evaluate::evaluate(&config, &truth, &from, to.as_deref(), json),
         Command::Replay {
             from,
             to,

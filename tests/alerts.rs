@@ -651,3 +651,64 @@ async fn a_text_that_never_gets_through_is_marked_failed_where_people_look() {
     );
     gateway.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_scores_what_the_gateway_did_against_ground_truth() {
+    let server = mock_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = alert_config(dir.path(), &server.uri());
+    let gateway = start_gateway(&config).await;
+    publish_hourly(&gateway, &silent_day()).await;
+    wait_for_requests(&server, 2).await;
+    gateway.stop().await.unwrap();
+    // The data shows no use from its first reading (hour 0): the incident is
+    // put at hour 1; ZS-0002 never had an alert.
+    let start = (chrono::Utc::now().timestamp() - 3 * 86_400) / 3600 * 3600;
+    let at = |ts: i64| {
+        chrono::DateTime::from_timestamp(ts, 0)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let truth = dir.path().join("truth.jsonl");
+    std::fs::write(
+        &truth,
+        format!(
+            "{{\"meter\": \"ZS-0001\", \"kind\": \"incapacitation\", \"start\": \"{}\"}}\n{{\"meter\": \"ZS-0002\", \"kind\": \"incapacitation\", \"start\": \"{}\"}}\n",
+            at(start + 3600),
+            at(start + 3600)
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stillwater"))
+        .arg("--db")
+        .arg(&config.store.path)
+        .args([
+            "evaluate",
+            "--truth",
+            truth.to_str().unwrap(),
+            "--from",
+            &at(start),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let score: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let incapacitation = &score["by_incident"]["incapacitation"];
+    assert_eq!(incapacitation["incidents"], 2);
+    assert_eq!(incapacitation["found"], 1, "{score}");
+    assert_eq!(
+        incapacitation["to_alert_s"][0],
+        11 * 3600,
+        "the warning opens when 12 quiet hours have passed since hour 0"
+    );
+    assert_eq!(score["contact_texts"], 2, "{score}");
+    assert!(
+        score["false_alerts"].as_object().unwrap().is_empty(),
+        "{score}"
+    );
+}

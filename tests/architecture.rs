@@ -48,6 +48,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "thresholds",
         ],
     ),
+    ("evaluate", &[]),
     ("broker", &["config"]),
     (
         "ingest",

@@ -15,6 +15,7 @@ macro_rules! out {
 
 pub mod absences;
 pub mod alerts;
+pub mod evaluate;
 pub mod meters;
 pub mod readings;
 pub mod replay;

@@ -41,12 +41,14 @@ pub struct Notification {
     pub template: String,
     /// The values it was rendered with, JSON.
     pub template_values: String,
+    /// When it was queued (wall clock: the gateway's injected clock).
+    pub queued_at: i64,
 }
 
 /// Selects the columns `notification_from_row` reads.
 const NOTIFICATION_QUERY: &str =
     "SELECT n.id, n.alert_id, a.kind, n.phone, n.recipient, n.step, n.purpose, n.text, n.idempotency_key, n.state,
-            n.attempts, n.last_error, n.template, n.template_values
+            n.attempts, n.last_error, n.template, n.template_values, n.created_at
      FROM notifications n JOIN alerts a ON a.id = n.alert_id";
 
 fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
@@ -65,6 +67,7 @@ fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notificati
         last_error: row.get(11)?,
         template: row.get(12)?,
         template_values: row.get(13)?,
+        queued_at: row.get(14)?,
     })
 }
 

@@ -1,0 +1,159 @@
+//! `stillwater evaluate`: the alerts in the database scored against ground truth.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use stillwater::config::Config;
+use stillwater::evaluate::{
+    evaluate as score, median_and_p95_h, Audience, DeclaredAbsence, Incident, ScoredAlert,
+    ScoredText,
+};
+
+use super::absences::parse_when;
+use crate::*;
+
+pub(crate) fn evaluate(
+    config: &Config,
+    truth: &Path,
+    from: &str,
+    to: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::open_existing(&config.store.path)?;
+    let zone = config.registry.timezone;
+    let now = chrono::Utc::now().timestamp();
+    let from = parse_when(from, zone)?;
+    let to = match to {
+        Some(text) => parse_when(text, zone)?,
+        None => now,
+    };
+    let text = std::fs::read_to_string(truth)
+        .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", truth.display()))?;
+    let mut incidents = Vec::new();
+    let mut problems = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Incident>(line) {
+            Ok(incident) => incidents.push(incident),
+            Err(error) => problems.push(format!("line {}: {error}", index + 1)),
+        }
+    }
+    if !problems.is_empty() {
+        eprintln!(
+            "{}: {}",
+            truth.display(),
+            count(problems.len(), "problem", "problems")
+        );
+        for problem in problems {
+            eprintln!("  {problem}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    let alerts: Vec<ScoredAlert> = store
+        .list_alerts(true, i64::MAX as usize)?
+        .into_iter()
+        .filter(|a| (from..=to).contains(&a.opened_at))
+        .map(|a| ScoredAlert {
+            id: a.id,
+            meter: a.meter_id,
+            kind: a.kind,
+            severity: a.severity,
+            opened_at: a.opened_at,
+        })
+        .collect();
+    let ids: std::collections::HashSet<i64> = alerts.iter().map(|a| a.id).collect();
+    let texts: Vec<ScoredText> = store
+        .notifications(None)?
+        .into_iter()
+        .filter(|t| ids.contains(&t.alert_id) && t.state != "cancelled")
+        .map(|t| ScoredText {
+            alert: t.alert_id,
+            to: match (t.purpose.as_str(), t.recipient.as_str()) {
+                ("check_in", _) => Audience::Resident,
+                (_, "maintenance") => Audience::Maintenance,
+                _ => Audience::Contact,
+            },
+            queued_at: t.queued_at,
+        })
+        .collect();
+    let absences: Vec<DeclaredAbsence> = store
+        .absences(true, now)?
+        .into_iter()
+        .flat_map(|a| {
+            let end = a.ended_at.unwrap_or(a.ends_at);
+            a.meters
+                .split(", ")
+                .filter(|m| !m.is_empty())
+                .map(|m| DeclaredAbsence {
+                    meter: m.to_string(),
+                    start: a.starts_at,
+                    end,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let households = store.active_meters(None)?.len();
+    let household_days = households as f64 * (to - from).max(0) as f64 / 86_400.0;
+    let evaluation = score(&incidents, &alerts, &texts, &absences, household_days);
+    if json {
+        out!("{}", serde_json::to_string_pretty(&evaluation)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!(
+        "{} over {:.1} household-days, {}",
+        count(households, "household", "households"),
+        household_days,
+        count(incidents.len(), "incident", "incidents")
+    );
+    let hours = |seconds: &[i64]| match median_and_p95_h(seconds) {
+        Some((median, p95)) => format!("{median:.1} h / {p95:.1} h"),
+        None => "—".to_string(),
+    };
+    out!(
+        "{:<18} {:>9} {:>8} {:>20} {:>20} {:>20}",
+        "incident",
+        "incidents",
+        "found",
+        "alert (median/p95)",
+        "first action",
+        "first contact text"
+    );
+    for (kind, score) in &evaluation.by_incident {
+        if score.incidents == 0 {
+            continue;
+        }
+        out!(
+            "{:<18} {:>9} {:>7.0}% {:>20} {:>20} {:>20}",
+            kind,
+            score.incidents,
+            100.0 * score.found as f64 / score.incidents as f64,
+            hours(&score.to_alert_s),
+            hours(&score.to_first_action_s),
+            hours(&score.to_contact_s)
+        );
+    }
+    out!("false alerts per household-day:");
+    if evaluation.false_alerts.is_empty() {
+        out!("  none");
+    }
+    for (kind, n) in &evaluation.false_alerts {
+        out!(
+            "  {kind:<28} {n:>5}  ({:.4})",
+            evaluation.per_household_day(*n)
+        );
+    }
+    out!(
+        "alerts inside declared absences: {}",
+        evaluation.during_absences
+    );
+    out!(
+        "per household-day: {:.4} check-ins to residents, {:.4} texts to contacts ({:.4} about false alerts), {:.4} maintenance texts",
+        evaluation.per_household_day(evaluation.resident_prompts),
+        evaluation.per_household_day(evaluation.contact_texts),
+        evaluation.per_household_day(evaluation.false_contact_texts),
+        evaluation.per_household_day(evaluation.maintenance_texts)
+    );
+    Ok(ExitCode::SUCCESS)
+}
