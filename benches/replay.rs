@@ -4,7 +4,8 @@
 //! lifecycle (in memory, as `stillwater replay` does) over hourly readings of
 //! simulated homes — three uses a day, some with a dripping toilet, some with a
 //! silent spell — and prints meter-days per second and what that means for a
-//! year of 10,000 homes (3.65 M meter-days). The store is not involved: this is
+//! year of 10,000 homes (3.65 M meter-days), on one thread and on every core
+//! (households are independent). The store is not involved: this is
 //! detection's own cost. BENCH_HOMES (default 200) and BENCH_DAYS (365) set the size.
 
 use std::time::Instant;
@@ -66,25 +67,40 @@ fn main() {
         contacts: vec![(1, "a".into(), "+8613800138000".into())],
     };
     let data: Vec<Vec<StoredReading>> = (0..homes).map(|i| home(i, days)).collect();
-    let started = Instant::now();
-    let mut alerts = 0;
-    for readings in &data {
-        let replayed = replay(
-            readings,
-            &Rules,
-            &config.rules.global,
-            &settings,
-            &household,
-        );
-        alerts += replayed.alerts.len();
-    }
-    let seconds = started.elapsed().as_secs_f64();
     let meter_days = (homes * days) as f64;
-    let rate = meter_days / seconds;
     println!("replay: {homes} homes × {days} days of hourly readings ({meter_days:.0} meter-days)");
-    println!("  {seconds:.2} s, {rate:.0} meter-days/s, {alerts} alerts opened");
-    println!(
-        "  a year of 10,000 homes (3.65 M meter-days) at this rate: {:.0} s on one core",
-        3_650_000.0 / rate
-    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut runs = vec![1];
+    if cores > 1 {
+        runs.push(cores);
+    }
+    for threads in runs {
+        let started = Instant::now();
+        let chunk = data.len().div_ceil(threads);
+        let alerts: usize = std::thread::scope(|scope| {
+            let workers: Vec<_> = data
+                .chunks(chunk)
+                .map(|homes| {
+                    let (config, settings, household) = (&config, &settings, &household);
+                    scope.spawn(move || {
+                        homes
+                            .iter()
+                            .map(|readings| {
+                                replay(readings, &Rules, &config.rules.global, settings, household)
+                                    .alerts
+                                    .len()
+                            })
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        let rate = meter_days / seconds;
+        println!(
+            "  {threads} thread(s): {seconds:.2} s, {rate:.0} meter-days/s, {alerts} alerts; a year of 10,000 homes: {:.0} s",
+            3_650_000.0 / rate
+        );
+    }
 }

@@ -60,31 +60,46 @@ pub(crate) fn replay(config: &Config, scope: Scope) -> anyhow::Result<ExitCode> 
         "contacts texted",
         "prompts"
     );
-    for meter in &meters {
-        let Some(household) = store.household(meter)? else {
-            eprintln!("warning: meter {meter} is not registered; skipped");
-            continue;
+    // Households are independent: replay them on every core, print in order.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = meters.len().div_ceil(cores).max(1);
+    let results: Vec<Outcome> = std::thread::scope(|scope| {
+        let workers: Vec<_> = meters
+            .chunks(chunk)
+            .map(|meters| {
+                let (store, what_if, settings) = (&store, &what_if, &settings);
+                scope.spawn(move || {
+                    meters
+                        .iter()
+                        .map(|meter| replay_one(store, config, meter, what_if, settings, from, to))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a replay thread"))
+            .collect()
+    });
+    for result in results {
+        let (meter, resident, now, then) = match result {
+            Outcome::Replayed(meter, resident, now, then) => (meter, resident, now, then),
+            Outcome::Unregistered(meter) => {
+                eprintln!("warning: meter {meter} is not registered; skipped");
+                continue;
+            }
+            Outcome::Refused(problem) => {
+                eprintln!("error: {problem}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Outcome::Failed(error) => return Err(error.into()),
         };
-        let stored = store.rule_overrides(&RuleScope::Meter(meter.clone()))?;
-        let current = stillwater::thresholds::in_force(&config.rules, &household.category, &stored);
-        let tried = current.policy.clone().with(&what_if);
-        if let Err(problem) = tried.check() {
-            eprintln!("error: for meter {meter}: {problem}");
-            return Ok(ExitCode::FAILURE);
-        }
-        let history = Rules
-            .history_s(&current.policy)
-            .max(Rules.history_s(&tried));
-        let readings = store.readings(meter, from - history, to)?;
-        let now =
-            run(&readings, &Rules, &current.policy, &settings, &household).tally(from, &household);
-        let then = run(&readings, &Rules, &tried, &settings, &household).tally(from, &household);
         households += 1;
         if now != then || now.alert_count() > 0 {
             out!(
                 "{:<16} {:<10} {:>16} {:>16} {:>14}",
                 meter,
-                household.resident_name,
+                resident,
                 format!("{} → {}", now.alert_count(), then.alert_count()),
                 format!("{} → {}", now.contact_texts, then.contact_texts),
                 format!("{} → {}", now.resident_prompts, then.resident_prompts),
@@ -152,4 +167,49 @@ pub(crate) fn replay(config: &Config, scope: Scope) -> anyhow::Result<ExitCode> 
     );
     out!("nothing was stored or sent");
     Ok(ExitCode::SUCCESS)
+}
+
+/// One household's replay, or why there is none.
+enum Outcome {
+    Replayed(String, String, Tally, Tally),
+    Unregistered(String),
+    Refused(String),
+    Failed(stillwater::store::StoreError),
+}
+
+/// Replays one meter's household with the settings in force and with `what_if`.
+fn replay_one(
+    store: &Store,
+    config: &Config,
+    meter: &str,
+    what_if: &[Setting],
+    settings: &Settings,
+    from: i64,
+    to: i64,
+) -> Outcome {
+    let work = || -> Result<Outcome, stillwater::store::StoreError> {
+        let Some(household) = store.household(meter)? else {
+            return Ok(Outcome::Unregistered(meter.to_string()));
+        };
+        let stored = store.rule_overrides(&RuleScope::Meter(meter.to_string()))?;
+        let current = stillwater::thresholds::in_force(&config.rules, &household.category, &stored);
+        let tried = current.policy.clone().with(what_if);
+        if let Err(problem) = tried.check() {
+            return Ok(Outcome::Refused(format!("for meter {meter}: {problem}")));
+        }
+        let history = Rules
+            .history_s(&current.policy)
+            .max(Rules.history_s(&tried));
+        let readings = store.readings(meter, from - history, to)?;
+        let now =
+            run(&readings, &Rules, &current.policy, settings, &household).tally(from, &household);
+        let then = run(&readings, &Rules, &tried, settings, &household).tally(from, &household);
+        Ok(Outcome::Replayed(
+            meter.to_string(),
+            household.resident_name.clone(),
+            now,
+            then,
+        ))
+    };
+    work().unwrap_or_else(Outcome::Failed)
 }
