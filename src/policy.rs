@@ -260,20 +260,6 @@ impl Policy {
         key.get(self)
     }
 
-    /// Sets one parameter from its text (`"warning_window"`, `"8h"`), bounded
-    /// as the configuration file bounds it.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let setting = Setting::parse(key, value)?;
-        setting.key.set(self, setting.value);
-        Ok(())
-    }
-
-    /// The text of one parameter, as [`Policy::set`] takes it.
-    pub fn text(&self, key: &str) -> Option<String> {
-        let key = Key::parse(key).ok()?;
-        Some(key.format(key.get(self)))
-    }
-
     /// Problems no single value shows: windows in the wrong order.
     pub fn check(&self) -> Result<(), String> {
         if self.urgent_window_s < self.warning_window_s {

@@ -82,7 +82,19 @@ impl Settings {
     }
 }
 
+/// Whether judging `assessment` can open an alert: a condition holds whose
+/// kind has no active alert. Only then does [`on_reading`] read the absence
+/// and the day's text counts of its [`Facts`], so callers may skip loading them.
+pub fn may_open(active: &[ActiveAlert], assessment: &Assessment) -> bool {
+    assessment
+        .conditions
+        .iter()
+        .any(|c| !active.iter().any(|a| kind_of(a) == Some(c.kind())))
+}
+
 /// What is known about a meter at an evaluation point, besides its alerts.
+/// `absent`, `check_ins_today` and `maintenance_texts_today` are read only
+/// when [`may_open`] holds.
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
     pub household: &'a HouseholdInfo,

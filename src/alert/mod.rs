@@ -193,7 +193,8 @@ impl Engine {
                 for index in first..work.readings.len() {
                     let assessment = detector.assess(&work.readings, index, &policy);
                     let active = tx.active_alerts(meter)?;
-                    let facts = facts(&tx, meter, household, assessment.at.secs(), wall)?;
+                    let opening = lifecycle::may_open(&active, &assessment);
+                    let facts = facts(&tx, meter, household, assessment.at.secs(), wall, opening)?;
                     let changes =
                         lifecycle::on_reading(&active, &assessment, &facts, settings, wall);
                     queued |= apply(&tx, context, meter, household, changes, wall)?;
@@ -216,7 +217,7 @@ impl Engine {
                 continue;
             };
             let last = silent.last_received.unwrap_or(silent.registered_at);
-            let facts = facts(&tx, &silent.meter_id, &household, now, now)?;
+            let facts = facts(&tx, &silent.meter_id, &household, now, now, true)?;
             let silence = lifecycle::Silence {
                 silent_s: now - last,
                 interval_min: household.reporting_interval_min,
@@ -244,18 +245,32 @@ impl Engine {
 }
 
 /// What the lifecycle needs to know about a meter besides its alerts.
+/// `opening`: whether an alert may open (`lifecycle::may_open`); the absence
+/// and the day's text counts are only loaded then, keeping the common reading
+/// — nothing new — to one query here.
 fn facts<'h>(
     tx: &dyn EngineTx,
     meter: &str,
     household: &'h HouseholdInfo,
     at: i64,
     wall: i64,
+    opening: bool,
 ) -> Result<Facts<'h>, StoreError> {
     let day_ago = wall - 86_400;
+    let cover = tx.cover(meter)?.as_deref().and_then(Severity::parse);
+    if !opening {
+        return Ok(Facts {
+            household,
+            absent: false,
+            cover,
+            check_ins_today: 0,
+            maintenance_texts_today: 0,
+        });
+    }
     Ok(Facts {
         household,
         absent: tx.absence_at(household.id, at)?.is_some(),
-        cover: tx.cover(meter)?.as_deref().and_then(Severity::parse),
+        cover,
         check_ins_today: tx.texts_since(meter, "check_in", None, day_ago)?,
         maintenance_texts_today: tx.texts_since(meter, "alert", Some("maintenance"), day_ago)?,
     })

@@ -140,16 +140,20 @@ pub fn replay(
                 state.apply(changes, now);
             }
         }
+        let opening = lifecycle::may_open(&state.active, &assessment);
+        let count = |purpose, to| {
+            if opening {
+                state.texts_since(purpose, to, now - 86_400)
+            } else {
+                0
+            }
+        };
         let facts = Facts {
             household,
             absent: false,
             cover: state.cover,
-            check_ins_today: state.texts_since("check_in", None, now - 86_400),
-            maintenance_texts_today: state.texts_since(
-                "alert",
-                Some(Recipients::Maintenance),
-                now - 86_400,
-            ),
+            check_ins_today: count("check_in", None),
+            maintenance_texts_today: count("alert", Some(Recipients::Maintenance)),
         };
         let changes = lifecycle::on_reading(&state.active, &assessment, &facts, settings, now);
         state.apply(changes, now);

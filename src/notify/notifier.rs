@@ -31,7 +31,7 @@ const RETRY_MAX_S: i64 = 5 * 60;
 /// The delay in seconds before attempt `attempts + 1`, after `attempts`
 /// failures: 1 s, 2 s, 4 s, … up to five minutes.
 pub fn retry_delay_s(attempts: u32) -> i64 {
-    1i64.saturating_mul(1 << attempts.min(20)).min(RETRY_MAX_S)
+    (1i64 << attempts.min(20)).min(RETRY_MAX_S)
 }
 
 /// How an attempt ends, given the provider's answer and the attempts made
