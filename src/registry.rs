@@ -43,6 +43,17 @@ pub struct RowError {
     pub reason: String,
 }
 
+impl RowError {
+    /// A problem with the file as a whole ("the file: is empty").
+    pub fn file(reason: impl Into<String>) -> Self {
+        Self {
+            row: 0,
+            column: "the file".into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl fmt::Display for RowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.row == 0 {
@@ -216,13 +227,7 @@ pub fn import_csv(
     defaults: &RegistryDefaults,
     registered: impl Fn(&MeterId) -> Option<String>,
 ) -> Result<Vec<NewHousehold>, Vec<RowError>> {
-    let file_error = |reason: String| {
-        vec![RowError {
-            row: 0,
-            column: "the file".into(),
-            reason,
-        }]
-    };
+    let file_error = |reason: String| vec![RowError::file(reason)];
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(error) => {

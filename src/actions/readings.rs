@@ -88,7 +88,7 @@ pub fn import(
     .map_err(|problem| ReadingsImportError::Rows(vec![problem], 0))?;
     if rows == 0 {
         return Err(ReadingsImportError::Rows(
-            vec![file_problem("has a header but no rows")],
+            vec![RowError::file("has a header but no rows")],
             0,
         ));
     }
@@ -169,14 +169,6 @@ pub fn import(
     Ok(imported)
 }
 
-fn file_problem(reason: &str) -> RowError {
-    RowError {
-        row: 0,
-        column: "the file".into(),
-        reason: reason.into(),
-    }
-}
-
 /// Reads `path` row by row and gives each row's reading, or its problem.
 /// A problem with the file itself (unreadable, no usable header) is the error.
 fn for_each_reading(
@@ -186,14 +178,14 @@ fn for_each_reading(
     each: &mut dyn FnMut(usize, Result<Reading, RowError>),
 ) -> Result<(), RowError> {
     let file = std::fs::File::open(path)
-        .map_err(|error| file_problem(&format!("cannot be read: {error}")))?;
+        .map_err(|error| RowError::file(format!("cannot be read: {error}")))?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(std::io::BufReader::new(file));
     let headers = reader
         .headers()
-        .map_err(|error| file_problem(&format!("has no readable header: {error}")))?
+        .map_err(|error| RowError::file(format!("has no readable header: {error}")))?
         .clone();
     let column = |name: &str| {
         headers
@@ -214,17 +206,17 @@ fn for_each_reading(
         .map(|h| h.trim_start_matches('\u{feff}'))
         .find(|h| !known.contains(h))
     {
-        return Err(file_problem(&format!(
+        return Err(RowError::file(format!(
             "has the column {unknown:?}; the columns are {}",
             known.join(",")
         )));
     }
     let (Some(meter_at), Some(ts_at)) = (column("meter_id"), column("ts")) else {
-        return Err(file_problem("needs the columns meter_id and ts"));
+        return Err(RowError::file("needs the columns meter_id and ts"));
     };
     let (litres_at, m3_at) = (column("total_l"), column("total_m3"));
     if litres_at.is_none() && m3_at.is_none() {
-        return Err(file_problem("needs the column total_l or total_m3"));
+        return Err(RowError::file("needs the column total_l or total_m3"));
     }
     let optional = [
         ("flow_lph", column("flow_lph")),
