@@ -383,6 +383,7 @@ fn sample_households(prefix: &str, count: usize) -> Vec<NewHousehold> {
                 step: 1,
             }],
             notes: String::new(),
+            check_in_phone: None,
         })
         .collect()
 }

@@ -153,12 +153,12 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     let mut simulation = tokio::spawn(firmware_sim::run(sim));
     let mut progress = tokio::time::interval(Duration::from_secs(10));
     progress.tick().await;
-    let mut acknowledged = false;
+    let mut acknowledged = None;
     loop {
         tokio::select! {
             result = &mut simulation => {
                 let report = result??;
-                println!("  … simulation done: {} readings published", report.readings);
+                println!("  … simulation done: {} readings published", report.messages);
                 break;
             }
             _ = progress.tick() => println!("  … {} readings stored", metrics.readings_accepted.load(Relaxed)),
@@ -166,17 +166,17 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
                 simulation.abort();
                 return gateway.stop().await;
             }
-            _ = tokio::time::sleep(Duration::from_millis(200)), if !acknowledged => {
+            _ = tokio::time::sleep(Duration::from_millis(200)), if acknowledged.is_none() => {
                 acknowledged = answer_first_text(&store, resident, &config).await?;
             }
         }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !acknowledged && tokio::time::Instant::now() < deadline {
+    while acknowledged.is_none() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         acknowledged = answer_first_text(&store, resident, &config).await?;
     }
-    if !acknowledged {
+    if acknowledged.is_none() {
         println!(
             "  no alert was texted; see `{} --db {} alerts list --all`",
             command_name(),
@@ -186,11 +186,8 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     println!();
     println!("  look closer:");
     let command = command_name();
-    for args in [
-        "alerts list --all",
-        "alerts show 1",
-        "meters show DEMO-00000",
-    ] {
+    let show = format!("alerts show {}", acknowledged.unwrap_or(1));
+    for args in ["alerts list --all", &show, "meters show DEMO-00000"] {
         println!("    {command} --db {} {args}", store.path().display());
     }
     if options.once {
@@ -219,14 +216,14 @@ fn command_name() -> &'static str {
 }
 
 /// Once the resident's alert has been texted to the first contact, replies "1"
-/// as that contact would. Returns whether it did.
+/// as that contact would. Returns the alert it acknowledged, once it has.
 async fn answer_first_text(
     store: &Store,
     resident: &registry::NewHousehold,
     config: &Config,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<i64>> {
     let Some(contact) = resident.contacts.first() else {
-        return Ok(false);
+        return Ok(None);
     };
     let store = store.clone();
     let phone: PhoneNumber = contact.phone.clone();
@@ -237,7 +234,7 @@ async fn answer_first_text(
             text.phone == phone.as_str() && text.purpose == "alert" && text.state == "sent"
         });
         if !sent {
-            return Ok(false);
+            return Ok(None);
         }
         let outcome = crate::actions::replies::handle_reply(
             &store,
@@ -260,7 +257,7 @@ async fn answer_first_text(
                 );
             }
         }
-        Ok(true)
+        Ok(Some(outcome.alert_id.unwrap_or(1)))
     })
     .await?
 }

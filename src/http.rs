@@ -36,7 +36,10 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/sms/inbound", post(inbound_sms))
+        .route(
+            "/sms/inbound",
+            post(inbound_sms).layer(axum::extract::DefaultBodyLimit::max(INBOUND_LIMIT)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -106,6 +109,9 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
+/// The largest inbound SMS body taken: a reply is a few hundred bytes.
+const INBOUND_LIMIT: usize = 16 * 1024;
+
 /// POST /sms/inbound `{"from": "+86…", "text": "1"}` → `{"result", "reply", "alert_id"}`.
 ///
 /// The text is a reply code from one of our texts. It acknowledges the open
@@ -132,7 +138,7 @@ async fn inbound_sms(
     }
     let body = match body {
         Ok(body) => body,
-        // Too large (over axum's 2 MB default) or unreadable: said in JSON too.
+        // Too large (over INBOUND_LIMIT) or unreadable: said in JSON too.
         Err(rejection) => return error(rejection.status(), &rejection.body_text()),
     };
     let sms: InboundSms = match serde_json::from_slice(&body) {

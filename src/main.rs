@@ -8,10 +8,11 @@ use anyhow::Context;
 use chrono::TimeZone;
 use clap::{Parser, Subcommand};
 use stillwater::actions::ActionError;
-use stillwater::app::Gateway;
+use stillwater::app::{Gateway, Parts};
+use stillwater::clock::ScaledClock;
 use stillwater::config::{Config, DEFAULT_TOML};
 use stillwater::demo::{self, DemoOptions};
-use stillwater::domain::{count, mask_phone, Actor, Channel, Role, StatusFlags};
+use stillwater::domain::{count, mask_phone, Actor, Channel, Role, StatusFlags, Timestamp};
 use stillwater::registry::HouseholdFields;
 use stillwater::store::prelude::*;
 use stillwater::store::rules::RuleScope;
@@ -47,7 +48,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway: broker (if embedded), ingest, store, HTTP.
-    Serve,
+    Serve {
+        /// Run on a simulation's clock: its time at --clock-origin (RFC 3339).
+        #[arg(long, requires_all = ["clock_origin", "clock_speed"])]
+        clock_start: Option<String>,
+        /// The real instant (RFC 3339) the simulation's clock reads --clock-start.
+        #[arg(long, requires = "clock_start")]
+        clock_origin: Option<String>,
+        /// Simulated seconds per real second.
+        #[arg(long, requires = "clock_start")]
+        clock_speed: Option<f64>,
+    },
     /// Run a demonstration: embedded broker, sample homes, simulated meters.
     Demo {
         /// Exit when the simulation is done.
@@ -87,6 +98,19 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Score a replay of the stored readings (nothing is stored or sent)
+        /// instead of the alerts the gateway opened.
+        #[arg(long)]
+        replay: bool,
+        /// With --replay: a threshold to try, KEY=VALUE (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "replay")]
+        settings: Vec<String>,
+        /// With --replay: text contacts for no_usage warnings too.
+        #[arg(long, requires = "replay")]
+        notify_warning: bool,
+        /// With --replay: ask no resident first (ignore check-in phones).
+        #[arg(long, requires = "replay")]
+        no_check_in: bool,
     },
     /// What stored readings would have caused with other thresholds: sends and stores nothing.
     Replay {
@@ -399,10 +423,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = load_config(&cli)?;
     match cli.command {
-        Command::Serve => {
+        Command::Serve {
+            clock_start,
+            clock_origin,
+            clock_speed,
+        } => {
+            let mut parts = Parts::default();
+            if let (Some(start), Some(origin), Some(speed)) =
+                (clock_start, clock_origin, clock_speed)
+            {
+                let time = |flag: &str, text: &str| {
+                    chrono::DateTime::parse_from_rfc3339(text)
+                        .map(|t| Timestamp::from_secs(t.timestamp()))
+                        .map_err(|e| anyhow::anyhow!("{flag} {text:?} is not RFC 3339: {e}"))
+                };
+                let clock = ScaledClock::new(
+                    time("--clock-start", &start)?,
+                    time("--clock-origin", &origin)?,
+                    speed,
+                )
+                .ok_or_else(|| anyhow::anyhow!("--clock-speed {speed}: a positive number"))?;
+                parts.clock = std::sync::Arc::new(clock);
+            }
             init_logging(&config.log_filter);
             runtime()?.block_on(async {
-                let gateway = Gateway::start(&config).await?;
+                let gateway = Gateway::start_with(&config, parts).await?;
                 let shutdown = gateway.shutdown_token();
                 tokio::spawn(async move {
                     wait_for_signal().await;
@@ -432,7 +477,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             from,
             to,
             json,
-        } => return cli::evaluate::evaluate(&config, &truth, &from, to.as_deref(), json),
+            replay,
+            settings,
+            notify_warning,
+            no_check_in,
+        } => {
+            let replay = replay.then_some(cli::evaluate::ReplayScope {
+                settings,
+                notify_warning,
+                no_check_in,
+            });
+            return cli::evaluate::evaluate(&config, &truth, &from, to.as_deref(), json, replay);
+        }
         Command::Replay {
             from,
             to,

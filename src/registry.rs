@@ -14,7 +14,7 @@ use crate::config::RegistryDefaults;
 use crate::domain::{MeterId, PhoneNumber};
 
 /// The installation CSV's columns, in order.
-pub const CSV_COLUMNS: [&str; 13] = [
+pub const CSV_COLUMNS: [&str; 14] = [
     "meter_id",
     "resident_name",
     "address",
@@ -28,6 +28,7 @@ pub const CSV_COLUMNS: [&str; 13] = [
     "contact3_name",
     "contact3_phone",
     "notes",
+    "check_in_phone",
 ];
 
 /// The category used when the CSV leaves it empty.
@@ -80,6 +81,8 @@ pub struct HouseholdFields {
     /// (name, phone) pairs in escalation order.
     pub contacts: Vec<(String, String)>,
     pub notes: String,
+    /// The resident's own phone for check-ins (optional).
+    pub check_in_phone: String,
 }
 
 impl HouseholdFields {
@@ -191,6 +194,12 @@ impl HouseholdFields {
                 "a household needs at least one contact to alert".into(),
             );
         }
+        let check_in_phone = match self.check_in_phone.trim() {
+            "" => None,
+            phone => PhoneNumber::parse(phone)
+                .map_err(|error| fail("check_in_phone", error.to_string()))
+                .ok(),
+        };
         match meter {
             Some(meter) if errors.is_empty() => Ok(NewHousehold {
                 row,
@@ -202,6 +211,7 @@ impl HouseholdFields {
                 reporting_interval_min,
                 contacts,
                 notes: self.notes.trim().to_string(),
+                check_in_phone,
             }),
             _ => Err(errors),
         }
@@ -380,6 +390,7 @@ fn read_rows(
                 })
                 .collect(),
             notes: field("notes"),
+            check_in_phone: field("check_in_phone"),
         };
         match fields.validate(row, defaults) {
             Ok(household) => {

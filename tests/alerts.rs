@@ -498,15 +498,7 @@ async fn every_http_error_is_json_and_the_bearer_scheme_is_case_insensitive() {
     let gateway = start_gateway(&alert_config(dir.path(), &server.uri())).await;
     let client = reqwest::Client::new();
     let inbound = format!("http://{}/sms/inbound", gateway.http_addr);
-    let huge = vec![b'x'; 3 * 1024 * 1024];
     let cases = [
-        (
-            client
-                .post(&inbound)
-                .header("authorization", format!("Bearer {INBOUND_TOKEN}"))
-                .body(huge),
-            413,
-        ),
         (
             client.get(format!("http://{}/no/such/page", gateway.http_addr)),
             404,
@@ -529,6 +521,33 @@ async fn every_http_error_is_json_and_the_bearer_scheme_is_case_insensitive() {
             "{answer}"
         );
     }
+    // Too large (an SMS reply is a few hundred bytes): the whole request is
+    // written at once, and what comes back is read even if the gateway then
+    // resets the connection over the unread rest.
+    let mut stream = tokio::net::TcpStream::connect(gateway.http_addr)
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /sms/inbound HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {INBOUND_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        20_000,
+        "x".repeat(20_000)
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n @ 1..) = tokio::io::AsyncReadExt::read(&mut stream, &mut buffer).await {
+        response.extend_from_slice(&buffer[..n]);
+    }
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    let body: serde_json::Value =
+        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
     let (status, answer) = reply(&gateway, "13800138000", "1", INBOUND_TOKEN).await;
     assert_eq!(
         (status, answer["result"].as_str()),

@@ -35,6 +35,8 @@ use crate::store::{Store, StoreError};
 const METERS_PER_TRANSACTION: usize = 256;
 /// After a round of more meters than that, the engine waits this long.
 const BURST_PAUSE: Duration = Duration::from_millis(250);
+/// The shortest wait between timer runs or burst pauses, however fast the clock runs.
+const MIN_TICK: Duration = Duration::from_millis(10);
 
 /// The actor name of the engine in alert histories.
 const SYSTEM: &str = "stillwater";
@@ -129,7 +131,8 @@ impl Engine {
                     }
                     Err(error) => tracing::error!(%error, "alert timer failed"),
                 }
-                next_tick = Instant::now() + self.context.alerts.tick;
+                next_tick =
+                    Instant::now() + self.clock.pace(self.context.alerts.tick).max(MIN_TICK);
             }
             if queued {
                 self.notifier.notify_one();
@@ -141,7 +144,7 @@ impl Engine {
                 // A burst (a concentrator uploading a day, a benchmark): let
                 // readings gather so each meter is evaluated once per pause, not
                 // once per reading, and ingest keeps the CPU it needs.
-                std::thread::sleep(BURST_PAUSE);
+                std::thread::sleep(BURST_PAUSE.min(self.clock.pace(BURST_PAUSE).max(MIN_TICK)));
             }
             let wait = next_tick
                 .saturating_duration_since(Instant::now())

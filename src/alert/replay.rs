@@ -122,6 +122,19 @@ pub fn replay(
     settings: &Settings,
     household: &HouseholdInfo,
 ) -> Replayed {
+    replay_with(readings, detector, policy, settings, household, &[])
+}
+
+/// [`replay`] with the household's declared absences (`[start, end)`, meter
+/// clock): no welfare alert opens inside one, as in live operation.
+pub fn replay_with(
+    readings: &[StoredReading],
+    detector: &dyn Detector,
+    policy: &Policy,
+    settings: &Settings,
+    household: &HouseholdInfo,
+    absences: &[(i64, i64)],
+) -> Replayed {
     let mut state = Memory::default();
     // Each point sees the history the live engine would load for it (the
     // detector's horizon and a day), so a year replays in linear time.
@@ -150,7 +163,9 @@ pub fn replay(
         };
         let facts = Facts {
             household,
-            absent: false,
+            absent: absences
+                .iter()
+                .any(|&(start, end)| (start..end).contains(&now)),
             cover: state.cover,
             check_ins_today: count("check_in", None),
             maintenance_texts_today: count("alert", Some(Recipients::Maintenance)),

@@ -3,14 +3,31 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use stillwater::alert::lifecycle::{Recipients, Settings};
+use stillwater::alert::replay::replay_with;
 use stillwater::config::Config;
+use stillwater::detect::{Detector, Rules};
 use stillwater::evaluate::{
-    evaluate as score, median_and_p95_h, Audience, DeclaredAbsence, Incident, ScoredAlert,
-    ScoredText,
+    evaluate as score, median_and_p95_h, Audience, DeclaredAbsence, Evaluation, Incident,
+    ScoredAlert, ScoredText,
 };
+use stillwater::policy::Setting;
 
 use super::absences::parse_when;
 use crate::*;
+
+/// The alerts and texts to score.
+type Scored = (Vec<ScoredAlert>, Vec<ScoredText>);
+
+/// Scoring a replay of the stored readings instead of the alerts the gateway opened.
+pub(crate) struct ReplayScope {
+    /// Thresholds to try, KEY=VALUE.
+    pub settings: Vec<String>,
+    /// Text contacts for `no_usage` warnings too.
+    pub notify_warning: bool,
+    /// Ask no resident first, whatever check-in phones are registered.
+    pub no_check_in: bool,
+}
 
 pub(crate) fn evaluate(
     config: &Config,
@@ -18,6 +35,7 @@ pub(crate) fn evaluate(
     from: &str,
     to: Option<&str>,
     json: bool,
+    replay: Option<ReplayScope>,
 ) -> anyhow::Result<ExitCode> {
     let store = Store::open_existing(&config.store.path)?;
     let zone = config.registry.timezone;
@@ -51,6 +69,40 @@ pub(crate) fn evaluate(
         }
         return Ok(ExitCode::FAILURE);
     }
+    let absences: Vec<DeclaredAbsence> = store
+        .absences(true, now)?
+        .into_iter()
+        .flat_map(|a| {
+            let end = a.ended_at.unwrap_or(a.ends_at);
+            a.meters
+                .split(", ")
+                .filter(|m| !m.is_empty())
+                .map(|m| DeclaredAbsence {
+                    meter: m.to_string(),
+                    start: a.starts_at,
+                    end,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let (alerts, texts) = match replay {
+        Some(scope) => match replayed(&store, config, &scope, &absences, from, to)? {
+            Ok(both) => both,
+            Err(problem) => {
+                eprintln!("error: {problem}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => stored(&store, from, to)?,
+    };
+    let households = store.active_meters(None)?.len();
+    let household_days = households as f64 * (to - from).max(0) as f64 / 86_400.0;
+    let evaluation = score(&incidents, &alerts, &texts, &absences, household_days);
+    print(&evaluation, households, incidents.len(), json)
+}
+
+/// The alerts the gateway opened in the period, and their texts.
+fn stored(store: &Store, from: i64, to: i64) -> anyhow::Result<Scored> {
     let alerts: Vec<ScoredAlert> = store
         .list_alerts(true, i64::MAX as usize)?
         .into_iter()
@@ -78,25 +130,99 @@ pub(crate) fn evaluate(
             queued_at: t.queued_at,
         })
         .collect();
-    let absences: Vec<DeclaredAbsence> = store
-        .absences(true, now)?
-        .into_iter()
-        .flat_map(|a| {
-            let end = a.ended_at.unwrap_or(a.ends_at);
-            a.meters
-                .split(", ")
-                .filter(|m| !m.is_empty())
-                .map(|m| DeclaredAbsence {
-                    meter: m.to_string(),
-                    start: a.starts_at,
-                    end,
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let households = store.active_meters(None)?.len();
-    let household_days = households as f64 * (to - from).max(0) as f64 / 86_400.0;
-    let evaluation = score(&incidents, &alerts, &texts, &absences, household_days);
+    Ok((alerts, texts))
+}
+
+/// What a replay of every registered household's readings would have opened
+/// and texted, or the problem with the thresholds tried.
+fn replayed(
+    store: &Store,
+    config: &Config,
+    scope: &ReplayScope,
+    absences: &[DeclaredAbsence],
+    from: i64,
+    to: i64,
+) -> anyhow::Result<Result<Scored, String>> {
+    let mut what_if = Vec::new();
+    for text in &scope.settings {
+        match Setting::parse_assignment(text) {
+            Ok(setting) => what_if.push(setting),
+            Err(problem) => return Ok(Err(problem.to_string())),
+        }
+    }
+    let mut settings = Settings::new(&config.alerts);
+    settings.notify_warning |= scope.notify_warning;
+    let (mut alerts, mut texts) = (Vec::new(), Vec::new());
+    for meter in store.active_meters(None)? {
+        let Some(mut household) = store.household(&meter)? else {
+            continue;
+        };
+        if scope.no_check_in {
+            household.check_in_phone = None;
+        }
+        let stored = store.rule_overrides(&RuleScope::Meter(meter.clone()))?;
+        let policy = stillwater::thresholds::in_force(&config.rules, &household.category, &stored)
+            .policy
+            .with(&what_if);
+        if let Err(problem) = policy.check() {
+            return Ok(Err(format!("for meter {meter}: {problem}")));
+        }
+        let readings = store.readings(&meter, from - Rules.history_s(&policy), to)?;
+        let away: Vec<(i64, i64)> = absences
+            .iter()
+            .filter(|a| a.meter == meter)
+            .map(|a| (a.start, a.end))
+            .collect();
+        let run = replay_with(&readings, &Rules, &policy, &settings, &household, &away);
+        let first_id = alerts.len() as i64;
+        for alert in &run.alerts {
+            alerts.push(ScoredAlert {
+                id: alerts.len() as i64,
+                meter: meter.clone(),
+                kind: alert.kind.to_string(),
+                severity: alert.severity.to_string(),
+                opened_at: alert.opened_at,
+            });
+        }
+        // One scored text per phone, as the gateway's outbox holds them.
+        let mut texted: std::collections::HashMap<usize, usize> = Default::default();
+        for text in &run.texts {
+            let (to, n) = match text.to {
+                Recipients::Resident => (Audience::Resident, 1),
+                Recipients::Maintenance => (Audience::Maintenance, 1),
+                Recipients::Contacts { above, up_to } => {
+                    let n = household
+                        .contacts
+                        .iter()
+                        .filter(|c| c.0 > above && c.0 <= up_to)
+                        .count();
+                    *texted.entry(text.alert).or_default() += n;
+                    (Audience::Contact, n)
+                }
+                Recipients::AlreadyTexted => (
+                    Audience::Contact,
+                    texted.get(&text.alert).copied().unwrap_or(0),
+                ),
+            };
+            for _ in 0..n {
+                texts.push(ScoredText {
+                    alert: first_id + text.alert as i64,
+                    to,
+                    queued_at: text.at,
+                });
+            }
+        }
+    }
+    alerts.retain(|a| (from..=to).contains(&a.opened_at));
+    Ok(Ok((alerts, texts)))
+}
+
+fn print(
+    evaluation: &Evaluation,
+    households: usize,
+    incidents: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     if json {
         out!("{}", serde_json::to_string_pretty(&evaluation)?);
         return Ok(ExitCode::SUCCESS);
@@ -104,8 +230,8 @@ pub(crate) fn evaluate(
     out!(
         "{} over {:.1} household-days, {}",
         count(households, "household", "households"),
-        household_days,
-        count(incidents.len(), "incident", "incidents")
+        evaluation.household_days,
+        count(incidents, "incident", "incidents")
     );
     let hours = |seconds: &[i64]| match median_and_p95_h(seconds) {
         Some((median, p95)) => format!("{median:.1} h / {p95:.1} h"),

@@ -47,6 +47,7 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 reporting_interval_min: interval,
                 contacts: pairs,
                 notes,
+                check_in_phone: String::new(),
             };
             let household = match fields.validate(0, &config.registry) {
                 Ok(household) => household,

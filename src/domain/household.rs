@@ -72,6 +72,8 @@ pub struct NewHousehold {
     pub reporting_interval_min: u32,
     pub contacts: Vec<Contact>,
     pub notes: String,
+    /// The resident's own phone, asked first when a `no_usage` alert opens.
+    pub check_in_phone: Option<PhoneNumber>,
 }
 
 /// The longest absence that can be declared, in days (PRODUCT.md section 4).

@@ -11,7 +11,7 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{Store, StoreError};
 use crate::domain::Actor;
-use crate::domain::NewHousehold;
+use crate::domain::{NewHousehold, PhoneNumber};
 
 /// An alert as an action sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,8 +157,8 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_household(&mut self, household: &NewHousehold, now: i64) -> Result<i64, StoreError> {
         self.0.execute(
-            "INSERT INTO households (resident_name, address, category, timezone, reporting_interval_min, notes, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO households (resident_name, address, category, timezone, reporting_interval_min, notes, created_at, check_in_phone)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 household.resident_name,
                 household.address,
@@ -166,7 +166,8 @@ impl Tx for SqliteTx<'_> {
                 household.timezone.name(),
                 household.reporting_interval_min,
                 household.notes,
-                now
+                now,
+                household.check_in_phone.as_ref().map(PhoneNumber::as_str)
             ],
         )?;
         let id = self.0.last_insert_rowid();
