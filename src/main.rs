@@ -111,6 +111,11 @@ enum Command {
         /// With --replay: ask no resident first (ignore check-in phones).
         #[arg(long, requires = "replay")]
         no_check_in: bool,
+        /// With --replay: a contact acknowledges each alert this long after
+        /// it is first texted (e.g. 15m); by default nobody does, and every
+        /// reminder is counted.
+        #[arg(long, requires = "replay", value_name = "DURATION")]
+        acknowledged_after: Option<String>,
     },
     /// What stored readings would have caused with other thresholds: sends and stores nothing.
     Replay {
@@ -481,11 +486,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings,
             notify_warning,
             no_check_in,
+            acknowledged_after,
         } => {
             let replay = replay.then_some(cli::evaluate::ReplayScope {
                 settings,
                 notify_warning,
                 no_check_in,
+                acknowledged_after,
             });
             return cli::evaluate::evaluate(&config, &truth, &from, to.as_deref(), json, replay);
         }

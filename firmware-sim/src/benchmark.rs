@@ -37,15 +37,25 @@ pub struct Benchmark {
 /// `stillwater evaluate` is given.
 pub const VARIANTS: [(&str, &[&str]); 5] = [
     ("default (live, through the gateway)", &[]),
-    ("default (replayed)", &["--replay"]),
+    (
+        "default (replayed)",
+        &["--replay", "--acknowledged-after", "15m"],
+    ),
     (
         "warning level texts contacts",
-        &["--replay", "--notify-warning"],
+        &[
+            "--replay",
+            "--acknowledged-after",
+            "15m",
+            "--notify-warning",
+        ],
     ),
     (
         "plain 12 h rule",
         &[
             "--replay",
+            "--acknowledged-after",
+            "15m",
             "--no-check-in",
             "--set",
             "warning_window=6h",
@@ -53,7 +63,10 @@ pub const VARIANTS: [(&str, &[&str]); 5] = [
             "urgent_window=12h",
         ],
     ),
-    ("plain 24 h rule", &["--replay", "--no-check-in"]),
+    (
+        "plain 24 h rule",
+        &["--replay", "--acknowledged-after", "15m", "--no-check-in"],
+    ),
 ];
 
 impl Benchmark {

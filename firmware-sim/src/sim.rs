@@ -152,7 +152,11 @@ impl Simulation {
             residents.push(Resident {
                 meter: id,
                 category,
-                interval_min: interval_s / 60,
+                // What the gateway judges silence by: how often the meter is heard from.
+                interval_min: match upload {
+                    Upload::Batches { every_s } => every_s / 60,
+                    Upload::Stream => interval_s / 60,
+                },
                 contacts: (0..1 + rng.below(2))
                     .map(|n| format!("1390{:07}", index * 4 + n as usize))
                     .collect(),

@@ -122,20 +122,40 @@ pub fn replay(
     settings: &Settings,
     household: &HouseholdInfo,
 ) -> Replayed {
-    replay_with(readings, detector, policy, settings, household, &[])
+    replay_with(
+        readings,
+        detector,
+        policy,
+        settings,
+        household,
+        &Assume::default(),
+    )
 }
 
-/// [`replay`] with the household's declared absences (`[start, end)`, meter
-/// clock): no welfare alert opens inside one, as in live operation.
+/// What a replay assumes of the world besides the readings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Assume<'a> {
+    /// The household's declared absences (`[start, end)`, meter clock): no
+    /// welfare alert opens inside one, as in live operation.
+    pub absences: &'a [(i64, i64)],
+    /// A contact acknowledges an alert this long after it is first texted to
+    /// contacts (no reminders, no further escalation); `None`: nobody does.
+    pub acknowledged_after_s: Option<i64>,
+}
+
+/// [`replay`] with what it should assume of the world.
 pub fn replay_with(
     readings: &[StoredReading],
     detector: &dyn Detector,
     policy: &Policy,
     settings: &Settings,
     household: &HouseholdInfo,
-    absences: &[(i64, i64)],
+    assume: &Assume,
 ) -> Replayed {
-    let mut state = Memory::default();
+    let mut state = Memory {
+        acknowledged_after_s: assume.acknowledged_after_s,
+        ..Memory::default()
+    };
     // Each point sees the history the live engine would load for it (the
     // detector's horizon and a day), so a year replays in linear time.
     let horizon = detector.history_s(policy) + 86_400;
@@ -147,6 +167,7 @@ pub fn replay_with(
         }
         let assessment = detector.assess(&readings[first..], index - first, policy);
         let now = assessment.at.secs();
+        state.acknowledge_due(now);
         for alert in state.active.clone() {
             if alert.state == "open" {
                 let changes = lifecycle::on_timer(&alert, household, settings, now);
@@ -163,7 +184,8 @@ pub fn replay_with(
         };
         let facts = Facts {
             household,
-            absent: absences
+            absent: assume
+                .absences
                 .iter()
                 .any(|&(start, end)| (start..end).contains(&now)),
             cover: state.cover,
@@ -182,9 +204,22 @@ struct Memory {
     active: Vec<ActiveAlert>,
     cover: Option<Severity>,
     replayed: Replayed,
+    acknowledged_after_s: Option<i64>,
+    /// When a contact will have acknowledged an alert (by index).
+    acknowledge_at: std::collections::HashMap<usize, i64>,
 }
 
 impl Memory {
+    /// Open alerts a contact has acknowledged by `now`.
+    fn acknowledge_due(&mut self, now: i64) {
+        for alert in &mut self.active {
+            let due = self.acknowledge_at.get(&(alert.id as usize));
+            if alert.state == "open" && due.is_some_and(|&at| at <= now) {
+                alert.state = "acknowledged".into();
+            }
+        }
+    }
+
     fn texts_since(&self, purpose: &str, to: Option<Recipients>, since: i64) -> u32 {
         self.replayed
             .texts
@@ -267,6 +302,11 @@ impl Memory {
                     alert, purpose, to, ..
                 } => {
                     let index = self.index(alert, &opened);
+                    if let (Recipients::Contacts { .. }, Some(after)) =
+                        (to, self.acknowledged_after_s)
+                    {
+                        self.acknowledge_at.entry(index).or_insert(now + after);
+                    }
                     let purpose = match purpose {
                         Purpose::Alert => "alert",
                         Purpose::CheckIn => "check_in",

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use stillwater::alert::lifecycle::{Recipients, Settings};
-use stillwater::alert::replay::replay_with;
+use stillwater::alert::replay::{replay_with, Assume};
 use stillwater::config::Config;
 use stillwater::detect::{Detector, Rules};
 use stillwater::evaluate::{
@@ -27,6 +27,8 @@ pub(crate) struct ReplayScope {
     pub notify_warning: bool,
     /// Ask no resident first, whatever check-in phones are registered.
     pub no_check_in: bool,
+    /// A contact acknowledges each alert this long after it is first texted.
+    pub acknowledged_after: Option<String>,
 }
 
 pub(crate) fn evaluate(
@@ -150,6 +152,13 @@ fn replayed(
             Err(problem) => return Ok(Err(problem.to_string())),
         }
     }
+    let acknowledged_after_s = match &scope.acknowledged_after {
+        Some(text) => match stillwater::domain::parse_duration(text) {
+            Ok(seconds) => Some(seconds),
+            Err(problem) => return Ok(Err(format!("--acknowledged-after {text:?}: {problem}"))),
+        },
+        None => None,
+    };
     let mut settings = Settings::new(&config.alerts);
     settings.notify_warning |= scope.notify_warning;
     let (mut alerts, mut texts) = (Vec::new(), Vec::new());
@@ -173,7 +182,11 @@ fn replayed(
             .filter(|a| a.meter == meter)
             .map(|a| (a.start, a.end))
             .collect();
-        let run = replay_with(&readings, &Rules, &policy, &settings, &household, &away);
+        let assume = Assume {
+            absences: &away,
+            acknowledged_after_s,
+        };
+        let run = replay_with(&readings, &Rules, &policy, &settings, &household, &assume);
         let first_id = alerts.len() as i64;
         for alert in &run.alerts {
             alerts.push(ScoredAlert {

@@ -117,6 +117,10 @@ fn windows_of(readings: &[StoredReading], length: i64) -> Vec<Interval> {
     windows
 }
 
+/// The longest window a leak can be judged over: a meter read less often
+/// than this cannot show use in every hour.
+const LEAK_WINDOW_MAX_S: i64 = 2 * HOUR;
+
 /// How long the windows are that the background rate is judged over: long
 /// enough that a cistern refilling every 15–45 minutes shows its mean rate.
 const BACKGROUND_WINDOW_S: i64 = 4 * HOUR;
@@ -137,7 +141,12 @@ pub fn background_mlph(readings: &[StoredReading], policy: &Policy) -> i64 {
     if recent.len() < 2 || last.ts - recent[0].ts < 24 * HOUR {
         return 0;
     }
-    let windows = windows_of(recent, BACKGROUND_WINDOW_S);
+    // A window much longer than asked for is one long interval (a daily
+    // meter's day): the use of a day, not a background rate.
+    let windows: Vec<Interval> = windows_of(recent, BACKGROUND_WINDOW_S)
+        .into_iter()
+        .filter(|w| w.end - w.start <= 2 * BACKGROUND_WINDOW_S)
+        .collect();
     let rate = |w: &Interval| w.litres * 1000 * HOUR / (w.end - w.start);
     let Some(quietest) = windows.iter().map(rate).min() else {
         return 0;
@@ -215,7 +224,9 @@ fn leak(history: &[StoredReading], policy: &Policy) -> Option<(Timestamp, i64)> 
     let now = history.last()?.ts;
     let mut litres = 0;
     for window in hour_windows(history) {
-        if window.litres == 0 {
+        // No use in an hour ends it; an interval of many hours (a daily
+        // meter) cannot show that every hour had some.
+        if window.litres == 0 || window.end - window.start > LEAK_WINDOW_MAX_S {
             return None;
         }
         litres += window.litres;

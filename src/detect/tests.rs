@@ -359,3 +359,24 @@ fn each_evaluation_point_sees_only_the_readings_before_it() {
     assert!(no_usage(&assess(&readings, readings.len() - 2, &policy)).is_some());
     assert!(no_usage(&assess(&readings, readings.len() - 1, &policy)).is_none());
 }
+
+#[test]
+fn daily_meters_show_a_quiet_day_and_never_a_leak() {
+    // Ten ordinary days read once a day, then a day without use, read a
+    // second early (the meter's clock drifts).
+    let mut readings = series(T0, DAY, &[90, 110, 80, 120, 100, 95, 105, 85, 115, 100]);
+    let newest = readings.last().unwrap().ts.secs();
+    let total = readings.last().unwrap().total_l;
+    readings.push(reading(newest + DAY - 1, total));
+    let assessment = assess(&readings, readings.len() - 1, &Policy::default());
+    assert_eq!(
+        no_usage(&assessment).map(|(severity, since, _)| (severity, since)),
+        Some((Severity::Warning, newest)),
+        "{assessment:?}"
+    );
+    assert!(!kinds(&assessment).contains(&Kind::Leak), "{assessment:?}");
+    // Two ordinary days are not a background rate: no "no use" on day three.
+    let early = series(T0, DAY, &[139, 81]);
+    assert_eq!(no_usage(&last(&early)), None, "{:?}", last(&early));
+    assert_eq!(background_mlph(&early, &Policy::default()), 0);
+}
