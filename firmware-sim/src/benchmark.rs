@@ -204,14 +204,23 @@ impl Benchmark {
             );
             let mut source = Source::Simulation(Box::new(sim));
             let mut last_report = start;
+            let mut behind_s = 0;
             let published = publish::publish(&mut source, start, Pace::Clock(clock), &mut publisher, |until| {
                 while replacements.peek().is_some_and(|(at, _, _)| *at <= until + 900) {
                     let (_, old, new) = replacements.next().expect("peeked");
                     stillwater(&["meters", "replace", &old, &new])?;
                 }
+                // How far publishing lags the clock the gateway runs on: if the
+                // gateway cannot keep up, its timers run ahead of the readings.
+                let lag = clock.now() - until;
+                behind_s = behind_s.max(lag);
                 if until - last_report >= 5 * 86_400 {
                     last_report = until;
-                    eprintln!("  … day {} of {days}", (until - start) / 86_400);
+                    eprintln!(
+                        "  … day {} of {days} ({} s of simulated time behind)",
+                        (until - start) / 86_400,
+                        lag.max(0)
+                    );
                 }
                 Ok(())
             })
@@ -228,6 +237,12 @@ impl Benchmark {
                 tally.acknowledged.load(Relaxed),
                 tally.failed.load(Relaxed)
             );
+            if behind_s > 900 {
+                eprintln!(
+                    "benchmark: warning: publishing fell up to {} min behind the gateway's clock; run slower (--speed)",
+                    behind_s / 60
+                );
+            }
             Ok::<_, anyhow::Error>(sim)
         }
         .await;

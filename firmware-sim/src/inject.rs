@@ -23,6 +23,8 @@ pub struct Injected {
     pub meters: usize,
     pub readings: usize,
     pub incidents: usize,
+    /// Rows left out: local times a clock change skipped, or out of order.
+    pub skipped: usize,
 }
 
 /// Reads `input` (`meter_id,ts,total_l` with a header; `ts` RFC 3339 or local
@@ -62,7 +64,14 @@ pub fn inject(
     };
     let (meter_at, ts_at, total_at) = (column("meter_id")?, column("ts")?, column("total_l")?);
     let mut done = Injected::default();
-    let mut current: Option<MeterState> = None;
+    let mut meter = String::new();
+    let mut rows: Vec<(i64, f64)> = Vec::new();
+    let mut out = Output {
+        readings: &mut readings,
+        truth: &mut truth,
+        households: &mut households,
+        zone,
+    };
     for (index, line) in lines.enumerate() {
         let line = line?;
         let row = index + 2;
@@ -73,61 +82,103 @@ pub fn inject(
                 .copied()
                 .with_context(|| format!("row {row}: too few fields"))
         };
-        let meter = field(meter_at)?;
-        let ts =
+        let parsed =
             parse_time(field(ts_at)?, zone).with_context(|| format!("row {row}, column ts"))?;
         let total: f64 = field(total_at)?
             .parse()
             .with_context(|| format!("row {row}, column total_l: not a number"))?;
-        if current.as_ref().is_none_or(|m| m.meter != meter) {
-            let key = done.meters as u64;
-            done.meters += 1;
-            households.push_str(&format!(
-                "{meter},Resident {key},Home {key},general,{},60,Contact,1390{:07}\n",
-                zone.name(),
-                key
-            ));
-            current = Some(MeterState::new(
-                meter,
-                ts,
-                seed,
-                key,
-                every_days,
-                warm_up_days,
-            ));
+        if field(meter_at)? != meter {
+            out.meter(&meter, &rows, seed, every_days, warm_up_days, &mut done)?;
+            meter = field(meter_at)?.to_string();
+            rows.clear();
         }
-        let state = current.as_mut().expect("set above");
-        let (total, started) = state.take(ts, total);
-        if let Some(start) = started {
-            done.incidents += 1;
-            writeln!(
-                truth,
-                "{}",
-                serde_json::json!({
-                    "meter": meter,
-                    "kind": "incapacitation",
-                    "start": rfc3339(start, zone),
-                    "end": rfc3339(start + FOUND_ANYWAY_S, zone),
-                })
-            )?;
+        match parsed {
+            Some(ts) if rows.last().is_none_or(|&(last, _)| ts > last) => rows.push((ts, total)),
+            _ => done.skipped += 1,
         }
-        writeln!(
-            readings,
-            "{meter},{},{}",
-            rfc3339(ts, zone),
-            total.round() as i64
-        )?;
-        done.readings += 1;
     }
+    out.meter(&meter, &rows, seed, every_days, warm_up_days, &mut done)?;
     readings.flush()?;
     truth.flush()?;
     std::fs::write(dir.join("households.csv"), households)?;
     Ok(done)
 }
 
+/// Where `inject` writes.
+struct Output<'a, W: Write> {
+    readings: &'a mut W,
+    truth: &'a mut W,
+    households: &'a mut String,
+    zone: Tz,
+}
+
+impl<W: Write> Output<'_, W> {
+    /// Injects into one meter's rows (in time order) and writes them out.
+    fn meter(
+        &mut self,
+        meter: &str,
+        rows: &[(i64, f64)],
+        seed: u64,
+        every_days: f64,
+        warm_up_days: i64,
+        done: &mut Injected,
+    ) -> anyhow::Result<()> {
+        let Some(&(first, _)) = rows.first() else {
+            return Ok(());
+        };
+        let key = done.meters as u64;
+        done.meters += 1;
+        let zone = self.zone;
+        self.households.push_str(&format!(
+            "{meter},Resident {key},Home {key},general,{},60,Contact,1390{key:07}\n",
+            zone.name()
+        ));
+        let mut state = MeterState::new(first, seed, key, every_days, warm_up_days);
+        // An incident is injected only where the data covers its three days
+        // (two readings in three of the hours it spans, for hourly data): in a
+        // gap in the data there is nothing to find.
+        let spacing = median_spacing(rows);
+        let covered = |start: i64| {
+            let from = rows.partition_point(|r| r.0 < start);
+            let to = rows.partition_point(|r| r.0 < start + FOUND_ANYWAY_S);
+            (to - from) as f64 >= FOUND_ANYWAY_S as f64 / spacing as f64 * 2.0 / 3.0
+        };
+        for &(ts, total) in rows {
+            let (total, started) = state.take(ts, total, &covered);
+            if let Some(start) = started {
+                done.incidents += 1;
+                writeln!(
+                    self.truth,
+                    "{}",
+                    serde_json::json!({
+                        "meter": meter,
+                        "kind": "incapacitation",
+                        "start": rfc3339(start, zone),
+                        "end": rfc3339(start + FOUND_ANYWAY_S, zone),
+                    })
+                )?;
+            }
+            writeln!(
+                self.readings,
+                "{meter},{},{}",
+                rfc3339(ts, zone),
+                total.round() as i64
+            )?;
+            done.readings += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The usual time between readings.
+fn median_spacing(rows: &[(i64, f64)]) -> i64 {
+    let mut gaps: Vec<i64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied().unwrap_or(3600).max(1)
+}
+
 /// One meter's injection state.
 struct MeterState {
-    meter: String,
     rng: Rng,
     every_s: f64,
     next_start: i64,
@@ -139,19 +190,11 @@ struct MeterState {
 }
 
 impl MeterState {
-    fn new(
-        meter: &str,
-        first: i64,
-        seed: u64,
-        key: u64,
-        every_days: f64,
-        warm_up_days: i64,
-    ) -> Self {
+    fn new(first: i64, seed: u64, key: u64, every_days: f64, warm_up_days: i64) -> Self {
         let mut rng = Rng::keyed(seed, &[key, 8]);
         let every_s = every_days * DAY as f64;
         let next_start = first + warm_up_days * DAY + (rng.next_f64() * every_s) as i64;
         Self {
-            meter: meter.to_string(),
             rng,
             every_s,
             next_start,
@@ -162,17 +205,18 @@ impl MeterState {
     }
 
     /// The register to write for a reading of `total` at `ts`, and the start
-    /// of an incident that began before it.
-    fn take(&mut self, ts: i64, total: f64) -> (f64, Option<i64>) {
+    /// of an incident that began before it (only where `covered` says the
+    /// data covers it; otherwise that incident is skipped).
+    fn take(&mut self, ts: i64, total: f64, covered: &dyn Fn(i64) -> bool) -> (f64, Option<i64>) {
         let mut started = None;
         if self.frozen.is_none() && ts >= self.next_start && !self.last_total.is_nan() {
-            started = Some(self.next_start);
-            self.frozen = Some((
-                self.last_total - self.removed,
-                self.next_start + FOUND_ANYWAY_S,
-            ));
+            let start = self.next_start;
             let jitter = self.rng.range(-1.0, 1.0) * self.every_s / 3.0;
             self.next_start += FOUND_ANYWAY_S + (self.every_s + jitter) as i64;
+            if covered(start) {
+                started = Some(start);
+                self.frozen = Some((self.last_total - self.removed, start + FOUND_ANYWAY_S));
+            }
         }
         let written = match self.frozen {
             Some((register, until)) if ts < until => {
@@ -189,17 +233,18 @@ impl MeterState {
     }
 }
 
-fn parse_time(text: &str, zone: Tz) -> anyhow::Result<i64> {
+/// The instant `text` names; `None` for a local time a clock change skipped.
+fn parse_time(text: &str, zone: Tz) -> anyhow::Result<Option<i64>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp());
+        return Ok(Some(t.timestamp()));
     }
     let local = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
         .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M"))
         .with_context(|| format!("{text:?} is neither RFC 3339 nor YYYY-MM-DD HH:MM[:SS]"))?;
-    zone.from_local_datetime(&local)
+    Ok(zone
+        .from_local_datetime(&local)
         .earliest()
-        .map(|t| t.timestamp())
-        .with_context(|| format!("{text:?} does not exist in {zone} (a clock change)"))
+        .map(|t| t.timestamp()))
 }
 
 fn rfc3339(at: i64, zone: Tz) -> String {

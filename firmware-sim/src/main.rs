@@ -322,9 +322,10 @@ async fn main() -> anyhow::Result<()> {
             let done =
                 firmware_sim::inject::inject(&input, &out, zone, every_days, warm_up_days, seed)?;
             println!(
-                "{} meters, {} readings, {} incapacitations injected; readings.csv, truth.jsonl and households.csv in {}",
+                "{} meters, {} readings ({} rows skipped: clock changes, out of order), {} incapacitations injected; readings.csv, truth.jsonl and households.csv in {}",
                 done.meters,
                 done.readings,
+                done.skipped,
                 done.incidents,
                 out.display()
             );

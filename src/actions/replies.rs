@@ -62,7 +62,13 @@ pub fn handle_reply(
     }
     if store.is_check_in_phone(alert_id, phone.as_str())? {
         let resident = Actor::new(who, Role::Resident, Channel::Sms);
-        super::alerts::safe(store, &resident, alert_id, now)?;
+        match super::alerts::safe(store, &resident, alert_id, now) {
+            Ok(()) => {}
+            // Closed or resolved between the look-up and now (water was used,
+            // a contact acted): the answer is stale, not an error.
+            Err(ActionError::AlreadyDone { state, .. }) => return Ok(stale(alert_id, &state, zh)),
+            Err(other) => return Err(other),
+        }
         return Ok(ReplyOutcome {
             result: "safe",
             alert_id: Some(alert_id),

@@ -32,8 +32,10 @@ use crate::store::engine::{AlertDb, EngineTx, HouseholdInfo, NewAlert, QueuedTex
 use crate::store::{Store, StoreError};
 
 /// Meters evaluated in one transaction.
-const METERS_PER_TRANSACTION: usize = 256;
-/// After a round of more meters than that, the engine waits this long.
+const METERS_PER_TRANSACTION: usize = 64;
+/// After a round of more meters than this, the engine waits a while.
+const BURST_METERS: usize = 256;
+/// How long.
 const BURST_PAUSE: Duration = Duration::from_millis(250);
 /// The shortest wait between timer runs or burst pauses, however fast the clock runs.
 const MIN_TICK: Duration = Duration::from_millis(10);
@@ -140,7 +142,7 @@ impl Engine {
             if shutdown.is_cancelled() {
                 return;
             }
-            if batch.len() > METERS_PER_TRANSACTION {
+            if batch.len() > BURST_METERS {
                 // A burst (a concentrator uploading a day, a benchmark): let
                 // readings gather so each meter is evaluated once per pause, not
                 // once per reading, and ingest keeps the CPU it needs.
@@ -215,7 +217,7 @@ impl Engine {
         let (context, settings) = (&self.context, &self.settings);
         let tx = self.db.transaction()?;
         let mut queued = false;
-        for silent in tx.silent_meters(now - offline_at_least)? {
+        for silent in tx.silent_meters(now, offline_at_least)? {
             let Some(household) = tx.household(silent.household_id)? else {
                 continue;
             };

@@ -54,12 +54,17 @@ ZS-0001,张桂芳,民生路12号3楼,elderly_alone,Asia/Shanghai,60,李敏,13800
 ";
 
 fn world(adjust: impl FnOnce(&mut Config)) -> World {
+    world_of(HOUSEHOLD, adjust)
+}
+
+/// A world with the households of `csv`.
+fn world_of(csv: &str, adjust: impl FnOnce(&mut Config)) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("alerts.db")).unwrap();
     let mut config = Config::default_config();
     config.alerts.maintenance = vec![PhoneNumber::parse("13700137000").unwrap()];
     adjust(&mut config);
-    let households = parse_csv(HOUSEHOLD, &config.registry).unwrap();
+    let households = parse_csv(csv, &config.registry).unwrap();
     let now = chrono::Utc::now().timestamp();
     actions::meters::register(&store, &who("test"), &households, now).unwrap();
     let writer = Writer::open(&store, 100, Arc::new(Metrics::default())).unwrap();
@@ -457,6 +462,17 @@ fn a_silent_meter_goes_offline_and_back() {
     assert_eq!(world.alerts().len(), 1, "one open alert per meter and kind");
     world.hours(3, &[5]);
     assert_eq!(world.alerts()[0].state, "resolved");
+}
+
+#[test]
+fn a_meter_that_uploads_every_six_hours_is_offline_after_eighteen() {
+    let mut world = world_of(&HOUSEHOLD.replace(",60,", ",360,"), |_| {});
+    world.hours(0, &[6; 3]);
+    let now = chrono::Utc::now().timestamp();
+    world.engine.tick(now + 17 * HOUR).unwrap();
+    assert!(world.alerts().is_empty(), "three uploads may be missed");
+    world.engine.tick(now + 18 * HOUR + 60).unwrap();
+    assert_eq!(world.alerts()[0].kind, "meter_offline");
 }
 
 #[test]

@@ -90,10 +90,13 @@ pub struct QueuedText<'a> {
 /// The engine's own connection.
 pub struct AlertDb {
     connection: Connection,
+    store: Store,
 }
 
 pub struct AlertTx<'a> {
+    // Declared first: the transaction ends before the turn is given up.
     tx: Transaction<'a>,
+    _turn: super::gate::Turn,
 }
 
 const ACTIVE_COLUMNS: &str =
@@ -122,14 +125,17 @@ impl AlertDb {
     pub fn open(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
             connection: store.connect()?,
+            store: store.clone(),
         })
     }
 
     pub fn transaction(&mut self) -> Result<AlertTx<'_>, StoreError> {
+        let turn = self.store.turn();
         Ok(AlertTx {
             tx: self
                 .connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            _turn: turn,
         })
     }
 
@@ -237,11 +243,12 @@ pub trait EngineTx {
     /// check-in), once each, with the first text they got: (phone, recipient, step, text).
     fn recipients(&self, alert_id: i64) -> Result<Vec<(String, String, u32, String)>, StoreError>;
 
-    /// Registered meters without an active `meter_offline` alert whose newest
-    /// reading (or registration, if they never reported) is older than
-    /// `silent_since` (wall clock). A pre-filter: the offline rule itself lives
-    /// in the alert lifecycle.
-    fn silent_meters(&self, silent_since: i64) -> Result<Vec<SilentMeter>, StoreError>;
+    /// Registered meters without an active `meter_offline` alert that have
+    /// been silent (no reading, or none since registration) at `now` (wall
+    /// clock) for three of their reporting intervals and at least
+    /// `at_least_s`. A pre-filter: the offline rule itself lives in the alert
+    /// lifecycle.
+    fn silent_meters(&self, now: i64, at_least_s: i64) -> Result<Vec<SilentMeter>, StoreError>;
 }
 
 impl EngineTx for AlertTx<'_> {
@@ -498,15 +505,20 @@ impl EngineTx for AlertTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn silent_meters(&self, silent_since: i64) -> Result<Vec<SilentMeter>, StoreError> {
+    fn silent_meters(&self, now: i64, at_least_s: i64) -> Result<Vec<SilentMeter>, StoreError> {
+        // The offline rule's silence (`lifecycle::offline`: three reporting
+        // intervals, and at least `at_least_s`), so a tick does not load
+        // every meter that reports less often than hourly.
         let mut statement = self.tx.prepare_cached(
             "SELECT m.meter_id, m.household_id, s.last_received, m.registered_at
-             FROM meters m LEFT JOIN meter_state s ON s.meter_id = m.meter_id
-             WHERE m.status = 'active' AND coalesce(s.last_received, m.registered_at) < ?1
+             FROM meters m JOIN households h ON h.id = m.household_id
+                  LEFT JOIN meter_state s ON s.meter_id = m.meter_id
+             WHERE m.status = 'active'
+               AND coalesce(s.last_received, m.registered_at) < ?1 - max(?2, 180 * h.reporting_interval_min)
                AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.meter_id = m.meter_id AND a.kind = 'meter_offline'
                                AND a.state IN ('open', 'acknowledged'))",
         )?;
-        let rows = statement.query_map(params![silent_since], |row| {
+        let rows = statement.query_map(params![now, at_least_s], |row| {
             Ok(SilentMeter {
                 meter_id: row.get(0)?,
                 household_id: row.get(1)?,

@@ -21,6 +21,7 @@ pub mod absences;
 pub mod alerts;
 pub mod chunk;
 pub mod engine;
+mod gate;
 pub mod outbox;
 pub mod rules;
 mod schema;
@@ -38,6 +39,7 @@ pub mod prelude {
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -73,6 +75,8 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     path: PathBuf,
+    /// Write transactions of this process take turns here (see `gate`).
+    gate: Arc<gate::WriteGate>,
 }
 
 /// What `meters list` shows for each registered meter.
@@ -167,7 +171,10 @@ impl Store {
                 });
             }
         }
-        let store = Self { path };
+        let store = Self {
+            path,
+            gate: Arc::default(),
+        };
         let mut connection = store.connect()?;
         schema::migrate(&mut connection, &store.path)?;
         Ok(store)
@@ -187,6 +194,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This process's turn to write, in the order asked for: taken before
+    /// every write transaction.
+    pub(crate) fn turn(&self) -> gate::Turn {
+        gate::WriteGate::enter(&self.gate)
     }
 
     /// A new connection with the store's pragmas.

@@ -109,6 +109,7 @@ impl OutboxStore for Store {
     }
 
     fn record_attempt(&self, id: i64, end: &AttemptEnd, now: i64) -> Result<(), StoreError> {
+        let _turn = self.turn();
         let mut connection = self.connect()?;
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (label, error) = match end {

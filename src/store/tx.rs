@@ -121,6 +121,7 @@ impl Store {
         &self,
         work: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
     ) -> Result<T, E> {
+        let _turn = self.turn();
         let mut connection = self.connect()?;
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -37,6 +37,7 @@ struct Cursor {
 
 pub struct Writer {
     connection: Connection,
+    store: Store,
     /// Where the meters of each commit go (the alert engine).
     listener: Option<Arc<TouchedMeters>>,
     /// Every meter that has ever published, recovered from disk at start.
@@ -80,6 +81,7 @@ impl Writer {
             .store(cursors.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
             connection,
+            store: store.clone(),
             listener: None,
             cursors,
             rejected_keep,
@@ -146,6 +148,7 @@ impl Writer {
     pub fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
         let mut pending = Pending::default();
         let mut outcome = BatchOutcome::default();
+        let _turn = self.store.turn();
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
