@@ -57,6 +57,11 @@ impl Incident {
         }
     }
 
+    /// Whether the resident cannot answer a phone during it.
+    pub fn helpless(&self) -> bool {
+        matches!(self.kind.as_str(), "incapacitation" | "shower_collapse")
+    }
+
     fn covers(&self, at: i64) -> bool {
         at >= self.start && at <= self.end.unwrap_or(self.start + FIND_WITHIN_S)
     }
@@ -71,6 +76,8 @@ pub struct ScoredAlert {
     pub severity: String,
     /// Meter time.
     pub opened_at: i64,
+    /// When it was resolved or closed; `None` while active.
+    pub ended_at: Option<i64>,
 }
 
 /// Who a text went to.
@@ -109,6 +116,15 @@ pub struct KindScore {
     pub to_first_action_s: Vec<i64>,
     /// … to the first text to a contact.
     pub to_contact_s: Vec<i64>,
+    /// The incidents no alert found.
+    pub missed: Vec<Missed>,
+}
+
+/// An incident no alert found: which meter, from when (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missed {
+    pub meter: String,
+    pub start: i64,
 }
 
 /// The whole score.
@@ -170,11 +186,32 @@ pub fn evaluate(
             .or_default();
         score.incidents += 1;
         let found_by = incident.found_by();
+        // An alert opening during the incident finds it; so does one already
+        // open when it began (the resident was quiet before falling) that
+        // acts — a check-in or a text to contacts — during it. The moment it
+        // finds it is its opening, or that first action.
+        let acts_during = |alert: &ScoredAlert| {
+            texts_of(alert.id)
+                .filter(|t| t.to != Audience::Maintenance && t.queued_at >= incident.start)
+                .map(|t| t.queued_at)
+                .filter(|&at| incident.covers(at))
+                .min()
+        };
         let finding = alerts
             .iter()
             .filter(|a| a.meter == incident.meter && found_by.contains(&a.kind.as_str()))
-            .filter(|a| incident.covers(a.opened_at))
-            .min_by_key(|a| a.opened_at);
+            .filter_map(|a| {
+                if incident.covers(a.opened_at) {
+                    Some((a, a.opened_at))
+                } else if a.opened_at < incident.start
+                    && a.ended_at.is_none_or(|end| end > incident.start)
+                {
+                    acts_during(a).map(|at| (a, at))
+                } else {
+                    None
+                }
+            })
+            .min_by_key(|(_, at)| *at);
         // Every alert inside a non-emergency incident or matching this one is
         // accounted for here, not as a false alert elsewhere.
         for alert in alerts.iter().filter(|a| a.meter == incident.meter) {
@@ -182,14 +219,21 @@ pub fn evaluate(
                 matched.insert(alert.id);
             }
         }
-        let Some(alert) = finding else {
+        let Some((alert, found_at)) = finding else {
+            if !found_by.is_empty() {
+                score.missed.push(Missed {
+                    meter: incident.meter.clone(),
+                    start: incident.start,
+                });
+            }
             continue;
         };
+        matched.insert(alert.id);
         score.found += 1;
-        score.to_alert_s.push(alert.opened_at - incident.start);
+        score.to_alert_s.push(found_at - incident.start);
         let first = |audiences: &[Audience]| {
             texts_of(alert.id)
-                .filter(|t| audiences.contains(&t.to))
+                .filter(|t| audiences.contains(&t.to) && t.queued_at >= incident.start)
                 .map(|t| t.queued_at)
                 .min()
         };
@@ -256,6 +300,7 @@ mod tests {
             kind: kind.into(),
             severity: severity.into(),
             opened_at,
+            ended_at: None,
         }
     }
 
@@ -265,6 +310,51 @@ mod tests {
             to,
             queued_at,
         }
+    }
+
+    #[test]
+    fn an_alert_already_open_when_the_resident_fell_finds_it_when_it_acts() {
+        // A quiet evening opened a warning at T0 - 2 h; she fell at T0; the
+        // warning went on to text her contacts at T0 + 5 h.
+        let incidents = [
+            incident("A", "incapacitation", T0),
+            incident("B", "incapacitation", T0),
+        ];
+        let alerts = [
+            alert(1, "A", "no_usage", "urgent", T0 - 2 * HOUR),
+            // On B the quiet evening's warning ended before she fell: it finds nothing.
+            ScoredAlert {
+                ended_at: Some(T0 - HOUR),
+                ..alert(2, "B", "no_usage", "warning", T0 - 3 * HOUR)
+            },
+        ];
+        let texts = [
+            text(1, Audience::Resident, T0 - 2 * HOUR),
+            text(1, Audience::Contact, T0 + 5 * HOUR),
+            text(2, Audience::Contact, T0 - 2 * HOUR),
+        ];
+        let score = evaluate(&incidents, &alerts, &texts, &[], 2.0);
+        let found = &score.by_incident["incapacitation"];
+        assert_eq!((found.incidents, found.found), (2, 1));
+        assert_eq!(found.to_alert_s, [5 * HOUR]);
+        assert_eq!(
+            found.to_first_action_s,
+            [5 * HOUR],
+            "the check-in before she fell does not count"
+        );
+        assert_eq!(found.to_contact_s, [5 * HOUR]);
+        assert_eq!(
+            found.missed,
+            [Missed {
+                meter: "B".into(),
+                start: T0
+            }]
+        );
+        assert_eq!(
+            score.false_alerts.values().sum::<usize>(),
+            1,
+            "B's warning was false"
+        );
     }
 
     #[test]

@@ -116,6 +116,14 @@ enum Command {
         /// reminder is counted.
         #[arg(long, requires = "replay", value_name = "DURATION")]
         acknowledged_after: Option<String>,
+        /// With --replay: residents answer check-ins this long after (e.g.
+        /// 5m), unless the ground truth has them on the floor; by default
+        /// nobody answers.
+        #[arg(long, requires = "replay", value_name = "DURATION")]
+        residents_answer_after: Option<String>,
+        /// With --residents-answer-after: the share of check-ins answered.
+        #[arg(long, requires = "residents_answer_after", default_value_t = 1.0)]
+        answer_rate: f64,
     },
     /// What stored readings would have caused with other thresholds: sends and stores nothing.
     Replay {
@@ -487,12 +495,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             notify_warning,
             no_check_in,
             acknowledged_after,
+            residents_answer_after,
+            answer_rate,
         } => {
             let replay = replay.then_some(cli::evaluate::ReplayScope {
                 settings,
                 notify_warning,
                 no_check_in,
                 acknowledged_after,
+                residents_answer: residents_answer_after.map(|after| (after, answer_rate)),
             });
             return cli::evaluate::evaluate(&config, &truth, &from, to.as_deref(), json, replay);
         }

@@ -434,6 +434,28 @@ mod tests {
     }
 
     #[test]
+    fn a_check_in_phone_may_come_with_the_row() {
+        let csv = "meter_id,resident_name,address,contact1_name,contact1_phone,check_in_phone
+ZS-0001,张桂芳,民生路12号,李敏,13800138000,13700137000
+ZS-0002,陈国华,民生路14号,李敏,13800138000,
+ZS-0003,黄秀英,民生路16号,李敏,13800138000,12345
+";
+        let errors = parse_csv(csv, &RegistryDefaults::default()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(
+            (errors[0].row, errors[0].column.as_str()),
+            (4, "check_in_phone")
+        );
+        let good: String = csv.lines().take(3).map(|l| format!("{l}\n")).collect();
+        let households = parse_csv(&good, &RegistryDefaults::default()).unwrap();
+        assert_eq!(
+            households[0].check_in_phone.as_ref().map(|p| p.as_str()),
+            Some("+8613700137000")
+        );
+        assert_eq!(households[1].check_in_phone, None);
+    }
+
+    #[test]
     fn a_bad_file_reports_every_bad_row_with_column_and_reason() {
         let errors = parse_csv(BAD, &RegistryDefaults::default()).unwrap_err();
         let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.row, e.column.as_str())).collect();

@@ -627,3 +627,103 @@ fn replay_shows_what_a_threshold_change_would_have_caused_and_changes_nothing() 
         "replay writes no alert: {alerts}"
     );
 }
+
+#[test]
+fn evaluate_scores_a_replay_of_imported_history_against_ground_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
+        .status
+        .success());
+    // Eight days of use at 07:00, 13:00 and 21:00, then none from day 8 at 22:00.
+    let start = chrono::Utc::now().date_naive() - chrono::Duration::days(11);
+    let midnight = start.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    let fell = midnight + (7 * 24 + 22) * 3600;
+    let mut history = String::from("meter_id,ts,total_l\n");
+    let mut total = 5_000;
+    for hour in 0..10 * 24 {
+        let ts = midnight + hour * 3600;
+        if ts < fell && matches!(hour % 24, 7 | 13 | 21) {
+            total += 30;
+        }
+        let at = chrono::DateTime::from_timestamp(ts, 0)
+            .unwrap()
+            .to_rfc3339();
+        history.push_str(&format!("ZS-0001,{at},{total}\n"));
+    }
+    let file = dir.path().join("history.csv");
+    std::fs::write(&file, history).unwrap();
+    assert!(
+        stillwater(&db, &["readings", "import", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let truth = dir.path().join("truth.jsonl");
+    let at = |ts: i64| {
+        chrono::DateTime::from_timestamp(ts, 0)
+            .unwrap()
+            .to_rfc3339()
+    };
+    std::fs::write(
+        &truth,
+        format!(
+            "{{\"meter\": \"ZS-0001\", \"kind\": \"incapacitation\", \"start\": \"{}\"}}\n",
+            at(fell)
+        ),
+    )
+    .unwrap();
+    let (from, to) = (at(midnight + 2 * 86_400), at(midnight + 10 * 86_400));
+    let evaluate = |extra: &[&str]| {
+        let mut args = vec![
+            "evaluate",
+            "--truth",
+            truth.to_str().unwrap(),
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--json",
+            "--replay",
+        ];
+        args.extend_from_slice(extra);
+        let output = stillwater(&db, &args);
+        assert!(output.status.success(), "{}", text(&output));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    // The plain 24 h rule: found, contacts texted when the last use is 24 h old.
+    let plain = evaluate(&["--no-check-in"]);
+    let found = &plain["by_incident"]["incapacitation"];
+    assert_eq!(found["found"], 1, "{plain}");
+    assert_eq!(found["to_contact_s"][0], 23 * 3600, "{plain}");
+    // Texting at the warning: contacts hear 12 h after the last use.
+    let warning = evaluate(&["--no-check-in", "--notify-warning"]);
+    assert_eq!(
+        warning["by_incident"]["incapacitation"]["to_contact_s"][0],
+        11 * 3600,
+        "{warning}"
+    );
+    let alerts = text(&stillwater(&db, &["alerts", "list", "--all"]));
+    assert!(
+        alerts.contains("no alerts"),
+        "a replay writes nothing: {alerts}"
+    );
+    let refused = stillwater(
+        &db,
+        &[
+            "evaluate",
+            "--truth",
+            truth.to_str().unwrap(),
+            "--from",
+            &from,
+            "--replay",
+            "--acknowledged-after",
+            "soon",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("--acknowledged-after"),
+        "{}",
+        text(&refused)
+    );
+}

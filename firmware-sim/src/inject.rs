@@ -31,7 +31,7 @@ pub struct Injected {
 /// time in `zone`; rows of a meter in time order), writes `readings.csv`
 /// (timestamps as RFC 3339), `truth.jsonl` and `households.csv` to `dir`.
 /// A first incident comes after `warm_up_days`, then one every `every_days`
-/// (± a third).
+/// (± a third). With `check_in`, every household has a check-in phone.
 pub fn inject(
     input: &Path,
     dir: &Path,
@@ -39,6 +39,7 @@ pub fn inject(
     every_days: f64,
     warm_up_days: i64,
     seed: u64,
+    check_in: bool,
 ) -> anyhow::Result<Injected> {
     let file =
         std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
@@ -47,7 +48,7 @@ pub fn inject(
     let mut truth = std::io::BufWriter::new(std::fs::File::create(dir.join("truth.jsonl"))?);
     writeln!(readings, "meter_id,ts,total_l")?;
     let mut households = String::from(
-        "meter_id,resident_name,address,category,timezone,reporting_interval_min,contact1_name,contact1_phone\n",
+        "meter_id,resident_name,address,category,timezone,reporting_interval_min,contact1_name,contact1_phone,check_in_phone\n",
     );
     let mut lines = std::io::BufReader::new(file).lines();
     let header = lines.next().context("the file is empty")??;
@@ -71,6 +72,7 @@ pub fn inject(
         truth: &mut truth,
         households: &mut households,
         zone,
+        check_in,
     };
     for (index, line) in lines.enumerate() {
         let line = line?;
@@ -110,6 +112,8 @@ struct Output<'a, W: Write> {
     truth: &'a mut W,
     households: &'a mut String,
     zone: Tz,
+    /// Give every household a check-in phone.
+    check_in: bool,
 }
 
 impl<W: Write> Output<'_, W> {
@@ -130,8 +134,13 @@ impl<W: Write> Output<'_, W> {
         done.meters += 1;
         let zone = self.zone;
         self.households.push_str(&format!(
-            "{meter},Resident {key},Home {key},general,{},60,Contact,1390{key:07}\n",
-            zone.name()
+            "{meter},Resident {key},Home {key},general,{},60,Contact,1390{key:07},{}\n",
+            zone.name(),
+            if self.check_in {
+                format!("1370{key:07}")
+            } else {
+                String::new()
+            }
         ));
         let mut state = MeterState::new(first, seed, key, every_days, warm_up_days);
         // An incident is injected only where the data covers its three days
@@ -274,7 +283,7 @@ mod tests {
         }
         std::fs::write(&input, text).unwrap();
         let out = dir.join("out");
-        let done = inject(&input, &out, chrono_tz::Europe::Madrid, 14.0, 7, 1).unwrap();
+        let done = inject(&input, &out, chrono_tz::Europe::Madrid, 14.0, 7, 1, true).unwrap();
         assert_eq!(done.meters, 1);
         assert_eq!(done.readings, 24 * 60);
         assert!((2..=4).contains(&done.incidents), "{done:?}");

@@ -127,7 +127,8 @@ pub async fn run(config: SimConfig) -> anyhow::Result<SimReport> {
         publish::Pace::Max
     };
     let mut source = publish::Source::Simulation(Box::new(sim::Simulation::new(plan)));
-    let messages = publish::publish(&mut source, start, pace, &mut publisher, |_| Ok(())).await?;
+    let messages =
+        publish::publish(&mut source, start, pace, &mut publisher, |_, _| Ok(())).await?;
     publisher.finish().await?;
     Ok(SimReport { messages })
 }

@@ -89,6 +89,9 @@ enum Command {
         warm_up_days: i64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Give every household a check-in phone (the resident asked first).
+        #[arg(long)]
+        check_in: bool,
     },
 }
 
@@ -245,7 +248,7 @@ async fn main() -> anyhow::Result<()> {
             let mut publisher = Publisher::connect(&broker.broker(), &client_id).await?;
             let mut source = Source::Simulation(Box::new(Simulation::new(plan)));
             let published =
-                publish::publish(&mut source, start, pace, &mut publisher, |_| Ok(())).await?;
+                publish::publish(&mut source, start, pace, &mut publisher, |_, _| Ok(())).await?;
             publisher.finish().await?;
             if let (Some(dir), Source::Simulation(sim)) = (truth_dir, &source) {
                 std::fs::create_dir_all(&dir)?;
@@ -279,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             let mut source = Source::file(&dir.join("messages.jsonl"))?;
             let published =
-                publish::publish(&mut source, start, pace, &mut publisher, |_| Ok(())).await?;
+                publish::publish(&mut source, start, pace, &mut publisher, |_, _| Ok(())).await?;
             publisher.finish().await?;
             println!("published {published} messages");
         }
@@ -315,12 +318,20 @@ async fn main() -> anyhow::Result<()> {
             every_days,
             warm_up_days,
             seed,
+            check_in,
         } => {
             let zone: chrono_tz::Tz = timezone
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--timezone {timezone:?}: not an IANA time zone"))?;
-            let done =
-                firmware_sim::inject::inject(&input, &out, zone, every_days, warm_up_days, seed)?;
+            let done = firmware_sim::inject::inject(
+                &input,
+                &out,
+                zone,
+                every_days,
+                warm_up_days,
+                seed,
+                check_in,
+            )?;
             println!(
                 "{} meters, {} readings ({} rows skipped: clock changes, out of order), {} incapacitations injected; readings.csv, truth.jsonl and households.csv in {}",
                 done.meters,

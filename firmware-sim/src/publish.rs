@@ -211,14 +211,15 @@ impl Publisher {
 }
 
 /// Publishes everything `source` holds from `start`, paced; `before` runs
-/// before each step with the simulated time the step reaches (the benchmark
-/// replaces meters there). Returns the messages published.
+/// before each step with the simulated time the step reaches and the messages
+/// published so far (the benchmark replaces meters and watches the gateway
+/// there). Returns the messages published.
 pub async fn publish(
     source: &mut Source,
     start: i64,
     pace: Pace,
     publisher: &mut Publisher,
-    mut before: impl FnMut(i64) -> anyhow::Result<()>,
+    mut before: impl FnMut(i64, u64) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     let step = match pace {
         Pace::Clock(clock) => (clock.speed * 0.05).clamp(1.0, 3600.0) as i64,
@@ -236,7 +237,7 @@ pub async fn publish(
     let mut count = 0;
     loop {
         until += step;
-        before(until)?;
+        before(until, count)?;
         let Some(batch) = source.advance(until)? else {
             return Ok(count);
         };

@@ -141,6 +141,20 @@ pub struct Assume<'a> {
     /// A contact acknowledges an alert this long after it is first texted to
     /// contacts (no reminders, no further escalation); `None`: nobody does.
     pub acknowledged_after_s: Option<i64>,
+    /// How residents answer check-ins; `None`: nobody does.
+    pub residents: Option<Residents<'a>>,
+}
+
+/// Residents who answer their check-ins, as `firmware-sim`'s phones do.
+#[derive(Debug, Clone, Copy)]
+pub struct Residents<'a> {
+    /// This long after the check-in.
+    pub answer_after_s: i64,
+    /// This share of check-ins (the same ones every run).
+    pub rate: f64,
+    /// Never while one of these covers the check-in: the resident cannot
+    /// (on the floor; from the ground truth).
+    pub helpless: &'a [(i64, i64)],
 }
 
 /// [`replay`] with what it should assume of the world.
@@ -154,6 +168,7 @@ pub fn replay_with(
 ) -> Replayed {
     let mut state = Memory {
         acknowledged_after_s: assume.acknowledged_after_s,
+        residents: assume.residents,
         ..Memory::default()
     };
     // Each point sees the history the live engine would load for it (the
@@ -200,18 +215,37 @@ pub fn replay_with(
 
 /// The replay's stand-in for the store.
 #[derive(Default)]
-struct Memory {
+struct Memory<'a> {
     active: Vec<ActiveAlert>,
     cover: Option<Severity>,
     replayed: Replayed,
     acknowledged_after_s: Option<i64>,
     /// When a contact will have acknowledged an alert (by index).
     acknowledge_at: std::collections::HashMap<usize, i64>,
+    residents: Option<Residents<'a>>,
+    /// When the resident will have answered an alert's check-in (by index).
+    answer_at: std::collections::HashMap<usize, i64>,
 }
 
-impl Memory {
-    /// Open alerts a contact has acknowledged by `now`.
+impl Memory<'_> {
+    /// Alerts a resident has answered (closed as safe, covering the quiet
+    /// stretch at that grade), and open alerts a contact has acknowledged, by `now`.
     fn acknowledge_due(&mut self, now: i64) {
+        let answered: Vec<usize> = self
+            .answer_at
+            .iter()
+            .filter(|(_, &at)| at <= now)
+            .map(|(&index, _)| index)
+            .collect();
+        for index in answered {
+            self.answer_at.remove(&index);
+            let Some(position) = self.active.iter().position(|a| a.id == index as i64) else {
+                continue;
+            };
+            let alert = self.active.remove(position);
+            self.replayed.alerts[index].resolved_at = Some(now);
+            self.cover = Severity::parse(&alert.severity);
+        }
         for alert in &mut self.active {
             let due = self.acknowledge_at.get(&(alert.id as usize));
             if alert.state == "open" && due.is_some_and(|&at| at <= now) {
@@ -306,6 +340,20 @@ impl Memory {
                         (to, self.acknowledged_after_s)
                     {
                         self.acknowledge_at.entry(index).or_insert(now + after);
+                    }
+                    if let (Recipients::Resident, Some(residents)) = (to, self.residents) {
+                        let able = !residents
+                            .helpless
+                            .iter()
+                            .any(|&(s, e)| (s..e).contains(&now));
+                        // The same check-ins are answered every run: a hash, not a draw.
+                        let roll = (now as u64 ^ (index as u64) << 32)
+                            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                            >> 11;
+                        let willing = (roll as f64) < residents.rate * (1u64 << 53) as f64;
+                        if able && willing {
+                            self.answer_at.insert(index, now + residents.answer_after_s);
+                        }
                     }
                     let purpose = match purpose {
                         Purpose::Alert => "alert",
@@ -417,5 +465,55 @@ mod tests {
             .find(|t| matches!(t.to, Recipients::Contacts { .. }))
             .expect("nobody answers in a replay: the contacts are told");
         assert!(contacts.at >= check_in.at + settings.check_in_wait_s);
+    }
+
+    #[test]
+    fn residents_who_answer_spare_their_contacts_unless_they_are_on_the_floor() {
+        let config = Config::default_config();
+        let settings = Settings::new(&config.alerts);
+        let policy = config.rules.global.clone();
+        let run = |helpless: &[(i64, i64)], acknowledged_after_s| {
+            let assume = Assume {
+                absences: &[],
+                acknowledged_after_s,
+                residents: Some(Residents {
+                    answer_after_s: 300,
+                    rate: 1.0,
+                    helpless,
+                }),
+            };
+            replay_with(
+                &readings(),
+                &Rules,
+                &policy,
+                &settings,
+                &household(true),
+                &assume,
+            )
+        };
+        let to_contacts = |replayed: &Replayed| {
+            replayed
+                .texts
+                .iter()
+                .filter(|t| {
+                    matches!(
+                        t.to,
+                        Recipients::Contacts { .. } | Recipients::AlreadyTexted
+                    )
+                })
+                .count()
+        };
+        // Fine: every check-in answered, the quiet stretch covered, contacts never texted.
+        let fine = run(&[], None);
+        assert!(fine.texts.iter().any(|t| t.purpose == "check_in"));
+        assert_eq!(to_contacts(&fine), 0, "{fine:#?}");
+        assert!(fine.alerts.iter().all(|a| a.resolved_at.is_some()));
+        // On the floor from the last use: nobody answers, the contacts are told,
+        // and reminded until someone acknowledges.
+        let fallen = run(&[(T0 + 43 * HOUR, T0 + 100 * HOUR)], None);
+        let reminded = to_contacts(&fallen);
+        assert!(reminded >= 2, "{fallen:#?}");
+        let acknowledged = run(&[(T0 + 43 * HOUR, T0 + 100 * HOUR)], Some(900));
+        assert_eq!(to_contacts(&acknowledged), 1, "acknowledged: no reminders");
     }
 }

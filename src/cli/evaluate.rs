@@ -4,12 +4,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use stillwater::alert::lifecycle::{Recipients, Settings};
-use stillwater::alert::replay::{replay_with, Assume};
+use stillwater::alert::replay::{replay_with, Assume, Residents};
 use stillwater::config::Config;
 use stillwater::detect::{Detector, Rules};
 use stillwater::evaluate::{
     evaluate as score, median_and_p95_h, Audience, DeclaredAbsence, Evaluation, Incident,
-    ScoredAlert, ScoredText,
+    ScoredAlert, ScoredText, FIND_WITHIN_S,
 };
 use stillwater::policy::Setting;
 
@@ -29,6 +29,9 @@ pub(crate) struct ReplayScope {
     pub no_check_in: bool,
     /// A contact acknowledges each alert this long after it is first texted.
     pub acknowledged_after: Option<String>,
+    /// Residents answer this share of check-ins this long after, unless the
+    /// ground truth has them helpless then.
+    pub residents_answer: Option<(String, f64)>,
 }
 
 pub(crate) fn evaluate(
@@ -88,7 +91,7 @@ pub(crate) fn evaluate(
         })
         .collect();
     let (alerts, texts) = match replay {
-        Some(scope) => match replayed(&store, config, &scope, &absences, from, to)? {
+        Some(scope) => match replayed(&store, config, &scope, &absences, &incidents, from, to)? {
             Ok(both) => both,
             Err(problem) => {
                 eprintln!("error: {problem}");
@@ -115,6 +118,11 @@ fn stored(store: &Store, from: i64, to: i64) -> anyhow::Result<Scored> {
             kind: a.kind,
             severity: a.severity,
             opened_at: a.opened_at,
+            ended_at: [a.resolved.as_ref(), a.closed.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|(at, _, _)| *at)
+                .min(),
         })
         .collect();
     let ids: std::collections::HashSet<i64> = alerts.iter().map(|a| a.id).collect();
@@ -142,6 +150,7 @@ fn replayed(
     config: &Config,
     scope: &ReplayScope,
     absences: &[DeclaredAbsence],
+    incidents: &[Incident],
     from: i64,
     to: i64,
 ) -> anyhow::Result<Result<Scored, String>> {
@@ -152,10 +161,25 @@ fn replayed(
             Err(problem) => return Ok(Err(problem.to_string())),
         }
     }
-    let acknowledged_after_s = match &scope.acknowledged_after {
-        Some(text) => match stillwater::domain::parse_duration(text) {
-            Ok(seconds) => Some(seconds),
-            Err(problem) => return Ok(Err(format!("--acknowledged-after {text:?}: {problem}"))),
+    let duration = |flag: &str, text: &Option<String>| match text {
+        Some(text) => stillwater::domain::parse_duration(text)
+            .map(Some)
+            .map_err(|problem| format!("{flag} {text:?}: {problem}")),
+        None => Ok(None),
+    };
+    let acknowledged_after_s = match duration("--acknowledged-after", &scope.acknowledged_after) {
+        Ok(seconds) => seconds,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let answer = scope
+        .residents_answer
+        .as_ref()
+        .map(|(after, rate)| (Some(after.clone()), *rate));
+    let answer = match answer {
+        Some((after, rate)) => match duration("--residents-answer-after", &after) {
+            Ok(seconds) if (0.0..=1.0).contains(&rate) => seconds.map(|s| (s, rate)),
+            Ok(_) => return Ok(Err(format!("--answer-rate {rate}: a share from 0 to 1"))),
+            Err(problem) => return Ok(Err(problem)),
         },
         None => None,
     };
@@ -182,9 +206,20 @@ fn replayed(
             .filter(|a| a.meter == meter)
             .map(|a| (a.start, a.end))
             .collect();
+        // Helpless: the incidents a resident cannot answer the phone in.
+        let helpless: Vec<(i64, i64)> = incidents
+            .iter()
+            .filter(|i| i.meter == meter && i.helpless())
+            .map(|i| (i.start, i.end.unwrap_or(i.start + FIND_WITHIN_S)))
+            .collect();
         let assume = Assume {
             absences: &away,
             acknowledged_after_s,
+            residents: answer.map(|(answer_after_s, rate)| Residents {
+                answer_after_s,
+                rate,
+                helpless: &helpless,
+            }),
         };
         let run = replay_with(&readings, &Rules, &policy, &settings, &household, &assume);
         let first_id = alerts.len() as i64;
@@ -195,6 +230,7 @@ fn replayed(
                 kind: alert.kind.to_string(),
                 severity: alert.severity.to_string(),
                 opened_at: alert.opened_at,
+                ended_at: alert.resolved_at,
             });
         }
         // One scored text per phone, as the gateway's outbox holds them.

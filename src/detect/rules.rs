@@ -91,30 +91,56 @@ fn intervals(readings: &[StoredReading]) -> impl DoubleEndedIterator<Item = Inte
 }
 
 /// Merges intervals, newest first, into windows of at least an hour (newest first).
-fn hour_windows(readings: &[StoredReading]) -> Vec<Interval> {
+fn hour_windows(readings: &[StoredReading]) -> Windows<'_> {
     windows_of(readings, HOUR)
 }
 
-/// Merges intervals, newest first, into windows of at least `length` seconds.
-fn windows_of(readings: &[StoredReading], length: i64) -> Vec<Interval> {
-    let mut windows = Vec::new();
-    let mut open: Option<Interval> = None;
-    for interval in intervals(readings).rev() {
-        let window = match open.take() {
-            None => interval,
-            Some(window) => Interval {
-                start: interval.start,
-                end: window.end,
-                litres: window.litres + interval.litres,
-            },
-        };
-        if window.end - window.start >= length {
-            windows.push(window);
-        } else {
-            open = Some(window);
-        }
+/// Merges intervals, newest first, into windows of at least `length` seconds,
+/// lazily: a rule that stops at its first quiet hour reads no further.
+fn windows_of(readings: &[StoredReading], length: i64) -> Windows<'_> {
+    Windows {
+        readings,
+        length,
+        next: readings.len(),
     }
-    windows
+}
+
+/// The windows of [`windows_of`], newest first.
+struct Windows<'a> {
+    readings: &'a [StoredReading],
+    length: i64,
+    /// The end reading of the next window (an index into `readings`).
+    next: usize,
+}
+
+impl Iterator for Windows<'_> {
+    type Item = Interval;
+
+    fn next(&mut self) -> Option<Interval> {
+        let end = self.next.checked_sub(1)?;
+        let mut litres = 0;
+        let mut start = end;
+        while start > 0 {
+            let (before, after) = (&self.readings[start - 1], &self.readings[start]);
+            litres += if after.register_reset {
+                0
+            } else {
+                (after.total_l - before.total_l).max(0)
+            };
+            start -= 1;
+            if self.readings[end].ts - self.readings[start].ts >= self.length {
+                self.next = start + 1;
+                return Some(Interval {
+                    start: self.readings[start].ts,
+                    end: self.readings[end].ts,
+                    litres,
+                });
+            }
+        }
+        // What is left is shorter than a window: no more windows.
+        self.next = 0;
+        None
+    }
 }
 
 /// The longest window a leak can be judged over: a meter read less often
@@ -144,7 +170,6 @@ pub fn background_mlph(readings: &[StoredReading], policy: &Policy) -> i64 {
     // A window much longer than asked for is one long interval (a daily
     // meter's day): the use of a day, not a background rate.
     let windows: Vec<Interval> = windows_of(recent, BACKGROUND_WINDOW_S)
-        .into_iter()
         .filter(|w| w.end - w.start <= 2 * BACKGROUND_WINDOW_S)
         .collect();
     let rate = |w: &Interval| w.litres * 1000 * HOUR / (w.end - w.start);
