@@ -5,13 +5,15 @@
 //! simulated homes — three uses a day, some with a dripping toilet, some with a
 //! silent spell — and prints meter-days per second and what that means for a
 //! year of 10,000 homes (3.65 M meter-days), on one thread and on every core
-//! (households are independent). The store is not involved: this is
+//! (households are independent), then as `stillwater replay --set
+//! warning_window=8h` does: the settings in force and the tried ones, the
+//! background computed once for both. The store is not involved: this is
 //! detection's own cost. BENCH_HOMES (default 200) and BENCH_DAYS (365) set the size.
 
 use std::time::Instant;
 
 use stillwater::alert::lifecycle::Settings;
-use stillwater::alert::replay::replay;
+use stillwater::alert::replay::{replay, replay_with, Assume};
 use stillwater::config::Config;
 use stillwater::detect::Rules;
 use stillwater::domain::StoredReading;
@@ -74,19 +76,47 @@ fn main() {
     if cores > 1 {
         runs.push(cores);
     }
-    for threads in runs {
+    // What `stillwater replay --set warning_window=8h` does per household:
+    // the settings in force, then the tried ones on the same background.
+    let tried = config
+        .rules
+        .global
+        .clone()
+        .with(&[
+            stillwater::policy::Setting::parse("warning_window", "8h").expect("a valid setting")
+        ]);
+    for (threads, compare) in runs
+        .iter()
+        .map(|&t| (t, false))
+        .chain(std::iter::once((cores, true)))
+    {
         let started = Instant::now();
         let chunk = data.len().div_ceil(threads);
         let alerts: usize = std::thread::scope(|scope| {
             let workers: Vec<_> = data
                 .chunks(chunk)
                 .map(|homes| {
-                    let (config, settings, household) = (&config, &settings, &household);
+                    let (config, settings, household, tried) =
+                        (&config, &settings, &household, &tried);
                     scope.spawn(move || {
                         homes
                             .iter()
                             .map(|readings| {
-                                replay(readings, &Rules, &config.rules.global, settings, household)
+                                let now = replay(
+                                    readings,
+                                    &Rules,
+                                    &config.rules.global,
+                                    settings,
+                                    household,
+                                );
+                                if !compare {
+                                    return now.alerts.len();
+                                }
+                                let assume = Assume {
+                                    backgrounds: Some(&now.backgrounds),
+                                    ..Assume::default()
+                                };
+                                replay_with(readings, &Rules, tried, settings, household, &assume)
                                     .alerts
                                     .len()
                             })
@@ -98,8 +128,13 @@ fn main() {
         });
         let seconds = started.elapsed().as_secs_f64();
         let rate = meter_days / seconds;
+        let what = if compare {
+            "compared with warning_window=8h"
+        } else {
+            "one setting"
+        };
         println!(
-            "  {threads} thread(s): {seconds:.2} s, {rate:.0} meter-days/s, {alerts} alerts; a year of 10,000 homes: {:.0} s",
+            "  {threads} thread(s), {what}: {seconds:.2} s, {rate:.0} meter-days/s, {alerts} alerts; a year of 10,000 homes: {:.0} s",
             3_650_000.0 / rate
         );
     }

@@ -42,6 +42,10 @@ pub struct ReplayedText {
 pub struct Replayed {
     pub alerts: Vec<ReplayedAlert>,
     pub texts: Vec<ReplayedText>,
+    /// The background rate at each reading (mL/h), to judge the same readings
+    /// again with other thresholds but the same `background_window`
+    /// ([`Assume::backgrounds`]).
+    pub backgrounds: Vec<i64>,
 }
 
 /// What a replay amounts to from a point on, to compare two settings.
@@ -143,6 +147,9 @@ pub struct Assume<'a> {
     pub acknowledged_after_s: Option<i64>,
     /// How residents answer check-ins; `None`: nobody does.
     pub residents: Option<Residents<'a>>,
+    /// The background rate at each reading, from an earlier replay of the
+    /// same readings with the same `background_window`: not computed again.
+    pub backgrounds: Option<&'a [i64]>,
 }
 
 /// Residents who answer their check-ins, as `firmware-sim`'s phones do.
@@ -180,7 +187,16 @@ pub fn replay_with(
         while readings[first].ts < at - horizon {
             first += 1;
         }
-        let assessment = detector.assess(&readings[first..], index - first, policy);
+        let assessment = match assume.backgrounds {
+            Some(known) => detector.assess_knowing_background(
+                &readings[first..],
+                index - first,
+                policy,
+                known[index],
+            ),
+            None => detector.assess(&readings[first..], index - first, policy),
+        };
+        state.replayed.backgrounds.push(assessment.background_mlph);
         let now = assessment.at.secs();
         state.acknowledge_due(now);
         for alert in state.active.clone() {
@@ -468,6 +484,28 @@ mod tests {
     }
 
     #[test]
+    fn a_second_setting_on_the_first_ones_background_replays_the_same() {
+        let config = Config::default_config();
+        let settings = Settings::new(&config.alerts);
+        let policy = config.rules.global.clone();
+        let tried = policy.clone().with(&[
+            crate::policy::Setting::parse("warning_window", "8h").unwrap(),
+            crate::policy::Setting::parse("urgent_window", "20h").unwrap(),
+        ]);
+        let household = household(false);
+        let first = replay(&readings(), &Rules, &policy, &settings, &household);
+        assert_eq!(first.backgrounds.len(), readings().len());
+        let plain = replay(&readings(), &Rules, &tried, &settings, &household);
+        let assume = Assume {
+            backgrounds: Some(&first.backgrounds),
+            ..Assume::default()
+        };
+        let shared = replay_with(&readings(), &Rules, &tried, &settings, &household, &assume);
+        assert_eq!(shared, plain);
+        assert_ne!(plain.alerts, first.alerts, "the settings do differ");
+    }
+
+    #[test]
     fn residents_who_answer_spare_their_contacts_unless_they_are_on_the_floor() {
         let config = Config::default_config();
         let settings = Settings::new(&config.alerts);
@@ -481,6 +519,7 @@ mod tests {
                     rate: 1.0,
                     helpless,
                 }),
+                backgrounds: None,
             };
             replay_with(
                 &readings(),

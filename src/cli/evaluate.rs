@@ -220,6 +220,7 @@ fn replayed(
                 rate,
                 helpless: &helpless,
             }),
+            backgrounds: None,
         };
         let run = replay_with(&readings, &Rules, &policy, &settings, &household, &assume);
         let first_id = alerts.len() as i64;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use stillwater::alert::lifecycle::Settings;
-use stillwater::alert::replay::{replay as run, Tally};
+use stillwater::alert::replay::{replay as run, replay_with, Assume, Tally};
 use stillwater::config::Config;
 use stillwater::detect::{Detector, Rules};
 use stillwater::policy::Setting;
@@ -201,9 +201,16 @@ fn replay_one(
             .history_s(&current.policy)
             .max(Rules.history_s(&tried));
         let readings = store.readings(meter, from - history, to)?;
-        let now =
-            run(&readings, &Rules, &current.policy, settings, &household).tally(from, &household);
-        let then = run(&readings, &Rules, &tried, settings, &household).tally(from, &household);
+        let now = run(&readings, &Rules, &current.policy, settings, &household);
+        // The background is the same for both unless its window is what changed.
+        let known = (tried.background_s == current.policy.background_s)
+            .then_some(now.backgrounds.as_slice());
+        let assume = Assume {
+            backgrounds: known,
+            ..Assume::default()
+        };
+        let then = replay_with(&readings, &Rules, &tried, settings, &household, &assume);
+        let (now, then) = (now.tally(from, &household), then.tally(from, &household));
         Ok(Outcome::Replayed(
             meter.to_string(),
             household.resident_name.clone(),

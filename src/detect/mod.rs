@@ -92,6 +92,21 @@ pub trait Detector: Send + Sync {
     /// Judges `readings[at]`, looking only at readings up to it. `readings`
     /// must be sorted by time.
     fn assess(&self, readings: &[StoredReading], at: usize, policy: &Policy) -> Assessment;
+
+    /// [`Detector::assess`] when the caller already knows the background rate
+    /// at this point for this `background_window` (a replay judging the same
+    /// readings with other thresholds computes it once). A detector without a
+    /// background ignores it.
+    fn assess_knowing_background(
+        &self,
+        readings: &[StoredReading],
+        at: usize,
+        policy: &Policy,
+        background_mlph: i64,
+    ) -> Assessment {
+        let _ = background_mlph;
+        self.assess(readings, at, policy)
+    }
 }
 
 /// Several detectors side by side: per kind, the most serious finding wins

@@ -29,9 +29,19 @@ impl Detector for Rules {
     }
 
     fn assess(&self, readings: &[StoredReading], at: usize, policy: &Policy) -> Assessment {
+        let background = background_mlph(&readings[..=at], policy);
+        self.assess_knowing_background(readings, at, policy, background)
+    }
+
+    fn assess_knowing_background(
+        &self,
+        readings: &[StoredReading],
+        at: usize,
+        policy: &Policy,
+        background: i64,
+    ) -> Assessment {
         let history = &readings[..=at];
         let now = history[at].ts;
-        let background = background_mlph(history, policy);
         let mut conditions = Vec::new();
 
         let urgent = no_usage(history, policy.urgent_window_s, background, policy);
