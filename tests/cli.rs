@@ -21,6 +21,24 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// A new database in a temporary directory, with the households of `good.csv`.
+fn registered() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
+        .status
+        .success());
+    (dir, db)
+}
+
+/// Imports readings (a readings CSV's text) into `db` through a file in `dir`.
+fn import_history(db: &Path, dir: &Path, history: &str) {
+    let file = dir.join("history.csv");
+    std::fs::write(&file, history).unwrap();
+    let imported = stillwater(db, &["readings", "import", file.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", text(&imported));
+}
+
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/csv/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -236,11 +254,7 @@ fn the_demo_shows_reading_alert_text_and_acknowledgement() {
 
 #[test]
 fn operators_set_show_and_unset_thresholds() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cli.db");
-    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
-        .status
-        .success());
+    let (_dir, db) = registered();
     let set = stillwater(
         &db,
         &[
@@ -336,11 +350,7 @@ fn operators_set_show_and_unset_thresholds() {
 
 #[test]
 fn a_closed_pipe_ends_a_listing_quietly() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cli.db");
-    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
-        .status
-        .success());
+    let (_dir, db) = registered();
     // The reader is gone before the command writes a byte (`… | head -0`).
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
@@ -491,11 +501,7 @@ fn a_meter_that_disconnects_normally_is_not_an_error_in_the_log() {
 
 #[test]
 fn a_utilitys_history_imports_once_and_all_or_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cli.db");
-    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
-        .status
-        .success());
+    let (dir, db) = registered();
     // Two days of hourly registers in local time: a morning's use, then silence.
     let start = chrono::Local::now().date_naive() - chrono::Duration::days(5);
     let mut history = String::from("meter_id,ts,total_m3,status\n");
@@ -552,11 +558,7 @@ fn a_utilitys_history_imports_once_and_all_or_nothing() {
 
 #[test]
 fn replay_shows_what_a_threshold_change_would_have_caused_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cli.db");
-    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
-        .status
-        .success());
+    let (dir, db) = registered();
     // Ten days of a resident using water at 07:00, 13:00 and 21:00: ten quiet
     // hours a night, fine at the default 12 h warning window.
     let start = chrono::Utc::now().date_naive() - chrono::Duration::days(11);
@@ -572,13 +574,7 @@ fn replay_shows_what_a_threshold_change_would_have_caused_and_changes_nothing() 
             ts.format("%Y-%m-%dT%H:%M:%S")
         ));
     }
-    let file = dir.path().join("history.csv");
-    std::fs::write(&file, history).unwrap();
-    assert!(
-        stillwater(&db, &["readings", "import", file.to_str().unwrap()])
-            .status
-            .success()
-    );
+    import_history(&db, dir.path(), &history);
     let from = (start + chrono::Duration::days(2))
         .format("%Y-%m-%d")
         .to_string();
@@ -630,11 +626,7 @@ fn replay_shows_what_a_threshold_change_would_have_caused_and_changes_nothing() 
 
 #[test]
 fn evaluate_scores_a_replay_of_imported_history_against_ground_truth() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cli.db");
-    assert!(stillwater(&db, &["meters", "import", &fixture("good.csv")])
-        .status
-        .success());
+    let (dir, db) = registered();
     // Eight days of use at 07:00, 13:00 and 21:00, then none from day 8 at 22:00.
     let start = chrono::Utc::now().date_naive() - chrono::Duration::days(11);
     let midnight = start.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
@@ -651,13 +643,7 @@ fn evaluate_scores_a_replay_of_imported_history_against_ground_truth() {
             .to_rfc3339();
         history.push_str(&format!("ZS-0001,{at},{total}\n"));
     }
-    let file = dir.path().join("history.csv");
-    std::fs::write(&file, history).unwrap();
-    assert!(
-        stillwater(&db, &["readings", "import", file.to_str().unwrap()])
-            .status
-            .success()
-    );
+    import_history(&db, dir.path(), &history);
     let truth = dir.path().join("truth.jsonl");
     let at = |ts: i64| {
         chrono::DateTime::from_timestamp(ts, 0)

@@ -34,52 +34,28 @@ pub struct Benchmark {
 }
 
 /// The configurations scored, after the live run: a name and the arguments
-/// `stillwater evaluate` is given.
-pub const VARIANTS: [(&str, &[&str]); 5] = [
-    ("default (live, through the gateway)", &[]),
-    (
-        "default (replayed)",
-        &[
-            "--replay",
-            "--acknowledged-after",
-            "15m",
-            "--residents-answer-after",
-            "5m",
-            "--answer-rate",
-            "0.8",
-        ],
-    ),
-    (
-        "warning level texts contacts",
-        &[
-            "--replay",
-            "--acknowledged-after",
-            "15m",
-            "--residents-answer-after",
-            "5m",
-            "--answer-rate",
-            "0.8",
-            "--notify-warning",
-        ],
-    ),
-    (
-        "plain 12 h rule",
-        &[
-            "--replay",
-            "--acknowledged-after",
-            "15m",
-            "--no-check-in",
-            "--set",
-            "warning_window=6h",
-            "--set",
-            "urgent_window=12h",
-        ],
-    ),
-    (
-        "plain 24 h rule",
-        &["--replay", "--acknowledged-after", "15m", "--no-check-in"],
-    ),
-];
+/// `stillwater evaluate` is given (docs/detection-quality.md).
+pub fn variants() -> Vec<(&'static str, Vec<&'static str>)> {
+    let replay = ["--replay", "--acknowledged-after", "15m"];
+    let answering = ["--residents-answer-after", "5m", "--answer-rate", "0.8"];
+    let twelve = ["--set", "warning_window=6h", "--set", "urgent_window=12h"];
+    vec![
+        ("default (live, through the gateway)", vec![]),
+        ("default (replayed)", [&replay[..], &answering].concat()),
+        (
+            "warning level texts contacts",
+            [&replay[..], &["--no-check-in", "--notify-warning"]].concat(),
+        ),
+        (
+            "plain 12 h rule",
+            [&replay[..], &["--no-check-in"], &twelve].concat(),
+        ),
+        (
+            "plain 24 h rule",
+            [&replay[..], &["--no-check-in"]].concat(),
+        ),
+    ]
+}
 
 impl Benchmark {
     pub async fn run(self) -> anyhow::Result<()> {
@@ -295,7 +271,7 @@ impl Benchmark {
         let truth = dir.join("truth.jsonl");
         let (from, to) = (rfc3339(start), rfc3339(end));
         let mut results = serde_json::Map::new();
-        for (name, args) in VARIANTS {
+        for (name, args) in variants() {
             let mut all = vec![
                 "evaluate",
                 "--truth",
@@ -305,7 +281,7 @@ impl Benchmark {
                 "--to",
                 &to,
             ];
-            all.extend_from_slice(args);
+            all.extend_from_slice(&args);
             println!("== {name}: stillwater evaluate {}", args.join(" "));
             print!("{}", stillwater(&all)?);
             all.push("--json");

@@ -398,12 +398,7 @@ impl Home {
             }
             if rng.chance(0.85 * p.flush_share) {
                 let t = t + 40 + rng.below(40) as i64;
-                uses.push(Opening::new(
-                    Fixture::Basin,
-                    t,
-                    rng.range(0.5, 1.5),
-                    p.basin_lpm,
-                ));
+                uses.push(draw(rng, Fixture::Basin, t, (0.5, 1.5), p.basin_lpm));
             }
         };
         let home_at_wake = !is_out(wake);
@@ -412,25 +407,22 @@ impl Home {
             let t = wake + rng.below(300) as i64;
             toilet(&mut rng, &mut uses, t);
             let t = wake + 5 * MIN + rng.below(600) as i64;
-            uses.push(Opening::new(
-                Fixture::Basin,
-                t,
-                rng.range(2.0, 5.0),
-                p.basin_lpm,
-            ));
+            uses.push(draw(&mut rng, Fixture::Basin, t, (2.0, 5.0), p.basin_lpm));
             let t = wake + 15 * MIN + rng.below(900) as i64;
-            uses.push(Opening::new(
+            uses.push(draw(
+                &mut rng,
                 Fixture::Kitchen,
                 t,
-                rng.range(1.0, 1.6),
+                (1.0, 1.6),
                 p.kitchen_lpm,
             ));
             if rng.chance(0.6) {
                 let t = wake + 30 * MIN + rng.below(1200) as i64;
-                uses.push(Opening::new(
+                uses.push(draw(
+                    &mut rng,
                     Fixture::Kitchen,
                     t,
-                    rng.range(1.0, 4.0),
+                    (1.0, 4.0),
                     p.kitchen_lpm,
                 ));
             }
@@ -482,10 +474,11 @@ impl Home {
             if !is_out(start) && start > wake {
                 for n in 0..3 {
                     let t = start + n * (8 + rng.below(8) as i64) * MIN;
-                    uses.push(Opening::new(
+                    uses.push(draw(
+                        &mut rng,
                         Fixture::Basin,
                         t,
-                        rng.range(8.0, 12.0),
+                        (8.0, 12.0),
                         p.kitchen_lpm,
                     ));
                 }
@@ -494,10 +487,11 @@ impl Home {
         if !sick && rng.chance(p.mops_per_week / 7.0 * activity) {
             let t = at(rng.range(9.0, 18.0));
             if !is_out(t) && t > wake {
-                uses.push(Opening::new(
+                uses.push(draw(
+                    &mut rng,
                     Fixture::Bucket,
                     t,
-                    rng.range(6.0, 10.0),
+                    (6.0, 10.0),
                     p.kitchen_lpm,
                 ));
             }
@@ -517,10 +511,11 @@ impl Home {
                     toilet(&mut rng, &mut uses, t);
                 }
                 let t = start + 2 * HOUR + rng.below(1800) as i64;
-                uses.push(Opening::new(
+                uses.push(draw(
+                    &mut rng,
                     Fixture::Kitchen,
                     t,
-                    rng.range(5.0, 10.0),
+                    (5.0, 10.0),
                     p.kitchen_lpm,
                 ));
             }
@@ -529,12 +524,7 @@ impl Home {
         for &(_, back) in &out {
             if back < bed && back > wake {
                 let t = back + 60 + rng.below(300) as i64;
-                uses.push(Opening::new(
-                    Fixture::Basin,
-                    t,
-                    rng.range(0.5, 1.5),
-                    p.basin_lpm,
-                ));
+                uses.push(draw(&mut rng, Fixture::Basin, t, (0.5, 1.5), p.basin_lpm));
                 if rng.chance(0.5) {
                     let t = t + 5 * MIN + rng.below(900) as i64;
                     toilet(&mut rng, &mut uses, t);
@@ -559,32 +549,30 @@ impl Home {
             }
             match rng.below(100) {
                 0..=44 => toilet(&mut rng, &mut uses, t),
-                45..=69 => uses.push(Opening::new(
-                    Fixture::Basin,
-                    t,
-                    rng.range(0.5, 2.0),
-                    p.basin_lpm,
-                )),
-                70..=89 => uses.push(Opening::new(
+                45..=69 => uses.push(draw(&mut rng, Fixture::Basin, t, (0.5, 2.0), p.basin_lpm)),
+                70..=89 => uses.push(draw(
+                    &mut rng,
                     Fixture::Kitchen,
                     t,
-                    rng.range(0.5, 3.0),
+                    (0.5, 3.0),
                     p.kitchen_lpm,
                 )),
-                _ => uses.push(Opening::new(
+                _ => uses.push(draw(
+                    &mut rng,
                     Fixture::Kitchen,
                     t,
-                    rng.range(1.0, 1.6),
+                    (1.0, 1.6),
                     p.kitchen_lpm,
                 )),
             }
         }
         // Going to bed: face and teeth, the toilet; then the night.
         if !is_out(bed - MIN) {
-            uses.push(Opening::new(
+            uses.push(draw(
+                &mut rng,
                 Fixture::Basin,
                 bed - 15 * MIN,
-                rng.range(1.5, 4.0),
+                (1.5, 4.0),
                 p.basin_lpm,
             ));
             toilet(&mut rng, &mut uses, bed - 5 * MIN);
@@ -616,6 +604,11 @@ impl Home {
         }
         uses
     }
+}
+
+/// An opening of `fixture` at `t` of between `litres.0` and `litres.1` litres.
+fn draw(rng: &mut Rng, fixture: Fixture, t: i64, litres: (f64, f64), lpm: f64) -> Opening {
+    Opening::new(fixture, t, rng.range(litres.0, litres.1), lpm)
 }
 
 /// 0 = Monday, for the local day starting at `midnight`.

@@ -257,10 +257,7 @@ fn parse_time(text: &str, zone: Tz) -> anyhow::Result<Option<i64>> {
 }
 
 fn rfc3339(at: i64, zone: Tz) -> String {
-    chrono::DateTime::from_timestamp(at, 0)
-        .unwrap_or_default()
-        .with_timezone(&zone)
-        .to_rfc3339()
+    crate::scenario::rfc3339_in(at, &zone)
 }
 
 #[cfg(test)]

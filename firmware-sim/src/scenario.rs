@@ -173,10 +173,20 @@ pub fn plan(seed: u64, home: u64, start: i64, days: i64, rate: f64) -> Vec<Incid
 
 /// RFC 3339 in China Standard Time.
 pub fn rfc3339(at: i64) -> String {
-    let zone = chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset");
+    rfc3339_in(
+        at,
+        &chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset"),
+    )
+}
+
+/// RFC 3339 in `zone`.
+pub fn rfc3339_in<Z: chrono::TimeZone>(at: i64, zone: &Z) -> String
+where
+    Z::Offset: std::fmt::Display,
+{
     chrono::DateTime::from_timestamp(at, 0)
         .unwrap_or_default()
-        .with_timezone(&zone)
+        .with_timezone(zone)
         .to_rfc3339()
 }
 

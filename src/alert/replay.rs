@@ -79,19 +79,14 @@ impl Replayed {
     /// The alerts opened and texts queued at or after `from` (meter clock);
     /// texts to contacts are counted per contact of `household`, maintenance
     /// texts once per round (the phones are configuration).
-    pub fn tally(&self, from: i64, household: &HouseholdInfo) -> Tally {
-        let mut tally = Tally::default();
-        for alert in self.alerts.iter().filter(|a| a.opened_at >= from) {
-            *tally
-                .alerts
-                .entry((alert.kind, alert.severity))
-                .or_default() += 1;
-        }
-        // Contacts texted so far per alert: "resolved" and reminders go to them.
+    /// How many phones each of [`Replayed::texts`] goes to: one for a
+    /// resident's check-in and a maintenance round; the contacts of its steps
+    /// for an alert; everyone texted so far for a reminder or "resolved".
+    pub fn phones_per_text(&self, household: &HouseholdInfo) -> Vec<usize> {
         let mut texted: std::collections::HashMap<usize, usize> = Default::default();
-        for text in &self.texts {
-            let counted = text.at >= from;
-            let contacts = match text.to {
+        self.texts
+            .iter()
+            .map(|text| match text.to {
                 Recipients::Contacts { above, up_to } => {
                     let n = household
                         .contacts
@@ -102,15 +97,27 @@ impl Replayed {
                     n
                 }
                 Recipients::AlreadyTexted => texted.get(&text.alert).copied().unwrap_or(0),
-                Recipients::Resident | Recipients::Maintenance => 0,
-            };
-            if !counted {
+                Recipients::Resident | Recipients::Maintenance => 1,
+            })
+            .collect()
+    }
+
+    pub fn tally(&self, from: i64, household: &HouseholdInfo) -> Tally {
+        let mut tally = Tally::default();
+        for alert in self.alerts.iter().filter(|a| a.opened_at >= from) {
+            *tally
+                .alerts
+                .entry((alert.kind, alert.severity))
+                .or_default() += 1;
+        }
+        for (text, phones) in self.texts.iter().zip(self.phones_per_text(household)) {
+            if text.at < from {
                 continue;
             }
             match text.to {
                 Recipients::Resident => tally.resident_prompts += 1,
                 Recipients::Maintenance => tally.maintenance_texts += 1,
-                _ => tally.contact_texts += contacts,
+                _ => tally.contact_texts += phones,
             }
         }
         tally

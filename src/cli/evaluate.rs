@@ -235,26 +235,13 @@ fn replayed(
             });
         }
         // One scored text per phone, as the gateway's outbox holds them.
-        let mut texted: std::collections::HashMap<usize, usize> = Default::default();
-        for text in &run.texts {
-            let (to, n) = match text.to {
-                Recipients::Resident => (Audience::Resident, 1),
-                Recipients::Maintenance => (Audience::Maintenance, 1),
-                Recipients::Contacts { above, up_to } => {
-                    let n = household
-                        .contacts
-                        .iter()
-                        .filter(|c| c.0 > above && c.0 <= up_to)
-                        .count();
-                    *texted.entry(text.alert).or_default() += n;
-                    (Audience::Contact, n)
-                }
-                Recipients::AlreadyTexted => (
-                    Audience::Contact,
-                    texted.get(&text.alert).copied().unwrap_or(0),
-                ),
+        for (text, phones) in run.texts.iter().zip(run.phones_per_text(&household)) {
+            let to = match text.to {
+                Recipients::Resident => Audience::Resident,
+                Recipients::Maintenance => Audience::Maintenance,
+                _ => Audience::Contact,
             };
-            for _ in 0..n {
+            for _ in 0..phones {
                 texts.push(ScoredText {
                     alert: first_id + text.alert as i64,
                     to,
