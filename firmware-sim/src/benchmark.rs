@@ -193,21 +193,15 @@ impl Benchmark {
             let mut source = Source::Simulation(Box::new(sim));
             let mut last_report = start;
             let mut behind_s = 0;
+            let mut installers = Vec::new();
             let mut backlog_s = 0;
             let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
             let published = publish::publish(&mut source, start, Pace::Clock(clock), &mut publisher, |until, sent| {
                 while replacements.peek().is_some_and(|(at, _, _)| *at <= until + 900) {
                     let (_, old, new) = replacements.next().expect("peeked");
-                    // A gateway this busy can hold the database longer than a
-                    // command's wait: the installer tries again.
-                    let mut attempt = 1;
-                    while let Err(error) = stillwater(&["meters", "replace", &old, &new]) {
-                        if attempt == 5 || !error.to_string().contains("locked") {
-                            return Err(error);
-                        }
-                        eprintln!("  … meters replace {old} {new}: the database is busy; trying again");
-                        attempt += 1;
-                    }
+                    // The installer works beside the meters, not in their way.
+                    let (gateway, config) = (gateway.clone(), config.clone());
+                    installers.push(std::thread::spawn(move || replace(&gateway, &config, &old, &new)));
                 }
                 // How far publishing lags the clock the gateway runs on: if the
                 // gateway cannot keep up, its timers run ahead of the readings.
@@ -235,6 +229,9 @@ impl Benchmark {
             })
             .await?;
             publisher.finish().await?;
+            for installer in installers {
+                installer.join().expect("an installer's thread")?;
+            }
             // Let the timers of the last hours run (check-in waits, escalation).
             clock.sleep_until(end + 6 * 3600).await;
             let Source::Simulation(sim) = source else { unreachable!("a simulation") };
@@ -300,6 +297,29 @@ impl Benchmark {
 
 fn path(path: &Path) -> anyhow::Result<&str> {
     path.to_str().context("a path that is not UTF-8")
+}
+
+/// `stillwater meters replace OLD NEW`, as an installer would run it. A gateway
+/// this busy can hold the database longer than a command waits: the installer
+/// tries again.
+fn replace(gateway: &Path, config: &Path, old: &str, new: &str) -> anyhow::Result<()> {
+    for attempt in 1.. {
+        let output = Command::new(gateway)
+            .arg("--config")
+            .arg(config)
+            .args(["meters", "replace", old, new])
+            .output()
+            .with_context(|| format!("cannot run {}", gateway.display()))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let error = String::from_utf8_lossy(&output.stderr).into_owned();
+        if attempt == 5 || !error.contains("locked") {
+            anyhow::bail!("stillwater meters replace {old} {new} failed: {error}");
+        }
+        eprintln!("  … meters replace {old} {new}: the database is busy; trying again");
+    }
+    unreachable!("the loop returns")
 }
 
 /// One counter from the gateway's `/metrics`.

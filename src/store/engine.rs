@@ -430,10 +430,7 @@ impl EngineTx for AlertTx<'_> {
     ) -> Result<u32, StoreError> {
         Ok(self
             .tx
-            .prepare_cached(
-                "SELECT count(DISTINCT n.alert_id || ':' || n.step) FROM notifications n JOIN alerts a ON a.id = n.alert_id
-                 WHERE a.meter_id = ?1 AND n.purpose = ?2 AND (?3 IS NULL OR n.recipient = ?3) AND n.created_at >= ?4",
-            )?
+            .prepare_cached(TEXTS_SINCE)?
             .query_row(params![meter, purpose, recipient, since], |row| row.get(0))?)
     }
 
@@ -529,6 +526,11 @@ impl EngineTx for AlertTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
+
+/// Texts of one purpose (and recipient) about a meter's alerts since a time,
+/// one per alert and step.
+pub(super) const TEXTS_SINCE: &str = "SELECT count(DISTINCT n.alert_id || ':' || n.step) FROM notifications n JOIN alerts a ON a.id = n.alert_id
+     WHERE a.meter_id = ?1 AND n.purpose = ?2 AND (?3 IS NULL OR n.recipient = ?3) AND n.created_at >= ?4";
 
 /// A registered meter that has not reported for a while.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -281,3 +281,27 @@ fn unregistered_on(store: &dyn Backend) {
     assert_eq!(unregistered[0].meter_id, "STRAY-1");
     assert_eq!(unregistered[0].readings, 1);
 }
+
+#[test]
+fn counting_a_meters_recent_texts_reads_only_its_alerts_and_their_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("plan.db")).unwrap();
+    let connection = store.connect().unwrap();
+    let plan: Vec<String> = connection
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::engine::TEXTS_SINCE
+        ))
+        .unwrap()
+        .query_map(
+            rusqlite::params!["ZS-0001", "check_in", None::<String>, 0],
+            |row| row.get::<_, String>(3),
+        )
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().all(|step| !step.starts_with("SCAN")),
+        "a scan grows with every alert ever raised: {plan:?}"
+    );
+}
