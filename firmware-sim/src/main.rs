@@ -63,7 +63,7 @@ enum Command {
         #[arg(long, default_value = "benchmark")]
         dir: PathBuf,
         /// Simulated seconds per real second.
-        #[arg(long, default_value_t = 7200.0)]
+        #[arg(long, default_value_t = 3600.0)]
         speed: f64,
         /// Share of check-ins a resident who is fine answers.
         #[arg(long, default_value_t = 0.8)]
