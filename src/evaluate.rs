@@ -192,9 +192,8 @@ pub fn evaluate(
         // finds it is its opening, or that first action.
         let acts_during = |alert: &ScoredAlert| {
             texts_of(alert.id)
-                .filter(|t| t.to != Audience::Maintenance && t.queued_at >= incident.start)
+                .filter(|t| t.to != Audience::Maintenance && incident.covers(t.queued_at))
                 .map(|t| t.queued_at)
-                .filter(|&at| incident.covers(at))
                 .min()
         };
         let finding = alerts

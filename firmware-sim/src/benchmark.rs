@@ -87,22 +87,7 @@ impl Benchmark {
             ),
         )?;
         std::fs::write(dir.join("households.csv"), sim.installation_csv())?;
-        let stillwater = |args: &[&str]| -> anyhow::Result<String> {
-            let output = Command::new(&gateway)
-                .arg("--config")
-                .arg(&config)
-                .args(args)
-                .output()
-                .with_context(|| format!("cannot run {}", gateway.display()))?;
-            if !output.status.success() {
-                anyhow::bail!(
-                    "stillwater {} failed: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        };
+        let stillwater = |args: &[&str]| run_gateway(&gateway, &config, args);
         let households = dir.join("households.csv");
         stillwater(&["meters", "import", path(&households)?])?;
         for (meter, from, until) in sim.declared_absences() {
@@ -304,22 +289,33 @@ fn path(path: &Path) -> anyhow::Result<&str> {
 /// tries again.
 fn replace(gateway: &Path, config: &Path, old: &str, new: &str) -> anyhow::Result<()> {
     for attempt in 1.. {
-        let output = Command::new(gateway)
-            .arg("--config")
-            .arg(config)
-            .args(["meters", "replace", old, new])
-            .output()
-            .with_context(|| format!("cannot run {}", gateway.display()))?;
-        if output.status.success() {
-            return Ok(());
+        match run_gateway(gateway, config, &["meters", "replace", old, new]) {
+            Ok(_) => return Ok(()),
+            Err(error) if attempt < 5 && error.to_string().contains("locked") => {
+                eprintln!("  … meters replace {old} {new}: the database is busy; trying again");
+            }
+            Err(error) => return Err(error),
         }
-        let error = String::from_utf8_lossy(&output.stderr).into_owned();
-        if attempt == 5 || !error.contains("locked") {
-            anyhow::bail!("stillwater meters replace {old} {new} failed: {error}");
-        }
-        eprintln!("  … meters replace {old} {new}: the database is busy; trying again");
     }
     unreachable!("the loop returns")
+}
+
+/// `stillwater --config CONFIG ARGS…`: what it printed, or why it failed.
+fn run_gateway(gateway: &Path, config: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(gateway)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", gateway.display()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "stillwater {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// One counter from the gateway's `/metrics`.

@@ -3,6 +3,9 @@
 //! for a while — at the day's transitions (getting up, going to bed, coming
 //! home), at meals, and at random while the resident is awake and at home.
 //!
+//! Long on purpose: a resident's day is one piece of reasoning (presence,
+//! then the uses that follow from it), read top to bottom in `Home::day`.
+//!
 //! Everything is drawn from keyed generators (the home, the day, the purpose),
 //! so a home's day is the same whatever else the run holds. Days are local
 //! days in China Standard Time (UTC+8, no daylight saving). The figures and

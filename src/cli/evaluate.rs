@@ -161,24 +161,23 @@ fn replayed(
             Err(problem) => return Ok(Err(problem.to_string())),
         }
     }
-    let duration = |flag: &str, text: &Option<String>| match text {
-        Some(text) => stillwater::domain::parse_duration(text)
-            .map(Some)
-            .map_err(|problem| format!("{flag} {text:?}: {problem}")),
-        None => Ok(None),
+    let duration = |flag: &str, text: &str| {
+        stillwater::domain::parse_duration(text)
+            .map_err(|problem| format!("{flag} {text:?}: {problem}"))
     };
-    let acknowledged_after_s = match duration("--acknowledged-after", &scope.acknowledged_after) {
-        Ok(seconds) => seconds,
-        Err(problem) => return Ok(Err(problem)),
+    let acknowledged_after_s = match scope.acknowledged_after.as_deref() {
+        Some(text) => match duration("--acknowledged-after", text) {
+            Ok(seconds) => Some(seconds),
+            Err(problem) => return Ok(Err(problem)),
+        },
+        None => None,
     };
-    let answer = scope
-        .residents_answer
-        .as_ref()
-        .map(|(after, rate)| (Some(after.clone()), *rate));
-    let answer = match answer {
-        Some((after, rate)) => match duration("--residents-answer-after", &after) {
-            Ok(seconds) if (0.0..=1.0).contains(&rate) => seconds.map(|s| (s, rate)),
-            Ok(_) => return Ok(Err(format!("--answer-rate {rate}: a share from 0 to 1"))),
+    let answer = match &scope.residents_answer {
+        Some((_, rate)) if !(0.0..=1.0).contains(rate) => {
+            return Ok(Err(format!("--answer-rate {rate}: a share from 0 to 1")))
+        }
+        Some((after, rate)) => match duration("--residents-answer-after", after) {
+            Ok(seconds) => Some((seconds, *rate)),
             Err(problem) => return Ok(Err(problem)),
         },
         None => None,
