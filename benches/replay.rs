@@ -15,7 +15,7 @@ use std::time::Instant;
 use stillwater::alert::lifecycle::Settings;
 use stillwater::alert::replay::{replay, replay_with, Assume};
 use stillwater::config::Config;
-use stillwater::detect::Rules;
+use stillwater::detect::Learned;
 use stillwater::domain::StoredReading;
 use stillwater::store::engine::HouseholdInfo;
 
@@ -104,7 +104,7 @@ fn main() {
                             .map(|readings| {
                                 let now = replay(
                                     readings,
-                                    &Rules,
+                                    &Learned,
                                     &config.rules.global,
                                     settings,
                                     household,
@@ -116,7 +116,7 @@ fn main() {
                                     backgrounds: Some(&now.backgrounds),
                                     ..Assume::default()
                                 };
-                                replay_with(readings, &Rules, tried, settings, household, &assume)
+                                replay_with(readings, &Learned, tried, settings, household, &assume)
                                     .alerts
                                     .len()
                             })

@@ -300,6 +300,9 @@ enum MetersCommand {
     Remove { meter: String },
     /// Meters that publish but are not registered.
     Unregistered,
+    /// What the meter's household routine has learned: use by hour, the
+    /// usual first use, and how long a quiet stretch takes to reach each grade.
+    Routine { meter: String },
     /// Ask the resident first ("reply if you are fine") before texting the contacts.
     CheckIn {
         meter: String,

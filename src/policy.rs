@@ -32,6 +32,46 @@ pub struct Policy {
     pub max_litres_per_day: i64,
     /// How far back the background rate is estimated (seconds). Global only.
     pub background_s: i64,
+    /// Which detector judges `no_usage`: the learned routine (with the fixed
+    /// rules as floor and ceiling) or the fixed rules alone.
+    pub detector: DetectorChoice,
+    /// How readily the learned routine speaks.
+    pub sensitivity: Sensitivity,
+}
+
+/// Which detector judges a household's quiet stretches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DetectorChoice {
+    /// The household's learned routine once it has a week of history; the
+    /// fixed rules before that, and always as floor and ceiling.
+    #[default]
+    Learned,
+    /// The fixed windows alone.
+    Rules,
+}
+
+impl DetectorChoice {
+    const NAMES: &'static [&'static str] = &["learned", "rules"];
+    const ALL: [DetectorChoice; 2] = [DetectorChoice::Learned, DetectorChoice::Rules];
+}
+
+/// How readily the learned routine speaks: the rate at which a home's own
+/// normal quiet stretches would reach each grade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sensitivity {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl Sensitivity {
+    const NAMES: &'static [&'static str] = &["low", "normal", "high"];
+    pub const ALL: [Sensitivity; 3] = [Sensitivity::Low, Sensitivity::Normal, Sensitivity::High];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 impl Default for Policy {
@@ -45,6 +85,8 @@ impl Default for Policy {
             leak_s: 24 * HOUR,
             max_litres_per_day: 2000,
             background_s: 7 * DAY,
+            detector: DetectorChoice::Learned,
+            sensitivity: Sensitivity::Normal,
         }
     }
 }
@@ -59,6 +101,8 @@ pub enum Key {
     FlowFor,
     LeakFor,
     MaxLitresPerDay,
+    Detector,
+    Sensitivity,
 }
 
 /// Whether a key is a count or a duration, and its bounds (inclusive).
@@ -73,10 +117,12 @@ enum Unit {
         min: i64,
         max: i64,
     },
+    /// One of these names, stored as its index.
+    Choice(&'static [&'static str]),
 }
 
 impl Key {
-    pub const ALL: [Key; 7] = [
+    pub const ALL: [Key; 9] = [
         Key::MinLitres,
         Key::WarningWindow,
         Key::UrgentWindow,
@@ -84,6 +130,8 @@ impl Key {
         Key::FlowFor,
         Key::LeakFor,
         Key::MaxLitresPerDay,
+        Key::Detector,
+        Key::Sensitivity,
     ];
 
     /// The name as written in `[rules]` and on the command line.
@@ -96,6 +144,8 @@ impl Key {
             Key::FlowFor => "flow_for",
             Key::LeakFor => "leak_for",
             Key::MaxLitresPerDay => "max_litres_per_day",
+            Key::Detector => "detector",
+            Key::Sensitivity => "sensitivity",
         }
     }
 
@@ -144,6 +194,8 @@ impl Key {
                 max: 100_000,
                 what: "litres",
             },
+            Key::Detector => Unit::Choice(DetectorChoice::NAMES),
+            Key::Sensitivity => Unit::Choice(Sensitivity::NAMES),
         }
     }
 
@@ -171,6 +223,11 @@ impl Key {
                     ))
                 }
             }
+            Unit::Choice(names) => names
+                .iter()
+                .position(|n| *n == text)
+                .map(|i| i as i64)
+                .ok_or_else(|| format!("{name} = {text:?}: must be one of {}", names.join(", "))),
         }
     }
 
@@ -179,6 +236,9 @@ impl Key {
         match self.unit() {
             Unit::Count { .. } => value.to_string(),
             Unit::Duration { .. } => format_duration(value),
+            Unit::Choice(names) => names
+                .get(value as usize)
+                .map_or_else(|| value.to_string(), |n| n.to_string()),
         }
     }
 
@@ -191,11 +251,22 @@ impl Key {
             Key::FlowFor => policy.flow_s,
             Key::LeakFor => policy.leak_s,
             Key::MaxLitresPerDay => policy.max_litres_per_day,
+            Key::Detector => policy.detector as i64,
+            Key::Sensitivity => policy.sensitivity as i64,
         }
     }
 
     fn set(self, policy: &mut Policy, value: i64) {
+        let index = usize::try_from(value).unwrap_or(usize::MAX);
         let field = match self {
+            Key::Detector => {
+                policy.detector = DetectorChoice::ALL.get(index).copied().unwrap_or_default();
+                return;
+            }
+            Key::Sensitivity => {
+                policy.sensitivity = Sensitivity::ALL.get(index).copied().unwrap_or_default();
+                return;
+            }
             Key::MinLitres => &mut policy.min_litres,
             Key::WarningWindow => &mut policy.warning_window_s,
             Key::UrgentWindow => &mut policy.urgent_window_s,

@@ -575,6 +575,13 @@ fn replay_shows_what_a_threshold_change_would_have_caused_and_changes_nothing() 
         ));
     }
     import_history(&db, dir.path(), &history);
+    // The fixed windows for this household (its routine would judge these
+    // nights normal, whatever the warning window).
+    let set = stillwater(
+        &db,
+        &["rules", "set", "--meter", "ZS-0001", "detector=rules"],
+    );
+    assert!(set.status.success(), "{}", text(&set));
     let from = (start + chrono::Duration::days(2))
         .format("%Y-%m-%d")
         .to_string();
@@ -677,12 +684,24 @@ fn evaluate_scores_a_replay_of_imported_history_against_ground_truth() {
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
     // The plain 24 h rule: found, contacts texted when the last use is 24 h old.
-    let plain = evaluate(&["--no-check-in"]);
+    let plain = evaluate(&["--no-check-in", "--set", "detector=rules"]);
     let found = &plain["by_incident"]["incapacitation"];
     assert_eq!(found["found"], 1, "{plain}");
     assert_eq!(found["to_contact_s"][0], 23 * 3600, "{plain}");
+    // The learned routine (the default) knows this home uses water at 07:00
+    // and 13:00: the contacts hear before the fixed 24 h.
+    let learned = evaluate(&["--no-check-in"]);
+    let to_contact = learned["by_incident"]["incapacitation"]["to_contact_s"][0]
+        .as_i64()
+        .unwrap();
+    assert!(to_contact < 23 * 3600, "{learned}");
     // Texting at the warning: contacts hear 12 h after the last use.
-    let warning = evaluate(&["--no-check-in", "--notify-warning"]);
+    let warning = evaluate(&[
+        "--no-check-in",
+        "--notify-warning",
+        "--set",
+        "detector=rules",
+    ]);
     assert_eq!(
         warning["by_incident"]["incapacitation"]["to_contact_s"][0],
         11 * 3600,

@@ -137,6 +137,8 @@ pub struct TextFacts {
     pub hours: i64,
     pub litres: i64,
     pub flags: String,
+    /// Why the household's routine found it (learned `no_usage` only).
+    pub habit: Option<crate::detect::Habit>,
 }
 
 /// One thing the engine is to do, in order.
@@ -206,13 +208,29 @@ pub fn describe(condition: &Condition, at: i64, background_mlph: i64) -> String 
             severity,
             since,
             used_l,
-        } => format!(
-            "{} L used in the window ({} h of quiet; background {:.1} L/h); {}",
-            used_l,
-            (at - since.secs()).max(0) / 3600,
-            background_mlph as f64 / 1000.0,
-            severity.as_str()
-        ),
+            habit,
+        } => {
+            let quiet = (at - since.secs()).max(0);
+            let why = match habit {
+                None => String::new(),
+                Some(crate::detect::Habit::NotUpYet { usual_by_min }) => format!(
+                    "; not up yet: usually uses water by {:02}:{:02}",
+                    usual_by_min / 60,
+                    usual_by_min % 60
+                ),
+                Some(crate::detect::Habit::Rare { once_in_days }) => format!(
+                    "; by its routine this home is this quiet at this time about once in {once_in_days} days"
+                ),
+            };
+            format!(
+                "{} L used in {}h{:02}m of quiet (background {:.1} L/h){why}; {}",
+                used_l,
+                quiet / 3600,
+                quiet % 3600 / 60,
+                background_mlph as f64 / 1000.0,
+                severity.as_str()
+            )
+        }
         Condition::ContinuousFlow { since, litres } => format!(
             "{litres} L in {} min of continuous flow",
             (at - since.secs()) / 60
@@ -227,6 +245,10 @@ pub fn describe(condition: &Condition, at: i64, background_mlph: i64) -> String 
 }
 
 fn text_facts(condition: &Condition, at: i64) -> TextFacts {
+    let habit = match condition {
+        Condition::NoUsage { habit, .. } => *habit,
+        _ => None,
+    };
     let (since, litres, flags) = match condition {
         Condition::NoUsage { since, used_l, .. } => (since.secs(), *used_l, String::new()),
         Condition::ContinuousFlow { since, litres }
@@ -239,6 +261,7 @@ fn text_facts(condition: &Condition, at: i64) -> TextFacts {
         hours: (at - since).max(0) / 3600,
         litres,
         flags,
+        habit,
     }
 }
 
@@ -403,6 +426,7 @@ pub fn on_timer(
         hours: (now - alert.since).max(0) / 3600,
         litres: 0,
         flags: String::new(),
+        habit: None,
     };
     if let Some(until) = alert.check_in_until {
         if now < until {
@@ -557,6 +581,7 @@ pub fn offline(
         hours: (now - since).max(0) / 3600,
         litres: 0,
         flags: String::new(),
+        habit: None,
     };
     maintenance_texts(
         &mut changes,
@@ -602,6 +627,7 @@ fn resolved_text(alert: Target, kind: Kind, wall: i64) -> Change {
             hours: 0,
             litres: 0,
             flags: String::new(),
+            habit: None,
         },
     }
 }

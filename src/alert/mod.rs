@@ -75,7 +75,7 @@ impl Engine {
             db: AlertDb::open(store)?,
             rules,
             settings: Settings::new(&alerts),
-            detector: Box::new(detect::Rules),
+            detector: Box::new(detect::Learned),
             context: Context {
                 alerts,
                 language: sms.language,
@@ -195,8 +195,31 @@ impl Engine {
                     Some(through) => work.readings.partition_point(|r| r.ts.secs() <= through),
                     None => 0,
                 };
+                let absences = tx.absences_of(household.id)?;
+                let home = detect::Home {
+                    zone: household
+                        .timezone
+                        .parse()
+                        .unwrap_or(chrono_tz::Asia::Shanghai),
+                    absences: &absences,
+                };
+                let mut routine = match work.routine.as_deref().map(detect::Routine::decode) {
+                    Some(Some(routine)) => routine,
+                    Some(None) => {
+                        tracing::warn!(meter, "the stored routine is unreadable; learning afresh");
+                        detect::Routine::default()
+                    }
+                    None => detect::Routine::default(),
+                };
                 for index in first..work.readings.len() {
-                    let assessment = detector.assess(&work.readings, index, &policy);
+                    let assessment = detector.assess_learning(
+                        &work.readings,
+                        index,
+                        &policy,
+                        &home,
+                        &mut routine,
+                        None,
+                    );
                     let active = tx.active_alerts(meter)?;
                     let opening = lifecycle::may_open(&active, &assessment);
                     let facts = facts(&tx, meter, household, assessment.at.secs(), wall, opening)?;
@@ -204,8 +227,10 @@ impl Engine {
                         lifecycle::on_reading(&active, &assessment, &facts, settings, wall);
                     queued |= apply(&tx, context, meter, household, changes, wall)?;
                 }
+                tx.set_evaluated_through(meter, work.newest, Some(&routine.encode()))?;
+                continue;
             }
-            tx.set_evaluated_through(meter, work.newest)?;
+            tx.set_evaluated_through(meter, work.newest, None)?;
         }
         tx.commit()?;
         Ok(queued)
@@ -343,14 +368,7 @@ fn apply(
                 facts,
             } => {
                 let recipients = context.recipients(tx, id(alert), to, household)?;
-                let values = context.values(
-                    household,
-                    meter,
-                    facts.since,
-                    facts.hours,
-                    facts.litres,
-                    &facts.flags,
-                );
+                let values = context.values(household, meter, &facts);
                 queued |= context.send(tx, id(alert), kind, purpose, &recipients, &values, wall)?;
             }
             Change::Reminder { alert, kind, n } => {
@@ -399,10 +417,7 @@ impl Context {
         &self,
         household: &HouseholdInfo,
         meter: &str,
-        since: i64,
-        hours: i64,
-        litres: i64,
-        flags: &str,
+        facts: &lifecycle::TextFacts,
     ) -> Values {
         let zone: chrono_tz::Tz = household
             .timezone
@@ -412,10 +427,11 @@ impl Context {
             name: household.resident_name.clone(),
             address: household.address.clone(),
             meter: meter.to_string(),
-            since: templates::format_since(since, zone, self.language),
-            hours,
-            litres,
-            flags: flags.to_string(),
+            since: templates::format_since(facts.since, zone, self.language),
+            hours: facts.hours,
+            litres: facts.litres,
+            flags: facts.flags.clone(),
+            usual: templates::habit_phrase(facts.habit, self.language),
             code: 0,
             reminder: 0,
         }

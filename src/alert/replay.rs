@@ -188,21 +188,29 @@ pub fn replay_with(
     // Each point sees the history the live engine would load for it (the
     // detector's horizon and a day), so a year replays in linear time.
     let horizon = detector.history_s(policy) + 86_400;
+    // The routine is learned from the first reading on, as the live engine does.
+    let mut routine = crate::detect::Routine::default();
+    let home = crate::detect::Home {
+        zone: household
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai),
+        absences: assume.absences,
+    };
     let mut first = 0;
     for index in 0..readings.len() {
         let at = readings[index].ts;
         while readings[first].ts < at - horizon {
             first += 1;
         }
-        let assessment = match assume.backgrounds {
-            Some(known) => detector.assess_knowing_background(
-                &readings[first..],
-                index - first,
-                policy,
-                known[index],
-            ),
-            None => detector.assess(&readings[first..], index - first, policy),
-        };
+        let assessment = detector.assess_learning(
+            &readings[first..],
+            index - first,
+            policy,
+            &home,
+            &mut routine,
+            assume.backgrounds.map(|known| known[index]),
+        );
         state.replayed.backgrounds.push(assessment.background_mlph);
         let now = assessment.at.secs();
         state.acknowledge_due(now);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use stillwater::alert::lifecycle::{Recipients, Settings};
 use stillwater::alert::replay::{replay_with, Assume, Residents};
 use stillwater::config::Config;
-use stillwater::detect::{Detector, Rules};
+use stillwater::detect::{warm_up_s, Learned};
 use stillwater::evaluate::{
     evaluate as score, median_and_p95_h, Audience, DeclaredAbsence, Evaluation, Incident,
     ScoredAlert, ScoredText, FIND_WITHIN_S,
@@ -199,7 +199,7 @@ fn replayed(
         if let Err(problem) = policy.check() {
             return Ok(Err(format!("for meter {meter}: {problem}")));
         }
-        let readings = store.readings(&meter, from - Rules.history_s(&policy), to)?;
+        let readings = store.readings(&meter, from - warm_up_s(&policy), to)?;
         let away: Vec<(i64, i64)> = absences
             .iter()
             .filter(|a| a.meter == meter)
@@ -221,7 +221,7 @@ fn replayed(
             }),
             backgrounds: None,
         };
-        let run = replay_with(&readings, &Rules, &policy, &settings, &household, &assume);
+        let run = replay_with(&readings, &Learned, &policy, &settings, &household, &assume);
         let first_id = alerts.len() as i64;
         for alert in &run.alerts {
             alerts.push(ScoredAlert {

@@ -290,6 +290,7 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 None => out!("{meter}: no check-in; contacts are texted directly"),
             }
         }
+        MetersCommand::Routine { meter } => return routine(config, &store, &meter),
         MetersCommand::Unregistered => {
             let meters = store.unregistered_meters()?;
             if meters.is_empty() {
@@ -311,5 +312,94 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stillwater meters routine ID`: what the household's routine has learned.
+fn routine(
+    config: &Config,
+    store: &stillwater::store::Store,
+    meter: &str,
+) -> anyhow::Result<ExitCode> {
+    use stillwater::detect::Routine;
+    let Some(household) = store.household(meter)? else {
+        eprintln!("meter {meter} is not registered");
+        return Ok(ExitCode::FAILURE);
+    };
+    let stored = store.rule_overrides(&RuleScope::Meter(meter.to_string()))?;
+    let policy =
+        stillwater::thresholds::in_force(&config.rules, &household.category, &stored).policy;
+    let state = store.meter_state(meter)?;
+    let Some(routine) = state
+        .and_then(|s| s.routine)
+        .as_deref()
+        .and_then(Routine::decode)
+    else {
+        out!("meter {meter}: nothing learned yet (the gateway has not evaluated a reading)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    out!(
+        "meter {meter}: routine learned from {} days of readings (it speaks from {}), one every {} min",
+        routine.days_seen(),
+        stillwater::detect::routine::MIN_DAYS,
+        routine.interval_s() / 60
+    );
+    out!(
+        "  detector {}, sensitivity {}",
+        stillwater::policy::Key::Detector.format(policy.get(stillwater::policy::Key::Detector)),
+        policy.sensitivity.as_str()
+    );
+    if routine.interval_s() > 2 * 3600 {
+        out!("  readings come less often than every 2 h: only the fixed rules judge this meter");
+    }
+    match routine.usual_wake() {
+        Some((mean, by)) => out!(
+            "  first use of the day: about {:02}:{:02}, usually by {:02}:{:02}",
+            mean / 60,
+            mean % 60,
+            by / 60,
+            by % 60
+        ),
+        None => out!("  first use of the day: not learned yet"),
+    }
+    out!("  share of days with water used in each hour (weekdays | weekends):");
+    for hour in 0..24 {
+        let (weekday, weekend) = (
+            routine.probability(false, hour),
+            routine.probability(true, hour),
+        );
+        out!(
+            "    {hour:02}:00  {:<20} {:>3}% | {:>3}%",
+            "#".repeat((weekday * 20.0).round() as usize),
+            (weekday * 100.0).round(),
+            (weekend * 100.0).round()
+        );
+    }
+    let Some(levels) = routine.levels(policy.sensitivity) else {
+        out!("  not judging yet: the fixed rules alone until it has a week of readings");
+        return Ok(ExitCode::SUCCESS);
+    };
+    out!(
+        "  levels of evidence: ask the resident at {:.1}, text the contacts at {:.1}",
+        levels.watch,
+        levels.alarm
+    );
+    let within = |seconds: Option<i64>| match seconds {
+        Some(s) => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        None => "not within a day".to_string(),
+    };
+    out!("  a weekday quiet stretch from … reaches them after:");
+    for hour in [0, 6, 9, 12, 15, 18, 21] {
+        out!(
+            "    {hour:02}:00  {} / {}",
+            within(routine.quiet_to_reach(hour, levels.watch)),
+            within(routine.quiet_to_reach(hour, levels.alarm))
+        );
+    }
+    out!(
+        "  (and the fixed rules still hold: urgent after {} h without {} L)",
+        policy.urgent_window_s / 3600,
+        policy.min_litres
+    );
     Ok(ExitCode::SUCCESS)
 }

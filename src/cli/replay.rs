@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use stillwater::alert::lifecycle::Settings;
 use stillwater::alert::replay::{replay as run, replay_with, Assume, Tally};
 use stillwater::config::Config;
-use stillwater::detect::{Detector, Rules};
+use stillwater::detect::{warm_up_s, Learned};
 use stillwater::policy::Setting;
 
 use super::absences::parse_when;
@@ -197,11 +197,9 @@ fn replay_one(
         if let Err(problem) = tried.check() {
             return Ok(Outcome::Refused(format!("for meter {meter}: {problem}")));
         }
-        let history = Rules
-            .history_s(&current.policy)
-            .max(Rules.history_s(&tried));
+        let history = warm_up_s(&current.policy).max(warm_up_s(&tried));
         let readings = store.readings(meter, from - history, to)?;
-        let now = run(&readings, &Rules, &current.policy, settings, &household);
+        let now = run(&readings, &Learned, &current.policy, settings, &household);
         // The background is the same for both unless its window is what changed.
         let known = (tried.background_s == current.policy.background_s)
             .then_some(now.backgrounds.as_slice());
@@ -209,7 +207,7 @@ fn replay_one(
             backgrounds: known,
             ..Assume::default()
         };
-        let then = replay_with(&readings, &Rules, &tried, settings, &household, &assume);
+        let then = replay_with(&readings, &Learned, &tried, settings, &household, &assume);
         let (now, then) = (now.tally(from, &household), then.tally(from, &household));
         Ok(Outcome::Replayed(
             meter.to_string(),

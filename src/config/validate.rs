@@ -56,6 +56,8 @@ pub(super) struct RawRules {
     flow_for: String,
     leak_for: String,
     max_litres_per_day: i64,
+    detector: String,
+    sensitivity: String,
     offline_at_least: String,
     background_window: String,
     categories: HashMap<String, toml::Table>,
@@ -317,6 +319,8 @@ fn validate_rules(raw: RawRules, p: &mut Problems) -> RulesConfig {
     setting("flow_for", raw.flow_for.clone());
     setting("leak_for", raw.leak_for.clone());
     setting("max_litres_per_day", raw.max_litres_per_day.to_string());
+    setting("detector", raw.detector.clone());
+    setting("sensitivity", raw.sensitivity.clone());
     let (low, high) = crate::policy::BACKGROUND_WINDOW;
     match duration("rules.background_window", &raw.background_window) {
         Ok(seconds) if (low..=high).contains(&seconds) => global.background_s = seconds,
@@ -380,6 +384,8 @@ fn bad_value_text(key: &'static str, text: &str, problem: String) -> ConfigError
         "min_flow_lph" => "rules.min_flow_lph",
         "flow_for" => "rules.flow_for",
         "leak_for" => "rules.leak_for",
+        "detector" => "rules.detector",
+        "sensitivity" => "rules.sensitivity",
         _ => "rules.max_litres_per_day",
     };
     // The problem starts with "<key> = <value>: "; the error names them again.

@@ -7,19 +7,30 @@
 //! answers. It does no I/O and never reads the clock; `meter_offline`, the one
 //! rule that needs the wall clock, lives with the alert lifecycle.
 //!
-//! [`Rules`] (in [`rules`]) is the fixed-threshold detector. [`Combined`] runs
-//! several detectors side by side and keeps, per kind, the most serious finding,
-//! so a learned detector can later run beside the rules; replay runs any
-//! detector over stored readings without sending anything.
+//! [`Rules`] (in [`rules`]) is the fixed-threshold detector. [`Learned`] judges
+//! quiet stretches by the household's own [`Routine`] (in [`routine`]), a
+//! small state folded over the readings in order and kept with the meter's
+//! state, with the rules as floor and ceiling. [`Combined`] runs several
+//! detectors side by side and keeps, per kind, the most serious finding;
+//! replay runs any detector over stored readings without sending anything.
 
+pub mod routine;
 pub mod rules;
 
 pub use crate::domain::{AlertKind as Kind, Severity};
 use crate::domain::{StatusFlag, StatusFlags, StoredReading, Timestamp};
 pub use crate::policy::Policy;
+pub use routine::{Habit, Routine};
 pub use rules::{background_mlph, Rules};
 
 pub(crate) const HOUR: i64 = 3600;
+
+/// How much history a replay reads before the first point it reports, so the
+/// learned routine knows the home about as well as the live engine did (the
+/// routine weighs the last 60 days most).
+pub fn warm_up_s(policy: &Policy) -> i64 {
+    Learned.history_s(policy).max(60 * 24 * HOUR)
+}
 
 /// A finding that holds at the evaluation point, with what an SMS needs to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +43,9 @@ pub enum Condition {
         severity: Severity,
         since: Timestamp,
         used_l: i64,
+        /// Why, when the household's routine found it (the fixed rules say
+        /// "N hours without water" and need no more).
+        habit: Option<Habit>,
     },
     /// At least `min_flow_lph` in every interval since `since`.
     ContinuousFlow { since: Timestamp, litres: i64 },
@@ -81,6 +95,15 @@ impl Assessment {
     }
 }
 
+/// What a learning detector needs to know about the household besides its readings.
+#[derive(Debug, Clone, Copy)]
+pub struct Home<'a> {
+    /// Local time: routines are by the hour of the resident's day.
+    pub zone: chrono_tz::Tz,
+    /// Declared absences (`[start, end)`, meter clock): never learned as routine.
+    pub absences: &'a [(i64, i64)],
+}
+
 /// Something that judges a meter's readings at one evaluation point.
 pub trait Detector: Send + Sync {
     /// A short name for logs, metrics and replay reports.
@@ -106,6 +129,113 @@ pub trait Detector: Send + Sync {
     ) -> Assessment {
         let _ = background_mlph;
         self.assess(readings, at, policy)
+    }
+
+    /// Judges `readings[at]` with what the detector has learned about this
+    /// home: a learning detector first folds `readings[at]` into `routine`
+    /// (the caller keeps it per meter, passes readings in order, and
+    /// persists it with the meter's state), then judges. `background_mlph`:
+    /// as in [`Detector::assess_knowing_background`], when known. A detector
+    /// that does not learn ignores `home` and `routine`.
+    fn assess_learning(
+        &self,
+        readings: &[StoredReading],
+        at: usize,
+        policy: &Policy,
+        home: &Home<'_>,
+        routine: &mut Routine,
+        background_mlph: Option<i64>,
+    ) -> Assessment {
+        let _ = (home, routine);
+        match background_mlph {
+            Some(known) => self.assess_knowing_background(readings, at, policy, known),
+            None => self.assess(readings, at, policy),
+        }
+    }
+}
+
+/// The household's learned routine for `no_usage`, with the fixed rules as
+/// floor and ceiling: once the routine speaks (a week of readings from a meter
+/// reporting at least every 2 hours) it replaces the fixed warning window —
+/// its watch grade is a warning (the resident's check-in), its alarm grade
+/// urgent (the contacts) — while the fixed urgent window still opens an urgent
+/// alert however the routine judges. Before that, for slow meters, and for
+/// households set to `detector = "rules"`, this is the fixed rules. Every
+/// other kind is the rules'.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Learned;
+
+impl Detector for Learned {
+    fn name(&self) -> &'static str {
+        "learned"
+    }
+
+    fn history_s(&self, policy: &Policy) -> i64 {
+        Rules.history_s(policy)
+    }
+
+    /// Without its routine this detector is the rules.
+    fn assess(&self, readings: &[StoredReading], at: usize, policy: &Policy) -> Assessment {
+        Rules.assess(readings, at, policy)
+    }
+
+    fn assess_knowing_background(
+        &self,
+        readings: &[StoredReading],
+        at: usize,
+        policy: &Policy,
+        background_mlph: i64,
+    ) -> Assessment {
+        Rules.assess_knowing_background(readings, at, policy, background_mlph)
+    }
+
+    fn assess_learning(
+        &self,
+        readings: &[StoredReading],
+        at: usize,
+        policy: &Policy,
+        home: &Home<'_>,
+        routine: &mut Routine,
+        background_mlph: Option<i64>,
+    ) -> Assessment {
+        let mut assessment =
+            Rules.assess_learning(readings, at, policy, home, routine, background_mlph);
+        routine.observe(
+            &readings[at],
+            assessment.background_mlph,
+            home.zone,
+            home.absences,
+        );
+        if policy.detector != crate::policy::DetectorChoice::Learned || !routine.speaks() {
+            return assessment;
+        }
+        // The routine replaces the fixed warning; the fixed urgent window stays.
+        assessment.conditions.retain(|c| {
+            !matches!(
+                c,
+                Condition::NoUsage {
+                    severity: Severity::Warning,
+                    ..
+                }
+            )
+        });
+        let Some(finding) = routine.judge(policy.sensitivity, home.zone) else {
+            return assessment;
+        };
+        let severity = if finding.alarm {
+            Severity::Urgent
+        } else {
+            Severity::Warning
+        };
+        if assessment.condition(Kind::NoUsage).is_none() {
+            assessment.conditions.push(Condition::NoUsage {
+                severity,
+                since: Timestamp::from_secs(finding.since),
+                used_l: finding.used_l,
+                habit: Some(finding.habit),
+            });
+        }
+        assessment
     }
 }
 
@@ -140,8 +270,37 @@ impl Detector for Combined {
     fn assess(&self, readings: &[StoredReading], at: usize, policy: &Policy) -> Assessment {
         let mut detectors = self.detectors.iter();
         let first = detectors.next().expect("Combined is never empty");
-        let mut merged = first.assess(readings, at, policy);
-        for detector in detectors {
+        let merged = first.assess(readings, at, policy);
+        self.merge(merged, readings, at, policy)
+    }
+
+    /// The first detector learns (one routine per meter: only one detector may
+    /// learn); the others judge without it.
+    fn assess_learning(
+        &self,
+        readings: &[StoredReading],
+        at: usize,
+        policy: &Policy,
+        home: &Home<'_>,
+        routine: &mut Routine,
+        background_mlph: Option<i64>,
+    ) -> Assessment {
+        let first = self.detectors.first().expect("Combined is never empty");
+        let merged = first.assess_learning(readings, at, policy, home, routine, background_mlph);
+        self.merge(merged, readings, at, policy)
+    }
+}
+
+impl Combined {
+    /// Adds the other detectors' findings to the first's.
+    fn merge(
+        &self,
+        mut merged: Assessment,
+        readings: &[StoredReading],
+        at: usize,
+        policy: &Policy,
+    ) -> Assessment {
+        for detector in self.detectors.iter().skip(1) {
             for condition in detector.assess(readings, at, policy).conditions {
                 match merged
                     .conditions

@@ -51,11 +51,13 @@ impl Detector for Rules {
                 severity: Severity::Urgent,
                 since,
                 used_l,
+                habit: None,
             }),
             (None, Some((since, used_l))) => conditions.push(Condition::NoUsage {
                 severity: Severity::Warning,
                 since,
                 used_l,
+                habit: None,
             }),
             (None, None) => {}
         }

@@ -39,6 +39,7 @@ fn no_usage(assessment: &Assessment) -> Option<(Severity, i64, i64)> {
             severity,
             since,
             used_l,
+            ..
         } => Some((*severity, since.secs(), *used_l)),
         _ => None,
     })

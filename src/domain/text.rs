@@ -16,6 +16,10 @@ pub struct TemplateValues {
     pub hours: i64,
     pub litres: i64,
     pub flags: String,
+    /// Why a learned routine found a quiet stretch abnormal, as a phrase to
+    /// append ("; usually uses water by 07:40"); empty otherwise.
+    #[serde(default)]
+    pub usual: String,
     /// The reply code for this recipient.
     pub code: u32,
     /// The reminder's number (reminders only).
@@ -25,8 +29,9 @@ pub struct TemplateValues {
 
 impl TemplateValues {
     /// The placeholders every template may use.
-    pub const PLACEHOLDERS: [&'static str; 9] = [
-        "name", "address", "meter", "since", "hours", "litres", "flags", "code", "reminder",
+    pub const PLACEHOLDERS: [&'static str; 10] = [
+        "name", "address", "meter", "since", "hours", "litres", "flags", "usual", "code",
+        "reminder",
     ];
 
     /// The value of one placeholder.
@@ -39,6 +44,7 @@ impl TemplateValues {
             "hours" => self.hours.to_string(),
             "litres" => self.litres.to_string(),
             "flags" => self.flags.clone(),
+            "usual" => self.usual.clone(),
             "code" => self.code.to_string(),
             "reminder" => self.reminder.to_string(),
             _ => return None,

@@ -41,8 +41,8 @@ pub fn template_key(kind: Kind, purpose: &str) -> String {
 
 fn builtin(kind: Kind, language: Language) -> &'static str {
     match (kind, language) {
-        (Kind::NoUsage, Language::Zh) => "【水表关爱】{name}（{address}）家自 {since} 起 {hours} 小时未用水，请尽快联系或上门查看。回复 {code} 确认。",
-        (Kind::NoUsage, Language::En) => "[Stillwater] {name} ({address}) has used no water for {hours} h, since {since}. Please call or visit. Reply {code} to acknowledge.",
+        (Kind::NoUsage, Language::Zh) => "【水表关爱】{name}（{address}）家自 {since} 起 {hours} 小时未用水{usual}，请尽快联系或上门查看。回复 {code} 确认。",
+        (Kind::NoUsage, Language::En) => "[Stillwater] {name} ({address}) has used no water for {hours} h, since {since}{usual}. Please call or visit. Reply {code} to acknowledge.",
         (Kind::ContinuousFlow, Language::Zh) => "【水表关爱】{name}（{address}）家自 {since} 起持续用水 {hours} 小时（{litres} 升），可能忘关水龙头或有人摔倒，请尽快联系或上门查看。回复 {code} 确认。",
         (Kind::ContinuousFlow, Language::En) => "[Stillwater] Water has run continuously at {name}'s ({address}) for {hours} h since {since} ({litres} L): a tap left open or a fall? Please call or visit. Reply {code} to acknowledge.",
         (Kind::HighUsage, Language::Zh) => "【水表关爱】{name}（{address}）家 24 小时用水 {litres} 升，远超平常，可能爆管或异常，请尽快联系查看。回复 {code} 确认。",
@@ -115,6 +115,31 @@ fn fill(template: &str, values: &Values) -> String {
     text
 }
 
+/// Why the household's routine found the quiet abnormal, as the `{usual}`
+/// phrase: "; usually uses water by 07:40" / "（平时 07:40 前会用水）".
+pub fn habit_phrase(habit: Option<crate::detect::Habit>, language: Language) -> String {
+    use crate::detect::Habit;
+    match (habit, language) {
+        (None, _) => String::new(),
+        (Some(Habit::NotUpYet { usual_by_min }), Language::En) => format!(
+            "; usually uses water by {:02}:{:02}",
+            usual_by_min / 60,
+            usual_by_min % 60
+        ),
+        (Some(Habit::NotUpYet { usual_by_min }), Language::Zh) => format!(
+            "（平时 {:02}:{:02} 前会用水）",
+            usual_by_min / 60,
+            usual_by_min % 60
+        ),
+        (Some(Habit::Rare { once_in_days }), Language::En) => {
+            format!("; this home is this quiet about once in {once_in_days} days")
+        }
+        (Some(Habit::Rare { once_in_days }), Language::Zh) => {
+            format!("（此家约 {once_in_days} 天才有一次这样久不用水）")
+        }
+    }
+}
+
 /// A time as texts show it in the household's zone: "11月23日 06:40" or "23 Nov 06:40".
 pub fn format_since(ts: i64, zone: chrono_tz::Tz, language: Language) -> String {
     use chrono::TimeZone;
@@ -140,9 +165,45 @@ mod tests {
             hours: 12,
             litres: 0,
             flags: String::new(),
+            usual: String::new(),
             code: 1,
             reminder: 0,
         }
+    }
+
+    #[test]
+    fn a_learned_alert_says_why_in_the_text() {
+        let habit = Some(crate::detect::Habit::NotUpYet { usual_by_min: 460 });
+        let mut values = values();
+        values.usual = habit_phrase(habit, Language::Zh);
+        let zh = render(
+            Kind::NoUsage,
+            Purpose::Alert,
+            Language::Zh,
+            &HashMap::new(),
+            &values,
+        );
+        assert!(
+            zh.contains("12 小时未用水（平时 07:40 前会用水），请"),
+            "{zh}"
+        );
+        values.usual = habit_phrase(
+            Some(crate::detect::Habit::Rare { once_in_days: 60 }),
+            Language::En,
+        );
+        let en = render(
+            Kind::NoUsage,
+            Purpose::Alert,
+            Language::En,
+            &HashMap::new(),
+            &values,
+        );
+        assert!(
+            en.contains(
+                "since 11月23日 06:40; this home is this quiet about once in 60 days. Please"
+            ),
+            "{en}"
+        );
     }
 
     #[test]

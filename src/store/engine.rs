@@ -2,6 +2,9 @@
 //! writes for the lifecycle's changes — alerts, their history, reply codes and
 //! the outbox — all in one [`AlertTx`], so an alert and the texts it causes
 //! commit together. Plain reads and writes: the decisions are the lifecycle's.
+//!
+//! Long on purpose: the engine's transaction trait and its SQLite
+//! implementation, method by method, read best side by side.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -21,6 +24,8 @@ pub struct MeterWork {
     pub readings: Vec<StoredReading>,
     /// `None` when the meter has no active registration (its readings never alarm).
     pub household: Option<HouseholdInfo>,
+    /// The meter's learned routine as stored (`detect::Routine::encode`).
+    pub routine: Option<Vec<u8>>,
 }
 
 /// A household as alerts see it.
@@ -166,7 +171,18 @@ pub trait EngineTx {
     /// Operators' rule overrides for a household: its category's, then its own.
     fn rule_overrides(&self, household: &HouseholdInfo) -> Result<Vec<RuleOverride>, StoreError>;
 
-    fn set_evaluated_through(&self, meter: &str, ts: i64) -> Result<(), StoreError>;
+    /// Records that the meter's readings up to `ts` are evaluated, and the
+    /// routine learned from them (unchanged when `None`).
+    fn set_evaluated_through(
+        &self,
+        meter: &str,
+        ts: i64,
+        routine: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
+
+    /// The household's declared absences, `[start, end)` (an absence ended
+    /// early ends then).
+    fn absences_of(&self, household_id: i64) -> Result<Vec<(i64, i64)>, StoreError>;
 
     fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError>;
 
@@ -253,14 +269,17 @@ pub trait EngineTx {
 
 impl EngineTx for AlertTx<'_> {
     fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError> {
-        let state: Option<(i64, Option<i64>, Option<i64>)> = self
+        type State = (i64, Option<i64>, Option<i64>, Option<Vec<u8>>);
+        let state: Option<State> = self
             .tx
             .prepare_cached(
-                "SELECT meter_key, evaluated_through, last_reading_ts FROM meter_state WHERE meter_id = ?1",
+                "SELECT meter_key, evaluated_through, last_reading_ts, routine FROM meter_state WHERE meter_id = ?1",
             )?
-            .query_row([meter], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .query_row([meter], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
             .optional()?;
-        let Some((key, evaluated_through, Some(newest))) = state else {
+        let Some((key, evaluated_through, Some(newest), routine)) = state else {
             return Ok(None);
         };
         let household = household_of(&self.tx, meter)?;
@@ -271,6 +290,7 @@ impl EngineTx for AlertTx<'_> {
                 newest,
                 readings: Vec::new(),
                 household,
+                routine,
             }));
         }
         let from = evaluated_through.unwrap_or(newest).min(newest) - history_s;
@@ -289,6 +309,7 @@ impl EngineTx for AlertTx<'_> {
             newest,
             readings,
             household,
+            routine,
         }))
     }
 
@@ -296,11 +317,26 @@ impl EngineTx for AlertTx<'_> {
         rule_overrides(&self.tx, &household.category, household.id)
     }
 
-    fn set_evaluated_through(&self, meter: &str, ts: i64) -> Result<(), StoreError> {
+    fn set_evaluated_through(
+        &self,
+        meter: &str,
+        ts: i64,
+        routine: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
         self.tx
-            .prepare_cached("UPDATE meter_state SET evaluated_through = ?2 WHERE meter_id = ?1")?
-            .execute(params![meter, ts])?;
+            .prepare_cached(
+                "UPDATE meter_state SET evaluated_through = ?2, routine = coalesce(?3, routine) WHERE meter_id = ?1",
+            )?
+            .execute(params![meter, ts, routine])?;
         Ok(())
+    }
+
+    fn absences_of(&self, household_id: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT starts_at, coalesce(ended_at, ends_at) FROM absences WHERE household_id = ?1 ORDER BY starts_at",
+        )?;
+        let rows = statement.query_map([household_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError> {

@@ -134,6 +134,8 @@ pub struct MeterState {
     pub rejected: i64,
     /// Meter clock: the newest reading the alert engine has evaluated.
     pub evaluated_through: Option<i64>,
+    /// The learned routine as the engine stored it (`detect::Routine::encode`).
+    pub routine: Option<Vec<u8>>,
 }
 
 /// A meter that has published but is not (or no longer) registered.
@@ -427,7 +429,7 @@ fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>
     Ok(connection
         .query_row(
             "SELECT first_seen, last_message, last_reading_ts, last_consumption_ts, last_total_l,
-                    last_battery_pct, last_status, readings, register_resets, rejected, evaluated_through
+                    last_battery_pct, last_status, readings, register_resets, rejected, evaluated_through, routine
              FROM meter_state WHERE meter_id = ?1",
             [meter],
             |row| {
@@ -443,6 +445,7 @@ fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>
                     register_resets: row.get(8)?,
                     rejected: row.get(9)?,
                     evaluated_through: row.get(10)?,
+                    routine: row.get(11)?,
                 })
             },
         )

@@ -206,6 +206,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX alerts_meter ON alerts (meter_id, opened_at);
     CREATE INDEX notifications_alert ON notifications (alert_id);
     ",
+    // 5: each meter's learned routine (`detect::Routine`, a few hundred
+    // bytes), written with `evaluated_through` so a restart forgets nothing.
+    "
+    ALTER TABLE meter_state ADD COLUMN routine BLOB;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -37,6 +37,7 @@ fn quiet(severity: Severity, hours: i64) -> Assessment {
             severity,
             since: Timestamp::from_secs(AT - hours * HOUR),
             used_l: 0,
+            habit: None,
         }],
     }
 }
