@@ -141,6 +141,9 @@ pub struct Evaluation {
     pub contact_texts: usize,
     /// Texts to contacts about false alerts: what a monitoring team gets for nothing.
     pub false_contact_texts: usize,
+    /// False alerts that reached a contact (at least one text): what the
+    /// contacts' false-alarm rate counts, however many phones each went to.
+    pub false_contact_alerts: usize,
     pub maintenance_texts: usize,
 }
 
@@ -268,9 +271,11 @@ pub fn evaluate(
             .false_alerts
             .entry(format!("{} ({})", alert.kind, alert.severity))
             .or_default() += 1;
-        evaluation.false_contact_texts += texts_of(alert.id)
+        let to_contacts = texts_of(alert.id)
             .filter(|t| t.to == Audience::Contact)
             .count();
+        evaluation.false_contact_texts += to_contacts;
+        evaluation.false_contact_alerts += usize::from(to_contacts > 0);
     }
     evaluation
 }
@@ -395,6 +400,7 @@ mod tests {
         assert_eq!(evaluation.false_alerts["no_usage (warning)"], 1);
         assert_eq!(evaluation.during_absences, 1);
         assert_eq!(evaluation.false_contact_texts, 2);
+        assert_eq!(evaluation.false_contact_alerts, 1);
         assert_eq!(
             (evaluation.resident_prompts, evaluation.contact_texts),
             (2, 3)

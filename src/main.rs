@@ -124,6 +124,9 @@ enum Command {
         /// With --residents-answer-after: the share of check-ins answered.
         #[arg(long, requires = "residents_answer_after", default_value_t = 1.0)]
         answer_rate: f64,
+        /// Score only these meters' households (repeatable): one home's figures.
+        #[arg(long = "meter", value_name = "METER")]
+        meters: Vec<String>,
     },
     /// What stored readings would have caused with other thresholds: sends and stores nothing.
     Replay {
@@ -500,6 +503,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             acknowledged_after,
             residents_answer_after,
             answer_rate,
+            meters,
         } => {
             let replay = replay.then_some(cli::evaluate::ReplayScope {
                 settings,
@@ -508,7 +512,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 acknowledged_after,
                 residents_answer: residents_answer_after.map(|after| (after, answer_rate)),
             });
-            return cli::evaluate::evaluate(&config, &truth, &from, to.as_deref(), json, replay);
+            let period = cli::evaluate::Period {
+                from: &from,
+                to: to.as_deref(),
+                meters: &meters,
+            };
+            return cli::evaluate::evaluate(&config, &truth, period, json, replay);
         }
         Command::Replay {
             from,

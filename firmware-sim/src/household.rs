@@ -116,9 +116,10 @@ pub struct Profile {
 }
 
 impl Profile {
-    pub fn draw(rng: &mut Rng) -> Self {
+    /// A resident; `irregular`: the chance they sleep irregularly.
+    pub fn draw(rng: &mut Rng, irregular: f64) -> Self {
         let frugal = rng.chance(0.15);
-        let irregular = rng.chance(0.1);
+        let irregular = rng.chance(irregular);
         let machine = rng.chance(0.7);
         let day_centre = if rng.chance(0.15) {
             let days = 2 + rng.below(4) as u32;
@@ -208,7 +209,18 @@ pub struct Home {
 impl Home {
     /// Home `index` of a run seeded `seed`, whose first day is the local day of `start`.
     pub fn new(seed: u64, index: u64, start: i64, incidents: Vec<Incident>) -> Self {
-        let profile = Profile::draw(&mut Rng::keyed(seed, &[index, 1]));
+        Self::with_irregular(seed, index, start, incidents, 0.1)
+    }
+
+    /// [`Home::new`] drawn from a town where `irregular` of the residents sleep irregularly.
+    pub fn with_irregular(
+        seed: u64,
+        index: u64,
+        start: i64,
+        incidents: Vec<Incident>,
+        irregular: f64,
+    ) -> Self {
+        let profile = Profile::draw(&mut Rng::keyed(seed, &[index, 1]), irregular);
         let day0 = (start + LOCAL_OFFSET_S).div_euclid(DAY) * DAY - LOCAL_OFFSET_S;
         let mut home = Self {
             seed,

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use firmware_sim::benchmark::Benchmark;
 use firmware_sim::meter::Faults;
 use firmware_sim::publish::{self, Broker, Pace, Publisher, SimClock, Source};
-use firmware_sim::sim::{Meters, Plan, Simulation};
+use firmware_sim::sim::{Meters, Mix, Plan, Simulation};
 
 #[derive(Parser)]
 #[command(
@@ -123,6 +123,12 @@ struct Town {
     /// Share of households with a check-in phone.
     #[arg(long, default_value_t = 0.5)]
     check_in_share: f64,
+    /// Of the meters reading at least hourly, the share uploading in batches every 6 h.
+    #[arg(long, default_value_t = 0.4)]
+    batch_share: f64,
+    /// Share of residents who sleep irregularly.
+    #[arg(long, default_value_t = 0.1)]
+    irregular_share: f64,
     /// Meter ids are {id-prefix}{index:05}.
     #[arg(long, default_value = "SIM-")]
     id_prefix: String,
@@ -139,9 +145,16 @@ impl Town {
                 .timestamp(),
             None => default_start,
         };
-        if !(0.0..=1.0).contains(&self.incident_rate) || !(0.0..=1.0).contains(&self.check_in_share)
-        {
-            anyhow::bail!("--incident-rate and --check-in-share are shares from 0 to 1");
+        let shares = [
+            self.incident_rate,
+            self.check_in_share,
+            self.batch_share,
+            self.irregular_share,
+        ];
+        if shares.iter().any(|share| !(0.0..=1.0).contains(share)) {
+            anyhow::bail!(
+                "--incident-rate, --check-in-share, --batch-share and --irregular-share are shares from 0 to 1"
+            );
         }
         Ok(Plan {
             seed: self.seed,
@@ -157,7 +170,10 @@ impl Town {
                     batch: 1,
                 },
                 Some(minutes) => anyhow::bail!("--interval-min {minutes}: from 1 to 1440"),
-                None => Meters::Mixed,
+                None => Meters::Mixed(Mix {
+                    batch: self.batch_share,
+                    irregular: self.irregular_share,
+                }),
             },
             faults: if self.faults {
                 Faults::TYPICAL

@@ -20,7 +20,26 @@ pub enum Meters {
     Uniform { interval_s: i64, batch: usize },
     /// A utility's mix: 15-minute, hourly and daily registers; a share
     /// uploading in batches four times a day; a share replaced mid-run.
-    Mixed,
+    Mixed(Mix),
+}
+
+/// The make-up of a mixed town: shares of meters and residents that are
+/// harder to judge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mix {
+    /// Of the meters reading at least hourly, the share uploading in batches every 6 h.
+    pub batch: f64,
+    /// The share of residents who sleep irregularly.
+    pub irregular: f64,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Self {
+            batch: 0.4,
+            irregular: 0.1,
+        }
+    }
 }
 
 /// What to simulate.
@@ -110,13 +129,13 @@ impl Simulation {
                     };
                     (interval_s, upload, false)
                 }
-                Meters::Mixed => {
+                Meters::Mixed(mix) => {
                     let interval_s = match rng.below(100) {
                         0..=19 => 900,
                         20..=89 => 3600,
                         _ => DAY,
                     };
-                    let upload = if interval_s < DAY && rng.chance(0.4) {
+                    let upload = if interval_s < DAY && rng.chance(mix.batch) {
                         Upload::Batches { every_s: 6 * 3600 }
                     } else {
                         Upload::Stream
@@ -164,7 +183,13 @@ impl Simulation {
                     .chance(plan.check_in_share)
                     .then(|| format!("1370{:07}", index)),
             });
-            homes.push(Home::new(plan.seed, key, plan.start, incidents));
+            let irregular = match plan.meters {
+                Meters::Mixed(mix) => mix.irregular,
+                Meters::Uniform { .. } => Mix::default().irregular,
+            };
+            homes.push(Home::with_irregular(
+                plan.seed, key, plan.start, incidents, irregular,
+            ));
             meters.push(meter);
         }
         Self {
@@ -347,7 +372,7 @@ mod tests {
             id_prefix: "SIM-".into(),
             topic_prefix: "meters".into(),
             incident_rate: 0.2,
-            meters: Meters::Mixed,
+            meters: Meters::Mixed(Mix::default()),
             faults: Faults::TYPICAL,
             check_in_share: 0.5,
             scripted: Vec::new(),

@@ -34,14 +34,21 @@ pub(crate) struct ReplayScope {
     pub residents_answer: Option<(String, f64)>,
 }
 
+/// What `evaluate` scores: a period, and the households of some meters (all when empty).
+pub(crate) struct Period<'a> {
+    pub from: &'a str,
+    pub to: Option<&'a str>,
+    pub meters: &'a [String],
+}
+
 pub(crate) fn evaluate(
     config: &Config,
     truth: &Path,
-    from: &str,
-    to: Option<&str>,
+    period: Period<'_>,
     json: bool,
     replay: Option<ReplayScope>,
 ) -> anyhow::Result<ExitCode> {
+    let Period { from, to, meters } = period;
     let store = Store::open_existing(&config.store.path)?;
     let zone = config.registry.timezone;
     let now = chrono::Utc::now().timestamp();
@@ -100,7 +107,16 @@ pub(crate) fn evaluate(
         },
         None => stored(&store, from, to)?,
     };
-    let households = store.active_meters(None)?.len();
+    let mut households = store.active_meters(None)?.len();
+    let (mut alerts, mut texts) = (alerts, texts);
+    if !meters.is_empty() {
+        let chosen = |meter: &String| meters.contains(meter);
+        incidents.retain(|i| chosen(&i.meter));
+        alerts.retain(|a| chosen(&a.meter));
+        let kept: std::collections::HashSet<i64> = alerts.iter().map(|a| a.id).collect();
+        texts.retain(|t| kept.contains(&t.alert));
+        households = meters.len();
+    }
     let household_days = households as f64 * (to - from).max(0) as f64 / 86_400.0;
     let evaluation = score(&incidents, &alerts, &texts, &absences, household_days);
     print(&evaluation, households, incidents.len(), json)
@@ -316,6 +332,10 @@ fn print(
         evaluation.per_household_day(evaluation.contact_texts),
         evaluation.per_household_day(evaluation.false_contact_texts),
         evaluation.per_household_day(evaluation.maintenance_texts)
+    );
+    out!(
+        "false alerts that reached contacts: {:.4} per household-day",
+        evaluation.per_household_day(evaluation.false_contact_alerts)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -352,15 +352,17 @@ fn routine(
     if routine.interval_s() > 2 * 3600 {
         out!("  readings come less often than every 2 h: only the fixed rules judge this meter");
     }
-    match routine.usual_wake() {
-        Some((mean, by)) => out!(
-            "  first use of the day: about {:02}:{:02}, usually by {:02}:{:02}",
-            mean / 60,
-            mean % 60,
-            by / 60,
-            by % 60
-        ),
-        None => out!("  first use of the day: not learned yet"),
+    for (weekend, days) in [(false, "weekdays"), (true, "weekends")] {
+        match routine.usual_wake(weekend) {
+            Some((mean, by)) => out!(
+                "  first use of the day, {days}: about {:02}:{:02}, usually by {:02}:{:02}",
+                mean / 60,
+                mean % 60,
+                by / 60,
+                by % 60
+            ),
+            None => out!("  first use of the day, {days}: not learned yet"),
+        }
     }
     out!("  share of days with water used in each hour (weekdays | weekends):");
     for hour in 0..24 {

@@ -60,8 +60,10 @@ const WAKE_FROM_MIN: i64 = 3 * 60;
 const USE_ML: i64 = 2500;
 /// Background noise allowed per hour before it adds up to use.
 const SLACK_MLPH: i64 = 500;
-/// A quiet stretch at least this long before the day's first use is sleep.
-const SLEEP_S: i64 = 4 * HOUR;
+/// A quiet stretch at least this long before the day's first use is a night.
+const NIGHT_S: i64 = 3 * HOUR;
+/// Getting up is a first use followed by more within this long.
+const GETTING_UP_S: i64 = 90 * 60;
 /// Never below this evidence (about two quiet hours a home nearly always uses).
 const MIN_WATCH: f32 = 3.0;
 /// The alarm level is at least this far above the watch level.
@@ -106,6 +108,26 @@ pub struct Levels {
     pub alarm: f32,
 }
 
+/// When a resident gets up: observations (decayed), mean and variance in
+/// minutes after local midnight.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Wake {
+    seen: f32,
+    mean: f32,
+    var: f32,
+}
+
+impl Wake {
+    fn learn(&mut self, minute: f32) {
+        const DECAY: f32 = 0.95;
+        self.seen = self.seen * DECAY + 1.0;
+        let step = 1.0 / self.seen;
+        let delta = minute - self.mean;
+        self.mean += step * delta;
+        self.var = (1.0 - step) * (self.var + step * delta * delta);
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Slot {
     /// Observations (decayed).
@@ -141,9 +163,12 @@ pub struct Routine {
     /// Normal quiet stretches of an hour or more by the evidence they reached (decayed).
     stretches: [f32; BINS],
     /// First use of the day: observations, mean and variance (minutes after midnight).
-    wake_seen: f32,
-    wake_mean: f32,
-    wake_var: f32,
+    /// `[weekday, weekend]`.
+    wake: [Wake; 2],
+    /// A first use of the day waiting to be confirmed by another use soon
+    /// after it (meter clock; 0: none): a night-time visit to the toilet is
+    /// not getting up.
+    wake_candidate: i64,
     /// The local day whose first use was recorded.
     woke_day: i64,
 }
@@ -164,9 +189,8 @@ impl Default for Routine {
             days_seen: 0,
             slots: [[Slot::default(); 24]; 2],
             stretches: [0.0; BINS],
-            wake_seen: 0.0,
-            wake_mean: 0.0,
-            wake_var: 0.0,
+            wake: [Wake::default(); 2],
+            wake_candidate: 0,
             woke_day: i64::MIN,
         }
     }
@@ -340,13 +364,27 @@ impl Routine {
         if used_hour >= self.pending_hour {
             self.learn_hour(used_hour, true);
         }
-        // Getting up: the day's first use (from 03:00) after a stretch of
-        // at least `SLEEP_S` — the morning, or a night worker's afternoon.
+        // Getting up: the day's first use (from 03:00) after a night — a
+        // stretch of at least `NIGHT_S` through 03:00 — confirmed by more use
+        // within `GETTING_UP_S` (a visit to the toilet at 04:00 is not
+        // getting up). A night worker, asleep by day, has no such morning.
         let day = (to + offset).div_euclid(DAY);
         let minute = (to + offset).rem_euclid(DAY) / 60;
-        if !excluded && minute >= WAKE_FROM_MIN && self.woke_day != day && length >= SLEEP_S {
-            self.woke_day = day;
-            self.learn_wake(minute as f32);
+        let candidate = self.wake_candidate;
+        if candidate > 0 && to - candidate <= GETTING_UP_S && !excluded {
+            let local = candidate + offset;
+            self.woke_day = local.div_euclid(DAY);
+            self.wake[day_type(self.woke_day)].learn((local.rem_euclid(DAY) / 60) as f32);
+            self.wake_candidate = 0;
+        } else if self.woke_day != day
+            && minute >= WAKE_FROM_MIN
+            && !excluded
+            && length >= NIGHT_S
+            && start + offset < day * DAY + WAKE_FROM_MIN * 60
+        {
+            self.wake_candidate = to;
+        } else if candidate > 0 && to - candidate > GETTING_UP_S {
+            self.wake_candidate = 0;
         }
         self.quiet_since = to;
         self.cusum_ml = 0;
@@ -356,25 +394,42 @@ impl Routine {
         self.pending_hour = self.pending_hour.max(used_hour + 1);
     }
 
-    fn learn_wake(&mut self, minute: f32) {
-        const DECAY: f32 = 0.95;
-        self.wake_seen = self.wake_seen * DECAY + 1.0;
-        let step = 1.0 / self.wake_seen;
-        let delta = minute - self.wake_mean;
-        self.wake_mean += step * delta;
-        self.wake_var = (1.0 - step) * (self.wake_var + step * delta * delta);
-    }
-
-    /// The usual first use of the day, if known: (mean, "usually by") in
-    /// minutes after local midnight, "by" being a standard deviation later.
-    pub fn usual_wake(&self) -> Option<(u16, u16)> {
-        (self.wake_seen >= 5.0).then(|| {
-            let by = self.wake_mean + self.wake_var.sqrt();
+    /// The usual first use of the day on weekdays (`weekend` false) or
+    /// weekends, if known: (mean, "usually by") in minutes after local
+    /// midnight, "by" a standard deviation later. A day type with too few
+    /// mornings yet borrows the other's.
+    pub fn usual_wake(&self, weekend: bool) -> Option<(u16, u16)> {
+        let own = self.wake[usize::from(weekend)];
+        let wake = if own.seen >= 4.0 {
+            own
+        } else {
+            self.wake[usize::from(!weekend)]
+        };
+        (wake.seen >= 4.0).then(|| {
+            let by = wake.mean + wake.var.sqrt();
             (
-                self.wake_mean.round() as u16,
+                wake.mean.round() as u16,
                 by.round().clamp(0.0, 1439.0) as u16,
             )
         })
+    }
+
+    /// Minutes after midnight past which a morning without use is late for
+    /// this home at `sensitivity`: the usual time, `z` spreads (at least 20
+    /// minutes) and 20 minutes more.
+    fn late_by(&self, weekend: bool, sensitivity: Sensitivity) -> Option<i64> {
+        let own = self.wake[usize::from(weekend)];
+        let wake = if own.seen >= 6.0 {
+            own
+        } else {
+            self.wake[usize::from(!weekend)]
+        };
+        let z = match sensitivity {
+            Sensitivity::Low => 3.0,
+            Sensitivity::Normal => 2.5,
+            Sensitivity::High => 2.0,
+        };
+        (wake.seen >= 6.0).then(|| (wake.mean + (z * wake.var.sqrt()).max(20.0) + 20.0) as i64)
     }
 
     /// Normal stretches per day reaching `evidence`, from the fitted tail.
@@ -417,23 +472,28 @@ impl Routine {
     pub fn judge(&self, sensitivity: Sensitivity, zone: Tz) -> Option<Finding> {
         let (now, _) = self.last?;
         let levels = self.levels(sensitivity)?;
-        if now - self.quiet_since < HOUR || self.evidence < levels.watch {
+        if now - self.quiet_since < HOUR {
             return None;
         }
         let offset = utc_offset(zone, now);
         let today = (now + offset).div_euclid(DAY);
         let minute = (now + offset).rem_euclid(DAY) / 60;
-        // Not up yet: quiet since before the usual time, which has passed,
-        // and no first use today.
-        let not_up = self.woke_day != today && minute >= WAKE_FROM_MIN;
-        let habit = match self.usual_wake() {
-            Some((_, by))
-                if not_up
-                    && minute > i64::from(by)
-                    && self.quiet_since + offset < today * DAY + i64::from(by) * 60 =>
-            {
-                Habit::NotUpYet { usual_by_min: by }
-            }
+        let weekend = day_type(today) == 1;
+        // Not up yet: quiet since before 03:00 and past the usual time.
+        let usual = self.usual_wake(weekend);
+        let not_up = |by: i64| {
+            self.woke_day != today
+                && minute >= WAKE_FROM_MIN
+                && minute > by
+                && now - self.quiet_since >= NIGHT_S
+                && self.quiet_since + offset < today * DAY + WAKE_FROM_MIN * 60
+        };
+        let late = self.late_by(weekend, sensitivity).is_some_and(&not_up);
+        if self.evidence < levels.watch && !late {
+            return None;
+        }
+        let habit = match usual {
+            Some((_, by)) if not_up(i64::from(by)) => Habit::NotUpYet { usual_by_min: by },
             _ => {
                 let per_day = self.tail().map_or(0.0, |t| t.rate_at(self.evidence));
                 Habit::Rare {
@@ -463,98 +523,7 @@ impl Routine {
         }
         None
     }
-
-    /// The routine as bytes for the meter's state (see [`Routine::decode`]).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ENCODED_LEN);
-        out.push(FORMAT_VERSION);
-        let (last_ts, last_total) = self.last.unwrap_or((i64::MIN, 0));
-        for value in [
-            last_ts,
-            last_total,
-            self.last_day,
-            self.quiet_since,
-            self.quiet_litres,
-            self.cusum_ml,
-            self.pending_hour,
-            self.woke_day,
-        ] {
-            out.extend_from_slice(&value.to_le_bytes());
-        }
-        out.push(u8::from(self.uncertain));
-        out.extend_from_slice(&self.days_seen.to_le_bytes());
-        let floats = [
-            self.evidence,
-            self.interval_s,
-            self.days,
-            self.wake_seen,
-            self.wake_mean,
-            self.wake_var,
-        ]
-        .into_iter()
-        .chain(self.slots.iter().flatten().flat_map(|s| [s.seen, s.used]))
-        .chain(self.stretches);
-        for value in floats {
-            out.extend_from_slice(&value.to_le_bytes());
-        }
-        out
-    }
-
-    /// Reads what [`Routine::encode`] wrote; `None` for anything else (the
-    /// caller starts afresh).
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != ENCODED_LEN || bytes[0] != FORMAT_VERSION {
-            return None;
-        }
-        let mut at = 1;
-        let mut int = || {
-            let value = i64::from_le_bytes(bytes[at..at + 8].try_into().ok()?);
-            at += 8;
-            Some(value)
-        };
-        let (last_ts, last_total) = (int()?, int()?);
-        let (last_day, quiet_since, quiet_litres, cusum_ml, pending_hour, woke_day) =
-            (int()?, int()?, int()?, int()?, int()?, int()?);
-        let uncertain = bytes[at] != 0;
-        at += 1;
-        let days_seen = u32::from_le_bytes(bytes[at..at + 4].try_into().ok()?);
-        at += 4;
-        let mut floats = bytes[at..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-        let mut next = || floats.next().filter(|v| v.is_finite());
-        let mut routine = Routine {
-            last: (last_ts != i64::MIN).then_some((last_ts, last_total)),
-            last_day,
-            quiet_since,
-            uncertain,
-            quiet_litres,
-            cusum_ml,
-            evidence: next()?,
-            pending_hour,
-            interval_s: next()?,
-            days: next()?,
-            days_seen,
-            slots: [[Slot::default(); 24]; 2],
-            stretches: [0.0; BINS],
-            wake_seen: next()?,
-            wake_mean: next()?,
-            wake_var: next()?,
-            woke_day,
-        };
-        for slot in routine.slots.iter_mut().flatten() {
-            slot.seen = next()?;
-            slot.used = next()?;
-        }
-        for bin in &mut routine.stretches {
-            *bin = next()?;
-        }
-        Some(routine)
-    }
 }
-
-/// Bytes of an encoded routine.
-pub const ENCODED_LEN: usize = 1 + 8 * 8 + 1 + 4 + (6 + 2 * 48 + BINS) * 4;
 
 /// The fitted tail of a home's quiet stretches: above `u`, `rate` stretches
 /// a day, thinning by e every `scale` of evidence.
@@ -575,6 +544,9 @@ impl Tail {
         self.rate * (-(evidence - self.u).max(0.0) / self.scale).exp()
     }
 }
+
+mod encoding;
+pub use encoding::ENCODED_LEN;
 
 #[cfg(test)]
 mod tests;

@@ -177,9 +177,8 @@ fn a_night_shift_workers_daytime_sleep_is_no_alarm() {
     assert!(routine.speaks());
     let after_learning = found.iter().filter(|(ts, _)| *ts > T0 + 10 * DAY).count();
     assert_eq!(after_learning, 0);
-    // Its usual first use is in the afternoon, not the morning.
-    let (wake, _) = routine.usual_wake().unwrap();
-    assert!((900..1080).contains(&wake), "{wake}");
+    // Nobody gets up in the morning here: no "not up yet".
+    assert_eq!(routine.usual_wake(false), None);
 }
 
 #[test]
@@ -314,4 +313,38 @@ fn higher_sensitivity_means_lower_levels() {
     assert!(low.watch >= normal.watch && normal.watch >= high.watch);
     assert!(low.alarm > normal.alarm && normal.alarm > high.alarm);
     assert!(normal.alarm >= normal.watch + MIN_ALARM_GAP);
+}
+
+#[test]
+fn a_resident_who_does_not_get_up_is_found_soon_after_the_usual_time() {
+    // Up between 06:00 and 06:40 every day; on day 20 they never get up.
+    let stop_day = 20;
+    let readings = home(21, 15 * MIN, 0.0, |d, m| {
+        early_riser(d, m, Some((stop_day, 0)))
+    });
+    let (found, routine) = judged(&readings, &Policy::default());
+    let (usual, by) = routine.usual_wake(false).unwrap();
+    assert!((360..=400).contains(&usual), "{usual}");
+    let morning = T0 + stop_day * DAY;
+    let (watch, condition) = found
+        .iter()
+        .find(|(ts, c)| *ts > morning && c.severity() >= Severity::Warning)
+        .expect("a warning");
+    assert!(
+        *watch <= morning + 7 * HOUR + 45 * MIN,
+        "asked by 07:45, not {}",
+        (watch - morning) / MIN
+    );
+    let Condition::NoUsage { habit, .. } = condition else {
+        panic!("{condition:?}");
+    };
+    // Day 20 is a Sunday: the weekend's own mornings.
+    let (_, sunday_by) = routine.usual_wake(true).unwrap();
+    assert!(sunday_by.abs_diff(by) <= 30, "{sunday_by} {by}");
+    assert_eq!(
+        *habit,
+        Some(Habit::NotUpYet {
+            usual_by_min: sunday_by
+        })
+    );
 }
