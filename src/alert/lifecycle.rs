@@ -14,7 +14,9 @@
 //! - a declared absence silences new welfare alerts;
 //! - `no_usage` asks the resident first when the household has a check-in phone
 //!   (at most `check_ins_per_day`); an answered check-in covers the quiet stretch
-//!   at the grade it answered; an unanswered one always goes to the contacts;
+//!   at the grade it answered, for at most a day: quiet that goes on asks
+//!   again (someone fine at noon may fall at two); an unanswered one always
+//!   goes to the contacts;
 //! - a warning texts the contacts only when `notify_warning`; an urgent
 //!   `no_usage` texts every step at once; other kinds start at step 1 and
 //!   escalate a step each `escalate_after`; everyone texted is reminded each
@@ -92,6 +94,16 @@ pub fn may_open(active: &[ActiveAlert], assessment: &Assessment) -> bool {
         .any(|c| !active.iter().any(|a| kind_of(a) == Some(c.kind())))
 }
 
+/// How long a resident's answer covers a quiet stretch: past this, quiet that
+/// has gone on asks again.
+pub const COVER_S: i64 = 24 * 3600;
+
+/// The cover an answer given at `answered_at` gives at `now`: its grade, for
+/// [`COVER_S`].
+pub fn cover(grade: Option<Severity>, answered_at: i64, now: i64) -> Option<Severity> {
+    grade.filter(|_| now - answered_at < COVER_S)
+}
+
 /// What is known about a meter at an evaluation point, besides its alerts.
 /// `absent`, `check_ins_today` and `maintenance_texts_today` are read only
 /// when [`may_open`] holds.
@@ -100,7 +112,8 @@ pub struct Facts<'a> {
     pub household: &'a HouseholdInfo,
     /// A declared absence covers the evaluation point.
     pub absent: bool,
-    /// The grade an answered check-in covers, while its quiet stretch lasts.
+    /// The grade an answered check-in covers, while its quiet stretch lasts
+    /// and for at most [`COVER_S`] after the answer (see [`cover`]).
     pub cover: Option<Severity>,
     /// Check-in texts to this resident in the last 24 h.
     pub check_ins_today: u32,

@@ -287,7 +287,9 @@ fn facts<'h>(
     opening: bool,
 ) -> Result<Facts<'h>, StoreError> {
     let day_ago = wall - 86_400;
-    let cover = tx.cover(meter)?.as_deref().and_then(Severity::parse);
+    let cover = tx.cover(meter)?.and_then(|(grade, answered_at)| {
+        lifecycle::cover(Severity::parse(&grade), answered_at, wall)
+    });
     if !opening {
         return Ok(Facts {
             household,

@@ -234,7 +234,7 @@ pub fn replay_with(
                 .absences
                 .iter()
                 .any(|&(start, end)| (start..end).contains(&now)),
-            cover: state.cover,
+            cover: lifecycle::cover(state.cover, state.covered_at, now),
             check_ins_today: count("check_in", None),
             maintenance_texts_today: count("alert", Some(Recipients::Maintenance)),
         };
@@ -249,6 +249,8 @@ pub fn replay_with(
 struct Memory<'a> {
     active: Vec<ActiveAlert>,
     cover: Option<Severity>,
+    /// When the resident answered (what `cover` covers, for `lifecycle::COVER_S`).
+    covered_at: i64,
     replayed: Replayed,
     acknowledged_after_s: Option<i64>,
     /// When a contact will have acknowledged an alert (by index).
@@ -276,6 +278,7 @@ impl Memory<'_> {
             let alert = self.active.remove(position);
             self.replayed.alerts[index].resolved_at = Some(now);
             self.cover = Severity::parse(&alert.severity);
+            self.covered_at = now;
         }
         for alert in &mut self.active {
             let due = self.acknowledge_at.get(&(alert.id as usize));

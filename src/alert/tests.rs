@@ -106,7 +106,8 @@ impl World {
 
     /// A reply text from `phone`, handled now.
     fn reply(&self, phone: &PhoneNumber, text: &str) -> replies::ReplyOutcome {
-        let now = Timestamp::from_secs(chrono::Utc::now().timestamp());
+        // On the engine's clock: a reply comes when the world says it is.
+        let now = self.clock.now();
         replies::handle_reply(&self.store, phone, text, Language::Zh, now).unwrap()
     }
 
@@ -874,4 +875,48 @@ fn a_replay_with_the_same_settings_opens_exactly_the_alerts_live_operation_opene
         .collect();
     again.sort();
     assert_eq!(again, live);
+}
+
+#[test]
+fn a_resident_who_answered_and_then_fell_is_asked_again_and_then_the_contacts_hear() {
+    let mut world = world(|_| {});
+    check_in(&world);
+    let resident = PhoneNumber::parse("13600136000").unwrap();
+    // Ten days of ordinary life, then no water from day 10 at 13:00: the
+    // resident is away and answers every check-in ("I'm fine", the warning's
+    // and the urgent one's) until they fall at hour 28 of the quiet, then
+    // answers nothing.
+    let stopped = 10 * 24 + 13;
+    let fell = stopped + 28;
+    let mut last_answer = None;
+    let mut contacts_at = None;
+    world.live(
+        0,
+        stopped + 4 * 24,
+        |h| {
+            let life = if h < stopped { daily_life(h) } else { 0 };
+            (life, StatusFlags::default())
+        },
+        |world, h| {
+            let asked = world
+                .texts_to("+8613600136000")
+                .into_iter()
+                .any(|t| t.purpose == "check_in" && t.state == "pending");
+            if asked && (stopped..fell).contains(&h) {
+                assert_eq!(world.reply(&resident, "1").result, "safe");
+                last_answer = Some(h);
+            }
+            world.deliver_all();
+            if contacts_at.is_none() && h >= stopped && !world.texts_to(SOCIAL_WORKER).is_empty() {
+                contacts_at = Some(h);
+            }
+        },
+    );
+    let last_answer = last_answer.expect("the resident was asked and answered");
+    let contacts_at = contacts_at.expect("the contacts heard in the end");
+    // An answer covers the quiet for a day, not for ever.
+    assert!(
+        contacts_at > fell && contacts_at - last_answer <= 26,
+        "last answer at hour {last_answer}, fell at {fell}, contacts at {contacts_at}"
+    );
 }

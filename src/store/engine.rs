@@ -221,7 +221,7 @@ pub trait EngineTx {
     fn set_clear_since(&self, id: i64, clear_since: Option<i64>) -> Result<(), StoreError>;
 
     /// The grade of the meter's answered check-in cover, if one holds.
-    fn cover(&self, meter: &str) -> Result<Option<String>, StoreError>;
+    fn cover(&self, meter: &str) -> Result<Option<(String, i64)>, StoreError>;
 
     /// Ends the meter's cover (the quiet stretch it answered is over).
     fn clear_cover(&self, meter: &str) -> Result<(), StoreError>;
@@ -442,11 +442,13 @@ impl EngineTx for AlertTx<'_> {
         Ok(())
     }
 
-    fn cover(&self, meter: &str) -> Result<Option<String>, StoreError> {
+    fn cover(&self, meter: &str) -> Result<Option<(String, i64)>, StoreError> {
         Ok(self
             .tx
-            .prepare_cached("SELECT severity FROM check_in_covers WHERE meter_id = ?1")?
-            .query_row([meter], |row| row.get(0))
+            .prepare_cached(
+                "SELECT severity, answered_at FROM check_in_covers WHERE meter_id = ?1",
+            )?
+            .query_row([meter], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()?)
     }
 
