@@ -1,12 +1,13 @@
 //! Replay benchmark: prints figures, asserts nothing about speed.
 //!
-//! `cargo bench --bench replay` replays the fixed rules and the whole alert
-//! lifecycle (in memory, as `stillwater replay` does) over hourly readings of
+//! `cargo bench --bench replay` replays the default detector — each
+//! household's learned routine with the fixed rules as floor and ceiling — and
+//! the whole alert lifecycle (in memory, as `stillwater replay` does) over hourly readings of
 //! simulated homes — three uses a day, some with a dripping toilet, some with a
 //! silent spell — and prints meter-days per second and what that means for a
 //! year of 10,000 homes (3.65 M meter-days), on one thread and on every core
 //! (households are independent), then as `stillwater replay --set
-//! warning_window=8h` does: the settings in force and the tried ones, the
+//! sensitivity=high` does: the settings in force and the tried ones, the
 //! background computed once for both. The store is not involved: this is
 //! detection's own cost. BENCH_HOMES (default 200) and BENCH_DAYS (365) set the size.
 
@@ -76,14 +77,14 @@ fn main() {
     if cores > 1 {
         runs.push(cores);
     }
-    // What `stillwater replay --set warning_window=8h` does per household:
+    // What `stillwater replay --set sensitivity=high` does per household:
     // the settings in force, then the tried ones on the same background.
     let tried = config
         .rules
         .global
         .clone()
         .with(&[
-            stillwater::policy::Setting::parse("warning_window", "8h").expect("a valid setting")
+            stillwater::policy::Setting::parse("sensitivity", "high").expect("a valid setting")
         ]);
     for (threads, compare) in runs
         .iter()
@@ -129,7 +130,7 @@ fn main() {
         let seconds = started.elapsed().as_secs_f64();
         let rate = meter_days / seconds;
         let what = if compare {
-            "compared with warning_window=8h"
+            "compared with sensitivity=high"
         } else {
             "one setting"
         };

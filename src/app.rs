@@ -63,7 +63,7 @@ impl Default for Parts {
     fn default() -> Self {
         Self {
             clock: clock::system(),
-            detector: Box::new(crate::detect::Rules),
+            detector: Box::new(crate::detect::Learned),
         }
     }
 }

@@ -487,6 +487,16 @@ async fn the_same_readings_at_different_speeds_give_identical_alerts() {
         .iter()
         .any(|a| a.0 == "no_usage" && a.2 == "resolved"));
     assert_eq!(alert_shapes(&replay.store), live_alerts);
+    // The served gateway learns the household's routine, the same reading by
+    // reading as in one batch.
+    let routine = |store: &Store| {
+        let state = store.meter_state("ZS-0001").unwrap().unwrap();
+        stillwater::detect::Routine::decode(&state.routine.expect("a routine is stored"))
+            .expect("a readable routine")
+    };
+    let learned = routine(&live.store);
+    assert!(learned.days_seen() >= 1, "{learned:?}");
+    assert_eq!(routine(&replay.store), learned);
     live.stop().await.unwrap();
     replay.stop().await.unwrap();
 }

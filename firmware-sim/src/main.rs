@@ -39,7 +39,7 @@ enum Command {
     Generate {
         #[command(flatten)]
         town: Town,
-        /// messages.jsonl, households.csv, truth.jsonl, absences.csv, replacements.csv, plan.json.
+        /// messages.jsonl, readings.csv, households.csv, truth.jsonl, absences.csv, replacements.csv, plan.json.
         #[arg(long)]
         out: PathBuf,
     },

@@ -260,8 +260,10 @@ pub async fn publish(
 }
 
 /// Writes a data set to `dir`: `messages.jsonl` (what to publish, when),
-/// `households.csv` (the installation CSV), `truth.jsonl`, `absences.csv`
-/// (declared) and `replacements.csv`. Returns the messages written.
+/// `readings.csv` (what arrived intact, per meter in time order, for
+/// `stillwater readings import`), `households.csv` (the installation CSV),
+/// `truth.jsonl`, `absences.csv` (declared) and `replacements.csv`. Returns
+/// the messages written.
 pub fn write_data_set(sim: Simulation, dir: &Path) -> anyhow::Result<u64> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut sim = sim;
@@ -273,6 +275,8 @@ pub fn write_data_set(sim: Simulation, dir: &Path) -> anyhow::Result<u64> {
     );
     let mut count = 0;
     let mut until = sim.plan.start;
+    let mut arrived: std::collections::BTreeMap<String, std::collections::BTreeMap<i64, i64>> =
+        Default::default();
     while !sim.finished() {
         until += 86_400;
         let batch = if until >= end {
@@ -283,11 +287,43 @@ pub fn write_data_set(sim: Simulation, dir: &Path) -> anyhow::Result<u64> {
         for message in batch {
             writeln!(out, "{}", message_line(&message))?;
             count += 1;
+            if let Some(meter) = message.topic.split('/').nth(1) {
+                let readings = arrived.entry(meter.to_string()).or_default();
+                for (ts, total) in intact_readings(&message.payload) {
+                    readings.insert(ts, total);
+                }
+            }
         }
     }
     out.flush()?;
+    let mut csv = std::io::BufWriter::new(
+        std::fs::File::create(dir.join("readings.csv")).context("cannot create readings.csv")?,
+    );
+    writeln!(csv, "meter_id,ts,total_l")?;
+    for (meter, readings) in &arrived {
+        for (ts, total) in readings {
+            writeln!(csv, "{meter},{},{total}", crate::scenario::rfc3339(*ts))?;
+        }
+    }
+    csv.flush()?;
     write_companions(&sim, dir)?;
     Ok(count)
+}
+
+/// The readings of one message that a gateway could decode: (time, register).
+/// Garbled payloads have none.
+fn intact_readings(payload: &str) -> Vec<(i64, i64)> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return Vec::new();
+    };
+    let one = |r: &serde_json::Value| {
+        let ts = chrono::DateTime::parse_from_rfc3339(r.get("ts")?.as_str()?).ok()?;
+        Some((ts.timestamp(), r.get("total_l")?.as_i64()?))
+    };
+    match value.get("readings").and_then(|r| r.as_array()) {
+        Some(readings) => readings.iter().filter_map(one).collect(),
+        None => one(&value).into_iter().collect(),
+    }
 }
 
 /// Everything but the messages: the installation CSV, ground truth, declared
@@ -333,4 +369,21 @@ pub fn write_companions(sim: &Simulation, dir: &Path) -> anyhow::Result<()> {
         .to_string(),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_sets_readings_are_what_a_gateway_could_decode() {
+        let single = r#"{"seq":1,"total_l":5,"ts":"2026-09-01T00:00:00+08:00"}"#;
+        assert_eq!(intact_readings(single), [(1_788_192_000, 5)]);
+        let batch = r#"{"readings":[{"total_l":5,"ts":"2026-09-01T00:00:00+08:00"},{"total_l":7,"ts":"2026-09-01T01:00:00+08:00"},{"total_l":"x"}]}"#;
+        assert_eq!(
+            intact_readings(batch),
+            [(1_788_192_000, 5), (1_788_195_600, 7)]
+        );
+        assert!(intact_readings(r#"{"seq":1,"total_l":5,"ts":"#).is_empty());
+    }
 }
