@@ -394,18 +394,21 @@ impl Routine {
         self.pending_hour = self.pending_hour.max(used_hour + 1);
     }
 
+    /// The mornings of this day type, or of the other when this one has
+    /// fewer than `at_least` observations; `None` when neither has.
+    fn wake_seen(&self, weekend: bool, at_least: f32) -> Option<Wake> {
+        [weekend, !weekend]
+            .into_iter()
+            .map(|w| self.wake[usize::from(w)])
+            .find(|wake| wake.seen >= at_least)
+    }
+
     /// The usual first use of the day on weekdays (`weekend` false) or
     /// weekends, if known: (mean, "usually by") in minutes after local
     /// midnight, "by" a standard deviation later. A day type with too few
     /// mornings yet borrows the other's.
     pub fn usual_wake(&self, weekend: bool) -> Option<(u16, u16)> {
-        let own = self.wake[usize::from(weekend)];
-        let wake = if own.seen >= 4.0 {
-            own
-        } else {
-            self.wake[usize::from(!weekend)]
-        };
-        (wake.seen >= 4.0).then(|| {
+        self.wake_seen(weekend, 4.0).map(|wake| {
             let by = wake.mean + wake.var.sqrt();
             (
                 wake.mean.round() as u16,
@@ -418,18 +421,13 @@ impl Routine {
     /// this home at `sensitivity`: the usual time, `z` spreads (at least 20
     /// minutes) and 20 minutes more.
     fn late_by(&self, weekend: bool, sensitivity: Sensitivity) -> Option<i64> {
-        let own = self.wake[usize::from(weekend)];
-        let wake = if own.seen >= 6.0 {
-            own
-        } else {
-            self.wake[usize::from(!weekend)]
-        };
+        let wake = self.wake_seen(weekend, 6.0)?;
         let z = match sensitivity {
             Sensitivity::Low => 3.0,
             Sensitivity::Normal => 2.5,
             Sensitivity::High => 2.0,
         };
-        (wake.seen >= 6.0).then(|| (wake.mean + (z * wake.var.sqrt()).max(20.0) + 20.0) as i64)
+        Some((wake.mean + (z * wake.var.sqrt()).max(20.0) + 20.0) as i64)
     }
 
     /// Normal stretches per day reaching `evidence`, from the fitted tail.
