@@ -195,7 +195,7 @@ impl Engine {
                     Some(through) => work.readings.partition_point(|r| r.ts.secs() <= through),
                     None => 0,
                 };
-                let absences = tx.absences_of(household.id)?;
+                let absences = tx.not_routine(household.id)?.all();
                 let home = detect::Home {
                     zone: household
                         .timezone

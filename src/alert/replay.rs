@@ -147,8 +147,12 @@ pub fn replay(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Assume<'a> {
     /// The household's declared absences (`[start, end)`, meter clock): no
-    /// welfare alert opens inside one, as in live operation.
+    /// welfare alert opens inside one, as in live operation; the routine
+    /// does not learn from them.
     pub absences: &'a [(i64, i64)],
+    /// Further periods the routine does not learn from: `no_usage` alerts
+    /// closed as away or hospitalised.
+    pub not_learned: &'a [(i64, i64)],
     /// A contact acknowledges an alert this long after it is first texted to
     /// contacts (no reminders, no further escalation); `None`: nobody does.
     pub acknowledged_after_s: Option<i64>,
@@ -190,12 +194,18 @@ pub fn replay_with(
     let horizon = detector.history_s(policy) + 86_400;
     // The routine is learned from the first reading on, as the live engine does.
     let mut routine = crate::detect::Routine::default();
+    let not_learned: Vec<(i64, i64)> = assume
+        .absences
+        .iter()
+        .chain(assume.not_learned)
+        .copied()
+        .collect();
     let home = crate::detect::Home {
         zone: household
             .timezone
             .parse()
             .unwrap_or(chrono_tz::Asia::Shanghai),
-        absences: assume.absences,
+        absences: &not_learned,
     };
     let mut first = 0;
     for index in 0..readings.len() {
@@ -531,6 +541,7 @@ mod tests {
         let run = |helpless: &[(i64, i64)], acknowledged_after_s| {
             let assume = Assume {
                 absences: &[],
+                not_learned: &[],
                 acknowledged_after_s,
                 residents: Some(Residents {
                     answer_after_s: 300,

@@ -878,6 +878,63 @@ fn a_replay_with_the_same_settings_opens_exactly_the_alerts_live_operation_opene
 }
 
 #[test]
+fn a_quiet_day_closed_as_away_is_not_learned_as_routine() {
+    let mut world = world(|_| {});
+    // Twelve days of ordinary life, then out from after the 07:00 use on day
+    // 12 until 21:00 (missing the noon and evening uses): the routine asks,
+    // a monitor finds the resident away.
+    let out = (12 * 24 + 8)..(12 * 24 + 21);
+    let hour_of = |h: i64| {
+        let life = if out.contains(&h) { 0 } else { daily_life(h) };
+        (life, StatusFlags::default())
+    };
+    world.live(0, 12 * 24 + 20, hour_of, |_, _| {});
+    let alert = world
+        .alerts()
+        .into_iter()
+        .find(|a| a.kind == "no_usage" && a.state == "open")
+        .unwrap_or_else(|| panic!("the quiet day alerts: {:?}", world.alerts()));
+    actions::alerts::close(
+        &world.store,
+        &who("李敏"),
+        alert.id,
+        Disposition::Away,
+        "at her daughter's",
+        world.clock.now().secs(),
+    )
+    .unwrap();
+    world.live(12 * 24 + 20, 3 * 24, hour_of, |_, _| {});
+
+    let household = world.store.household("ZS-0001").unwrap().unwrap();
+    let periods = world.store.not_routine(household.id).unwrap();
+    assert_eq!(periods.declared, []);
+    assert_eq!(periods.closed_away.len(), 1);
+    assert_eq!(periods.closed_away[0].0, alert.since);
+    // The stored routine is the one that left the quiet day out.
+    let readings = world.store.readings("ZS-0001", 0, i64::MAX / 2).unwrap();
+    let config = Config::default_config();
+    let backgrounds = replay::replay(
+        &readings,
+        &crate::detect::Learned,
+        &config.rules.global,
+        &lifecycle::Settings::new(&config.alerts),
+        &household,
+    )
+    .backgrounds;
+    let fold = |periods: &[(i64, i64)]| {
+        let mut routine = crate::detect::Routine::default();
+        for (reading, background) in readings.iter().zip(&backgrounds) {
+            routine.observe(reading, *background, chrono_tz::Asia::Shanghai, periods);
+        }
+        routine
+    };
+    let stored = world.store.meter_state("ZS-0001").unwrap().unwrap().routine;
+    let stored = crate::detect::Routine::decode(&stored.unwrap()).unwrap();
+    assert_eq!(stored, fold(&periods.closed_away));
+    assert_ne!(stored, fold(&[]), "the quiet day would have been learned");
+}
+
+#[test]
 fn a_resident_who_answered_and_then_fell_is_asked_again_and_then_the_contacts_hear() {
     let mut world = world(|_| {});
     check_in(&world);

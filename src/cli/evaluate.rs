@@ -227,8 +227,10 @@ fn replayed(
             .filter(|i| i.meter == meter && i.helpless())
             .map(|i| (i.start, i.end.unwrap_or(i.start + FIND_WITHIN_S)))
             .collect();
+        // The alerts of this replay are its own: none was closed as away.
         let assume = Assume {
             absences: &away,
+            not_learned: &[],
             acknowledged_after_s,
             residents: answer.map(|(answer_after_s, rate)| Residents {
                 answer_after_s,

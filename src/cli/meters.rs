@@ -364,6 +364,16 @@ fn routine(
             None => out!("  first use of the day, {days}: not learned yet"),
         }
     }
+    for (weekend, evenings) in [(false, "weekday evenings"), (true, "weekend evenings")] {
+        match routine.usual_bed(weekend) {
+            Some((mean, spread)) => out!(
+                "  last use before the night, {evenings}: about {:02}:{:02}, give or take {spread} min",
+                mean / 60,
+                mean % 60,
+            ),
+            None => out!("  last use before the night, {evenings}: not learned yet"),
+        }
+    }
     out!("  share of days with water used in each hour (weekdays | weekends):");
     for hour in 0..24 {
         let (weekday, weekend) = (

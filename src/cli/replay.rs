@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use stillwater::alert::lifecycle::Settings;
-use stillwater::alert::replay::{replay as run, replay_with, Assume, Tally};
+use stillwater::alert::replay::{replay_with, Assume, Tally};
 use stillwater::config::Config;
 use stillwater::detect::{warm_up_s, Learned};
 use stillwater::policy::Setting;
@@ -199,13 +199,28 @@ fn replay_one(
         }
         let history = warm_up_s(&current.policy).max(warm_up_s(&tried));
         let readings = store.readings(meter, from - history, to)?;
-        let now = run(&readings, &Learned, &current.policy, settings, &household);
+        // As live: no alert inside a declared absence, and the routine
+        // learns nothing from it or from alerts closed as away.
+        let periods = store.not_routine(household.id)?;
+        let assume = Assume {
+            absences: &periods.declared,
+            not_learned: &periods.closed_away,
+            ..Assume::default()
+        };
+        let now = replay_with(
+            &readings,
+            &Learned,
+            &current.policy,
+            settings,
+            &household,
+            &assume,
+        );
         // The background is the same for both unless its window is what changed.
         let known = (tried.background_s == current.policy.background_s)
             .then_some(now.backgrounds.as_slice());
         let assume = Assume {
             backgrounds: known,
-            ..Assume::default()
+            ..assume
         };
         let then = replay_with(&readings, &Learned, &tried, settings, &household, &assume);
         let (now, then) = (now.tally(from, &household), then.tally(from, &household));

@@ -68,7 +68,7 @@ const GETTING_UP_S: i64 = 90 * 60;
 const MIN_WATCH: f32 = 3.0;
 /// The alarm level is at least this far above the watch level.
 const MIN_ALARM_GAP: f32 = 1.5;
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
 
 /// (watch, alarm): how often, per day, the home's own normal quiet stretches
 /// may reach each grade.
@@ -165,10 +165,16 @@ pub struct Routine {
     /// First use of the day: observations, mean and variance (minutes after midnight).
     /// `[weekday, weekend]`.
     wake: [Wake; 2],
+    /// Last use before the night (going to bed): observations, mean and
+    /// variance in minutes after local noon (so 23:30 and 00:30 are an hour
+    /// apart). `[weekday, weekend]` by the evening's day.
+    bed: [Wake; 2],
     /// A first use of the day waiting to be confirmed by another use soon
     /// after it (meter clock; 0: none): a night-time visit to the toilet is
     /// not getting up.
     wake_candidate: i64,
+    /// Where the night before that candidate began (meter clock).
+    night_from: i64,
     /// The local day whose first use was recorded.
     woke_day: i64,
 }
@@ -190,7 +196,9 @@ impl Default for Routine {
             slots: [[Slot::default(); 24]; 2],
             stretches: [0.0; BINS],
             wake: [Wake::default(); 2],
+            bed: [Wake::default(); 2],
             wake_candidate: 0,
+            night_from: 0,
             woke_day: i64::MIN,
         }
     }
@@ -375,6 +383,11 @@ impl Routine {
             let local = candidate + offset;
             self.woke_day = local.div_euclid(DAY);
             self.wake[day_type(self.woke_day)].learn((local.rem_euclid(DAY) / 60) as f32);
+            // The night began with the evening's last use: minutes after
+            // that evening's noon.
+            let evening = self.night_from + offset - DAY / 2;
+            self.bed[day_type(evening.div_euclid(DAY))]
+                .learn((evening.rem_euclid(DAY) / 60) as f32);
             self.wake_candidate = 0;
         } else if self.woke_day != day
             && minute >= WAKE_FROM_MIN
@@ -383,6 +396,7 @@ impl Routine {
             && start + offset < day * DAY + WAKE_FROM_MIN * 60
         {
             self.wake_candidate = to;
+            self.night_from = start;
         } else if candidate > 0 && to - candidate > GETTING_UP_S {
             self.wake_candidate = 0;
         }
@@ -415,6 +429,20 @@ impl Routine {
                 by.round().clamp(0.0, 1439.0) as u16,
             )
         })
+    }
+
+    /// The usual last use before the night on weekday (`weekend` false) or
+    /// weekend evenings, if known: (mean, spread) in minutes, the mean after
+    /// local midnight (a bedtime after midnight is early morning).
+    pub fn usual_bed(&self, weekend: bool) -> Option<(u16, u16)> {
+        [weekend, !weekend]
+            .into_iter()
+            .map(|w| self.bed[usize::from(w)])
+            .find(|bed| bed.seen >= 4.0)
+            .map(|bed| {
+                let minute = (bed.mean.round() as i64 + 12 * 60).rem_euclid(24 * 60);
+                (minute as u16, bed.var.sqrt().round() as u16)
+            })
     }
 
     /// Minutes after midnight past which a morning without use is late for

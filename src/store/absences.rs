@@ -1,6 +1,6 @@
 //! Declared absences and the meters they cover.
 
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
 use super::traits::*;
 use super::{Store, StoreError};
@@ -21,7 +21,55 @@ pub struct Absence {
     pub meters: String,
 }
 
+/// Periods a household's routine does not learn from (`[start, end)`,
+/// meter clock): its declared absences (`declared`), and the quiet stretches
+/// of `no_usage` alerts a monitor closed as `away` or `hospitalised`
+/// (`closed_away`; an alert closed as `safe` is how this home lives, and is
+/// learned).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotRoutine {
+    pub declared: Vec<(i64, i64)>,
+    pub closed_away: Vec<(i64, i64)>,
+}
+
+impl NotRoutine {
+    /// Every period, declared first.
+    pub fn all(&self) -> Vec<(i64, i64)> {
+        self.declared
+            .iter()
+            .chain(&self.closed_away)
+            .copied()
+            .collect()
+    }
+}
+
+/// [`NotRoutine`] of a household, on any connection (the store's or the engine's transaction).
+pub(crate) fn not_routine(
+    connection: &Connection,
+    household_id: i64,
+) -> Result<NotRoutine, StoreError> {
+    let periods = |sql: &str| -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut statement = connection.prepare_cached(sql)?;
+        let rows = statement.query_map([household_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    Ok(NotRoutine {
+        declared: periods(
+            "SELECT starts_at, coalesce(ended_at, ends_at) FROM absences WHERE household_id = ?1 ORDER BY starts_at",
+        )?,
+        closed_away: periods(
+            "SELECT since, last_detected_at + 1 FROM alerts
+             WHERE household_id = ?1 AND kind = 'no_usage' AND disposition IN ('away', 'hospitalised')
+             ORDER BY since",
+        )?,
+    })
+}
+
 impl AbsenceStore for Store {
+    fn not_routine(&self, household_id: i64) -> Result<NotRoutine, StoreError> {
+        not_routine(&self.connect()?, household_id)
+    }
+
     fn absences(&self, all: bool, now: i64) -> Result<Vec<Absence>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(

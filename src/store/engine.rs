@@ -180,9 +180,10 @@ pub trait EngineTx {
         routine: Option<&[u8]>,
     ) -> Result<(), StoreError>;
 
-    /// The household's declared absences, `[start, end)` (an absence ended
-    /// early ends then).
-    fn absences_of(&self, household_id: i64) -> Result<Vec<(i64, i64)>, StoreError>;
+    /// The periods the household's routine does not learn from: declared
+    /// absences (an absence ended early ends then) and alerts closed as away
+    /// or hospitalised.
+    fn not_routine(&self, household_id: i64) -> Result<super::absences::NotRoutine, StoreError>;
 
     fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError>;
 
@@ -331,12 +332,8 @@ impl EngineTx for AlertTx<'_> {
         Ok(())
     }
 
-    fn absences_of(&self, household_id: i64) -> Result<Vec<(i64, i64)>, StoreError> {
-        let mut statement = self.tx.prepare_cached(
-            "SELECT starts_at, coalesce(ended_at, ends_at) FROM absences WHERE household_id = ?1 ORDER BY starts_at",
-        )?;
-        let rows = statement.query_map([household_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    fn not_routine(&self, household_id: i64) -> Result<super::absences::NotRoutine, StoreError> {
+        super::absences::not_routine(&self.tx, household_id)
     }
 
     fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError> {

@@ -104,6 +104,9 @@ pub trait OutboxStore {
 pub trait AbsenceStore {
     /// Absences not yet over at `now` (or all), newest first.
     fn absences(&self, all: bool, now: i64) -> Result<Vec<Absence>, StoreError>;
+
+    /// The periods a household's routine does not learn from.
+    fn not_routine(&self, household_id: i64) -> Result<super::absences::NotRoutine, StoreError>;
 }
 
 /// Operators' threshold overrides.

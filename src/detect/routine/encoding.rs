@@ -19,6 +19,7 @@ impl Routine {
             self.pending_hour,
             self.woke_day,
             self.wake_candidate,
+            self.night_from,
         ] {
             out.extend_from_slice(&value.to_le_bytes());
         }
@@ -26,7 +27,12 @@ impl Routine {
         out.extend_from_slice(&self.days_seen.to_le_bytes());
         let floats = [self.evidence, self.interval_s, self.days]
             .into_iter()
-            .chain(self.wake.iter().flat_map(|w| [w.seen, w.mean, w.var]))
+            .chain(
+                self.wake
+                    .iter()
+                    .chain(&self.bed)
+                    .flat_map(|w| [w.seen, w.mean, w.var]),
+            )
             .chain(self.slots.iter().flatten().flat_map(|s| [s.seen, s.used]))
             .chain(self.stretches);
         for value in floats {
@@ -38,7 +44,9 @@ impl Routine {
     /// Reads what [`Routine::encode`] wrote; `None` for anything else (the
     /// caller starts afresh).
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != ENCODED_LEN || bytes[0] != FORMAT_VERSION {
+        // Version 1 (before bedtimes were learned) reads with none learned yet.
+        let old = bytes.len() == ENCODED_LEN_V1 && bytes.first() == Some(&1);
+        if !old && (bytes.len() != ENCODED_LEN || bytes[0] != FORMAT_VERSION) {
             return None;
         }
         let mut at = 1;
@@ -51,6 +59,7 @@ impl Routine {
         let (last_day, quiet_since, quiet_litres, cusum_ml, pending_hour, woke_day) =
             (int()?, int()?, int()?, int()?, int()?, int()?);
         let wake_candidate = int()?;
+        let night_from = if old { 0 } else { int()? };
         let uncertain = bytes[at] != 0;
         at += 1;
         let days_seen = u32::from_le_bytes(bytes[at..at + 4].try_into().ok()?);
@@ -74,10 +83,18 @@ impl Routine {
             slots: [[Slot::default(); 24]; 2],
             stretches: [0.0; BINS],
             wake: [Wake::default(); 2],
+            bed: [Wake::default(); 2],
             wake_candidate,
+            night_from,
             woke_day,
         };
-        for wake in &mut routine.wake {
+        let learned = if old { 2 } else { 4 };
+        for wake in routine
+            .wake
+            .iter_mut()
+            .chain(&mut routine.bed)
+            .take(learned)
+        {
             *wake = Wake {
                 seen: next()?,
                 mean: next()?,
@@ -96,4 +113,6 @@ impl Routine {
 }
 
 /// Bytes of an encoded routine.
-pub const ENCODED_LEN: usize = 1 + 9 * 8 + 1 + 4 + (9 + 2 * 48 + BINS) * 4;
+pub const ENCODED_LEN: usize = 1 + 10 * 8 + 1 + 4 + (15 + 2 * 48 + BINS) * 4;
+/// Bytes of a version-1 routine (no bedtimes).
+const ENCODED_LEN_V1: usize = 1 + 9 * 8 + 1 + 4 + (9 + 2 * 48 + BINS) * 4;

@@ -306,6 +306,48 @@ fn the_state_is_small_and_survives_encoding() {
 }
 
 #[test]
+fn a_routine_stored_before_bedtimes_were_learned_still_reads() {
+    let readings = home(30, HOUR, 0.0, |d, m| early_riser(d, m, None));
+    let (_, routine) = judged(&readings, &Policy::default());
+    let bytes = routine.encode();
+    // Version 1: no `night_from` (the tenth integer) and no bedtimes (the
+    // 6 floats after the 3 scalars and the 6 of getting up).
+    let ints_end = 1 + 10 * 8;
+    let floats_at = ints_end + 1 + 4;
+    let mut old = vec![1];
+    old.extend_from_slice(&bytes[1..ints_end - 8]);
+    old.extend_from_slice(&bytes[ints_end..floats_at + 9 * 4]);
+    old.extend_from_slice(&bytes[floats_at + 15 * 4..]);
+    let decoded = Routine::decode(&old).expect("a version-1 routine reads");
+    assert_eq!(decoded.usual_bed(false), None);
+    assert_eq!(decoded.usual_wake(false), routine.usual_wake(false));
+    assert_eq!(
+        decoded.levels(Sensitivity::Normal),
+        routine.levels(Sensitivity::Normal)
+    );
+}
+
+#[test]
+fn bedtime_is_learned_either_side_of_midnight() {
+    // The early riser's last use is at 20:30 or 21:30.
+    let readings = home(28, 15 * MIN, 0.0, |d, m| early_riser(d, m, None));
+    let (_, routine) = judged(&readings, &Policy::default());
+    let (bed, spread) = routine.usual_bed(false).expect("a weekday bedtime");
+    assert!((20 * 60..=22 * 60).contains(&bed), "{bed}");
+    assert!(spread <= 45, "{spread}");
+    // A night owl up at 10:00, using water at :30 until 00:30 or 01:30.
+    let owl = home(28, 15 * MIN, 0.0, |d, m| {
+        let late = if noise(d, 0, 9) < 0.5 { 30 } else { 90 };
+        let awake = m >= 600 || m <= late;
+        i64::from(awake && m % 60 == 30) * 5
+    });
+    let (_, routine) = judged(&owl, &Policy::default());
+    let (bed, spread) = routine.usual_bed(false).expect("a weekday bedtime");
+    assert!((30..=90).contains(&bed), "after midnight, not {bed}");
+    assert!(spread <= 40, "{spread}");
+}
+
+#[test]
 fn higher_sensitivity_means_lower_levels() {
     let readings = home(30, HOUR, 0.0, |d, m| early_riser(d, m, None));
     let (_, routine) = judged(&readings, &Policy::default());
