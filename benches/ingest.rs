@@ -419,7 +419,8 @@ fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64
         if matches!(hour % 24, 7 | 12 | 19) {
             total += 20;
         }
-        let reading = stillwater::domain::StoredReading::plain(now - (28 * 24 - hour) * 3600, total);
+        let reading =
+            stillwater::domain::StoredReading::plain(now - (28 * 24 - hour) * 3600, total);
         routine.observe(&reading, 0, chrono_tz::Asia::Shanghai, &[]);
     }
     let blob = routine.encode();

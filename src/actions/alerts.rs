@@ -23,10 +23,32 @@ pub fn acknowledge(store: &Store, actor: &Actor, id: i64, now: i64) -> Result<()
     })
 }
 
-/// Resolves an open or acknowledged alert by hand.
+/// Resolves an open or acknowledged alert by hand. A `no_usage` alert's
+/// quiet stretch is then covered as if the resident had answered (see
+/// [`cover_quiet`]).
 pub fn resolve(store: &Store, actor: &Actor, id: i64, now: i64) -> Result<(), ActionError> {
     require(actor, "alerts.resolve")?;
-    store.write(|tx| resolve_in(tx, actor, id, "", now))
+    store.write(|tx| {
+        let alert = tx.alert(id)?.ok_or(ActionError::NoSuchAlert(id))?;
+        resolve_in(tx, actor, id, "", now)?;
+        cover_quiet(tx, &alert, now)
+    })
+}
+
+/// Someone found out about a `no_usage` alert's resident and ended it while
+/// the home may still be quiet: like a resident's answer, that covers the
+/// quiet stretch at the alert's grade for a day (`lifecycle::COVER_S`), so
+/// the next quiet hour does not open the same alert again; stronger evidence
+/// still does, and so does quiet that goes on past the day.
+fn cover_quiet(
+    tx: &mut dyn Tx,
+    alert: &crate::store::tx::AlertHead,
+    now: i64,
+) -> Result<(), ActionError> {
+    if alert.kind == "no_usage" && RESOLVE_FROM.contains(&alert.state.as_str()) {
+        tx.set_cover(&alert.meter_id, &alert.severity, now)?;
+    }
+    Ok(())
 }
 
 /// Closes an alert with what was found; one still active is resolved first.
@@ -39,7 +61,11 @@ pub fn close(
     now: i64,
 ) -> Result<(), ActionError> {
     require(actor, "alerts.close")?;
-    store.write(|tx| close_in(tx, actor, id, disposition, note, now))
+    store.write(|tx| {
+        let alert = tx.alert(id)?.ok_or(ActionError::NoSuchAlert(id))?;
+        close_in(tx, actor, id, disposition, note, now)?;
+        cover_quiet(tx, &alert, now)
+    })
 }
 
 /// The resident answered a check-in: the alert closes as `safe`, and the
@@ -57,8 +83,7 @@ pub fn safe(store: &Store, actor: &Actor, id: i64, now: i64) -> Result<(), Actio
             "the resident replied to the check-in",
             now,
         )?;
-        tx.set_cover(&alert.meter_id, &alert.severity, now)?;
-        Ok(())
+        cover_quiet(tx, &alert, now)
     })
 }
 

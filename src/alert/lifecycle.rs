@@ -18,7 +18,8 @@
 //!   again (someone fine at noon may fall at two); an unanswered one always
 //!   goes to the contacts;
 //! - a warning texts the contacts only when `notify_warning`; an urgent
-//!   `no_usage` texts every step at once; other kinds start at step 1 and
+//!   `no_usage` texts every step at once, also when it was an acknowledged
+//!   warning; other kinds start at step 1 and
 //!   escalate a step each `escalate_after`; everyone texted is reminded each
 //!   `repeat_after` until someone acknowledges;
 //! - maintenance texts about one meter are capped per day.
@@ -368,8 +369,21 @@ pub fn on_reading(
                 });
                 let upgraded =
                     severity_of(existing) == Severity::Warning && severity == Severity::Urgent;
-                // While the resident's check-in is pending, the timer texts the contacts.
-                if upgraded && existing.state == "open" && existing.check_in_until.is_none() {
+                // While the resident's check-in is pending, the timer texts
+                // the contacts. An acknowledged warning that turns urgent is
+                // news to every contact, the one who acknowledged it too: it
+                // stays acknowledged (someone is on it), and everyone hears.
+                let renotified;
+                let existing = if existing.state == "acknowledged" {
+                    renotified = ActiveAlert {
+                        notified_step: 0,
+                        ..existing.clone()
+                    };
+                    &renotified
+                } else {
+                    existing
+                };
+                if upgraded && existing.check_in_until.is_none() {
                     changes.push(event(
                         alert,
                         "detector",

@@ -581,7 +581,20 @@ mod tests {
         let fallen = run(&[(T0 + 43 * HOUR, T0 + 100 * HOUR)], None);
         let reminded = to_contacts(&fallen);
         assert!(reminded >= 2, "{fallen:#?}");
+        // Acknowledged: no reminders; the warning's text, then the urgent
+        // one, which is news to every contact.
         let acknowledged = run(&[(T0 + 43 * HOUR, T0 + 100 * HOUR)], Some(900));
-        assert_eq!(to_contacts(&acknowledged), 1, "acknowledged: no reminders");
+        let texted: Vec<_> = acknowledged
+            .texts
+            .iter()
+            .filter(|t| matches!(t.to, Recipients::Contacts { .. }))
+            .map(|t| t.to)
+            .collect();
+        assert_eq!(texted.len(), 2, "{acknowledged:#?}");
+        assert!(
+            matches!(texted[1], Recipients::Contacts { above: 0, .. }),
+            "the urgent text reaches the contact who acknowledged too: {texted:?}"
+        );
+        assert!(reminded > 2, "{fallen:#?}");
     }
 }

@@ -904,6 +904,16 @@ fn a_quiet_day_closed_as_away_is_not_learned_as_routine() {
     )
     .unwrap();
     world.live(12 * 24 + 20, 3 * 24, hour_of, |_, _| {});
+    let no_usage: Vec<_> = world
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == "no_usage" && a.since >= alert.since)
+        .collect();
+    assert_eq!(
+        no_usage.len(),
+        1,
+        "closed, the quiet hour left does not ask again: {no_usage:?}"
+    );
 
     let household = world.store.household("ZS-0001").unwrap().unwrap();
     let periods = world.store.not_routine(household.id).unwrap();
