@@ -104,6 +104,22 @@ impl World {
         .unwrap();
     }
 
+    /// ZS-0001's stored readings, and a replay of them with the default
+    /// detector and settings.
+    fn replayed(&self) -> (Vec<crate::domain::StoredReading>, replay::Replayed) {
+        let readings = self.store.readings("ZS-0001", 0, i64::MAX / 2).unwrap();
+        let config = Config::default_config();
+        let household = self.store.household("ZS-0001").unwrap().unwrap();
+        let replayed = replay::replay(
+            &readings,
+            &crate::detect::Learned,
+            &config.rules.global,
+            &lifecycle::Settings::new(&config.alerts),
+            &household,
+        );
+        (readings, replayed)
+    }
+
     /// A reply text from `phone`, handled now.
     fn reply(&self, phone: &PhoneNumber, text: &str) -> replies::ReplyOutcome {
         // On the engine's clock: a reply comes when the world says it is.
@@ -851,16 +867,7 @@ fn a_replay_with_the_same_settings_opens_exactly_the_alerts_live_operation_opene
     live.sort();
     assert!(live.len() >= 3, "the scenario opens alerts: {live:?}");
 
-    let readings = world.store.readings("ZS-0001", 0, i64::MAX / 2).unwrap();
-    let config = Config::default_config();
-    let household = world.store.household("ZS-0001").unwrap().unwrap();
-    let replayed = replay::replay(
-        &readings,
-        &crate::detect::Learned,
-        &config.rules.global,
-        &lifecycle::Settings::new(&config.alerts),
-        &household,
-    );
+    let (_, replayed) = world.replayed();
     let mut again: Vec<(String, String, i64, i64)> = replayed
         .alerts
         .iter()
@@ -921,16 +928,8 @@ fn a_quiet_day_closed_as_away_is_not_learned_as_routine() {
     assert_eq!(periods.closed_away.len(), 1);
     assert_eq!(periods.closed_away[0].0, alert.since);
     // The stored routine is the one that left the quiet day out.
-    let readings = world.store.readings("ZS-0001", 0, i64::MAX / 2).unwrap();
-    let config = Config::default_config();
-    let backgrounds = replay::replay(
-        &readings,
-        &crate::detect::Learned,
-        &config.rules.global,
-        &lifecycle::Settings::new(&config.alerts),
-        &household,
-    )
-    .backgrounds;
+    let (readings, replayed) = world.replayed();
+    let backgrounds = replayed.backgrounds;
     let fold = |periods: &[(i64, i64)]| {
         let mut routine = crate::detect::Routine::default();
         for (reading, background) in readings.iter().zip(&backgrounds) {
