@@ -22,6 +22,8 @@
 //!   warning; other kinds start at step 1 and
 //!   escalate a step each `escalate_after`; everyone texted is reminded each
 //!   `repeat_after` until someone acknowledges;
+//! - an acknowledged `no_usage` alert still active a day after it was
+//!   acknowledged is resolved (without a "resolved" text) and a new one opens;
 //! - maintenance texts about one meter are capped per day.
 //!
 //! Longer than our usual files on purpose: every rule of the lifecycle is here,
@@ -85,14 +87,27 @@ impl Settings {
     }
 }
 
-/// Whether judging `assessment` can open an alert: a condition holds whose
-/// kind has no active alert. Only then does [`on_reading`] read the absence
-/// and the day's text counts of its [`Facts`], so callers may skip loading them.
-pub fn may_open(active: &[ActiveAlert], assessment: &Assessment) -> bool {
-    assessment
-        .conditions
-        .iter()
-        .any(|c| !active.iter().any(|a| kind_of(a) == Some(c.kind())))
+/// Whether judging `assessment` at wall time `wall` can open an alert: a
+/// condition holds whose kind has no active alert, or only one that
+/// [`renews`]. Only then does [`on_reading`] read the absence and the day's
+/// text counts of its [`Facts`], so callers may skip loading them.
+pub fn may_open(active: &[ActiveAlert], assessment: &Assessment, wall: i64) -> bool {
+    assessment.conditions.iter().any(|c| {
+        !active
+            .iter()
+            .any(|a| kind_of(a) == Some(c.kind()) && !renews(a, wall))
+    })
+}
+
+/// An acknowledged `no_usage` alert still active [`COVER_S`] after it was
+/// acknowledged gives way to a new one: someone took it in hand, yet the home
+/// is still quiet a day later (a resident back from a stay who used a little
+/// water and fell, or an acknowledgement nobody followed up), so the team is
+/// asked again from the start.
+pub fn renews(alert: &ActiveAlert, wall: i64) -> bool {
+    kind_of(alert) == Some(Kind::NoUsage)
+        && alert.state == "acknowledged"
+        && alert.acknowledged_at.is_some_and(|at| wall - at >= COVER_S)
 }
 
 /// How long a resident's answer covers a quiet stretch: past this, quiet that
@@ -308,7 +323,24 @@ pub fn on_reading(
     let mut opened = 0;
     for kind in READING_KINDS {
         let condition = assessment.condition(kind);
-        match (condition, find(kind)) {
+        let mut existing = find(kind);
+        if let (Some(_), Some(old)) = (condition, existing) {
+            if renews(old, wall) {
+                let alert = Target::Stored(old.id);
+                changes.push(Change::Resolve {
+                    alert,
+                    channel: "detector",
+                });
+                changes.push(event(
+                    alert,
+                    "detector",
+                    "renewed",
+                    "still no water a day after it was acknowledged; a new alert asks again",
+                ));
+                existing = None;
+            }
+        }
+        match (condition, existing) {
             (Some(condition), None) => {
                 if kind.is_welfare() && facts.absent {
                     continue; // a declared absence silences welfare alerts

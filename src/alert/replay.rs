@@ -230,7 +230,7 @@ pub fn replay_with(
                 state.apply(changes, now);
             }
         }
-        let opening = lifecycle::may_open(&state.active, &assessment);
+        let opening = lifecycle::may_open(&state.active, &assessment, now);
         let count = |purpose, to| {
             if opening {
                 state.texts_since(purpose, to, now - 86_400)
@@ -292,8 +292,9 @@ impl Memory<'_> {
         }
         for alert in &mut self.active {
             let due = self.acknowledge_at.get(&(alert.id as usize));
-            if alert.state == "open" && due.is_some_and(|&at| at <= now) {
+            if let Some(&at) = due.filter(|&&at| alert.state == "open" && at <= now) {
                 alert.state = "acknowledged".into();
+                alert.acknowledged_at = Some(at);
             }
         }
     }
@@ -352,6 +353,7 @@ impl Memory<'_> {
                         reminders: 0,
                         check_in_until: None,
                         clear_since: None,
+                        acknowledged_at: None,
                     });
                     opened.push(index);
                 }

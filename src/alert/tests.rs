@@ -885,6 +885,67 @@ fn a_replay_with_the_same_settings_opens_exactly_the_alerts_live_operation_opene
 }
 
 #[test]
+fn an_acknowledged_alert_whose_home_stays_quiet_a_day_asks_again() {
+    let mut world = world(|_| {});
+    // Ten days of ordinary life, then nothing from day 10 at 08:00. The
+    // social worker acknowledges the first text and does nothing more.
+    let stopped = 10 * 24 + 8;
+    let hour_of = |h: i64| {
+        let life = if h < stopped { daily_life(h) } else { 0 };
+        (life, StatusFlags::default())
+    };
+    let mut acknowledged = None;
+    world.live(0, stopped + 3 * 24, hour_of, |world, h| {
+        if acknowledged.is_none() && !world.texts_to(SOCIAL_WORKER).is_empty() {
+            let first = world
+                .alerts()
+                .into_iter()
+                .find(|a| a.state == "open")
+                .unwrap();
+            actions::alerts::acknowledge(
+                &world.store,
+                &who("李敏"),
+                first.id,
+                world.clock.now().secs(),
+            )
+            .unwrap();
+            acknowledged = Some((first.id, h));
+        }
+    });
+    let (first, at) = acknowledged.expect("the social worker was texted");
+    let no_usage: Vec<_> = world
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == "no_usage")
+        .collect();
+    assert!(no_usage.len() >= 2, "{no_usage:?}");
+    let renewed = no_usage.iter().find(|a| a.id > first).unwrap();
+    // A day after the acknowledgement, everyone hears again.
+    let renewed_at = (renewed.opened_at - world.start) / HOUR;
+    assert!(
+        (at + 24..=at + 25).contains(&renewed_at),
+        "acknowledged at hour {at}, asked again at {renewed_at}"
+    );
+    assert_eq!(renewed.severity, "urgent");
+    for phone in [SOCIAL_WORKER, SON] {
+        assert!(
+            world
+                .texts_to(phone)
+                .iter()
+                .any(|t| t.alert_id == renewed.id && t.purpose == "alert"),
+            "{phone} hears of the renewed alert"
+        );
+    }
+    // The first gave way to it, without telling anyone it was "resolved".
+    let history = world.store.alert_events(first).unwrap();
+    assert!(history.iter().any(|e| e.action == "renewed"), "{history:?}");
+    assert!(!world
+        .texts()
+        .iter()
+        .any(|t| t.alert_id == first && t.purpose == "resolved"));
+}
+
+#[test]
 fn a_quiet_day_closed_as_away_is_not_learned_as_routine() {
     let mut world = world(|_| {});
     // Twelve days of ordinary life, then out from after the 07:00 use on day

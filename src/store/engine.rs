@@ -57,6 +57,8 @@ pub struct ActiveAlert {
     pub last_notified_at: Option<i64>,
     pub reminders: u32,
     pub check_in_until: Option<i64>,
+    /// Wall clock when someone acknowledged it, if they did.
+    pub acknowledged_at: Option<i64>,
     /// Meter clock since which the condition has been absent (a maintenance
     /// alert waiting out its hold before it resolves).
     pub clear_since: Option<i64>,
@@ -106,7 +108,7 @@ pub struct AlertTx<'a> {
 
 const ACTIVE_COLUMNS: &str =
     "id, meter_id, household_id, kind, severity, state, since, opened_at, notified_step,
-     last_notified_at, reminders, check_in_until, clear_since";
+     last_notified_at, reminders, check_in_until, clear_since, acknowledged_at";
 
 fn active_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveAlert> {
     Ok(ActiveAlert {
@@ -123,6 +125,7 @@ fn active_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveAlert> {
         reminders: row.get(10)?,
         check_in_until: row.get(11)?,
         clear_since: row.get(12)?,
+        acknowledged_at: row.get(13)?,
     })
 }
 

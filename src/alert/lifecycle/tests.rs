@@ -76,6 +76,7 @@ fn active(id: i64, kind: Kind, severity: Severity) -> ActiveAlert {
         reminders: 0,
         check_in_until: None,
         clear_since: None,
+        acknowledged_at: None,
     }
 }
 
