@@ -22,8 +22,9 @@
 //!   warning; other kinds start at step 1 and
 //!   escalate a step each `escalate_after`; everyone texted is reminded each
 //!   `repeat_after` until someone acknowledges;
-//! - an acknowledged `no_usage` alert still active a day after it was
-//!   acknowledged is resolved (without a "resolved" text) and a new one opens;
+//! - an acknowledged `no_usage` alert gives way to a new one (it resolves
+//!   without a "resolved" text) when a quiet stretch begun after the
+//!   acknowledgement is itself abnormal;
 //! - maintenance texts about one meter are capped per day.
 //!
 //! Longer than our usual files on purpose: every rule of the lifecycle is here,
@@ -87,27 +88,31 @@ impl Settings {
     }
 }
 
-/// Whether judging `assessment` at wall time `wall` can open an alert: a
-/// condition holds whose kind has no active alert, or only one that
-/// [`renews`]. Only then does [`on_reading`] read the absence and the day's
-/// text counts of its [`Facts`], so callers may skip loading them.
-pub fn may_open(active: &[ActiveAlert], assessment: &Assessment, wall: i64) -> bool {
+/// Whether judging `assessment` can open an alert: a condition holds whose
+/// kind has no active alert, or only one that [`renews`]. Only then does
+/// [`on_reading`] read the absence and the day's text counts of its
+/// [`Facts`], so callers may skip loading them.
+pub fn may_open(active: &[ActiveAlert], assessment: &Assessment) -> bool {
     assessment.conditions.iter().any(|c| {
         !active
             .iter()
-            .any(|a| kind_of(a) == Some(c.kind()) && !renews(a, wall))
+            .any(|a| kind_of(a) == Some(c.kind()) && !renews(a, assessment))
     })
 }
 
-/// An acknowledged `no_usage` alert still active [`COVER_S`] after it was
-/// acknowledged gives way to a new one: someone took it in hand, yet the home
-/// is still quiet a day later (a resident back from a stay who used a little
-/// water and fell, or an acknowledgement nobody followed up), so the team is
-/// asked again from the start.
-pub fn renews(alert: &ActiveAlert, wall: i64) -> bool {
+/// An acknowledged `no_usage` alert gives way to a new one when the
+/// household's routine finds a quiet stretch abnormal that began after the
+/// acknowledgement: someone took the first silence in hand, but water was
+/// used since (the resident came back from a stay, used a little — less than
+/// the fixed rule's `min_litres`, so its quiet never ended — and fell). A
+/// silence that simply goes on stays with whoever acknowledged it.
+pub fn renews(alert: &ActiveAlert, assessment: &Assessment) -> bool {
     kind_of(alert) == Some(Kind::NoUsage)
         && alert.state == "acknowledged"
-        && alert.acknowledged_at.is_some_and(|at| wall - at >= COVER_S)
+        && alert
+            .acknowledged_at
+            .zip(assessment.abnormal_quiet_since)
+            .is_some_and(|(acknowledged, quiet_since)| quiet_since > acknowledged)
 }
 
 /// How long a resident's answer covers a quiet stretch: past this, quiet that
@@ -325,7 +330,7 @@ pub fn on_reading(
         let condition = assessment.condition(kind);
         let mut existing = find(kind);
         if let (Some(_), Some(old)) = (condition, existing) {
-            if renews(old, wall) {
+            if renews(old, assessment) {
                 let alert = Target::Stored(old.id);
                 changes.push(Change::Resolve {
                     alert,
@@ -335,7 +340,7 @@ pub fn on_reading(
                     alert,
                     "detector",
                     "renewed",
-                    "still no water a day after it was acknowledged; a new alert asks again",
+                    "water was used after it was acknowledged, and a new quiet stretch is abnormal; a new alert asks again",
                 ));
                 existing = None;
             }

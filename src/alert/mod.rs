@@ -221,7 +221,7 @@ impl Engine {
                         None,
                     );
                     let active = tx.active_alerts(meter)?;
-                    let opening = lifecycle::may_open(&active, &assessment, wall);
+                    let opening = lifecycle::may_open(&active, &assessment);
                     let facts = facts(&tx, meter, household, assessment.at.secs(), wall, opening)?;
                     let changes =
                         lifecycle::on_reading(&active, &assessment, &facts, settings, wall);

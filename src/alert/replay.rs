@@ -230,7 +230,7 @@ pub fn replay_with(
                 state.apply(changes, now);
             }
         }
-        let opening = lifecycle::may_open(&state.active, &assessment, now);
+        let opening = lifecycle::may_open(&state.active, &assessment);
         let count = |purpose, to| {
             if opening {
                 state.texts_since(purpose, to, now - 86_400)

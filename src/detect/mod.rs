@@ -87,6 +87,11 @@ pub struct Assessment {
     /// The estimated background (leak) rate, millilitres per hour.
     pub background_mlph: i64,
     pub conditions: Vec<Condition>,
+    /// Where the household's current quiet stretch began (meter clock), when
+    /// its routine finds that stretch abnormal (watch or alarm); `None`
+    /// otherwise or without a routine. A quiet stretch begun after an alert
+    /// was acknowledged is news the alert did not cover.
+    pub abnormal_quiet_since: Option<i64>,
 }
 
 impl Assessment {
@@ -222,6 +227,7 @@ impl Detector for Learned {
         let Some(finding) = routine.judge(policy.sensitivity, home.zone) else {
             return assessment;
         };
+        assessment.abnormal_quiet_since = Some(finding.since);
         let severity = if finding.alarm {
             Severity::Urgent
         } else {

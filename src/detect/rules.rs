@@ -77,6 +77,7 @@ impl Detector for Rules {
             at: now,
             background_mlph: background,
             conditions,
+            abnormal_quiet_since: None,
         }
     }
 }

@@ -39,6 +39,7 @@ fn quiet(severity: Severity, hours: i64) -> Assessment {
             used_l: 0,
             habit: None,
         }],
+        abnormal_quiet_since: None,
     }
 }
 
@@ -47,6 +48,7 @@ fn nothing(at: i64) -> Assessment {
         at: Timestamp::from_secs(at),
         background_mlph: 0,
         conditions: Vec::new(),
+        abnormal_quiet_since: None,
     }
 }
 
@@ -58,6 +60,7 @@ fn leak(at: i64) -> Assessment {
             since: Timestamp::from_secs(at - 24 * HOUR),
             litres: 50,
         }],
+        abnormal_quiet_since: None,
     }
 }
 
@@ -277,6 +280,7 @@ fn maintenance_texts_about_one_meter_are_capped_per_day() {
         at: Timestamp::from_secs(AT),
         background_mlph: 0,
         conditions: vec![Condition::DeviceFault { flags }],
+        abnormal_quiet_since: None,
     };
     let changes = on_reading(&[], &fault, &facts(&home), &settings, AT);
     assert_eq!(texts(&changes), [(Purpose::Alert, Recipients::Maintenance)]);
