@@ -99,13 +99,24 @@ fn first(found: &[(i64, Condition)], after: i64, severity: Severity) -> Option<i
         .map(|(ts, _)| *ts)
 }
 
+/// An early riser read every 15 minutes who stops using water on day
+/// `stop_day` at `minute`, judged as the engine does: (readings, findings,
+/// routine).
+fn riser_who_stops(
+    stop_day: i64,
+    minute: i64,
+) -> (Vec<StoredReading>, Vec<(i64, Condition)>, Routine) {
+    let readings = home(stop_day + 1, 15 * MIN, 0.0, |d, m| {
+        early_riser(d, m, Some((stop_day, minute)))
+    });
+    let (found, routine) = judged(&readings, &Policy::default());
+    (readings, found, routine)
+}
+
 #[test]
 fn an_early_riser_who_stops_at_six_is_found_by_mid_morning() {
     let stop_day = 27;
-    let readings = home(28, 15 * MIN, 0.0, |d, m| {
-        early_riser(d, m, Some((stop_day, 410)))
-    });
-    let (found, routine) = judged(&readings, &Policy::default());
+    let (readings, found, routine) = riser_who_stops(stop_day, 410);
     assert!(routine.speaks());
     let morning = T0 + stop_day * DAY;
     let watch = first(&found, morning, Severity::Warning).expect("a warning");
@@ -361,10 +372,7 @@ fn higher_sensitivity_means_lower_levels() {
 fn a_resident_who_does_not_get_up_is_found_soon_after_the_usual_time() {
     // Up between 06:00 and 06:40 every day; on day 20 they never get up.
     let stop_day = 20;
-    let readings = home(21, 15 * MIN, 0.0, |d, m| {
-        early_riser(d, m, Some((stop_day, 0)))
-    });
-    let (found, routine) = judged(&readings, &Policy::default());
+    let (_, found, routine) = riser_who_stops(stop_day, 0);
     let (usual, by) = routine.usual_wake(false).unwrap();
     assert!((360..=400).contains(&usual), "{usual}");
     let morning = T0 + stop_day * DAY;
