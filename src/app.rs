@@ -209,6 +209,7 @@ impl Gateway {
             credentials: config.mqtt.credentials.clone(),
             topics: config.mqtt.topics.clone(),
             keep_alive: config.mqtt.keep_alive,
+            max_clock_ahead_s: config.mqtt.max_clock_ahead_s,
         };
         let ingest = tokio::spawn(ingest::run(
             subscription,

@@ -15,8 +15,10 @@ use crate::config::Secret;
 
 /// Un-acknowledged QoS 1 messages the broker lets one connection hold.
 pub const MAX_INFLIGHT: usize = 100;
-/// Largest payload the broker accepts, bytes (the gateway itself rejects above 64 KiB).
-pub const MAX_PAYLOAD: usize = 256 * 1024;
+/// Largest payload the broker accepts, bytes: the gateway itself rejects above
+/// 64 KiB, and counts and records what it rejects; a larger publish makes the
+/// broker close the meter's connection (its log says `PayloadSizeLimitExceeded`).
+pub const MAX_PAYLOAD: usize = 2 * 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum BrokerError {

@@ -36,6 +36,8 @@ pub struct Subscription {
     pub credentials: Option<(String, Secret)>,
     pub topics: Topics,
     pub keep_alive: Duration,
+    /// How far ahead of the gateway's clock a reading may be dated, seconds.
+    pub max_clock_ahead_s: i64,
 }
 
 /// Consumes until `shutdown`, handing every message to the writer through `outbox`.
@@ -79,7 +81,10 @@ pub async fn run(
                     &subscription.topics,
                     &publish.topic,
                     &publish.payload,
-                    received_at,
+                    wire::Arrival {
+                        at: received_at,
+                        max_ahead_s: subscription.max_clock_ahead_s,
+                    },
                 );
                 let payload_head = if decoded.rejections.is_empty() {
                     Vec::new()

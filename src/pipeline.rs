@@ -26,10 +26,11 @@ pub enum RejectReason {
     AbsurdValue,
     EmptyBatch,
     UnknownTopic,
+    FutureTs,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::Oversize,
         RejectReason::InvalidJson,
         RejectReason::MissingField,
@@ -38,6 +39,7 @@ impl RejectReason {
         RejectReason::AbsurdValue,
         RejectReason::EmptyBatch,
         RejectReason::UnknownTopic,
+        RejectReason::FutureTs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +52,7 @@ impl RejectReason {
             RejectReason::AbsurdValue => "absurd_value",
             RejectReason::EmptyBatch => "empty_batch",
             RejectReason::UnknownTopic => "unknown_topic",
+            RejectReason::FutureTs => "future_ts",
         }
     }
 

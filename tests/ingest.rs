@@ -327,3 +327,76 @@ async fn installers_see_rejected_messages_on_the_command_line() {
         "{printed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_future_reading_an_unknown_topic_and_a_megabyte_are_counted_and_harm_nothing() {
+    use stillwater::clock::{Clock, ManualClock};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let gateway = start_gateway_with(&test_config(dir.path()), clock.clone()).await;
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-odd").await;
+    let topic = "meters/ZS-0001/reading";
+    let now = clock.now().secs();
+    let at = |secs: i64| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap()
+            .to_rfc3339()
+    };
+    meter.send(topic, native(&at(now - 3600), 100)).await;
+    // A clock running 23 hours fast: refused, so it never becomes the newest.
+    meter.send(topic, native(&at(now + 23 * 3600), 101)).await;
+    meter
+        .send("meters/ZS-0001/extra/reading", native(&at(now), 102))
+        .await;
+    meter.send("wmbusmeters/kitchen/total_m3", "1.5").await;
+    meter.send(topic, vec![b' '; 1_000_000]).await;
+    // The next correct reading is the meter's newest, in order.
+    meter.send(topic, native(&at(now - 60), 103)).await;
+    meter.flush().await;
+    wait_for_readings(&gateway.store, 2).await;
+    let store = gateway.store.clone();
+    wait_until("four rejections are recorded", || {
+        let store = store.clone();
+        async move { store.rejected_messages(10).unwrap().len() == 4 }
+    })
+    .await;
+    let mut rejected: Vec<(String, String)> = store
+        .rejected_messages(10)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.reason, r.topic))
+        .collect();
+    rejected.sort();
+    assert_eq!(
+        rejected,
+        [
+            ("future_ts".to_string(), topic.to_string()),
+            ("oversize".into(), topic.into()),
+            (
+                "unknown_topic".into(),
+                "meters/ZS-0001/extra/reading".into()
+            ),
+            (
+                "unknown_topic".into(),
+                "wmbusmeters/kitchen/total_m3".into()
+            ),
+        ]
+    );
+    let state = store.meter_state("ZS-0001").unwrap().unwrap();
+    assert_eq!(state.last_reading_ts, Some(now - 60));
+    assert_eq!(state.last_total_l, Some(103));
+    assert_eq!(gateway.metrics.readings_out_of_order.load(Relaxed), 0);
+    let (_, body) = http_get(gateway.http_addr, "/metrics").await;
+    for reason in ["future_ts", "oversize"] {
+        let name = format!("stillwater_readings_rejected_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&body, &name), 1.0, "{name}");
+    }
+    assert_eq!(
+        metric(
+            &body,
+            "stillwater_readings_rejected_total{reason=\"unknown_topic\"}"
+        ),
+        2.0
+    );
+    gateway.stop().await.unwrap();
+}

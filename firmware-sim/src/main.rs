@@ -104,7 +104,9 @@ struct Town {
     /// Simulated days (0: run until stopped; live runs only).
     #[arg(long, default_value_t = 1)]
     days: i64,
-    /// Start of the simulation (RFC 3339); default: now.
+    /// Start of the simulation (RFC 3339). Default: `days` before now, so that
+    /// no reading is dated ahead of the gateway's clock (it would be rejected
+    /// as `future_ts`); now for a `run` in real time or without end.
     #[arg(long)]
     start: Option<String>,
     /// Random seed: the same seed gives the same homes, incidents and faults.
@@ -223,6 +225,13 @@ struct PaceArgs {
 }
 
 impl PaceArgs {
+    /// Whether simulated time runs ahead of the wall clock.
+    fn faster_than_real_time(&self) -> bool {
+        self.rate.is_some()
+            || self.speed == "max"
+            || self.speed.parse::<f64>().is_ok_and(|speed| speed > 1.0)
+    }
+
     fn pace(&self, start: i64) -> anyhow::Result<Pace> {
         if let Some(rate) = self.rate {
             anyhow::ensure!(rate > 0.0, "--rate {rate}: a positive number");
@@ -257,7 +266,12 @@ async fn main() -> anyhow::Result<()> {
             pace,
             truth_dir,
         } => {
-            let plan = town.plan(now)?;
+            let default_start = if town.days > 0 && pace.faster_than_real_time() {
+                now - town.days * 86_400
+            } else {
+                now
+            };
+            let plan = town.plan(default_start)?;
             let start = plan.start;
             let pace = pace.pace(start)?;
             let client_id = format!("firmware-sim-{}-{}", std::process::id(), plan.seed);
@@ -274,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Generate { town, out } => {
             anyhow::ensure!(town.days > 0, "a data set needs --days");
-            let plan = town.plan(now)?;
+            let plan = town.plan(now - town.days * 86_400)?;
             let written = publish::write_data_set(Simulation::new(plan), &out)?;
             println!(
                 "wrote {written} messages and the ground truth to {}",

@@ -22,11 +22,12 @@ use chrono::TimeZone;
 use serde_json::{Map, Number, Value};
 
 use super::{require, stamp, ActionError};
-use crate::domain::{Actor, Reading, Timestamp};
+use crate::domain::{Actor, Reading};
 use crate::pipeline::{Decoded, Message};
 use crate::registry::RowError;
 use crate::store::prelude::*;
 use crate::store::Store;
+use crate::wire::Arrival;
 
 /// Readings committed per transaction.
 const BATCH: usize = 4096;
@@ -64,7 +65,7 @@ pub fn import(
     actor: &Actor,
     path: &Path,
     zone: chrono_tz::Tz,
-    now: Timestamp,
+    now: Arrival,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Imported, ReadingsImportError> {
     require(actor, "readings.import")?;
@@ -110,7 +111,7 @@ pub fn import(
         }
         let message = Message {
             topic: format!("import {}", path.display()),
-            received_at: now,
+            received_at: now.at,
             received: Instant::now(),
             decoded: Decoded {
                 meter: None,
@@ -156,7 +157,7 @@ pub fn import(
             tx.mark_evaluated(meter, *ts)?;
         }
         tx.audit(
-            stamp(actor, now.secs()),
+            stamp(actor, now.at.secs()),
             "readings.import",
             &path.display().to_string(),
             &format!(
@@ -174,7 +175,7 @@ pub fn import(
 fn for_each_reading(
     path: &Path,
     zone: chrono_tz::Tz,
-    now: Timestamp,
+    now: Arrival,
     each: &mut dyn FnMut(usize, Result<Reading, RowError>),
 ) -> Result<(), RowError> {
     let file = std::fs::File::open(path)

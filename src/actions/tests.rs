@@ -158,7 +158,7 @@ fn an_imported_history_counts_as_evaluated_so_it_never_texts() {
         &operator,
         &path,
         chrono_tz::Asia::Shanghai,
-        now,
+        crate::wire::Arrival::at(now),
         &mut |_| {},
     )
     .unwrap();

@@ -8,6 +8,7 @@ use stillwater::config::Config;
 use stillwater::domain::Timestamp;
 use stillwater::metrics::Metrics;
 use stillwater::store::writer::Writer;
+use stillwater::wire::Arrival;
 
 use crate::*;
 
@@ -31,7 +32,10 @@ pub(crate) fn readings(config: &Config, command: ReadingsCommand) -> anyhow::Res
         config.store.rejected_keep,
         Arc::new(Metrics::default()),
     )?;
-    let now = Timestamp::from_secs(chrono::Utc::now().timestamp());
+    let now = Arrival {
+        at: Timestamp::from_secs(chrono::Utc::now().timestamp()),
+        max_ahead_s: config.mqtt.max_clock_ahead_s,
+    };
     let mut progress = |rows: u64| eprintln!("  … {rows} rows");
     match import::import(
         &store,

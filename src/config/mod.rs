@@ -186,6 +186,8 @@ pub struct MqttConfig {
     pub credentials: Option<(String, Secret)>,
     pub topics: Topics,
     pub keep_alive: Duration,
+    /// How far ahead of the gateway's clock a reading may be dated, seconds.
+    pub max_clock_ahead_s: i64,
 }
 
 /// Which broker the gateway consumes from.

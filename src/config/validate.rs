@@ -100,6 +100,7 @@ pub(super) struct RawMqtt {
     native_prefix: String,
     wmbusmeters_prefix: String,
     keep_alive_secs: u64,
+    max_clock_ahead_secs: i64,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +231,12 @@ impl RawConfig {
             "must be 5 to 3600",
         ));
         p.take(check(
+            (0..=86_400).contains(&mqtt.max_clock_ahead_secs),
+            "mqtt.max_clock_ahead_secs",
+            mqtt.max_clock_ahead_secs,
+            "must be 0 to 86400",
+        ));
+        p.take(check(
             !self.store.path.as_os_str().is_empty(),
             "store.path",
             "",
@@ -285,6 +292,7 @@ impl RawConfig {
                     wmbusmeters_prefix: mqtt.wmbusmeters_prefix,
                 },
                 keep_alive: Duration::from_secs(mqtt.keep_alive_secs),
+                max_clock_ahead_s: mqtt.max_clock_ahead_secs,
             },
             store: StoreConfig {
                 path: self.store.path,

@@ -24,8 +24,29 @@ pub const MAX_TOTAL_L: i64 = 100_000_000_000;
 pub const MAX_FLOW_LPH: i64 = 100_000;
 /// Earliest plausible meter timestamp: 2000-01-01T00:00:00Z.
 pub const MIN_TS: i64 = 946_684_800;
-/// How far a meter's clock may run ahead of ours, seconds.
-pub const MAX_CLOCK_AHEAD_S: i64 = 24 * 3600;
+/// How far a meter's clock may run ahead of the gateway's by default, seconds
+/// (`[mqtt] max_clock_ahead_secs`).
+pub const DEFAULT_MAX_CLOCK_AHEAD_S: i64 = 600;
+
+/// The gateway's clock when a message arrived, and how far ahead of it a
+/// meter's clock may run: a reading dated later is rejected as `future_ts`
+/// (it would become the meter's newest and push every correct reading after
+/// it out of order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub at: Timestamp,
+    pub max_ahead_s: i64,
+}
+
+impl Arrival {
+    /// At `at`, with the default allowance.
+    pub fn at(at: Timestamp) -> Self {
+        Self {
+            at,
+            max_ahead_s: DEFAULT_MAX_CLOCK_AHEAD_S,
+        }
+    }
+}
 
 /// The MQTT topics the gateway listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,18 +67,19 @@ impl Default for Topics {
 }
 
 impl Topics {
-    /// The subscription filters, QoS 1 each.
+    /// The subscription filters, QoS 1 each: everything under both prefixes,
+    /// so a publish to a topic no format knows (`meters/ID/extra/reading`)
+    /// reaches the gateway, to be counted and recorded as `unknown_topic`.
     pub fn filters(&self) -> Vec<String> {
         vec![
-            format!("{}/+/reading", self.native_prefix),
-            format!("{}/+", self.wmbusmeters_prefix),
+            format!("{}/#", self.native_prefix),
+            format!("{}/#", self.wmbusmeters_prefix),
         ]
     }
 }
 
-/// Decodes one MQTT message. `now` (Unix seconds) bounds how far ahead a meter's
-/// clock may be.
-pub fn decode(topics: &Topics, topic: &str, payload: &[u8], now: Timestamp) -> Decoded {
+/// Decodes one MQTT message. `now` bounds how far ahead a meter's clock may be.
+pub fn decode(topics: &Topics, topic: &str, payload: &[u8], now: Arrival) -> Decoded {
     if payload.len() > MAX_PAYLOAD_BYTES {
         let rejection = Rejection::new(
             RejectReason::Oversize,
@@ -139,7 +161,7 @@ fn json_kind(value: &Value) -> &'static str {
 pub fn reading_from_fields(
     meter: &str,
     fields: &Map<String, Value>,
-    now: Timestamp,
+    now: Arrival,
 ) -> Result<Reading, Rejection> {
     let meter = MeterId::parse(meter)
         .map_err(|error| Rejection::new(RejectReason::BadMeterId, error.to_string()))?;
@@ -150,7 +172,7 @@ pub fn reading_from_fields(
 fn parse_timestamp(
     field: &str,
     value: Option<&Value>,
-    now: Timestamp,
+    now: Arrival,
 ) -> Result<Timestamp, Rejection> {
     let text = match value {
         None | Some(Value::Null) => {
@@ -184,13 +206,28 @@ fn parse_timestamp(
             format!("`{field}` {text:?} is before 2000: the meter's clock is not set"),
         ));
     }
-    if ts > now.secs() + MAX_CLOCK_AHEAD_S {
+    let ahead = ts - now.at.secs();
+    if ahead > now.max_ahead_s {
         return Err(Rejection::new(
-            RejectReason::BadTimestamp,
-            format!("`{field}` {text:?} is more than 24 h ahead of the gateway's clock"),
+            RejectReason::FutureTs,
+            format!(
+                "`{field}` {text:?} is {} ahead of the gateway's clock (at most {} allowed): \
+                 set the meter's clock, or raise [mqtt] max_clock_ahead_secs",
+                roughly(ahead),
+                roughly(now.max_ahead_s),
+            ),
         ));
     }
     Ok(Timestamp::from_secs(ts))
+}
+
+/// Seconds in words to the nearest useful unit: "90 s", "25 min", "23.0 h".
+fn roughly(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{:.1} h", s as f64 / 3600.0),
+    }
 }
 
 /// A cubic-metre decimal as whole litres, exactly (no float arithmetic when the

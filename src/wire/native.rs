@@ -7,10 +7,10 @@ use super::{
     add_flags, check_flow, check_total, json_kind, m3_to_litres, parse_object, parse_timestamp,
     MAX_BATCH_READINGS,
 };
-use crate::domain::{MeterId, Reading, StatusFlags, Timestamp};
+use crate::domain::{MeterId, Reading, StatusFlags};
 use crate::pipeline::{Decoded, RejectReason, Rejection};
 
-pub(super) fn decode(meter: MeterId, payload: &[u8], now: Timestamp) -> Decoded {
+pub(super) fn decode(meter: MeterId, payload: &[u8], now: super::Arrival) -> Decoded {
     let mut decoded = Decoded {
         meter: Some(meter.clone()),
         ..Decoded::default()
@@ -69,7 +69,7 @@ pub(super) fn decode(meter: MeterId, payload: &[u8], now: Timestamp) -> Decoded 
 pub(super) fn reading(
     meter: &MeterId,
     object: &Map<String, Value>,
-    now: Timestamp,
+    now: super::Arrival,
 ) -> Result<Reading, Rejection> {
     let ts = parse_timestamp("ts", object.get("ts"), now)?;
     let total = match (object.get("total_l"), object.get("total_m3")) {

@@ -2,14 +2,23 @@ use super::*;
 use crate::pipeline::RejectReason;
 
 const NOW_S: i64 = 1_795_400_000;
-const NOW: Timestamp = Timestamp::from_secs(NOW_S); // 2026-11-22, a day before the fixtures' readings
+// 2026-11-23T02:13:20Z, two hours after the fixtures' readings
+const NOW: Arrival = Arrival {
+    at: Timestamp::from_secs(NOW_S),
+    max_ahead_s: DEFAULT_MAX_CLOCK_AHEAD_S,
+};
+/// A day later: 2026-11-24T02:13:20Z.
+const NEXT_DAY: Arrival = Arrival {
+    at: Timestamp::from_secs(NOW_S + 86_400),
+    ..NOW
+};
 
 fn native(payload: &str) -> Decoded {
     decode(
         &Topics::default(),
         "meters/WM-1/reading",
         payload.as_bytes(),
-        NOW + 86_400,
+        NEXT_DAY,
     )
 }
 
@@ -138,8 +147,8 @@ fn every_rejection_reason_is_reachable_with_a_clear_detail() {
         ),
         (
             native(r#"{"ts":"2036-11-23T08:00:00Z","total_l":1}"#),
-            RejectReason::BadTimestamp,
-            "ahead",
+            RejectReason::FutureTs,
+            "ahead of the gateway's clock",
         ),
         (
             native(r#"{"ts":"2026-11-23T00:00:00Z","total_l":-1}"#),
@@ -203,7 +212,7 @@ fn topic_prefixes_are_configurable() {
         native_prefix: "site-7/meters".into(),
         wmbusmeters_prefix: "wm".into(),
     };
-    assert_eq!(topics.filters(), ["site-7/meters/+/reading", "wm/+"]);
+    assert_eq!(topics.filters(), ["site-7/meters/#", "wm/#"]);
     let decoded = decode(
         &topics,
         "site-7/meters/A1/reading",
@@ -213,4 +222,41 @@ fn topic_prefixes_are_configurable() {
     assert_eq!(decoded.readings.len(), 1);
     let decoded = decode(&topics, "meters/A1/reading", b"{}", NOW);
     assert_eq!(only_rejection(&decoded).reason, RejectReason::UnknownTopic);
+}
+
+#[test]
+fn a_reading_dated_ahead_of_the_gateways_clock_is_future_ts() {
+    let at = |ts: &str| format!(r#"{{"ts":"{ts}","total_l":5}}"#);
+    let within = native(&at("2026-11-24T02:23:00Z"));
+    assert!(
+        within.rejections.is_empty(),
+        "9 min 40 s ahead is allowed: {within:?}"
+    );
+    let ahead = native(&at("2026-11-25T01:13:20Z"));
+    let rejection = only_rejection(&ahead);
+    assert_eq!(rejection.reason, RejectReason::FutureTs);
+    assert_eq!(rejection.reason.as_str(), "future_ts");
+    assert!(
+        rejection.detail.contains("23.0 h ahead") && rejection.detail.contains("10 min allowed"),
+        "{rejection:?}"
+    );
+    assert_eq!(ahead.meter.map(|m| m.to_string()).as_deref(), Some("WM-1"));
+    // The allowance is the operator's: none at all.
+    let strict = Arrival {
+        max_ahead_s: 0,
+        ..NEXT_DAY
+    };
+    let decoded = decode(
+        &Topics::default(),
+        "meters/WM-1/reading",
+        at("2026-11-24T02:13:21Z").as_bytes(),
+        strict,
+    );
+    assert_eq!(only_rejection(&decoded).reason, RejectReason::FutureTs);
+    // One reading of a batch too far ahead is rejected alone.
+    let batch = native(
+        r#"{"readings":[{"ts":"2026-11-23T00:00:00Z","total_l":5},{"ts":"2026-11-25T00:00:00Z","total_l":6}]}"#,
+    );
+    assert_eq!(batch.readings.len(), 1);
+    assert_eq!(batch.rejections[0].reason, RejectReason::FutureTs);
 }

@@ -9,10 +9,10 @@
 use serde_json::Value;
 
 use super::{add_flags, check_flow, json_kind, m3_to_litres, parse_object, parse_timestamp};
-use crate::domain::{MeterId, Reading, StatusFlags, Timestamp};
+use crate::domain::{MeterId, Reading, StatusFlags};
 use crate::pipeline::{Decoded, RejectReason, Rejection};
 
-pub(super) fn decode(payload: &[u8], now: Timestamp) -> Decoded {
+pub(super) fn decode(payload: &[u8], now: super::Arrival) -> Decoded {
     let mut decoded = Decoded::default();
     let object = match parse_object(payload) {
         Ok(object) => object,
