@@ -210,6 +210,7 @@ impl Gateway {
             topics: config.mqtt.topics.clone(),
             keep_alive: config.mqtt.keep_alive,
             max_clock_ahead_s: config.mqtt.max_clock_ahead_s,
+            watch_broker_drops: matches!(config.mqtt.broker, BrokerChoice::External { .. }),
         };
         let ingest = tokio::spawn(ingest::run(
             subscription,

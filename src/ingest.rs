@@ -23,6 +23,10 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Message, REJECTED_PAYLOAD_BYTES};
 use crate::wire::{self, Topics};
 
+/// Where Mosquitto says how many queued messages it has dropped since it
+/// started (for a subscriber that fell behind or was away: `max_queued_messages`).
+pub const BROKER_DROPPED_TOPIC: &str = "$SYS/broker/publish/messages/dropped";
+
 /// First and largest pause before reconnecting.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -38,6 +42,9 @@ pub struct Subscription {
     pub keep_alive: Duration,
     /// How far ahead of the gateway's clock a reading may be dated, seconds.
     pub max_clock_ahead_s: i64,
+    /// Listen to the broker's own count of dropped messages
+    /// ([`BROKER_DROPPED_TOPIC`]) and warn when it grows: external brokers.
+    pub watch_broker_drops: bool,
 }
 
 /// Consumes until `shutdown`, handing every message to the writer through `outbox`.
@@ -67,12 +74,18 @@ pub async fn run(
     let broker = format!("{}:{}", subscription.host, subscription.port);
     let mut backoff = BACKOFF_START;
     let mut failing = false;
+    let mut dropped: Option<u64> = None;
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
             event = eventloop.poll() => event,
         };
         match event {
+            Ok(Event::Incoming(Packet::Publish(publish)))
+                if subscription.watch_broker_drops && publish.topic == BROKER_DROPPED_TOPIC =>
+            {
+                watch_drops(&broker, &publish.payload, &mut dropped, &metrics);
+            }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 metrics.messages_received.fetch_add(1, Relaxed);
                 let received = Instant::now();
@@ -127,9 +140,17 @@ pub async fn run(
                 if let Err(error) = client.try_subscribe_many(filters) {
                     tracing::error!(%error, "could not queue the subscription");
                 }
+                if subscription.watch_broker_drops {
+                    if let Err(error) = client.try_subscribe(BROKER_DROPPED_TOPIC, QoS::AtMostOnce)
+                    {
+                        tracing::debug!(%error, "could not queue the broker-drops subscription");
+                    }
+                }
             }
             Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                if suback
+                if suback.return_codes.len() == 1 && subscription.watch_broker_drops {
+                    // The broker-drops subscription: brokers without it refuse or never publish.
+                } else if suback
                     .return_codes
                     .iter()
                     .any(|code| matches!(code, SubscribeReasonCode::Failure))
@@ -159,4 +180,30 @@ pub async fn run(
         }
     }
     metrics.mqtt_connected.store(false, Relaxed);
+}
+
+/// Takes the broker's count of dropped messages: kept in `/metrics`, and a
+/// warning when it is not zero at first sight or has grown since (a broker
+/// that restarted counts from zero again).
+fn watch_drops(broker: &str, payload: &[u8], last: &mut Option<u64>, metrics: &Metrics) {
+    let Some(count) = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    metrics
+        .broker_dropped
+        .store(i64::try_from(count).unwrap_or(i64::MAX), Relaxed);
+    let new = count.saturating_sub(last.unwrap_or(0));
+    if new > 0 {
+        tracing::warn!(
+            %broker,
+            dropped = new,
+            since_start = count,
+            "the broker reports dropping queued messages: readings meant for the gateway may be lost. \
+             Let it queue without limit for the gateway's session (Mosquitto: max_queued_messages 0; see docs/operations.md)"
+        );
+    }
+    *last = Some(count);
 }

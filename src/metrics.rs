@@ -34,6 +34,9 @@ pub struct Metrics {
     pub mqtt_connected: AtomicBool,
     pub mqtt_connections: AtomicU64,
     pub mqtt_errors: AtomicU64,
+    /// QoS 1/2 messages the external broker says it dropped since it started
+    /// (Mosquitto's `$SYS/broker/publish/messages/dropped`); 0 until it says.
+    pub broker_dropped: AtomicI64,
     pub sms_sent: AtomicU64,
     pub sms_retries: AtomicU64,
     pub sms_failed: AtomicU64,
@@ -218,6 +221,11 @@ impl Metrics {
             "stillwater_mqtt_connected",
             "1 while connected to the broker and subscribed.",
             i64::from(self.mqtt_connected.load(Relaxed)),
+        );
+        gauge(
+            "stillwater_broker_dropped_messages",
+            "Messages the external broker reports having dropped since it started (Mosquitto's $SYS/broker/publish/messages/dropped); 0 when it does not say.",
+            self.broker_dropped.load(Relaxed),
         );
         out
     }

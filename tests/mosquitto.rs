@@ -116,14 +116,20 @@ struct PrivateMosquitto {
     child: Child,
     port: u16,
     config: std::path::PathBuf,
+    settings: String,
 }
 
 impl PrivateMosquitto {
     fn start(dir: &std::path::Path, port: u16) -> Self {
+        Self::start_with(dir, port, "persistence false\n")
+    }
+
+    /// Started with `settings` (mosquitto.conf lines) after its listener.
+    fn start_with(dir: &std::path::Path, port: u16, settings: &str) -> Self {
         let config = dir.join("mosquitto.conf");
         std::fs::write(
             &config,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\n{settings}"),
         )
         .unwrap();
         let child = Command::new("mosquitto")
@@ -137,13 +143,15 @@ impl PrivateMosquitto {
             child,
             port,
             config,
+            settings: settings.to_string(),
         }
     }
 
     fn restart(&mut self) {
         self.stop();
         let dir = self.config.parent().unwrap().to_path_buf();
-        *self = Self::start(&dir, self.port);
+        let settings = self.settings.clone();
+        *self = Self::start_with(&dir, self.port, &settings);
     }
 
     fn stop(&mut self) {
@@ -220,4 +228,110 @@ async fn the_gateway_reconnects_and_resubscribes_after_the_broker_restarts() {
     wait_for_readings(&gateway.store, 2).await;
     assert!(gateway.metrics.mqtt_errors.load(Relaxed) >= 1);
     gateway.stop().await.unwrap();
+}
+
+/// A free local port.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Readings published while the gateway is stopped: with `settings`, how many
+/// reach the store once it is back, and the broker's count of dropped messages
+/// as the gateway reports it.
+async fn readings_kept_while_the_gateway_is_away(settings: &str, published: i64) -> (i64, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = PrivateMosquitto::start_with(dir.path(), port, settings);
+    broker.wait_listening().await;
+    let mut config = test_config(dir.path());
+    config.mqtt.broker = BrokerChoice::External {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    // The first run leaves the gateway's persistent session and subscription.
+    let gateway = start_gateway(&config).await;
+    gateway.stop().await.unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut meter = Publisher::connect(addr, "meter-while-away").await;
+    // Hourly readings ending an hour ago (none dated ahead of the gateway).
+    let start = (chrono::Utc::now().timestamp() / 3600 - published - 1) * 3600;
+    for hour in 0..published {
+        let ts = chrono::DateTime::from_timestamp(start + hour * 3600, 0)
+            .unwrap()
+            .to_rfc3339();
+        meter
+            .send("meters/ZS-0001/reading", native(&ts, 1000 + hour))
+            .await;
+    }
+    meter.flush().await;
+    let gateway = start_gateway(&config).await;
+    let metrics = gateway.metrics.clone();
+    wait_until("the gateway is subscribed again", || {
+        let metrics = metrics.clone();
+        async move { metrics.mqtt_connected.load(Relaxed) }
+    })
+    .await;
+    // What the broker kept arrives first; then the broker's own count.
+    let store = gateway.store.clone();
+    let expect_drops = !settings.contains("max_queued_messages 0");
+    wait_until("the broker's queue is delivered", || {
+        let store = store.clone();
+        let metrics = metrics.clone();
+        async move {
+            let stored = store
+                .meter_state("ZS-0001")
+                .unwrap()
+                .map_or(0, |s| s.readings);
+            let dropped = metrics.broker_dropped.load(Relaxed);
+            if expect_drops {
+                dropped > 0 && stored + dropped >= published
+            } else {
+                stored == published
+            }
+        }
+    })
+    .await;
+    let stored = store
+        .meter_state("ZS-0001")
+        .unwrap()
+        .map_or(0, |s| s.readings);
+    let dropped = metrics.broker_dropped.load(Relaxed);
+    gateway.stop().await.unwrap();
+    (stored, dropped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_set_up_as_documented_keeps_every_reading_while_the_gateway_is_away() {
+    if mosquitto().is_none() {
+        skipped("Mosquitto queue settings not tested");
+        return;
+    }
+    // docs/operations.md: no queue limit for the gateway's session.
+    let (stored, dropped) = readings_kept_while_the_gateway_is_away(
+        "persistence false\nmax_queued_messages 0\nmax_queued_bytes 0\nsys_interval 1\n",
+        2500,
+    )
+    .await;
+    assert_eq!((stored, dropped), (2500, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquittos_default_queue_drops_readings_and_the_gateway_says_so() {
+    if mosquitto().is_none() {
+        skipped("Mosquitto's default queue limit not tested");
+        return;
+    }
+    // Mosquitto's default keeps 1,000 queued messages per client: the rest
+    // are dropped, and the gateway reports the broker's own count.
+    let (stored, dropped) =
+        readings_kept_while_the_gateway_is_away("persistence false\nsys_interval 1\n", 2500).await;
+    assert!(stored < 2500, "{stored}");
+    assert!(
+        dropped >= 2500 - stored,
+        "{stored} stored, {dropped} dropped"
+    );
 }
