@@ -32,6 +32,9 @@ use stillwater::store::prelude::*;
 use stillwater::store::writer::Writer;
 use stillwater::store::Store;
 
+#[path = "../tests/support/rumqttd.rs"]
+mod broker;
+
 const PUBLISHERS: usize = 4;
 
 fn env_size(name: &str, default: usize) -> usize {
@@ -286,7 +289,7 @@ async fn publish_all(addr: SocketAddr, readings: usize, meters: usize) -> anyhow
 }
 
 async fn broker_only(readings: usize, meters: usize) -> anyhow::Result<f64> {
-    let broker = stillwater::broker::start("127.0.0.1:0".parse()?, None)?;
+    let broker = broker::start("127.0.0.1:0".parse()?)?;
     let mut options = MqttOptions::new(
         "bench-sub",
         broker.addr.ip().to_string(),

@@ -22,13 +22,13 @@ use crate::alert::Engine;
 use crate::clock::{self, SharedClock};
 use crate::config::{BrokerChoice, Config};
 use crate::detect::Detector;
-use crate::ingest::{self, Subscription};
+use crate::http;
+use crate::ingest::{self, server, Subscription};
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::pipeline::TouchedMeters;
 use crate::store::writer::Writer;
 use crate::store::Store;
-use crate::{broker, http};
 
 /// Messages that may wait between ingest and the writer.
 const INBOX_CAPACITY: usize = 8192;
@@ -51,6 +51,63 @@ pub struct Gateway {
     engine: std::thread::JoinHandle<()>,
     /// Names a supervised thread that stopped on its own.
     threads_died: mpsc::UnboundedReceiver<String>,
+}
+
+/// The embedded server's persistent MQTT sessions, kept in the database and
+/// known in memory (a reconnecting meter costs no write).
+struct StoredSessions {
+    store: Store,
+    clock: SharedClock,
+    known: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl StoredSessions {
+    fn load(store: Store, clock: SharedClock) -> anyhow::Result<Self> {
+        let known = store
+            .mqtt_sessions()
+            .context("cannot read the MQTT sessions")?
+            .into_iter()
+            .collect();
+        Ok(Self {
+            store,
+            clock,
+            known: std::sync::Mutex::new(known),
+        })
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl server::SessionBook for StoredSessions {
+    fn remember(&self, client_id: &str) -> Result<bool, String> {
+        if self.known().contains(client_id) {
+            return Ok(true);
+        }
+        self.store
+            .remember_mqtt_session(client_id, self.clock.now().secs())
+            .map_err(|error| error.to_string())?;
+        self.known().insert(client_id.to_string());
+        Ok(false)
+    }
+
+    fn forget(&self, client_id: &str) -> Result<(), String> {
+        if self.known().remove(client_id) {
+            self.store
+                .forget_mqtt_session(client_id)
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Where readings come in.
+enum Door {
+    /// The embedded MQTT server's listener, and its clients' sessions.
+    Server(tokio::net::TcpListener, Arc<StoredSessions>),
+    /// An external broker's host and port.
+    Broker(String, u16),
 }
 
 /// What a gateway is built with besides its configuration.
@@ -153,27 +210,27 @@ impl Gateway {
                     config.http.listen
                 )
             })?;
-        let (host, port) = match &config.mqtt.broker {
+        // Where meters connect: the embedded server's listener, or the broker.
+        let (door, mqtt_addr) = match &config.mqtt.broker {
             BrokerChoice::Embedded { listen } => {
-                let listen = *listen;
-                let credentials = config.mqtt.credentials.clone();
-                let embedded =
-                    tokio::task::spawn_blocking(move || broker::start(listen, credentials))
-                        .await??;
-                let host = if embedded.addr.ip().is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    embedded.addr.ip().to_string()
-                };
-                (host, embedded.addr.port())
+                let bound = server::bind(*listen).await?;
+                let mut addr = bound.local_addr()?;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip([127, 0, 0, 1].into());
+                }
+                let sessions = StoredSessions::load(store.clone(), clock.clone())?;
+                tracing::info!(%addr, "embedded MQTT server listening");
+                (Door::Server(bound, Arc::new(sessions)), addr)
             }
-            BrokerChoice::External { host, port } => (host.clone(), *port),
+            BrokerChoice::External { host, port } => {
+                let addr = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], *port)));
+                (Door::Broker(host.clone(), *port), addr)
+            }
         };
-        let mqtt_addr = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
 
         let shutdown = CancellationToken::new();
         let touched = Arc::new(TouchedMeters::default());
@@ -202,23 +259,37 @@ impl Gateway {
             shutdown.clone(),
         ));
 
-        let subscription = Subscription {
-            host,
-            port,
-            client_id: config.mqtt.client_id.clone(),
-            credentials: config.mqtt.credentials.clone(),
-            topics: config.mqtt.topics.clone(),
-            keep_alive: config.mqtt.keep_alive,
-            max_clock_ahead_s: config.mqtt.max_clock_ahead_s,
-            watch_broker_drops: matches!(config.mqtt.broker, BrokerChoice::External { .. }),
+        let ingest = match door {
+            Door::Server(listener, sessions) => tokio::spawn(server::serve(
+                listener,
+                server::Settings {
+                    credentials: config.mqtt.credentials.clone(),
+                    topics: config.mqtt.topics.clone(),
+                    max_clock_ahead_s: config.mqtt.max_clock_ahead_s,
+                    sessions,
+                },
+                outbox,
+                metrics.clone(),
+                clock.clone(),
+                shutdown.clone(),
+            )),
+            Door::Broker(host, port) => tokio::spawn(ingest::run(
+                Subscription {
+                    host,
+                    port,
+                    client_id: config.mqtt.client_id.clone(),
+                    credentials: config.mqtt.credentials.clone(),
+                    topics: config.mqtt.topics.clone(),
+                    keep_alive: config.mqtt.keep_alive,
+                    max_clock_ahead_s: config.mqtt.max_clock_ahead_s,
+                    watch_broker_drops: true,
+                },
+                outbox,
+                metrics.clone(),
+                clock.clone(),
+                shutdown.clone(),
+            )),
         };
-        let ingest = tokio::spawn(ingest::run(
-            subscription,
-            outbox,
-            metrics.clone(),
-            clock.clone(),
-            shutdown.clone(),
-        ));
 
         let http_addr = listener.local_addr()?;
         let app = http::router(http::HttpState {

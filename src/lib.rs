@@ -13,8 +13,8 @@
 //! - [`pipeline`] — what travels from the broker to the writer and the engine.
 //! - [`config`] — the commented default TOML, merged user files, validation.
 //! - [`wire`] — topic + payload → readings or a rejection (native, wmbusmeters).
-//! - [`broker`] — the embedded MQTT broker (rumqttd).
-//! - [`ingest`] — the MQTT subscription loop; acknowledges only after commit.
+//! - [`ingest`] — how readings come in: the embedded MQTT server, or the subscription
+//!   to an external broker; either acknowledges only after commit.
 //! - [`store`] — SQLite, the only module that knows SQL; the writer thread.
 //! - [`policy`], [`thresholds`] — thresholds, typed, and the ones in force.
 //! - [`detect`] — the detector seam and the fixed rules, pure, in event time.
@@ -32,7 +32,6 @@
 pub mod actions;
 pub mod alert;
 pub mod app;
-pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod demo;

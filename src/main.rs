@@ -361,8 +361,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn init_logging(filter: &str) {
-    let filter = std::env::var("RUST_LOG")
-        .unwrap_or_else(|_| format!("{filter},rumqttd=warn,rumqttd::router::routing=off"));
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -371,20 +370,8 @@ fn init_logging(filter: &str) {
         .with_writer(std::io::stderr)
         // Colour only for a person at a terminal, never into a file or journal.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_filter(tracing_subscriber::filter::filter_fn(|event| {
-            !is_normal_disconnect(event)
-        }));
+        .with_filter(tracing_subscriber::EnvFilter::new(filter));
     tracing_subscriber::registry().with(output).init();
-}
-
-/// The embedded broker (rumqttd 0.20) logs every client that disconnects
-/// normally as an ERROR ("router-drop", after the router has already logged
-/// the disconnect at INFO). That event is dropped; its other errors are kept.
-fn is_normal_disconnect(event: &tracing::Metadata<'_>) -> bool {
-    event.target() == "rumqttd::server::broker"
-        && *event.level() == tracing::Level::ERROR
-        && event.name().ends_with("server/broker.rs:581")
 }
 
 /// Who runs the command line, by default.

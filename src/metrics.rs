@@ -34,6 +34,8 @@ pub struct Metrics {
     pub mqtt_connected: AtomicBool,
     pub mqtt_connections: AtomicU64,
     pub mqtt_errors: AtomicU64,
+    /// Clients the embedded server refused for a wrong or missing username and password.
+    pub mqtt_auth_failures: AtomicU64,
     /// QoS 1/2 messages the external broker says it dropped since it started
     /// (Mosquitto's `$SYS/broker/publish/messages/dropped`); 0 until it says.
     pub broker_dropped: AtomicI64,
@@ -145,6 +147,11 @@ impl Metrics {
             "stillwater_mqtt_errors_total",
             "Broker connection errors.",
             self.mqtt_errors.load(Relaxed),
+        );
+        counter(
+            "stillwater_mqtt_auth_failures_total",
+            "Clients the embedded MQTT server refused for a wrong or missing username and password.",
+            self.mqtt_auth_failures.load(Relaxed),
         );
         counter(
             "stillwater_sms_sent_total",

@@ -49,12 +49,9 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("evaluate", &[]),
-    ("broker", &["config"]),
     (
         "ingest",
-        &[
-            "domain", "broker", "clock", "pipeline", "wire", "metrics", "config",
-        ],
+        &["domain", "clock", "pipeline", "wire", "metrics", "config"],
     ),
     (
         "http",
@@ -63,7 +60,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "app",
         &[
-            "alert", "broker", "clock", "config", "detect", "http", "ingest", "metrics", "notify",
+            "alert", "clock", "config", "detect", "http", "ingest", "metrics", "notify",
             "pipeline", "store",
         ],
     ),

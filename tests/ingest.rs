@@ -250,7 +250,7 @@ async fn a_taken_broker_port_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_embedded_broker_with_a_password_refuses_strangers() {
+async fn an_embedded_server_with_a_password_refuses_strangers() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.mqtt.credentials = Some((
@@ -262,17 +262,22 @@ async fn an_embedded_broker_with_a_password_refuses_strangers() {
     let addr = gateway.mqtt_addr;
     let options = rumqttc::MqttOptions::new("stranger", addr.ip().to_string(), addr.port());
     let (_client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
-    // rumqttd drops a client with wrong credentials instead of answering CONNACK.
     let refused = eventloop.poll().await;
     assert!(
         matches!(
             refused,
-            Err(rumqttc::ConnectionError::ConnectionRefused(_))
-                | Err(rumqttc::ConnectionError::MqttState(_))
-                | Err(rumqttc::ConnectionError::Io(_))
+            Err(rumqttc::ConnectionError::ConnectionRefused(
+                rumqttc::ConnectReturnCode::BadUserNamePassword
+            ))
         ),
-        "a client without the password must not connect: {refused:?}"
+        "a client without the password is told why: {refused:?}"
     );
+    let mut wrong = rumqttc::MqttOptions::new("guesser", addr.ip().to_string(), addr.port());
+    wrong.set_credentials("gateway", "guess");
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(wrong, 10);
+    assert!(eventloop.poll().await.is_err());
+    let (_, body) = http_get(gateway.http_addr, "/metrics").await;
+    assert_eq!(metric(&body, "stillwater_mqtt_auth_failures_total"), 2.0);
 
     let mut meter =
         Publisher::connect_as(addr, "meter-with-password", Some(("gateway", "s3cret"))).await;
@@ -398,5 +403,190 @@ async fn a_future_reading_an_unknown_topic_and_a_megabyte_are_counted_and_harm_n
         ),
         2.0
     );
+    gateway.stop().await.unwrap();
+}
+
+/// A meter speaking MQTT packet by packet, to see exactly what the server answers.
+struct RawMeter {
+    stream: tokio::net::TcpStream,
+    buf: bytes::BytesMut,
+}
+
+impl RawMeter {
+    async fn connect(addr: std::net::SocketAddr, client_id: &str) -> Self {
+        let (meter, present) = Self::connect_with(addr, client_id, true).await;
+        assert!(!present);
+        meter
+    }
+
+    /// Connects with `clean_session` as given; whether the server says the
+    /// client's session is present.
+    async fn connect_with(
+        addr: std::net::SocketAddr,
+        client_id: &str,
+        clean_session: bool,
+    ) -> (Self, bool) {
+        use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut meter = Self {
+            stream,
+            buf: bytes::BytesMut::new(),
+        };
+        let mut connect = rumqttc::mqttbytes::v4::Connect::new(client_id);
+        connect.keep_alive = 60;
+        connect.clean_session = clean_session;
+        meter.send(Packet::Connect(connect)).await;
+        match meter.recv().await {
+            Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
+                (meter, ack.session_present)
+            }
+            other => panic!("not accepted: {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, packet: rumqttc::mqttbytes::v4::Packet) {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        packet.write(&mut out, usize::MAX).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>, pkid: u16) {
+        let mut publish = rumqttc::mqttbytes::v4::Publish::new(
+            topic,
+            rumqttc::mqttbytes::QoS::AtLeastOnce,
+            payload.into(),
+        );
+        publish.pkid = pkid;
+        self.send(rumqttc::mqttbytes::v4::Packet::Publish(publish))
+            .await;
+    }
+
+    /// The next packet from the server; `None` once it has closed the connection.
+    async fn recv(&mut self) -> Option<rumqttc::mqttbytes::v4::Packet> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match rumqttc::mqttbytes::v4::Packet::read(&mut self.buf, 1 << 20) {
+                Ok(packet) => return Some(packet),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(error) => panic!("the server sent a malformed packet: {error:?}"),
+            }
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                self.stream.read_buf(&mut self.buf),
+            )
+            .await
+            .expect("the server answers in time")
+            .unwrap_or(0);
+            if read == 0 {
+                return None;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_server_acknowledges_a_reading_only_once_it_is_stored() {
+    use rumqttc::mqttbytes::v4::{Packet, PubAck};
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let mut meter = RawMeter::connect(gateway.mqtt_addr, "raw-meter").await;
+    for (hour, pkid) in [(8, 1), (9, 2), (10, 3)] {
+        let ts = format!("2026-11-23T{hour:02}:00:00+08:00");
+        meter
+            .publish("meters/ZS-0001/reading", native(&ts, 100 + hour), pkid)
+            .await;
+        assert_eq!(meter.recv().await, Some(Packet::PubAck(PubAck::new(pkid))));
+        // The PUBACK came after the commit: the reading is there already.
+        let state = gateway.store.meter_state("ZS-0001").unwrap().unwrap();
+        assert_eq!(state.last_total_l, Some(100 + hour), "{ts}");
+    }
+    // A payload far over the limit is read past, recorded and acknowledged:
+    // the same connection goes on.
+    meter
+        .publish("meters/ZS-0001/reading", vec![b'x'; 3_000_000], 4)
+        .await;
+    assert_eq!(meter.recv().await, Some(Packet::PubAck(PubAck::new(4))));
+    let rejected = gateway.store.rejected_messages(1).unwrap();
+    assert_eq!(
+        (rejected[0].reason.as_str(), rejected[0].meter_id.as_deref()),
+        ("oversize", Some("ZS-0001"))
+    );
+    assert!(
+        rejected[0].detail.contains("3000000 bytes"),
+        "{}",
+        rejected[0].detail
+    );
+    assert!(rejected[0].payload.starts_with("xxxx"));
+    meter
+        .publish(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T11:00:00+08:00", 111),
+            5,
+        )
+        .await;
+    assert_eq!(meter.recv().await, Some(Packet::PubAck(PubAck::new(5))));
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_server_refuses_subscriptions_and_replaces_a_client_that_reconnects() {
+    use rumqttc::mqttbytes::v4::{Packet, SubAck, Subscribe, SubscribeReasonCode};
+    use rumqttc::mqttbytes::QoS;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let mut first = RawMeter::connect(gateway.mqtt_addr, "meter-twice").await;
+    let mut subscribe = Subscribe::new("meters/#", QoS::AtLeastOnce);
+    subscribe.pkid = 9;
+    first.send(Packet::Subscribe(subscribe)).await;
+    assert_eq!(
+        first.recv().await,
+        Some(Packet::SubAck(SubAck::new(
+            9,
+            vec![SubscribeReasonCode::Failure]
+        )))
+    );
+    first.send(Packet::PingReq).await;
+    assert_eq!(first.recv().await, Some(Packet::PingResp));
+    // The same client id again (a meter whose old connection hangs half-open):
+    // the new connection wins, the old one is closed.
+    let mut second = RawMeter::connect(gateway.mqtt_addr, "meter-twice").await;
+    assert_eq!(first.recv().await, None);
+    second.send(Packet::PingReq).await;
+    assert_eq!(second.recv().await, Some(Packet::PingResp));
+    // A client may not send what only a server sends: the connection is closed.
+    second
+        .send(Packet::PubAck(rumqttc::mqttbytes::v4::PubAck::new(1)))
+        .await;
+    assert_eq!(second.recv().await, None);
+    assert_eq!(gateway.metrics.mqtt_errors.load(Relaxed), 1);
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meters_persistent_session_outlives_a_gateway_restart() {
+    use rumqttc::mqttbytes::v4::Packet;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    let gateway = start_gateway(&config).await;
+    let addr = gateway.mqtt_addr;
+    let (mut meter, present) = RawMeter::connect_with(addr, "meter-keeps", false).await;
+    assert!(!present, "a new session");
+    meter.send(Packet::Disconnect).await;
+    assert_eq!(meter.recv().await, None);
+    gateway.stop().await.unwrap();
+    // The same port again, so the meter finds the restarted gateway.
+    config.mqtt.broker = BrokerChoice::Embedded { listen: addr };
+    let gateway = start_gateway(&config).await;
+    let (_meter, present) = RawMeter::connect_with(addr, "meter-keeps", false).await;
+    assert!(
+        present,
+        "told otherwise, the meter would discard what was not acknowledged"
+    );
+    // A clean session ends it.
+    let (_clean, present) = RawMeter::connect_with(addr, "meter-keeps", true).await;
+    assert!(!present);
+    let (_again, present) = RawMeter::connect_with(addr, "meter-keeps", false).await;
+    assert!(!present);
     gateway.stop().await.unwrap();
 }

@@ -25,6 +25,7 @@ mod gate;
 pub mod outbox;
 pub mod rules;
 mod schema;
+mod sessions;
 pub mod traits;
 pub mod tx;
 pub mod writer;

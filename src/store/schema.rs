@@ -211,6 +211,14 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE meter_state ADD COLUMN routine BLOB;
     ",
+    // 6: MQTT clients of the embedded server with a persistent session, so
+    // that a restart still answers them that their session is present.
+    "
+    CREATE TABLE mqtt_sessions (
+        client_id TEXT PRIMARY KEY,
+        since     INTEGER NOT NULL                   -- wall clock
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

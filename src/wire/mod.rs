@@ -81,15 +81,7 @@ impl Topics {
 /// Decodes one MQTT message. `now` bounds how far ahead a meter's clock may be.
 pub fn decode(topics: &Topics, topic: &str, payload: &[u8], now: Arrival) -> Decoded {
     if payload.len() > MAX_PAYLOAD_BYTES {
-        let rejection = Rejection::new(
-            RejectReason::Oversize,
-            format!(
-                "payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
-                payload.len()
-            ),
-        );
-        let meter = native_meter_in_topic(topics, topic).and_then(|id| MeterId::parse(id).ok());
-        return Decoded::rejected(meter, rejection);
+        return oversize(topics, topic, payload.len());
     }
     if let Some(id) = native_meter_in_topic(topics, topic) {
         return match MeterId::parse(id) {
@@ -117,6 +109,17 @@ pub fn decode(topics: &Topics, topic: &str, payload: &[u8], now: Arrival) -> Dec
             format!("topic {topic:?} matches no known meter format"),
         ),
     )
+}
+
+/// A message of `payload_len` bytes on `topic`, too large to decode: an
+/// `oversize` rejection naming the meter when the topic does.
+pub fn oversize(topics: &Topics, topic: &str, payload_len: usize) -> Decoded {
+    let rejection = Rejection::new(
+        RejectReason::Oversize,
+        format!("payload is {payload_len} bytes; the limit is {MAX_PAYLOAD_BYTES}"),
+    );
+    let meter = native_meter_in_topic(topics, topic).and_then(|id| MeterId::parse(id).ok());
+    Decoded::rejected(meter, rejection)
 }
 
 fn native_meter_in_topic<'t>(topics: &Topics, topic: &'t str) -> Option<&'t str> {

@@ -109,10 +109,24 @@ impl Publisher {
         credentials: Option<(&str, &str)>,
     ) -> Self {
         let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
-        options.set_max_packet_size(1024 * 1024, 1024 * 1024);
         if let Some((user, password)) = credentials {
             options.set_credentials(user, password);
         }
+        Self::open(options)
+    }
+
+    /// Connects with clean session off, as a meter that must not lose a
+    /// reading does: after a reconnection it sends again whatever was not
+    /// acknowledged, if the server says its session is present.
+    #[allow(dead_code)]
+    pub async fn connect_persistent(addr: SocketAddr, client_id: &str) -> Self {
+        let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        options.set_clean_session(false);
+        Self::open(options)
+    }
+
+    fn open(mut options: MqttOptions) -> Self {
+        options.set_max_packet_size(1024 * 1024, 1024 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         let (tx, acked) = tokio::sync::watch::channel(0u64);
         tokio::spawn(async move {

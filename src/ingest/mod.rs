@@ -1,8 +1,10 @@
-//! The MQTT subscription loop: broker → decode → writer, and acknowledgements
-//! back to the broker only after the writer has committed.
+//! How messages come in: from meters connected to the embedded MQTT server
+//! ([`server`]), or from an external broker through the subscription loop
+//! here — broker → decode → writer, and acknowledgements back to the broker
+//! only after the writer has committed.
 //!
-//! One code path for the embedded and external broker: rumqttc over TCP. The
-//! session is persistent (clean session off) and acknowledgements are manual,
+//! With an external broker the gateway is a client (rumqttc). The session is
+//! persistent (clean session off) and acknowledgements are manual,
 //! so a reading the gateway has not committed is redelivered by the broker after
 //! a reconnect or restart. Subscriptions are renewed on every ConnAck, and a lost
 //! connection is retried with capped exponential back-off. This loop never
@@ -19,9 +21,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::Secret;
+use crate::domain::Timestamp;
 use crate::metrics::Metrics;
-use crate::pipeline::{Message, REJECTED_PAYLOAD_BYTES};
+use crate::pipeline::{Ack, Decoded, Message, REJECTED_PAYLOAD_BYTES};
 use crate::wire::{self, Topics};
+
+pub mod server;
+
+/// Largest packet the gateway takes from an external broker.
+const MAX_INCOMING_PACKET: usize = server::MAX_PACKET;
 
 /// Where Mosquitto says how many queued messages it has dropped since it
 /// started (for a subscriber that fell behind or was away: `max_queued_messages`).
@@ -64,7 +72,7 @@ pub async fn run(
         .set_keep_alive(subscription.keep_alive)
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_max_packet_size(crate::broker::MAX_PAYLOAD + 1024, 64 * 1024);
+        .set_max_packet_size(MAX_INCOMING_PACKET, 64 * 1024);
     if let Some((user, password)) = &subscription.credentials {
         options.set_credentials(user, password.expose());
     }
@@ -88,7 +96,6 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 metrics.messages_received.fetch_add(1, Relaxed);
-                let received = Instant::now();
                 let received_at = clock.now();
                 let decoded = wire::decode(
                     &subscription.topics,
@@ -99,28 +106,14 @@ pub async fn run(
                         max_ahead_s: subscription.max_clock_ahead_s,
                     },
                 );
-                let payload_head = if decoded.rejections.is_empty() {
-                    Vec::new()
-                } else {
-                    for rejection in &decoded.rejections {
-                        tracing::info!(topic = %publish.topic, reason = rejection.reason.as_str(), detail = %rejection.detail, "rejected a message");
-                    }
-                    publish.payload[..publish.payload.len().min(REJECTED_PAYLOAD_BYTES)].to_vec()
-                };
                 let ack_client = client.clone();
-                let topic = publish.topic.clone();
-                let message = Message {
-                    topic,
-                    received_at,
-                    received,
-                    decoded,
-                    payload_head,
-                    ack: Some(Box::new(move || {
-                        if let Err(error) = ack_client.try_ack(&publish) {
-                            tracing::warn!(%error, "could not acknowledge a committed message; the broker will redeliver it");
-                        }
-                    })),
-                };
+                let (topic, payload) = (publish.topic.clone(), publish.payload.clone());
+                let ack: Ack = Box::new(move || {
+                    if let Err(error) = ack_client.try_ack(&publish) {
+                        tracing::warn!(%error, "could not acknowledge a committed message; the broker will redeliver it");
+                    }
+                });
+                let message = message(topic, decoded, &payload, received_at, Some(ack));
                 if outbox.send(message).await.is_err() {
                     break; // the writer has stopped: shutting down
                 }
@@ -206,4 +199,31 @@ fn watch_drops(broker: &str, payload: &[u8], last: &mut Option<u64>, metrics: &M
         );
     }
     *last = Some(count);
+}
+
+/// A decoded message for the writer; the rejections in it are logged and the
+/// head of `payload` kept for `stillwater ingest rejected`.
+pub(crate) fn message(
+    topic: String,
+    decoded: Decoded,
+    payload: &[u8],
+    received_at: Timestamp,
+    ack: Option<Ack>,
+) -> Message {
+    let payload_head = if decoded.rejections.is_empty() {
+        Vec::new()
+    } else {
+        for rejection in &decoded.rejections {
+            tracing::info!(%topic, reason = rejection.reason.as_str(), detail = %rejection.detail, "rejected a message");
+        }
+        payload[..payload.len().min(REJECTED_PAYLOAD_BYTES)].to_vec()
+    };
+    Message {
+        topic,
+        received_at,
+        received: Instant::now(),
+        decoded,
+        payload_head,
+        ack,
+    }
 }

@@ -1,0 +1,548 @@
+//! The embedded MQTT server: meters connect to the gateway itself, and a
+//! PUBLISH is acknowledged only after what it carried — its readings, or the
+//! record of its rejection — is committed.
+//!
+//! A general-purpose broker acknowledges a meter's PUBLISH as soon as it holds
+//! the message, before any subscriber has stored it: a crash between the two
+//! loses readings the meter was told were safe. Here the acknowledgement is the
+//! writer's, run after COMMIT, and PUBACKs go out in the order the PUBLISHes
+//! came in (the writer commits in arrival order).
+//!
+//! MQTT 3.1.1 over TCP, framed by rumqttc's packet codec. QoS 0, 1 and 2
+//! publishes; keep-alive; username and password; one connection per client id
+//! (a new one replaces the old); persistent sessions, remembered across
+//! restarts ([`SessionBook`]): a meter that reconnects with clean session off
+//! is told its session is present, so it sends again what was not
+//! acknowledged — a client told otherwise must discard it. Not done, on
+//! purpose: delivering messages to subscribers (each SUBSCRIBE filter is
+//! refused), retained messages and wills. A PUBLISH larger than the gateway
+//! takes is read past, recorded as `oversize` and acknowledged: the connection
+//! survives it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, Publish, SubAck,
+    SubscribeReasonCode, UnsubAck,
+};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::Secret;
+use crate::metrics::Metrics;
+use crate::pipeline::{Ack, Message};
+use crate::wire::{self, Arrival, Topics};
+
+mod frame;
+use frame::oversize_header;
+
+/// Largest packet read whole: the largest payload the gateway decodes, a
+/// topic of any length and the headers. A larger PUBLISH is read past.
+pub const MAX_PACKET: usize = wire::MAX_PAYLOAD_BYTES + 64 * 1024 + 16;
+/// How long a new connection may take to send its CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(
+        "cannot start the embedded MQTT server: {0} is already in use (another broker such as Mosquitto?). \
+         Set [mqtt] listen to a free address, or mode = \"external\" to use the broker already there"
+    )]
+    AddressInUse(SocketAddr),
+    #[error("cannot start the embedded MQTT server on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Where the server remembers which clients have a persistent session (the
+/// gateway's database). Calls may block: the server makes them off its tasks.
+pub trait SessionBook: Send + Sync {
+    /// Records `client_id`'s persistent session; whether it existed already.
+    fn remember(&self, client_id: &str) -> Result<bool, String>;
+    /// Ends `client_id`'s persistent session, if it had one.
+    fn forget(&self, client_id: &str) -> Result<(), String>;
+}
+
+/// What the server checks and decodes with.
+#[derive(Clone)]
+pub struct Settings {
+    /// Required of every client when set.
+    pub credentials: Option<(String, Secret)>,
+    pub topics: Topics,
+    /// How far ahead of the gateway's clock a reading may be dated, seconds.
+    pub max_clock_ahead_s: i64,
+    pub sessions: Arc<dyn SessionBook>,
+}
+
+/// Binds `listen` (port 0 picks a free port).
+pub async fn bind(listen: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(listen).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            ServerError::AddressInUse(listen)
+        } else {
+            ServerError::Bind {
+                addr: listen,
+                source,
+            }
+        }
+    })
+}
+
+/// Everything the connections share.
+struct Shared {
+    settings: Settings,
+    outbox: mpsc::Sender<Message>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    /// The live connection of each client id: (connection number, its stop).
+    clients: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    next_connection: AtomicU64,
+}
+
+/// Accepts meters on `listener` until `shutdown`, handing every message to the
+/// writer through `outbox`.
+pub async fn serve(
+    listener: TcpListener,
+    settings: Settings,
+    outbox: mpsc::Sender<Message>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
+    let shared = Arc::new(Shared {
+        settings,
+        outbox,
+        metrics: metrics.clone(),
+        clock,
+        clients: Mutex::new(HashMap::new()),
+        next_connection: AtomicU64::new(1),
+    });
+    metrics.mqtt_connected.store(true, Relaxed);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection(
+                    stream,
+                    peer,
+                    shared.clone(),
+                    shutdown.child_token(),
+                ));
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!(%error, "could not accept an MQTT connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    metrics.mqtt_connected.store(false, Relaxed);
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum End {
+    /// DISCONNECT, or the client closed the connection.
+    Closed,
+    /// Replaced by a newer connection with the same client id, or shutdown.
+    Stopped,
+    /// Nothing within the keep-alive (or CONNECT) time.
+    Silent,
+    /// Refused at CONNECT.
+    Refused,
+    /// Broke the protocol.
+    Protocol(String),
+    /// The writer is gone: the gateway is stopping.
+    WriterGone,
+}
+
+/// One meter's connection: a task reading packets (this one) and a task
+/// writing replies, which acknowledgements reach through a channel.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let (mut read, mut write) = stream.into_split();
+    let (out, mut replies) = mpsc::unbounded_channel::<Packet>();
+    let writer = tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(1024);
+        while let Some(first) = replies.recv().await {
+            let mut next = Some(first);
+            let mut last = false;
+            while let Some(packet) = next {
+                last |= matches!(&packet, Packet::ConnAck(ack) if ack.code != ConnectReturnCode::Success);
+                if packet.write(&mut buf, usize::MAX).is_err() {
+                    return;
+                }
+                next = replies.try_recv().ok();
+            }
+            if write.write_all(&buf).await.is_err() {
+                return;
+            }
+            buf.clear();
+            if last {
+                break;
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    let mut session = Session {
+        shared: shared.clone(),
+        peer,
+        out,
+        client_id: None,
+        number: shared.next_connection.fetch_add(1, Relaxed),
+        stop,
+        buf: BytesMut::with_capacity(4096),
+    };
+    let end = session.run(&mut read).await;
+    match &end {
+        End::Closed | End::Stopped => {
+            tracing::debug!(%peer, client = ?session.client_id, ?end, "MQTT connection ended")
+        }
+        End::Silent | End::Refused => {
+            tracing::info!(%peer, client = ?session.client_id, ?end, "MQTT connection ended")
+        }
+        End::Protocol(why) => {
+            shared.metrics.mqtt_errors.fetch_add(1, Relaxed);
+            tracing::warn!(%peer, client = ?session.client_id, %why, "closed an MQTT connection that broke the protocol");
+        }
+        End::WriterGone => {}
+    }
+    if let Some(id) = &session.client_id {
+        let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if clients.get(id).is_some_and(|(n, _)| *n == session.number) {
+            clients.remove(id);
+        }
+    }
+    // The writer ends once every pending acknowledgement has run or been dropped.
+    drop(session);
+    let _ = writer.await;
+}
+
+/// What came off the wire.
+enum Incoming {
+    Packet(Packet),
+    /// A PUBLISH larger than [`MAX_PACKET`], read past.
+    Oversize {
+        topic: String,
+        qos: QoS,
+        pkid: u16,
+        payload_len: usize,
+        head: Vec<u8>,
+    },
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Replies to the client (the writer task sends them).
+    out: mpsc::UnboundedSender<Packet>,
+    client_id: Option<String>,
+    number: u64,
+    /// Cancelled at shutdown, or by a newer connection with the same client id.
+    stop: CancellationToken,
+    buf: BytesMut,
+}
+
+impl Session {
+    async fn run(&mut self, read: &mut OwnedReadHalf) -> End {
+        let connect = match self.next(read, Some(CONNECT_TIMEOUT)).await {
+            Ok(Incoming::Packet(Packet::Connect(connect))) => connect,
+            Ok(_) => return End::Protocol("the first packet was not CONNECT".into()),
+            Err(end) => return end,
+        };
+        let keep_alive = match self.accept(connect).await {
+            Ok(keep_alive) => keep_alive,
+            Err(end) => return end,
+        };
+        loop {
+            let incoming = match self.next(read, keep_alive).await {
+                Ok(incoming) => incoming,
+                Err(end) => return end,
+            };
+            let outcome = match incoming {
+                Incoming::Packet(Packet::Publish(publish)) => self.publish(publish).await,
+                Incoming::Oversize {
+                    topic,
+                    qos,
+                    pkid,
+                    payload_len,
+                    head,
+                } => {
+                    let decoded = wire::oversize(&self.shared.settings.topics, &topic, payload_len);
+                    self.hand_over(topic, decoded, &head, qos, pkid).await
+                }
+                Incoming::Packet(Packet::PubRel(pubrel)) => {
+                    self.reply(Packet::PubComp(PubComp::new(pubrel.pkid)));
+                    Ok(())
+                }
+                Incoming::Packet(Packet::PingReq) => {
+                    self.reply(Packet::PingResp);
+                    Ok(())
+                }
+                Incoming::Packet(Packet::Subscribe(subscribe)) => {
+                    tracing::info!(peer = %self.peer, client = ?self.client_id, filters = ?subscribe.filters.iter().map(|f| &f.path).collect::<Vec<_>>(),
+                        "refused a subscription: the embedded server takes readings and delivers nothing");
+                    let refused = vec![SubscribeReasonCode::Failure; subscribe.filters.len()];
+                    self.reply(Packet::SubAck(SubAck::new(subscribe.pkid, refused)));
+                    Ok(())
+                }
+                Incoming::Packet(Packet::Unsubscribe(unsubscribe)) => {
+                    self.reply(Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid)));
+                    Ok(())
+                }
+                Incoming::Packet(Packet::Disconnect) => Err(End::Closed),
+                Incoming::Packet(other) => Err(End::Protocol(format!(
+                    "a client may not send {}",
+                    packet_name(&other)
+                ))),
+            };
+            if let Err(end) = outcome {
+                return end;
+            }
+        }
+    }
+
+    /// Checks a CONNECT and answers it; the keep-alive to enforce.
+    async fn accept(&mut self, connect: Connect) -> Result<Option<Duration>, End> {
+        let Connect {
+            keep_alive,
+            client_id,
+            clean_session,
+            login,
+            ..
+        } = connect;
+        if let Some((user, password)) = &self.shared.settings.credentials {
+            let given = login.as_ref();
+            let matches = given.is_some_and(|login| {
+                login.username == *user && login.password.as_bytes() == password.expose().as_bytes()
+            });
+            if !matches {
+                self.shared.metrics.mqtt_auth_failures.fetch_add(1, Relaxed);
+                tracing::warn!(peer = %self.peer, client = %client_id, username = ?given.map(|l| &l.username),
+                    "refused an MQTT client: wrong or missing username and password");
+                self.refuse(ConnectReturnCode::BadUserNamePassword);
+                return Err(End::Refused);
+            }
+        }
+        let client_id = if client_id.is_empty() {
+            if !clean_session {
+                // MQTT 3.1.1, 3.1.3-8: an empty id needs a clean session.
+                self.refuse(ConnectReturnCode::BadClientId);
+                return Err(End::Refused);
+            }
+            format!("anonymous-{}", self.number)
+        } else {
+            client_id
+        };
+        let replaced = {
+            let mut clients = self
+                .shared
+                .clients
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            clients.insert(client_id.clone(), (self.number, self.stop.clone()))
+        };
+        if let Some((_, older)) = replaced {
+            older.cancel();
+        }
+        let book = self.shared.settings.sessions.clone();
+        let id = client_id.clone();
+        let present = tokio::task::spawn_blocking(move || {
+            if clean_session {
+                book.forget(&id).map(|()| false)
+            } else {
+                book.remember(&id)
+            }
+        })
+        .await
+        .unwrap_or_else(|panic| Err(panic.to_string()));
+        self.client_id = Some(client_id);
+        let present = match present {
+            Ok(present) => present,
+            Err(error) => {
+                // Without its session on record, a persistent client would be
+                // told wrong on its next connection: refuse it for now.
+                tracing::error!(peer = %self.peer, client = ?self.client_id, %error, "cannot record an MQTT session");
+                self.refuse(ConnectReturnCode::ServiceUnavailable);
+                return Err(End::Refused);
+            }
+        };
+        self.reply(Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            present,
+        )));
+        // MQTT 3.1.1, 3.1.2.10: one and a half keep-alives without a packet.
+        Ok((keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)))
+    }
+
+    fn refuse(&self, code: ConnectReturnCode) {
+        self.reply(Packet::ConnAck(ConnAck::new(code, false)));
+    }
+
+    fn reply(&self, packet: Packet) {
+        // The writer task ends only after this session: a failed send means the
+        // socket is gone, and the client will send again.
+        let _ = self.out.send(packet);
+    }
+
+    async fn publish(&mut self, publish: Publish) -> Result<(), End> {
+        let Publish {
+            qos,
+            topic,
+            pkid,
+            payload,
+            ..
+        } = publish;
+        let now = self.arrival();
+        let decoded = wire::decode(&self.shared.settings.topics, &topic, &payload, now);
+        self.hand_over(topic, decoded, &payload, qos, pkid).await
+    }
+
+    fn arrival(&self) -> Arrival {
+        Arrival {
+            at: self.shared.clock.now(),
+            max_ahead_s: self.shared.settings.max_clock_ahead_s,
+        }
+    }
+
+    /// Passes a decoded message to the writer, with the acknowledgement its
+    /// QoS asks for to run after the commit.
+    async fn hand_over(
+        &mut self,
+        topic: String,
+        decoded: crate::pipeline::Decoded,
+        payload: &[u8],
+        qos: QoS,
+        pkid: u16,
+    ) -> Result<(), End> {
+        self.shared.metrics.messages_received.fetch_add(1, Relaxed);
+        let reply = match qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(pkid))),
+            QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(pkid))),
+        };
+        let ack: Option<Ack> = reply.map(|packet| {
+            let out = self.out.clone();
+            Box::new(move || {
+                let _ = out.send(packet);
+            }) as Ack
+        });
+        let message = super::message(topic, decoded, payload, self.arrival().at, ack);
+        self.shared
+            .outbox
+            .send(message)
+            .await
+            .map_err(|_| End::WriterGone)
+    }
+
+    /// The next packet, waiting at most `wait` for it (when given).
+    async fn next(
+        &mut self,
+        read: &mut OwnedReadHalf,
+        wait: Option<Duration>,
+    ) -> Result<Incoming, End> {
+        loop {
+            match Packet::read(&mut self.buf, MAX_PACKET) {
+                Ok(packet) => return Ok(Incoming::Packet(packet)),
+                Err(CodecError::InsufficientBytes(_)) => {}
+                Err(CodecError::PayloadSizeLimitExceeded(_)) => {
+                    return self.read_past(read, wait).await;
+                }
+                Err(error) => return Err(End::Protocol(format!("{error:?}"))),
+            }
+            self.fill(read, wait).await?;
+        }
+    }
+
+    /// Reads more bytes into the buffer.
+    async fn fill(&mut self, read: &mut OwnedReadHalf, wait: Option<Duration>) -> Result<(), End> {
+        let silent = async {
+            match wait {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.stop.cancelled() => Err(End::Stopped),
+            _ = silent => Err(End::Silent),
+            read = read.read_buf(&mut self.buf) => match read {
+                Ok(0) | Err(_) => Err(End::Closed),
+                Ok(_) => Ok(()),
+            },
+        }
+    }
+
+    /// Reads past a PUBLISH too large to take, keeping its topic, packet id
+    /// and the head of its payload.
+    async fn read_past(
+        &mut self,
+        read: &mut OwnedReadHalf,
+        wait: Option<Duration>,
+    ) -> Result<Incoming, End> {
+        let header = loop {
+            match oversize_header(&self.buf) {
+                Some(Ok(header)) => break header,
+                Some(Err(why)) => return Err(End::Protocol(why)),
+                None => self.fill(read, wait).await?,
+            }
+        };
+        // The head of the payload that has already arrived, for installers.
+        let start = header.payload_at.min(self.buf.len());
+        let head_end = (header.payload_at + crate::pipeline::REJECTED_PAYLOAD_BYTES)
+            .min(self.buf.len())
+            .max(start);
+        let head = self.buf[start..head_end].to_vec();
+        let mut left = header.frame_len;
+        loop {
+            let take = left.min(self.buf.len());
+            self.buf.advance(take);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+            self.fill(read, wait).await?;
+        }
+        Ok(Incoming::Oversize {
+            topic: header.topic,
+            qos: header.qos,
+            pkid: header.pkid,
+            payload_len: header.frame_len - header.payload_at,
+            head,
+        })
+    }
+}
+
+fn packet_name(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "a second CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::PubAck(_) => "PUBACK (nothing is ever delivered to it)",
+        Packet::PubRec(_) => "PUBREC (nothing is ever delivered to it)",
+        Packet::PubComp(_) => "PUBCOMP (nothing is ever delivered to it)",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingResp => "PINGRESP",
+        _ => "that packet",
+    }
+}

@@ -1,0 +1,37 @@
+//! MQTT clients that asked the embedded server for a persistent session
+//! (clean session off). The server keeps nothing else for them — it delivers
+//! nothing — but it must remember that the session exists, across restarts:
+//! a client told on reconnection that no session is present discards the
+//! messages it had not had acknowledged (MQTT 3.1.1, 3.2.2.2).
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// Every client id with a persistent session.
+    pub fn mqtt_sessions(&self) -> Result<Vec<String>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare("SELECT client_id FROM mqtt_sessions")?;
+        let ids = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
+    /// Records `client_id`'s persistent session, begun at `since` (wall clock).
+    pub fn remember_mqtt_session(&self, client_id: &str, since: i64) -> Result<(), StoreError> {
+        self.connect()?.execute(
+            "INSERT OR IGNORE INTO mqtt_sessions (client_id, since) VALUES (?1, ?2)",
+            (client_id, since),
+        )?;
+        Ok(())
+    }
+
+    /// Ends `client_id`'s persistent session (it connected with a clean session).
+    pub fn forget_mqtt_session(&self, client_id: &str) -> Result<(), StoreError> {
+        self.connect()?.execute(
+            "DELETE FROM mqtt_sessions WHERE client_id = ?1",
+            [client_id],
+        )?;
+        Ok(())
+    }
+}
