@@ -1,8 +1,8 @@
 //! Wiring: builds the running gateway from a [`Config`] and runs it until shutdown.
 //!
 //! Start order: store (migrations) → writer (recovers per-meter state) →
-//! alert engine and SMS provider built → HTTP listener bound → embedded broker
-//! (if configured) → then the threads and tasks: writer, alert engine
+//! alert engine and SMS provider built → HTTP listener bound → embedded MQTT
+//! server bound (if configured) → then the threads and tasks: writer, alert engine
 //! (evaluates what was committed but not yet evaluated), notifier (delivers the
 //! outbox), ingest, HTTP. Whatever can fail on bad settings fails before any
 //! thread starts. One cancellation token stops everything; if any part stops on
@@ -35,7 +35,7 @@ const INBOX_CAPACITY: usize = 8192;
 
 /// A running gateway.
 pub struct Gateway {
-    /// The broker ingest consumes from (the embedded one's real address when embedded).
+    /// Where meters publish: the embedded server's real address, or the broker's.
     pub mqtt_addr: SocketAddr,
     /// Where `/healthz` and `/metrics` are served.
     pub http_addr: SocketAddr,
@@ -168,7 +168,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Gateway {
-    /// Starts every part; returns once the broker (if embedded) and HTTP are listening.
+    /// Starts every part; returns once the embedded server (if any) and HTTP are listening.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         Self::start_with(config, Parts::default()).await
     }
@@ -189,7 +189,7 @@ impl Gateway {
         );
         // Everything that can fail on the operator's settings comes first, before
         // any thread or task runs, so a failed start leaves nothing behind (the
-        // embedded broker, which cannot be stopped, comes last of these).
+        // embedded server's listener comes last of these).
         let wake_notifier = Arc::new(Notify::new());
         let engine = Engine::new(
             &store,

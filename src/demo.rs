@@ -1,7 +1,7 @@
 //! `stillwater demo`: the whole loop on the embedded defaults, in about a minute.
 //!
 //! It starts a fresh demo database, registers a few sample households
-//! (config/demo-households.csv), starts the gateway with the embedded broker and
+//! (config/demo-households.csv), starts the gateway with the embedded MQTT server and
 //! the `log` SMS provider, and runs firmware-sim in-process in accelerated event
 //! time: a simulated hour passes every second, and the first resident stops
 //! using water six simulated hours in. A day later (in event time) the urgent

@@ -57,7 +57,8 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-/// 200 while the gateway is connected to its broker and every part runs, 503
+/// 200 while MQTT is up (the embedded server listens, or the broker is
+/// connected and subscribed) and every part runs, 503
 /// otherwise (with the reason when a part has stopped).
 async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
     let connected = state.metrics.mqtt_connected.load(Relaxed);

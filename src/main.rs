@@ -59,7 +59,7 @@ enum Command {
         #[arg(long, requires = "clock_start")]
         clock_speed: Option<f64>,
     },
-    /// Run a demonstration: embedded broker, sample homes, simulated meters.
+    /// Run a demonstration: embedded MQTT server, sample homes, simulated meters.
     Demo {
         /// Exit when the simulation is done.
         #[arg(long)]

@@ -30,7 +30,8 @@ pub struct Metrics {
     /// Wall clock minus the meter clock of the newest committed reading, seconds.
     event_lag_seconds: AtomicI64,
     pub store_errors: AtomicU64,
-    /// Connected to the broker and subscribed (set on SubAck, cleared on any connection error).
+    /// Embedded: the server listens. External: connected to the broker and
+    /// subscribed (set on SubAck, cleared on any connection error).
     pub mqtt_connected: AtomicBool,
     pub mqtt_connections: AtomicU64,
     pub mqtt_errors: AtomicU64,
@@ -145,7 +146,7 @@ impl Metrics {
         );
         counter(
             "stillwater_mqtt_errors_total",
-            "Broker connection errors.",
+            "External broker connection errors; embedded server connections closed for breaking the protocol.",
             self.mqtt_errors.load(Relaxed),
         );
         counter(
@@ -226,7 +227,7 @@ impl Metrics {
         );
         gauge(
             "stillwater_mqtt_connected",
-            "1 while connected to the broker and subscribed.",
+            "1 while the embedded server listens, or connected to the external broker and subscribed.",
             i64::from(self.mqtt_connected.load(Relaxed)),
         );
         gauge(

@@ -1,4 +1,4 @@
-//! End to end: readings through the embedded broker → alert in the database →
+//! End to end: readings through the embedded MQTT server → alert in the database →
 //! texts at a mock SMS gateway (wiremock), replies through POST /sms/inbound.
 
 mod common;

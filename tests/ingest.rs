@@ -1,4 +1,4 @@
-//! End to end: the gateway with its embedded broker on free ports and a temp
+//! End to end: the gateway with its embedded MQTT server on free ports and a temp
 //! database; readings published with rumqttc; assertions on what is stored.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The simulator through the real gateway, on a clock the test moves:
-//! simulated homes publish through the embedded broker, the gateway texts the
+//! simulated homes publish through the embedded MQTT server, the gateway texts the
 //! simulated phones through its webhook provider, a resident who is fine (away
 //! on a trip) answers her check-ins through `POST /sms/inbound`, and the one
 //! who fell cannot — so her contacts are texted.

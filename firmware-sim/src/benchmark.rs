@@ -1,5 +1,5 @@
 //! The detection benchmark, end to end: a seeded town of homes with incidents
-//! of every kind, published through a real gateway (its embedded broker, its
+//! of every kind, published through a real gateway (its embedded MQTT server, its
 //! store, its alert engine on the simulation's clock, its SMS webhook to the
 //! simulated phones, the phones answering through its inbound SMS), then
 //! scored with `stillwater evaluate` — and the same stored readings replayed

@@ -193,7 +193,7 @@ pub struct MqttConfig {
 /// Which broker the gateway consumes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerChoice {
-    /// Run rumqttd in-process, listening here.
+    /// Meters connect to the gateway's own MQTT server, listening here.
     Embedded { listen: SocketAddr },
     /// Connect to an existing broker.
     External { host: String, port: u16 },
