@@ -37,6 +37,8 @@ const INBOX_CAPACITY: usize = 8192;
 pub struct Gateway {
     /// Where meters publish: the embedded server's real address, or the broker's.
     pub mqtt_addr: SocketAddr,
+    /// The embedded server's TLS address, when it has one.
+    pub mqtt_tls_addr: Option<SocketAddr>,
     /// Where `/healthz` and `/metrics` are served.
     pub http_addr: SocketAddr,
     pub store: Store,
@@ -104,8 +106,12 @@ impl server::SessionBook for StoredSessions {
 
 /// Where readings come in.
 enum Door {
-    /// The embedded MQTT server's listener, and its clients' sessions.
-    Server(tokio::net::TcpListener, Arc<StoredSessions>),
+    /// The embedded MQTT server's listener, its TLS listener, and its clients' sessions.
+    Server(
+        tokio::net::TcpListener,
+        Option<server::TlsDoor>,
+        Arc<StoredSessions>,
+    ),
     /// An external broker's host and port.
     Broker(String, u16),
 }
@@ -211,6 +217,7 @@ impl Gateway {
                 )
             })?;
         // Where meters connect: the embedded server's listener, or the broker.
+        let mut mqtt_tls_addr = None;
         let (door, mqtt_addr) = match &config.mqtt.broker {
             BrokerChoice::Embedded { listen } => {
                 let bound = server::bind(*listen).await?;
@@ -219,8 +226,23 @@ impl Gateway {
                     addr.set_ip([127, 0, 0, 1].into());
                 }
                 let sessions = StoredSessions::load(store.clone(), clock.clone())?;
+                let tls = match &config.mqtt.tls {
+                    Some(files) => {
+                        let acceptor = server::tls_acceptor(&files.cert, &files.key)
+                            .map_err(anyhow::Error::msg)?;
+                        let listener = server::bind(files.listen).await?;
+                        let mut tls_addr = listener.local_addr()?;
+                        if tls_addr.ip().is_unspecified() {
+                            tls_addr.set_ip([127, 0, 0, 1].into());
+                        }
+                        mqtt_tls_addr = Some(tls_addr);
+                        tracing::info!(addr = %tls_addr, "embedded MQTT server listening for TLS");
+                        Some(server::TlsDoor { listener, acceptor })
+                    }
+                    None => None,
+                };
                 tracing::info!(%addr, "embedded MQTT server listening");
-                (Door::Server(bound, Arc::new(sessions)), addr)
+                (Door::Server(bound, tls, Arc::new(sessions)), addr)
             }
             BrokerChoice::External { host, port } => {
                 let addr = tokio::net::lookup_host((host.as_str(), *port))
@@ -260,8 +282,9 @@ impl Gateway {
         ));
 
         let ingest = match door {
-            Door::Server(listener, sessions) => tokio::spawn(server::serve(
+            Door::Server(listener, tls, sessions) => tokio::spawn(server::serve(
                 listener,
+                tls,
                 server::Settings {
                     credentials: config.mqtt.credentials.clone(),
                     topics: config.mqtt.topics.clone(),
@@ -308,6 +331,7 @@ impl Gateway {
         tracing::info!(%http_addr, "serving /healthz and /metrics");
         Ok(Self {
             mqtt_addr,
+            mqtt_tls_addr,
             http_addr,
             store,
             metrics,

@@ -99,6 +99,16 @@ struct InboundSms {
     text: String,
 }
 
+/// An inbound SMS body: the sender's number and the text, or what is wrong
+/// with it in a sentence.
+pub fn parse_inbound(body: &[u8]) -> Result<(PhoneNumber, String), String> {
+    let sms: InboundSms = serde_json::from_slice(body).map_err(|problem| {
+        format!("body must be {{\"from\": \"+86…\", \"text\": \"…\"}}: {problem}")
+    })?;
+    let phone = PhoneNumber::parse(&sms.from).map_err(|problem| format!("`from`: {problem}"))?;
+    Ok((phone, sms.text))
+}
+
 /// The token of an `Authorization: Bearer …` header; the scheme's name is
 /// case-insensitive (RFC 9110 §11.1).
 fn bearer_token(value: &str) -> Option<&str> {
@@ -142,24 +152,15 @@ async fn inbound_sms(
         // Too large (over INBOUND_LIMIT) or unreadable: said in JSON too.
         Err(rejection) => return error(rejection.status(), &rejection.body_text()),
     };
-    let sms: InboundSms = match serde_json::from_slice(&body) {
+    let (phone, text) = match parse_inbound(&body) {
         Ok(sms) => sms,
-        Err(problem) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("body must be {{\"from\": \"+86…\", \"text\": \"…\"}}: {problem}"),
-            )
-        }
-    };
-    let phone = match PhoneNumber::parse(&sms.from) {
-        Ok(phone) => phone,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, &format!("`from`: {problem}")),
+        Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
     };
     let store = state.store.clone();
     let language = state.language;
     let now = state.clock.now();
     let answer = tokio::task::spawn_blocking(move || {
-        replies::handle_reply(&store, &phone, &sms.text, language, now)
+        replies::handle_reply(&store, &phone, &text, language, now)
     })
     .await;
     match answer {

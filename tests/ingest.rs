@@ -406,9 +406,13 @@ async fn a_future_reading_an_unknown_topic_and_a_megabyte_are_counted_and_harm_n
     gateway.stop().await.unwrap();
 }
 
+/// A byte stream a meter talks over: TCP, or TLS over TCP.
+trait Wire: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Wire for S {}
+
 /// A meter speaking MQTT packet by packet, to see exactly what the server answers.
 struct RawMeter {
-    stream: tokio::net::TcpStream,
+    stream: Box<dyn Wire>,
     buf: bytes::BytesMut,
 }
 
@@ -426,8 +430,13 @@ impl RawMeter {
         client_id: &str,
         clean_session: bool,
     ) -> (Self, bool) {
-        use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        Self::over(Box::new(stream), client_id, clean_session).await
+    }
+
+    /// Connects over `stream`; whether the session is present.
+    async fn over(stream: Box<dyn Wire>, client_id: &str, clean_session: bool) -> (Self, bool) {
+        use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
         let mut meter = Self {
             stream,
             buf: bytes::BytesMut::new(),
@@ -589,4 +598,85 @@ async fn a_meters_persistent_session_outlives_a_gateway_restart() {
     let (_again, present) = RawMeter::connect_with(addr, "meter-keeps", false).await;
     assert!(!present);
     gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meters_can_publish_over_tls() {
+    use rumqttc::mqttbytes::v4::{Packet, PubAck};
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let mut config = test_config(dir.path());
+    config.mqtt.tls = Some(stillwater::config::TlsFiles {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert: fixtures.join("server.pem"),
+        key: fixtures.join("server.key"),
+    });
+    let gateway = start_gateway(&config).await;
+    let tls_addr = gateway.mqtt_tls_addr.expect("a TLS listener");
+
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(fixtures.join("ca.pem")).unwrap();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = connector.connect(name, tcp).await.expect("the handshake");
+    let (mut meter, _) = RawMeter::over(Box::new(stream), "meter-tls", true).await;
+    meter
+        .publish(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T08:00:00+08:00", 42),
+            1,
+        )
+        .await;
+    assert_eq!(meter.recv().await, Some(Packet::PubAck(PubAck::new(1))));
+    let state = gateway.store.meter_state("ZS-0001").unwrap().unwrap();
+    assert_eq!(state.last_total_l, Some(42));
+    // Plain TCP stays open beside it, for a closed network.
+    let _plain = RawMeter::connect(gateway.mqtt_addr, "meter-plain").await;
+    // Plain MQTT sent to the TLS port is not a handshake: refused, counted.
+    let mut confused = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    let mut connect = bytes::BytesMut::new();
+    Packet::Connect(rumqttc::mqttbytes::v4::Connect::new("confused"))
+        .write(&mut connect, usize::MAX)
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut confused, &connect)
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut confused, &mut rest).await;
+    let metrics = gateway.metrics.clone();
+    wait_until("the failed handshake is counted", || {
+        let metrics = metrics.clone();
+        async move { metrics.mqtt_errors.load(Relaxed) == 1 }
+    })
+    .await;
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_tls_key_is_a_start_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let mut config = test_config(dir.path());
+    config.mqtt.tls = Some(stillwater::config::TlsFiles {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert: fixtures.join("server.pem"),
+        key: dir.path().join("no-such.key"),
+    });
+    let error = Gateway::start(&config).await.err().expect("refused");
+    let said = format!("{error:#}");
+    assert!(
+        said.contains("tls_key_file") && said.contains("no-such.key"),
+        "{said}"
+    );
 }

@@ -188,6 +188,18 @@ pub struct MqttConfig {
     pub keep_alive: Duration,
     /// How far ahead of the gateway's clock a reading may be dated, seconds.
     pub max_clock_ahead_s: i64,
+    /// The embedded server's TLS listener, when set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the embedded server takes TLS connections, with which certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub listen: SocketAddr,
+    /// The certificate chain, PEM.
+    pub cert: PathBuf,
+    /// The private key, PEM.
+    pub key: PathBuf,
 }
 
 /// Which broker the gateway consumes from.

@@ -69,6 +69,21 @@ fn bad_values_name_key_value_and_what_is_allowed() {
             "5 to 3600",
         ),
         (
+            "[mqtt]\nmax_clock_ahead_secs = -1",
+            "mqtt.max_clock_ahead_secs",
+            "0 to 86400",
+        ),
+        (
+            "[mqtt]\ntls_listen = \"0.0.0.0:8883\"",
+            "mqtt.tls_key_file",
+            "PEM file",
+        ),
+        (
+            "[mqtt]\ntls_listen = \"8883\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"",
+            "mqtt.tls_listen",
+            "address and port",
+        ),
+        (
             "[registry]\ndefault_timezone = \"Mars/Base\"",
             "registry.default_timezone",
             "IANA",

@@ -101,6 +101,9 @@ pub(super) struct RawMqtt {
     wmbusmeters_prefix: String,
     keep_alive_secs: u64,
     max_clock_ahead_secs: i64,
+    tls_listen: String,
+    tls_cert_file: PathBuf,
+    tls_key_file: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +233,27 @@ impl RawConfig {
             mqtt.keep_alive_secs,
             "must be 5 to 3600",
         ));
+        let tls = if mqtt.tls_listen.is_empty() {
+            None
+        } else {
+            let listen = p.take(parse_listen("mqtt.tls_listen", &mqtt.tls_listen).map(Some));
+            for (key, file) in [
+                ("mqtt.tls_cert_file", &mqtt.tls_cert_file),
+                ("mqtt.tls_key_file", &mqtt.tls_key_file),
+            ] {
+                p.take(check(
+                    !file.as_os_str().is_empty(),
+                    key,
+                    "",
+                    "must name a PEM file when mqtt.tls_listen is set",
+                ));
+            }
+            listen.map(|listen| TlsFiles {
+                listen,
+                cert: mqtt.tls_cert_file.clone(),
+                key: mqtt.tls_key_file.clone(),
+            })
+        };
         p.take(check(
             (0..=86_400).contains(&mqtt.max_clock_ahead_secs),
             "mqtt.max_clock_ahead_secs",
@@ -293,6 +317,7 @@ impl RawConfig {
                 },
                 keep_alive: Duration::from_secs(mqtt.keep_alive_secs),
                 max_clock_ahead_s: mqtt.max_clock_ahead_secs,
+                tls,
             },
             store: StoreConfig {
                 path: self.store.path,

@@ -32,9 +32,8 @@ use rumqttc::mqttbytes::v4::{
 };
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +44,9 @@ use crate::pipeline::{Ack, Message};
 use crate::wire::{self, Arrival, Topics};
 
 mod frame;
+mod tls;
 use frame::oversize_header;
+pub use tls::{tls_acceptor, TlsDoor};
 
 /// Largest packet read whole: the largest payload the gateway decodes, a
 /// topic of any length and the headers. A larger PUBLISH is read past.
@@ -112,10 +113,11 @@ struct Shared {
     next_connection: AtomicU64,
 }
 
-/// Accepts meters on `listener` until `shutdown`, handing every message to the
-/// writer through `outbox`.
+/// Accepts meters on `listener` (and over TLS on `tls`) until `shutdown`,
+/// handing every message to the writer through `outbox`.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsDoor>,
     settings: Settings,
     outbox: mpsc::Sender<Message>,
     metrics: Arc<Metrics>,
@@ -131,29 +133,63 @@ pub async fn serve(
         next_connection: AtomicU64::new(1),
     });
     metrics.mqtt_connected.store(true, Relaxed);
+    let secure = tls.map(|door| {
+        tokio::spawn(accept(
+            door.listener,
+            Some(door.acceptor),
+            shared.clone(),
+            shutdown.clone(),
+        ))
+    });
+    accept(listener, None, shared, shutdown).await;
+    if let Some(secure) = secure {
+        let _ = secure.await;
+    }
+    metrics.mqtt_connected.store(false, Relaxed);
+}
+
+/// Accepts connections on `listener` until `shutdown`; over TLS with `tls`.
+async fn accept(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(connection(
-                    stream,
-                    peer,
-                    shared.clone(),
-                    shutdown.child_token(),
-                ));
-            }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: pause rather than spin.
                 tracing::warn!(%error, "could not accept an MQTT connection");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let (shared, stop) = (shared.clone(), shutdown.child_token());
+        let Some(acceptor) = tls.clone() else {
+            let (read, write) = stream.into_split();
+            tokio::spawn(connection(read, write, peer, shared, stop));
+            continue;
+        };
+        tokio::spawn(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let (read, write) = tokio::io::split(stream);
+                    connection(read, write, peer, shared, stop).await;
+                }
+                Ok(Err(error)) => {
+                    shared.metrics.mqtt_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(%peer, %error, "a TLS handshake failed");
+                }
+                Err(_) => tracing::info!(%peer, "no TLS handshake in time"),
+            }
+        });
     }
-    metrics.mqtt_connected.store(false, Relaxed);
 }
 
 /// Why a connection ended.
@@ -175,13 +211,16 @@ enum End {
 
 /// One meter's connection: a task reading packets (this one) and a task
 /// writing replies, which acknowledgements reach through a channel.
-async fn connection(
-    stream: TcpStream,
+async fn connection<R, W>(
+    mut read: R,
+    mut write: W,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
-) {
-    let (mut read, mut write) = stream.into_split();
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (out, mut replies) = mpsc::unbounded_channel::<Packet>();
     let writer = tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(1024);
@@ -265,7 +304,7 @@ struct Session {
 }
 
 impl Session {
-    async fn run(&mut self, read: &mut OwnedReadHalf) -> End {
+    async fn run(&mut self, read: &mut (impl AsyncRead + Unpin)) -> End {
         let connect = match self.next(read, Some(CONNECT_TIMEOUT)).await {
             Ok(Incoming::Packet(Packet::Connect(connect))) => connect,
             Ok(_) => return End::Protocol("the first packet was not CONNECT".into()),
@@ -459,7 +498,7 @@ impl Session {
     /// The next packet, waiting at most `wait` for it (when given).
     async fn next(
         &mut self,
-        read: &mut OwnedReadHalf,
+        read: &mut (impl AsyncRead + Unpin),
         wait: Option<Duration>,
     ) -> Result<Incoming, End> {
         loop {
@@ -476,7 +515,11 @@ impl Session {
     }
 
     /// Reads more bytes into the buffer.
-    async fn fill(&mut self, read: &mut OwnedReadHalf, wait: Option<Duration>) -> Result<(), End> {
+    async fn fill(
+        &mut self,
+        read: &mut (impl AsyncRead + Unpin),
+        wait: Option<Duration>,
+    ) -> Result<(), End> {
         let silent = async {
             match wait {
                 Some(wait) => tokio::time::sleep(wait).await,
@@ -497,7 +540,7 @@ impl Session {
     /// and the head of its payload.
     async fn read_past(
         &mut self,
-        read: &mut OwnedReadHalf,
+        read: &mut (impl AsyncRead + Unpin),
         wait: Option<Duration>,
     ) -> Result<Incoming, End> {
         let header = loop {
