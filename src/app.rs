@@ -83,6 +83,12 @@ impl StoredSessions {
 }
 
 impl server::SessionBook for StoredSessions {
+    fn meter_login(&self, meter: &str) -> Result<Option<Vec<u8>>, String> {
+        self.store
+            .meter_login(meter)
+            .map_err(|error| error.to_string())
+    }
+
     fn remember(&self, client_id: &str) -> Result<bool, String> {
         if self.known().contains(client_id) {
             return Ok(true);
@@ -289,6 +295,7 @@ impl Gateway {
                     credentials: config.mqtt.credentials.clone(),
                     topics: config.mqtt.topics.clone(),
                     max_clock_ahead_s: config.mqtt.max_clock_ahead_s,
+                    meter_logins: config.mqtt.meter_logins,
                     sessions,
                 },
                 outbox,

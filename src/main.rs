@@ -315,6 +315,15 @@ enum MetersCommand {
         #[arg(long)]
         off: bool,
     },
+    /// Give the meter its own MQTT login (username: the meter id) and print
+    /// its password, the only time it is shown; with [mqtt] meter_logins it
+    /// may then publish only its own readings.
+    Login {
+        meter: String,
+        /// Take the meter's login away instead.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -27,10 +27,11 @@ pub enum RejectReason {
     EmptyBatch,
     UnknownTopic,
     FutureTs,
+    NotPermitted,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::Oversize,
         RejectReason::InvalidJson,
         RejectReason::MissingField,
@@ -40,6 +41,7 @@ impl RejectReason {
         RejectReason::EmptyBatch,
         RejectReason::UnknownTopic,
         RejectReason::FutureTs,
+        RejectReason::NotPermitted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +55,7 @@ impl RejectReason {
             RejectReason::EmptyBatch => "empty_batch",
             RejectReason::UnknownTopic => "unknown_topic",
             RejectReason::FutureTs => "future_ts",
+            RejectReason::NotPermitted => "not_permitted",
         }
     }
 

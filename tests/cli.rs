@@ -728,3 +728,25 @@ fn evaluate_scores_a_replay_of_imported_history_against_ground_truth() {
         text(&refused)
     );
 }
+
+#[test]
+fn installers_give_a_meter_its_own_login() {
+    let (_dir, db) = registered();
+    let given = stillwater(&db, &["meters", "login", "ZS-0001"]);
+    assert!(given.status.success(), "{}", text(&given));
+    let printed = text(&given);
+    let password = printed
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("password: "))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert_eq!(password.len(), 26);
+    assert!(printed.contains("username: ZS-0001"), "{printed}");
+    assert!(printed.contains("meter_logins is off"), "{printed}");
+    let again = text(&stillwater(&db, &["meters", "login", "ZS-0001"]));
+    assert!(!again.contains(password), "a new password each time");
+    let unknown = stillwater(&db, &["meters", "login", "ZS-9999"]);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown).contains("ZS-9999"), "{}", text(&unknown));
+    let removed = stillwater(&db, &["meters", "login", "ZS-0001", "--remove"]);
+    assert!(text(&removed).contains("removed"), "{}", text(&removed));
+}

@@ -436,6 +436,20 @@ impl RawMeter {
 
     /// Connects over `stream`; whether the session is present.
     async fn over(stream: Box<dyn Wire>, client_id: &str, clean_session: bool) -> (Self, bool) {
+        match Self::log_in(stream, client_id, clean_session, None).await {
+            Ok(connected) => connected,
+            Err(code) => panic!("not accepted: {code:?}"),
+        }
+    }
+
+    /// Connects over `stream` with `login` (username, password): the meter and
+    /// whether its session is present, or the server's refusal.
+    async fn log_in(
+        stream: Box<dyn Wire>,
+        client_id: &str,
+        clean_session: bool,
+        login: Option<(&str, &str)>,
+    ) -> Result<(Self, bool), rumqttc::mqttbytes::v4::ConnectReturnCode> {
         use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
         let mut meter = Self {
             stream,
@@ -444,12 +458,16 @@ impl RawMeter {
         let mut connect = rumqttc::mqttbytes::v4::Connect::new(client_id);
         connect.keep_alive = 60;
         connect.clean_session = clean_session;
+        if let Some((username, password)) = login {
+            connect.set_login(username, password);
+        }
         meter.send(Packet::Connect(connect)).await;
         match meter.recv().await {
             Some(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
-                (meter, ack.session_present)
+                Ok((meter, ack.session_present))
             }
-            other => panic!("not accepted: {other:?}"),
+            Some(Packet::ConnAck(ack)) => Err(ack.code),
+            other => panic!("no CONNACK: {other:?}"),
         }
     }
 
@@ -679,4 +697,95 @@ async fn a_missing_tls_key_is_a_start_error_naming_the_file() {
         said.contains("tls_key_file") && said.contains("no-such.key"),
         "{said}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meter_with_its_own_login_publishes_only_its_own_readings() {
+    use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet, PubAck};
+    use stillwater::domain::{Actor, Channel, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.mqtt.meter_logins = true;
+    config.mqtt.credentials = Some((
+        "concentrator".into(),
+        stillwater::config::Secret::new("c0nc3ntr4t0r".into()),
+    ));
+    let store = stillwater::store::Store::open(&config.store.path).unwrap();
+    let households =
+        stillwater::registry::parse_csv(include_str!("fixtures/csv/good.csv"), &config.registry)
+            .unwrap();
+    let installer = Actor::new("installer", Role::Installer, Channel::Cli);
+    stillwater::actions::meters::register(&store, &installer, &households, 0).unwrap();
+    let password =
+        stillwater::actions::meters::new_login(&store, &installer, "ZS-0001", 0).unwrap();
+    assert_eq!(password.len(), 26);
+    let gateway = start_gateway(&config).await;
+    let addr = gateway.mqtt_addr;
+    let tcp = || async move {
+        Box::new(tokio::net::TcpStream::connect(addr).await.unwrap()) as Box<dyn Wire>
+    };
+
+    let (mut meter, _) = RawMeter::log_in(tcp().await, "zs1", true, Some(("ZS-0001", &password)))
+        .await
+        .expect("the meter's own login");
+    meter
+        .publish(
+            "meters/ZS-0001/reading",
+            native("2026-11-23T08:00:00+08:00", 7),
+            1,
+        )
+        .await;
+    assert_eq!(meter.recv().await, Some(Packet::PubAck(PubAck::new(1))));
+    // Another home's topic: acknowledged (MQTT 3.1.1 has no refusal), never stored.
+    meter
+        .publish(
+            "meters/ZS-0002/reading",
+            native("2026-11-23T08:00:00+08:00", 9),
+            2,
+        )
+        .await;
+    assert_eq!(meter.recv().await, Some(Packet::PubAck(PubAck::new(2))));
+    assert!(gateway.store.meter_state("ZS-0002").unwrap().is_none());
+    let rejected = gateway.store.rejected_messages(1).unwrap();
+    assert_eq!(rejected[0].reason, "not_permitted");
+    assert_eq!(rejected[0].meter_id.as_deref(), Some("ZS-0001"));
+    assert!(rejected[0]
+        .detail
+        .contains("only to meters/ZS-0001/reading"));
+
+    for login in [Some(("ZS-0001", "guess")), Some(("ZS-0002", "guess")), None] {
+        let refused = RawMeter::log_in(tcp().await, "intruder", true, login).await;
+        assert_eq!(
+            refused.err(),
+            Some(ConnectReturnCode::BadUserNamePassword),
+            "{login:?}"
+        );
+    }
+    assert_eq!(gateway.metrics.mqtt_auth_failures.load(Relaxed), 3);
+    // The shared login (a concentrator) may publish for any meter.
+    let (mut concentrator, _) = RawMeter::log_in(
+        tcp().await,
+        "wmbus",
+        true,
+        Some(("concentrator", "c0nc3ntr4t0r")),
+    )
+    .await
+    .expect("the shared login");
+    concentrator
+        .publish(
+            "meters/ZS-0002/reading",
+            native("2026-11-23T08:00:00+08:00", 11),
+            1,
+        )
+        .await;
+    assert_eq!(
+        concentrator.recv().await,
+        Some(Packet::PubAck(PubAck::new(1)))
+    );
+    assert!(gateway.store.meter_state("ZS-0002").unwrap().is_some());
+    // A login taken away no longer works.
+    stillwater::actions::meters::remove_login(&store, &installer, "ZS-0001", 0).unwrap();
+    let refused = RawMeter::log_in(tcp().await, "zs1", true, Some(("ZS-0001", &password))).await;
+    assert!(refused.is_err());
+    gateway.stop().await.unwrap();
 }

@@ -123,6 +123,60 @@ pub fn remove(store: &Store, actor: &Actor, meter: &str, now: i64) -> Result<(),
     })
 }
 
+/// Gives `meter` its own MQTT login (username: the meter id) and returns the
+/// password, the only time it is shown; a new one replaces the old. With
+/// `[mqtt] meter_logins` on, a client logged in with it may publish only this
+/// meter's readings.
+pub fn new_login(
+    store: &Store,
+    actor: &Actor,
+    meter: &str,
+    now: i64,
+) -> Result<String, ActionError> {
+    require(actor, "meters.login")?;
+    let password = random_password()?;
+    let hash = crate::domain::login_hash(meter, &password);
+    store.write(|tx| {
+        tx.active_registration(meter)?
+            .ok_or_else(|| ActionError::NotRegistered(meter.to_string()))?;
+        tx.set_meter_login(meter, Some(&hash), now)?;
+        tx.audit(stamp(actor, now), "meter.login", meter, "new password")?;
+        Ok::<_, ActionError>(())
+    })?;
+    Ok(password)
+}
+
+/// Takes `meter`'s own MQTT login away (its clients can no longer log in).
+pub fn remove_login(
+    store: &Store,
+    actor: &Actor,
+    meter: &str,
+    now: i64,
+) -> Result<(), ActionError> {
+    require(actor, "meters.login")?;
+    store.write(|tx| {
+        tx.set_meter_login(meter, None, now)?;
+        tx.audit(stamp(actor, now), "meter.login", meter, "removed")?;
+        Ok(())
+    })
+}
+
+/// 26 characters from an alphabet without look-alikes: 130 random bits.
+fn random_password() -> Result<String, ActionError> {
+    use ring::rand::SecureRandom;
+    const ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz23456789A";
+    let mut bytes = [0u8; 26];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| {
+            ActionError::Invalid("the system has no randomness to make a password".into())
+        })?;
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b % 32)]))
+        .collect())
+}
+
 /// Asks the resident first (`Some`) or stops asking (`None`).
 pub fn set_check_in_phone(
     store: &Store,

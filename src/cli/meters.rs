@@ -290,6 +290,25 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 None => out!("{meter}: no check-in; contacts are texted directly"),
             }
         }
+        MetersCommand::Login { meter, remove } => {
+            if remove {
+                if let Err(error) = actions::meters::remove_login(&store, &actor(), &meter, now) {
+                    return refused(error);
+                }
+                out!("{meter}: its own MQTT login is removed");
+            } else {
+                let password = match actions::meters::new_login(&store, &actor(), &meter, now) {
+                    Ok(password) => password,
+                    Err(error) => return refused(error),
+                };
+                out!("{meter}: its own MQTT login (any earlier password no longer works)");
+                out!("  username: {meter}");
+                out!("  password: {password}");
+                if !config.mqtt.meter_logins {
+                    out!("  note: [mqtt] meter_logins is off, so the gateway does not ask for it yet");
+                }
+            }
+        }
         MetersCommand::Routine { meter } => return routine(config, &store, &meter),
         MetersCommand::Unregistered => {
             let meters = store.unregistered_meters()?;

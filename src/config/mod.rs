@@ -190,6 +190,8 @@ pub struct MqttConfig {
     pub max_clock_ahead_s: i64,
     /// The embedded server's TLS listener, when set.
     pub tls: Option<TlsFiles>,
+    /// Meters log in with their own login and publish only their own readings.
+    pub meter_logins: bool,
 }
 
 /// Where the embedded server takes TLS connections, with which certificate.

@@ -104,6 +104,7 @@ pub(super) struct RawMqtt {
     tls_listen: String,
     tls_cert_file: PathBuf,
     tls_key_file: PathBuf,
+    meter_logins: bool,
 }
 
 #[derive(Deserialize)]
@@ -318,6 +319,7 @@ impl RawConfig {
                 keep_alive: Duration::from_secs(mqtt.keep_alive_secs),
                 max_clock_ahead_s: mqtt.max_clock_ahead_secs,
                 tls,
+                meter_logins: mqtt.meter_logins,
             },
             store: StoreConfig {
                 path: self.store.path,

@@ -44,6 +44,7 @@ use crate::pipeline::{Ack, Message};
 use crate::wire::{self, Arrival, Topics};
 
 mod frame;
+mod login;
 mod tls;
 use frame::oversize_header;
 pub use tls::{tls_acceptor, TlsDoor};
@@ -71,6 +72,8 @@ pub enum ServerError {
 /// Where the server remembers which clients have a persistent session (the
 /// gateway's database). Calls may block: the server makes them off its tasks.
 pub trait SessionBook: Send + Sync {
+    /// The hash of `meter`'s own login (`domain::login_hash`), if it has one.
+    fn meter_login(&self, meter: &str) -> Result<Option<Vec<u8>>, String>;
     /// Records `client_id`'s persistent session; whether it existed already.
     fn remember(&self, client_id: &str) -> Result<bool, String>;
     /// Ends `client_id`'s persistent session, if it had one.
@@ -85,6 +88,9 @@ pub struct Settings {
     pub topics: Topics,
     /// How far ahead of the gateway's clock a reading may be dated, seconds.
     pub max_clock_ahead_s: i64,
+    /// Meters may log in with their own login, and then publish only their
+    /// own readings.
+    pub meter_logins: bool,
     pub sessions: Arc<dyn SessionBook>,
 }
 
@@ -249,6 +255,7 @@ async fn connection<R, W>(
         peer,
         out,
         client_id: None,
+        meter: None,
         number: shared.next_connection.fetch_add(1, Relaxed),
         stop,
         buf: BytesMut::with_capacity(4096),
@@ -297,6 +304,9 @@ struct Session {
     /// Replies to the client (the writer task sends them).
     out: mpsc::UnboundedSender<Packet>,
     client_id: Option<String>,
+    /// The meter this client logged in as, when it used a meter's own login:
+    /// it may publish that meter's readings only.
+    meter: Option<String>,
     number: u64,
     /// Cancelled at shutdown, or by a newer connection with the same client id.
     stop: CancellationToken,
@@ -328,7 +338,15 @@ impl Session {
                     payload_len,
                     head,
                 } => {
-                    let decoded = wire::oversize(&self.shared.settings.topics, &topic, payload_len);
+                    let topics = &self.shared.settings.topics;
+                    let decoded = match &self.meter {
+                        Some(meter)
+                            if wire::meter_of_topic(topics, &topic) != Some(meter.as_str()) =>
+                        {
+                            login::not_permitted(topics, meter)
+                        }
+                        _ => wire::oversize(topics, &topic, payload_len),
+                    };
                     self.hand_over(topic, decoded, &head, qos, pkid).await
                 }
                 Incoming::Packet(Packet::PubRel(pubrel)) => {
@@ -371,14 +389,11 @@ impl Session {
             login,
             ..
         } = connect;
-        if let Some((user, password)) = &self.shared.settings.credentials {
-            let given = login.as_ref();
-            let matches = given.is_some_and(|login| {
-                login.username == *user && login.password.as_bytes() == password.expose().as_bytes()
-            });
-            if !matches {
+        match login::check(&self.shared.settings, login.as_ref()).await {
+            Ok(meter) => self.meter = meter,
+            Err(()) => {
                 self.shared.metrics.mqtt_auth_failures.fetch_add(1, Relaxed);
-                tracing::warn!(peer = %self.peer, client = %client_id, username = ?given.map(|l| &l.username),
+                tracing::warn!(peer = %self.peer, client = %client_id, username = ?login.as_ref().map(|l| &l.username),
                     "refused an MQTT client: wrong or missing username and password");
                 self.refuse(ConnectReturnCode::BadUserNamePassword);
                 return Err(End::Refused);
@@ -454,7 +469,13 @@ impl Session {
             ..
         } = publish;
         let now = self.arrival();
-        let decoded = wire::decode(&self.shared.settings.topics, &topic, &payload, now);
+        let topics = &self.shared.settings.topics;
+        let decoded = match &self.meter {
+            Some(meter) if wire::meter_of_topic(topics, &topic) != Some(meter.as_str()) => {
+                login::not_permitted(topics, meter)
+            }
+            _ => wire::decode(topics, &topic, &payload, now),
+        };
         self.hand_over(topic, decoded, &payload, qos, pkid).await
     }
 

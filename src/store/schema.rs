@@ -219,6 +219,15 @@ const MIGRATIONS: &[&str] = &[
         since     INTEGER NOT NULL                   -- wall clock
     ) WITHOUT ROWID;
     ",
+    // 7: a meter's own MQTT login (`[mqtt] meter_logins`): with it, a client
+    // may publish only that meter's readings.
+    "
+    CREATE TABLE meter_logins (
+        meter_id   TEXT PRIMARY KEY,
+        hash       BLOB NOT NULL,                    -- domain::login_hash
+        created_at INTEGER NOT NULL                  -- wall clock
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,8 +1,11 @@
-//! MQTT clients that asked the embedded server for a persistent session
-//! (clean session off). The server keeps nothing else for them — it delivers
-//! nothing — but it must remember that the session exists, across restarts:
-//! a client told on reconnection that no session is present discards the
-//! messages it had not had acknowledged (MQTT 3.1.1, 3.2.2.2).
+//! What the embedded MQTT server keeps about its clients.
+//!
+//! Persistent sessions (clean session off): the server keeps nothing else for
+//! them — it delivers nothing — but it must remember that the session exists,
+//! across restarts: a client told on reconnection that no session is present
+//! discards the messages it had not had acknowledged (MQTT 3.1.1, 3.2.2.2).
+//! Meters' own logins: the hash of each meter's password (set through
+//! `actions::meters::new_login`).
 
 use super::{Store, StoreError};
 
@@ -33,5 +36,18 @@ impl Store {
             [client_id],
         )?;
         Ok(())
+    }
+
+    /// The hash of `meter`'s own MQTT login, if it has one.
+    pub fn meter_login(&self, meter: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .connect()?
+            .query_row(
+                "SELECT hash FROM meter_logins WHERE meter_id = ?1",
+                [meter],
+                |row| row.get(0),
+            )
+            .optional()?)
     }
 }

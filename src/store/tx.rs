@@ -106,6 +106,14 @@ pub trait Tx {
         detail: &str,
     ) -> Result<(), StoreError>;
 
+    /// Sets (`Some` hash) or removes `meter`'s own MQTT login.
+    fn set_meter_login(
+        &mut self,
+        meter: &str,
+        hash: Option<&[u8]>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
     /// Counts `meter`'s readings up to `ts` (meter clock) as evaluated, unless
     /// detection has already gone further.
     fn mark_evaluated(&mut self, meter: &str, ts: i64) -> Result<(), StoreError>;
@@ -219,6 +227,25 @@ impl Tx for SqliteTx<'_> {
             "UPDATE households SET check_in_phone = ?2 WHERE id = ?1",
             params![household_id, phone],
         )?;
+        Ok(())
+    }
+
+    fn set_meter_login(
+        &mut self,
+        meter: &str,
+        hash: Option<&[u8]>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match hash {
+            Some(hash) => self.0.execute(
+                "INSERT INTO meter_logins (meter_id, hash, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (meter_id) DO UPDATE SET hash = ?2, created_at = ?3",
+                params![meter, hash, now],
+            )?,
+            None => self
+                .0
+                .execute("DELETE FROM meter_logins WHERE meter_id = ?1", [meter])?,
+        };
         Ok(())
     }
 

@@ -122,6 +122,11 @@ pub fn oversize(topics: &Topics, topic: &str, payload_len: usize) -> Decoded {
     Decoded::rejected(meter, rejection)
 }
 
+/// The meter a native topic names (`meters/ZS-0001/reading` → `ZS-0001`).
+pub fn meter_of_topic<'t>(topics: &Topics, topic: &'t str) -> Option<&'t str> {
+    native_meter_in_topic(topics, topic)
+}
+
 fn native_meter_in_topic<'t>(topics: &Topics, topic: &'t str) -> Option<&'t str> {
     topic
         .strip_prefix(topics.native_prefix.as_str())?

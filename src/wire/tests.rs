@@ -192,7 +192,13 @@ fn every_rejection_reason_is_reachable_with_a_clear_detail() {
         );
         seen.insert(reason);
     }
-    assert_eq!(seen.len(), RejectReason::ALL.len(), "a reason has no case");
+    // `not_permitted` is the embedded server's (a meter's own login used for
+    // another meter's topic): tests/ingest.rs reaches it.
+    let decoded_reasons = RejectReason::ALL
+        .iter()
+        .filter(|reason| **reason != RejectReason::NotPermitted)
+        .count();
+    assert_eq!(seen.len(), decoded_reasons, "a reason has no case");
 }
 
 #[test]
