@@ -198,6 +198,14 @@ async fn accept(
     }
 }
 
+/// A packet for the client, with the permit its acknowledgement held.
+type Reply = (Packet, Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// Acknowledgements one connection may have pending (committing, or waiting
+/// to be written); MQTT clients keep far fewer in flight (rumqttc: 100,
+/// Mosquitto's clients: 20).
+const MAX_UNACKNOWLEDGED: usize = 1024;
+
 /// Why a connection ended.
 #[derive(Debug)]
 enum End {
@@ -227,23 +235,27 @@ async fn connection<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (out, mut replies) = mpsc::unbounded_channel::<Packet>();
+    let (out, mut replies) = mpsc::unbounded_channel::<Reply>();
     let writer = tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(1024);
+        // Held until their acknowledgements are written.
+        let mut permits = Vec::new();
         while let Some(first) = replies.recv().await {
             let mut next = Some(first);
             let mut last = false;
-            while let Some(packet) = next {
+            while let Some((packet, permit)) = next {
                 last |= matches!(&packet, Packet::ConnAck(ack) if ack.code != ConnectReturnCode::Success);
                 if packet.write(&mut buf, usize::MAX).is_err() {
                     return;
                 }
+                permits.extend(permit);
                 next = replies.try_recv().ok();
             }
             if write.write_all(&buf).await.is_err() {
                 return;
             }
             buf.clear();
+            permits.clear();
             if last {
                 break;
             }
@@ -256,6 +268,7 @@ async fn connection<R, W>(
         out,
         client_id: None,
         meter: None,
+        unacknowledged: Arc::new(tokio::sync::Semaphore::new(MAX_UNACKNOWLEDGED)),
         number: shared.next_connection.fetch_add(1, Relaxed),
         stop,
         buf: BytesMut::with_capacity(4096),
@@ -280,9 +293,14 @@ async fn connection<R, W>(
             clients.remove(id);
         }
     }
-    // The writer ends once every pending acknowledgement has run or been dropped.
+    // The writer ends once every pending acknowledgement has run or been
+    // dropped; a client that stopped reading gets a little time, no more.
     drop(session);
-    let _ = writer.await;
+    drop(shared);
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(CONNECT_TIMEOUT, writer).await.is_err() {
+        abort.abort();
+    }
 }
 
 /// What came off the wire.
@@ -302,7 +320,10 @@ struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
     /// Replies to the client (the writer task sends them).
-    out: mpsc::UnboundedSender<Packet>,
+    out: mpsc::UnboundedSender<Reply>,
+    /// One permit per acknowledgement not yet written: a client that publishes
+    /// without reading its PUBACKs is read no further once it holds them all.
+    unacknowledged: Arc<tokio::sync::Semaphore>,
     client_id: Option<String>,
     /// The meter this client logged in as, when it used a meter's own login:
     /// it may publish that meter's readings only.
@@ -457,7 +478,7 @@ impl Session {
     fn reply(&self, packet: Packet) {
         // The writer task ends only after this session: a failed send means the
         // socket is gone, and the client will send again.
-        let _ = self.out.send(packet);
+        let _ = self.out.send((packet, None));
     }
 
     async fn publish(&mut self, publish: Publish) -> Result<(), End> {
@@ -502,12 +523,21 @@ impl Session {
             QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(pkid))),
             QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(pkid))),
         };
-        let ack: Option<Ack> = reply.map(|packet| {
-            let out = self.out.clone();
-            Box::new(move || {
-                let _ = out.send(packet);
-            }) as Ack
-        });
+        let ack: Option<Ack> = match reply {
+            None => None,
+            Some(packet) => {
+                let permit = tokio::select! {
+                    permit = self.unacknowledged.clone().acquire_owned() => {
+                        permit.map_err(|_| End::WriterGone)?
+                    }
+                    _ = self.stop.cancelled() => return Err(End::Stopped),
+                };
+                let out = self.out.clone();
+                Some(Box::new(move || {
+                    let _ = out.send((packet, Some(permit)));
+                }) as Ack)
+            }
+        };
         let message = super::message(topic, decoded, payload, self.arrival().at, ack);
         self.shared
             .outbox
