@@ -32,7 +32,7 @@ use rumqttc::mqttbytes::v4::{
 };
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,8 +45,10 @@ use crate::wire::{self, Arrival, Topics};
 
 mod frame;
 mod login;
+mod replies;
 mod tls;
 use frame::oversize_header;
+use replies::{Reply, MAX_UNACKNOWLEDGED};
 pub use tls::{tls_acceptor, TlsDoor};
 
 /// Largest packet read whole: the largest payload the gateway decodes, a
@@ -198,14 +200,6 @@ async fn accept(
     }
 }
 
-/// A packet for the client, with the permit its acknowledgement held.
-type Reply = (Packet, Option<tokio::sync::OwnedSemaphorePermit>);
-
-/// Acknowledgements one connection may have pending (committing, or waiting
-/// to be written); MQTT clients keep far fewer in flight (rumqttc: 100,
-/// Mosquitto's clients: 20).
-const MAX_UNACKNOWLEDGED: usize = 1024;
-
 /// Why a connection ended.
 #[derive(Debug)]
 enum End {
@@ -227,7 +221,7 @@ enum End {
 /// writing replies, which acknowledgements reach through a channel.
 async fn connection<R, W>(
     mut read: R,
-    mut write: W,
+    write: W,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
@@ -235,33 +229,8 @@ async fn connection<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (out, mut replies) = mpsc::unbounded_channel::<Reply>();
-    let writer = tokio::spawn(async move {
-        let mut buf = BytesMut::with_capacity(1024);
-        // Held until their acknowledgements are written.
-        let mut permits = Vec::new();
-        while let Some(first) = replies.recv().await {
-            let mut next = Some(first);
-            let mut last = false;
-            while let Some((packet, permit)) = next {
-                last |= matches!(&packet, Packet::ConnAck(ack) if ack.code != ConnectReturnCode::Success);
-                if packet.write(&mut buf, usize::MAX).is_err() {
-                    return;
-                }
-                permits.extend(permit);
-                next = replies.try_recv().ok();
-            }
-            if write.write_all(&buf).await.is_err() {
-                return;
-            }
-            buf.clear();
-            permits.clear();
-            if last {
-                break;
-            }
-        }
-        let _ = write.shutdown().await;
-    });
+    let (out, replies) = mpsc::unbounded_channel::<Reply>();
+    let writer = tokio::spawn(replies::write(write, replies));
     let mut session = Session {
         shared: shared.clone(),
         peer,
@@ -392,7 +361,7 @@ impl Session {
                 Incoming::Packet(Packet::Disconnect) => Err(End::Closed),
                 Incoming::Packet(other) => Err(End::Protocol(format!(
                     "a client may not send {}",
-                    packet_name(&other)
+                    frame::packet_name(&other)
                 ))),
             };
             if let Err(end) = outcome {
@@ -624,19 +593,5 @@ impl Session {
             payload_len: header.frame_len - header.payload_at,
             head,
         })
-    }
-}
-
-fn packet_name(packet: &Packet) -> &'static str {
-    match packet {
-        Packet::Connect(_) => "a second CONNECT",
-        Packet::ConnAck(_) => "CONNACK",
-        Packet::PubAck(_) => "PUBACK (nothing is ever delivered to it)",
-        Packet::PubRec(_) => "PUBREC (nothing is ever delivered to it)",
-        Packet::PubComp(_) => "PUBCOMP (nothing is ever delivered to it)",
-        Packet::SubAck(_) => "SUBACK",
-        Packet::UnsubAck(_) => "UNSUBACK",
-        Packet::PingResp => "PINGRESP",
-        _ => "that packet",
     }
 }

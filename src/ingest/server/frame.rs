@@ -1,6 +1,7 @@
 //! Reading past a PUBLISH too large to take: its header, parsed by hand
 //! as the bytes arrive (the codec only frames packets it will read whole).
 
+use rumqttc::mqttbytes::v4::Packet;
 use rumqttc::mqttbytes::QoS;
 
 use super::MAX_PACKET;
@@ -69,6 +70,20 @@ pub(super) fn oversize_header(buf: &[u8]) -> Option<Result<OversizeHeader, Strin
         payload_at,
         frame_len: at + remaining,
     }))
+}
+
+pub(super) fn packet_name(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "a second CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::PubAck(_) => "PUBACK (nothing is ever delivered to it)",
+        Packet::PubRec(_) => "PUBREC (nothing is ever delivered to it)",
+        Packet::PubComp(_) => "PUBCOMP (nothing is ever delivered to it)",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingResp => "PINGRESP",
+        _ => "that packet",
+    }
 }
 
 #[cfg(test)]
