@@ -95,14 +95,7 @@ async fn killing_the_gateway_mid_stream_loses_and_duplicates_nothing() {
     let total = METERS * READINGS_PER_METER;
     let mut killed = false;
     for index in 0..READINGS_PER_METER {
-        for meter in 0..METERS {
-            publisher
-                .send(
-                    &format!("meters/CRASH-{meter:03}/reading"),
-                    payload(meter, index),
-                )
-                .await;
-        }
+        publish_round(&mut publisher, index).await;
         if !killed && index == READINGS_PER_METER / 3 {
             // Kill while readings are still in flight: some stored, more on their way.
             let store = store.clone();
@@ -127,28 +120,7 @@ async fn killing_the_gateway_mid_stream_loses_and_duplicates_nothing() {
     .await;
     gateway.kill();
 
-    for meter in 0..METERS {
-        let id = format!("CRASH-{meter:03}");
-        let readings = store.readings(&id, 0, i64::MAX / 2).unwrap();
-        assert_eq!(readings.len(), READINGS_PER_METER, "{id}");
-        for (index, reading) in readings.iter().enumerate() {
-            assert_eq!(
-                reading.total_l,
-                10_000 * meter as i64 + 3 * index as i64,
-                "{id} reading {index}"
-            );
-            assert!(!reading.register_reset);
-        }
-        let state = store.meter_state(&id).unwrap().unwrap();
-        assert_eq!(
-            state.readings, READINGS_PER_METER as i64,
-            "{id}: counted once each"
-        );
-        assert_eq!(
-            state.last_total_l,
-            Some(10_000 * meter as i64 + 3 * (READINGS_PER_METER as i64 - 1))
-        );
-    }
+    assert_each_stored_once(&store, READINGS_PER_METER);
 }
 
 /// Meters publishing straight to the gateway's embedded MQTT server, which
@@ -188,29 +160,39 @@ async fn soak_the_embedded_server_with_kills() {
     );
 }
 
+/// A configuration file in `dir` for a gateway process with its embedded
+/// server on a free port and `extra` TOML: (the file, the database, where
+/// meters connect).
+fn embedded_gateway(
+    dir: &Path,
+    extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = dir.join("gateway.db");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt]\nlisten = \"127.0.0.1:{port}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [store]\npath = \"{}\"\n{extra}",
+            db.display()
+        ),
+    )
+    .unwrap();
+    (config, db, ([127, 0, 0, 1], port).into())
+}
+
 /// Publishes `per_meter` readings for each of METERS meters to a gateway
 /// process on the embedded server, killing it `kills` times — evenly spread
 /// when `seed` is 0, at pseudo-random points otherwise — and checks that every
 /// reading is stored exactly once.
 async fn embedded_campaign(kills: usize, per_meter: usize, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let db = dir.path().join("embedded-crash.db");
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{port}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [store]\npath = \"{}\"\n",
-            db.display()
-        ),
-    )
-    .unwrap();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (config, db, addr) = embedded_gateway(dir.path(), "");
     let listening = || async move { tokio::net::TcpStream::connect(addr).await.is_ok() };
     let mut gateway = spawn_gateway(&config);
     wait_until("the embedded server listens", listening).await;
@@ -233,14 +215,7 @@ async fn embedded_campaign(kills: usize, per_meter: usize, seed: u64) {
     points.sort_unstable();
     let mut next_kill = points.iter().peekable();
     for index in 0..per_meter {
-        for meter in 0..METERS {
-            publisher
-                .send(
-                    &format!("meters/CRASH-{meter:03}/reading"),
-                    payload(meter, index),
-                )
-                .await;
-        }
+        publish_round(&mut publisher, index).await;
         while next_kill.next_if(|point| **point == index).is_some() {
             // Killed once something of this stretch is stored and more is on its way.
             let store = store.clone();
@@ -264,19 +239,35 @@ async fn embedded_campaign(kills: usize, per_meter: usize, seed: u64) {
     })
     .await;
     gateway.kill();
+    assert_each_stored_once(&store, per_meter);
+}
+
+/// Each meter's reading number `index`.
+async fn publish_round(publisher: &mut Publisher, index: usize) {
+    for meter in 0..METERS {
+        publisher
+            .send(
+                &format!("meters/CRASH-{meter:03}/reading"),
+                payload(meter, index),
+            )
+            .await;
+    }
+}
+
+/// Every meter has its `per_meter` readings, each once, in order, none
+/// taken for a register reset.
+fn assert_each_stored_once(store: &Store, per_meter: usize) {
     for meter in 0..METERS {
         let id = format!("CRASH-{meter:03}");
         let state = store.meter_state(&id).unwrap().unwrap();
-        assert_eq!(
-            state.readings, per_meter as i64,
-            "{id}: each reading stored once"
-        );
+        assert_eq!(state.readings, per_meter as i64, "{id}: counted once each");
         let readings = store.readings(&id, 0, i64::MAX / 2).unwrap();
         let totals: Vec<i64> = readings.iter().map(|r| r.total_l).collect();
         let expected: Vec<i64> = (0..per_meter)
             .map(|index| 10_000 * meter as i64 + 3 * index as i64)
             .collect();
         assert_eq!(totals, expected, "{id}");
+        assert!(readings.iter().all(|r| !r.register_reset), "{id}");
     }
 }
 
@@ -309,23 +300,13 @@ async fn killing_the_gateway_while_texts_go_out_loses_none_and_repeats_only_by_k
         .mount(&sms)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let db = dir.path().join("texts-crash.db");
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{port}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [store]\npath = \"{}\"\n[sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"{}/sms\"\n",
-            db.display(),
+    let (config, db, addr) = embedded_gateway(
+        dir.path(),
+        &format!(
+            "[sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"{}/sms\"\n",
             sms.uri()
         ),
-    )
-    .unwrap();
+    );
     let csv = dir.path().join("homes.csv");
     std::fs::write(&csv, silent_homes(HOMES)).unwrap();
     let imported = Command::new(env!("CARGO_BIN_EXE_stillwater"))
@@ -337,7 +318,6 @@ async fn killing_the_gateway_while_texts_go_out_loses_none_and_repeats_only_by_k
         .unwrap();
     assert!(imported.status.success(), "{imported:?}");
 
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let listening = || async move { tokio::net::TcpStream::connect(addr).await.is_ok() };
     let mut gateway = spawn_gateway(&config);
     wait_until("the embedded server listens", listening).await;

@@ -623,13 +623,8 @@ async fn meters_can_publish_over_tls() {
     use rumqttc::mqttbytes::v4::{Packet, PubAck};
     use tokio_rustls::rustls;
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
-    let mut config = test_config(dir.path());
-    config.mqtt.tls = Some(stillwater::config::TlsFiles {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        cert: fixtures.join("server.pem"),
-        key: fixtures.join("server.key"),
-    });
+    let fixtures = tls_fixtures();
+    let config = with_tls(dir.path(), fixtures.join("server.key"));
     let gateway = start_gateway(&config).await;
     let tls_addr = gateway.mqtt_tls_addr.expect("a TLS listener");
 
@@ -684,13 +679,7 @@ async fn meters_can_publish_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_tls_key_is_a_start_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
-    let mut config = test_config(dir.path());
-    config.mqtt.tls = Some(stillwater::config::TlsFiles {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        cert: fixtures.join("server.pem"),
-        key: dir.path().join("no-such.key"),
-    });
+    let config = with_tls(dir.path(), dir.path().join("no-such.key"));
     let error = Gateway::start(&config).await.err().expect("refused");
     let said = format!("{error:#}");
     assert!(
@@ -788,4 +777,21 @@ async fn a_meter_with_its_own_login_publishes_only_its_own_readings() {
     let refused = RawMeter::log_in(tcp().await, "zs1", true, Some(("ZS-0001", &password))).await;
     assert!(refused.is_err());
     gateway.stop().await.unwrap();
+}
+
+/// The test CA, and a certificate for localhost and 127.0.0.1 signed by it.
+fn tls_fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls")
+}
+
+/// A configuration in `dir` whose embedded server also takes TLS, with the
+/// fixture certificate and the private key in `key`.
+fn with_tls(dir: &std::path::Path, key: std::path::PathBuf) -> stillwater::config::Config {
+    let mut config = test_config(dir);
+    config.mqtt.tls = Some(stillwater::config::TlsFiles {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert: tls_fixtures().join("server.pem"),
+        key,
+    });
+    config
 }

@@ -181,18 +181,10 @@ async fn the_gateway_reconnects_and_resubscribes_after_the_broker_restarts() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut broker = PrivateMosquitto::start(dir.path(), port);
     broker.wait_listening().await;
-    let mut config = test_config(dir.path());
-    config.mqtt.broker = BrokerChoice::External {
-        host: "127.0.0.1".into(),
-        port,
-    };
+    let config = on_private_broker(dir.path(), port);
     let gateway = start_gateway(&config).await;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut meter = Publisher::connect(addr, "meter-before").await;
@@ -230,6 +222,16 @@ async fn the_gateway_reconnects_and_resubscribes_after_the_broker_restarts() {
     gateway.stop().await.unwrap();
 }
 
+/// A gateway configuration in `dir` for the private broker on `port`.
+fn on_private_broker(dir: &std::path::Path, port: u16) -> stillwater::config::Config {
+    let mut config = test_config(dir);
+    config.mqtt.broker = BrokerChoice::External {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    config
+}
+
 /// A free local port.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -247,11 +249,7 @@ async fn readings_kept_while_the_gateway_is_away(settings: &str, published: i64)
     let port = free_port();
     let broker = PrivateMosquitto::start_with(dir.path(), port, settings);
     broker.wait_listening().await;
-    let mut config = test_config(dir.path());
-    config.mqtt.broker = BrokerChoice::External {
-        host: "127.0.0.1".into(),
-        port,
-    };
+    let config = on_private_broker(dir.path(), port);
     // The first run leaves the gateway's persistent session and subscription.
     let gateway = start_gateway(&config).await;
     gateway.stop().await.unwrap();
@@ -334,4 +332,36 @@ async fn mosquittos_default_queue_drops_readings_and_the_gateway_says_so() {
         dropped >= 2500 - stored,
         "{stored} stored, {dropped} dropped"
     );
+}
+
+/// wmbusmeters publishes with `mosquitto_pub` (its MQTT examples call it):
+/// the embedded server takes that client unchanged, at QoS 0 and 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_publishes_to_the_embedded_server_as_wmbusmeters_does() {
+    if mosquitto().is_none() {
+        skipped("mosquitto_pub against the embedded server not tested");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let port = gateway.mqtt_addr.port().to_string();
+    for (qos, fixture) in [
+        ("0", include_str!("fixtures/wmbusmeters/iperl.json")),
+        ("1", include_str!("fixtures/wmbusmeters/multical21.json")),
+    ] {
+        let published = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-q", qos])
+            .args(["-t", "wmbusmeters/MyTapWater", "-m", fixture])
+            .output()
+            .expect("STILLWATER_TEST_MOSQUITTO is set, so mosquitto_pub (mosquitto-clients) must be installed");
+        assert!(published.status.success(), "{published:?}");
+    }
+    wait_for_readings(&gateway.store, 2).await;
+    for meter in ["33225544", "12345678"] {
+        assert!(
+            gateway.store.meter_state(meter).unwrap().is_some(),
+            "{meter}"
+        );
+    }
+    gateway.stop().await.unwrap();
 }
