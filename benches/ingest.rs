@@ -377,6 +377,7 @@ fn reading(meter: &str, ts: i64, total_l: i64) -> Reading {
         flow_lph: Some(0),
         battery_pct: Some(90),
         status: StatusFlags::default(),
+        seq: None,
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub readings_duplicate: AtomicU64,
     pub readings_out_of_order: AtomicU64,
     pub register_resets: AtomicU64,
+    /// Readings the meters' own counters (`seq`) say never arrived.
+    pub readings_missing: AtomicU64,
     rejected: [AtomicU64; RejectReason::ALL.len()],
     pub meters_known: AtomicU64,
     commits: AtomicU64,
@@ -75,6 +77,7 @@ impl Metrics {
             .fetch_add(outcome.out_of_order, Relaxed);
         self.register_resets
             .fetch_add(outcome.register_resets, Relaxed);
+        self.readings_missing.fetch_add(outcome.missing, Relaxed);
         self.meters_known.fetch_add(new_meters, Relaxed);
         self.commits.fetch_add(1, Relaxed);
         self.batch_messages.fetch_add(outcome.messages, Relaxed);
@@ -133,6 +136,11 @@ impl Metrics {
             "stillwater_register_resets_total",
             "Readings whose register was lower than the one before (meter replaced or reset).",
             self.register_resets.load(Relaxed),
+        );
+        counter(
+            "stillwater_readings_missing_total",
+            "Readings the meters' own message counters (seq) say were sent and never arrived.",
+            self.readings_missing.load(Relaxed),
         );
         counter(
             "stillwater_store_errors_total",

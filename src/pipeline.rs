@@ -128,6 +128,8 @@ pub struct BatchOutcome {
     pub duplicates: u64,
     pub out_of_order: u64,
     pub register_resets: u64,
+    /// Readings the meters' own counters say were lost on the way.
+    pub missing: u64,
     pub rejected: u64,
     /// Meters seen for the first time.
     pub new_meters: u64,

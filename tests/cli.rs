@@ -526,6 +526,11 @@ fn a_utilitys_history_imports_once_and_all_or_nothing() {
     );
     let shown = text(&stillwater(&db, &["meters", "show", "ZS-0001"]));
     assert!(shown.contains("123456 L"), "{shown}");
+    // 48 hourly readings: the last day is complete against its hourly schedule.
+    assert!(
+        shown.contains("the last 24 h:       24 of the 24 its schedule expects (every 60 min)"),
+        "{shown}"
+    );
 
     let bad = dir.path().join("bad.csv");
     std::fs::write(

@@ -795,3 +795,46 @@ fn with_tls(dir: &std::path::Path, key: std::path::PathBuf) -> stillwater::confi
     });
     config
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_lost_on_the_way_are_counted_by_the_meters_own_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-counts").await;
+    let topic = "meters/ZS-0001/reading";
+    let with_seq = |hour: i64, seq: u64| {
+        format!(
+            r#"{{"ts":"2026-11-23T{hour:02}:00:00+08:00","total_l":{},"seq":{seq}}}"#,
+            100 + hour
+        )
+    };
+    // 1, 2, then 5: two never came; then 3 arrives late after all.
+    for (hour, seq) in [(8, 1), (9, 2), (12, 5)] {
+        meter.send(topic, with_seq(hour, seq)).await;
+    }
+    meter.flush().await;
+    wait_for_readings(&gateway.store, 3).await;
+    let state = gateway.store.meter_state("ZS-0001").unwrap().unwrap();
+    assert_eq!(state.missing, 2);
+    meter.send(topic, with_seq(10, 3)).await;
+    meter.flush().await;
+    wait_for_readings(&gateway.store, 4).await;
+    let state = gateway.store.meter_state("ZS-0001").unwrap().unwrap();
+    assert_eq!(state.missing, 1, "the late one was found");
+    // A counter that goes back (the meter restarted) counts nothing.
+    meter.send(topic, with_seq(13, 1)).await;
+    meter.flush().await;
+    wait_for_readings(&gateway.store, 5).await;
+    assert_eq!(
+        gateway
+            .store
+            .meter_state("ZS-0001")
+            .unwrap()
+            .unwrap()
+            .missing,
+        1
+    );
+    let (_, body) = http_get(gateway.http_addr, "/metrics").await;
+    assert_eq!(metric(&body, "stillwater_readings_missing_total"), 2.0);
+    gateway.stop().await.unwrap();
+}

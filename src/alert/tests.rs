@@ -168,6 +168,7 @@ impl World {
                 flow_lph: None,
                 battery_pct: None,
                 status,
+                seq: None,
             };
             let message = Message {
                 topic: String::new(),

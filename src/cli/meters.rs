@@ -221,6 +221,24 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                             "rejected messages"
                         )
                     );
+                    if state.missing > 0 {
+                        out!(
+                            "  lost on the way:     {} (by the meter's own counter, seq)",
+                            count(state.missing as usize, "reading", "readings")
+                        );
+                    }
+                    if let (Some(newest), Some(registration)) =
+                        (state.last_reading_ts, &details.registration)
+                    {
+                        let every = i64::from(registration.reporting_interval_min.max(1)) * 60;
+                        let day = store.readings(&meter, newest - 86_400 + 1, newest + 1)?;
+                        out!(
+                            "  the last 24 h:       {} of the {} its schedule expects (every {} min)",
+                            day.len(),
+                            86_400 / every,
+                            registration.reporting_interval_min
+                        );
+                    }
                     if let Some(newest) = state.last_reading_ts {
                         let category = details
                             .registration

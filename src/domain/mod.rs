@@ -474,6 +474,9 @@ pub struct Reading {
     pub flow_lph: Option<i64>,
     pub battery_pct: Option<u8>,
     pub status: StatusFlags,
+    /// The meter's own message counter, when it sends one: a jump shows
+    /// readings lost on the way.
+    pub seq: Option<u64>,
 }
 
 /// One reading as stored and as detection reads it: the register and what

@@ -137,6 +137,8 @@ pub struct MeterState {
     pub evaluated_through: Option<i64>,
     /// The learned routine as the engine stored it (`detect::Routine::encode`).
     pub routine: Option<Vec<u8>>,
+    /// Readings the meter's own counter (`seq`) says never arrived.
+    pub missing: i64,
 }
 
 /// A meter that has published but is not (or no longer) registered.
@@ -430,7 +432,8 @@ fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>
     Ok(connection
         .query_row(
             "SELECT first_seen, last_message, last_reading_ts, last_consumption_ts, last_total_l,
-                    last_battery_pct, last_status, readings, register_resets, rejected, evaluated_through, routine
+                    last_battery_pct, last_status, readings, register_resets, rejected, evaluated_through, routine,
+                    missing
              FROM meter_state WHERE meter_id = ?1",
             [meter],
             |row| {
@@ -447,6 +450,7 @@ fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>
                     rejected: row.get(9)?,
                     evaluated_through: row.get(10)?,
                     routine: row.get(11)?,
+                    missing: row.get(12)?,
                 })
             },
         )

@@ -228,6 +228,11 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL                  -- wall clock
     ) WITHOUT ROWID;
     ",
+    // 8: readings lost on the way, by the meter's own message counter.
+    "
+    ALTER TABLE meter_state ADD COLUMN last_seq INTEGER;
+    ALTER TABLE meter_state ADD COLUMN missing INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -59,6 +59,7 @@ fn reading(meter: &str, ts: i64, total_l: i64) -> Reading {
         flow_lph: None,
         battery_pct: None,
         status: StatusFlags::default(),
+        seq: None,
     }
 }
 

@@ -33,6 +33,8 @@ struct Cursor {
     key: i64,
     last_reading_ts: Option<Timestamp>,
     last_total_l: Option<i64>,
+    /// The meter's counter on its newest reading, when it sends one.
+    last_seq: Option<u64>,
 }
 
 pub struct Writer {
@@ -61,7 +63,7 @@ impl Writer {
         let mut cursors = HashMap::new();
         {
             let mut statement = connection.prepare(
-                "SELECT meter_key, meter_id, last_reading_ts, last_total_l FROM meter_state",
+                "SELECT meter_key, meter_id, last_reading_ts, last_total_l, last_seq FROM meter_state",
             )?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
@@ -72,6 +74,7 @@ impl Writer {
                         key: row.get(0)?,
                         last_reading_ts: row.get::<_, Option<i64>>(2)?.map(Timestamp::from_secs),
                         last_total_l: row.get(3)?,
+                        last_seq: row.get::<_, Option<i64>>(4)?.map(|seq| seq as u64),
                     },
                 );
             }
@@ -280,6 +283,7 @@ fn cursor_for(
         key: tx.last_insert_rowid(),
         last_reading_ts: None,
         last_total_l: None,
+        last_seq: None,
     };
     pending.cursors.insert(meter.clone(), cursor);
     Ok(cursor)
@@ -339,15 +343,26 @@ fn record_reading(
     pending.touched.insert(reading.meter.clone());
     if !newest {
         outcome.out_of_order += 1;
+        // A late reading from inside a counted gap is no longer missing.
+        let found = matches!((cursor.last_seq, reading.seq), (Some(last), Some(seq)) if seq < last);
         tx.prepare_cached(
-            "UPDATE meter_state SET readings = readings + 1, last_message = max(last_message, ?2) WHERE meter_key = ?1",
+            "UPDATE meter_state SET readings = readings + 1, last_message = max(last_message, ?2),
+                missing = max(missing - ?3, 0)
+             WHERE meter_key = ?1",
         )?
-        .execute(params![cursor.key, received_at.secs()])?;
+        .execute(params![cursor.key, received_at.secs(), i64::from(found)])?;
         return Ok(());
     }
     let consumed = cursor
         .last_total_l
         .is_some_and(|last| reading.total.get() > last);
+    // Readings the meter's counter says it sent between its newest stored one
+    // and this one (a counter that went back was reset: nothing counted).
+    let missing = match (cursor.last_seq, reading.seq) {
+        (Some(last), Some(seq)) if seq > last + 1 => (seq - last - 1).min(i64::MAX as u64) as i64,
+        _ => 0,
+    };
+    outcome.missing += missing as u64;
     if register_reset {
         outcome.register_resets += 1;
         tx.prepare_cached("INSERT INTO meter_events (meter_key, ts, kind, detail) VALUES (?1, ?2, 'register_reset', ?3)")?
@@ -362,7 +377,8 @@ fn record_reading(
             last_message = max(last_message, ?2), last_reading_ts = ?3, last_received = ?2,
             last_total_l = ?4, last_flow_lph = ?5, last_battery_pct = ?6, last_status = ?7,
             last_consumption_ts = CASE WHEN ?8 THEN ?3 ELSE last_consumption_ts END,
-            readings = readings + 1, register_resets = register_resets + ?9
+            readings = readings + 1, register_resets = register_resets + ?9,
+            last_seq = coalesce(?10, last_seq), missing = missing + ?11
          WHERE meter_key = ?1",
     )?
     .execute(params![
@@ -374,7 +390,9 @@ fn record_reading(
         reading.battery_pct,
         reading.status.bits(),
         consumed,
-        i64::from(register_reset)
+        i64::from(register_reset),
+        reading.seq.map(|seq| seq.min(i64::MAX as u64) as i64),
+        missing
     ])?;
     pending.cursors.insert(
         reading.meter.clone(),
@@ -382,6 +400,7 @@ fn record_reading(
             key: cursor.key,
             last_reading_ts: Some(reading.ts),
             last_total_l: Some(reading.total.get()),
+            last_seq: reading.seq.or(cursor.last_seq),
         },
     );
     Ok(())

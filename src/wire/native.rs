@@ -141,6 +141,9 @@ pub(super) fn reading(
             ))
         }
     }
+    // A counter that is not a whole number is ignored, not refused: the
+    // reading itself is good.
+    let seq = object.get("seq").and_then(Value::as_u64);
     Ok(Reading {
         meter: meter.clone(),
         ts,
@@ -148,5 +151,6 @@ pub(super) fn reading(
         flow_lph,
         battery_pct,
         status,
+        seq,
     })
 }

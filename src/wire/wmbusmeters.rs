@@ -78,6 +78,7 @@ pub(super) fn decode(payload: &[u8], now: super::Arrival) -> Decoded {
             flow_lph,
             battery_pct: None,
             status,
+            seq: None,
         })
     })();
     match result {
