@@ -838,3 +838,27 @@ async fn readings_lost_on_the_way_are_counted_by_the_meters_own_counter() {
     assert_eq!(metric(&body, "stillwater_readings_missing_total"), 2.0);
     gateway.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_5_client_is_told_the_server_speaks_3_1_1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    // An MQTT 5 CONNECT: level 5, clean start, keep-alive 60, no properties,
+    // client id "m5".
+    let connect = [
+        0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 2, b'm', b'5',
+    ];
+    let mut stream = tokio::net::TcpStream::connect(gateway.mqtt_addr)
+        .await
+        .unwrap();
+    stream.write_all(&connect).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    assert_eq!(
+        answer,
+        [0x20, 2, 0, 1],
+        "CONNACK: unacceptable protocol version"
+    );
+    gateway.stop().await.unwrap();
+}

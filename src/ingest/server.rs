@@ -306,8 +306,17 @@ struct Session {
 impl Session {
     async fn run(&mut self, read: &mut (impl AsyncRead + Unpin)) -> End {
         let connect = match self.next(read, Some(CONNECT_TIMEOUT)).await {
-            Ok(Incoming::Packet(Packet::Connect(connect))) => connect,
+            Ok(Incoming::Packet(Packet::Connect(connect)))
+                if connect.protocol == rumqttc::mqttbytes::Protocol::V4 =>
+            {
+                connect
+            }
+            Ok(Incoming::Packet(Packet::Connect(_))) => return self.refuse_version(),
             Ok(_) => return End::Protocol("the first packet was not CONNECT".into()),
+            // An MQTT 5 CONNECT may not even frame as 3.1.1: say which version we speak.
+            Err(End::Protocol(_)) if frame::protocol_level(&self.buf) == Some(5) => {
+                return self.refuse_version()
+            }
             Err(end) => return end,
         };
         let keep_alive = match self.accept(connect).await {
@@ -438,6 +447,14 @@ impl Session {
         )));
         // MQTT 3.1.1, 3.1.2.10: one and a half keep-alives without a packet.
         Ok((keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)))
+    }
+
+    /// Answers a client of another MQTT version: "unacceptable protocol
+    /// version", in 3.1.1's words (MQTT 5 clients understand it).
+    fn refuse_version(&self) -> End {
+        tracing::info!(peer = %self.peer, "refused an MQTT client that does not speak 3.1.1");
+        self.refuse(ConnectReturnCode::RefusedProtocolVersion);
+        End::Refused
     }
 
     fn refuse(&self, code: ConnectReturnCode) {

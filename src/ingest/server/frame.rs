@@ -86,6 +86,21 @@ pub(super) fn packet_name(packet: &Packet) -> &'static str {
     }
 }
 
+/// The protocol level a CONNECT at the start of `buf` asks for (4: MQTT
+/// 3.1.1, 5: MQTT 5), read from its bytes without parsing the rest.
+pub(super) fn protocol_level(buf: &[u8]) -> Option<u8> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
+    // The remaining length's bytes, then the protocol name ("MQTT", length-prefixed).
+    let mut at = 1;
+    while buf.get(at)? & 0x80 != 0 {
+        at += 1;
+    }
+    let name_len = usize::from(u16::from_be_bytes([*buf.get(at + 1)?, *buf.get(at + 2)?]));
+    buf.get(at + 3 + name_len).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +135,19 @@ mod tests {
         );
         // Not a PUBLISH: cannot be read past.
         assert!(oversize_header(&[0x82, 0xFF, 0xFF, 0x7F]).unwrap().is_err());
+    }
+
+    #[test]
+    fn the_protocol_level_is_read_from_a_connect() {
+        // CONNECT, remaining length 16, "MQTT", level 5, flags, keep-alive, …
+        let v5 = [
+            0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 0, 1, b'a',
+        ];
+        assert_eq!(protocol_level(&v5), Some(5));
+        let mut v4 = v5;
+        v4[8] = 4;
+        assert_eq!(protocol_level(&v4), Some(4));
+        assert_eq!(protocol_level(&v5[..5]), None);
+        assert_eq!(protocol_level(&[0x30, 0]), None, "not a CONNECT");
     }
 }
