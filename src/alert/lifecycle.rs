@@ -36,12 +36,13 @@ use crate::notify::templates::Purpose;
 use crate::store::engine::{ActiveAlert, HouseholdInfo};
 
 /// Kinds judged from readings (`meter_offline` is judged from the wall clock).
-pub const READING_KINDS: [Kind; 5] = [
+pub const READING_KINDS: [Kind; 6] = [
     Kind::NoUsage,
     Kind::ContinuousFlow,
     Kind::Leak,
     Kind::HighUsage,
     Kind::DeviceFault,
+    Kind::ReadingsLost,
 ];
 
 /// How often an unacknowledged maintenance alert is reminded, at most.
@@ -56,6 +57,9 @@ pub struct Settings {
     pub repeat_after_s: i64,
     pub leak_hold_s: i64,
     pub device_fault_hold_s: i64,
+    /// `readings_lost`: the share of a day's readings that may go missing,
+    /// in thousandths.
+    pub readings_lost_permille: u32,
     pub check_ins_per_day: u32,
     pub maintenance_texts_per_day: u32,
     /// Whether any maintenance phone is configured.
@@ -72,6 +76,7 @@ impl Settings {
             repeat_after_s: secs(alerts.repeat_after),
             leak_hold_s: secs(alerts.leak_hold),
             device_fault_hold_s: secs(alerts.device_fault_hold),
+            readings_lost_permille: (alerts.readings_lost_share * 1000.0).round() as u32,
             check_ins_per_day: alerts.check_ins_per_day,
             maintenance_texts_per_day: alerts.maintenance_texts_per_day,
             maintenance_phones: !alerts.maintenance.is_empty(),
@@ -82,9 +87,28 @@ impl Settings {
     pub fn hold_s(&self, kind: Kind) -> i64 {
         match kind {
             Kind::Leak => self.leak_hold_s,
-            Kind::DeviceFault => self.device_fault_hold_s,
+            // A lossy link comes and goes: held as long as a faulty device.
+            Kind::DeviceFault | Kind::ReadingsLost => self.device_fault_hold_s,
             _ => 0,
         }
+    }
+}
+
+/// Adds `readings_lost` to `assessment` when the household's meter has lost
+/// more of the day's readings than `settings` allow (judged from the readings
+/// and the meter's schedule; the detectors do not know the schedule).
+pub fn add_readings_lost(
+    assessment: &mut Assessment,
+    readings: &[crate::domain::StoredReading],
+    at: usize,
+    household: &HouseholdInfo,
+    settings: &Settings,
+) {
+    let share = f64::from(settings.readings_lost_permille) / 1000.0;
+    if let Some(lost) =
+        crate::detect::readings_lost(readings, at, household.reporting_interval_min, share)
+    {
+        assessment.conditions.push(lost);
     }
 }
 
@@ -275,6 +299,9 @@ pub fn describe(condition: &Condition, at: i64, background_mlph: i64) -> String 
         ),
         Condition::HighUsage { litres, .. } => format!("{litres} L in 24 h"),
         Condition::DeviceFault { flags } => format!("meter reports {flags}"),
+        Condition::ReadingsLost { received, expected } => {
+            format!("{received} of the {expected} readings of the last 24 h arrived")
+        }
     }
 }
 
@@ -289,6 +316,9 @@ fn text_facts(condition: &Condition, at: i64) -> TextFacts {
         | Condition::Leak { since, litres }
         | Condition::HighUsage { since, litres } => (since.secs(), *litres, String::new()),
         Condition::DeviceFault { flags } => (at, 0, flags.to_string()),
+        Condition::ReadingsLost { received, expected } => {
+            (at - 86_400, 0, format!("{received}/{expected}"))
+        }
     };
     TextFacts {
         since,

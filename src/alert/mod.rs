@@ -212,13 +212,20 @@ impl Engine {
                     None => detect::Routine::default(),
                 };
                 for index in first..work.readings.len() {
-                    let assessment = detector.assess_learning(
+                    let mut assessment = detector.assess_learning(
                         &work.readings,
                         index,
                         &policy,
                         &home,
                         &mut routine,
                         None,
+                    );
+                    lifecycle::add_readings_lost(
+                        &mut assessment,
+                        &work.readings,
+                        index,
+                        household,
+                        settings,
                     );
                     let active = tx.active_alerts(meter)?;
                     let opening = lifecycle::may_open(&active, &assessment);

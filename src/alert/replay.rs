@@ -213,13 +213,20 @@ pub fn replay_with(
         while readings[first].ts < at - horizon {
             first += 1;
         }
-        let assessment = detector.assess_learning(
+        let mut assessment = detector.assess_learning(
             &readings[first..],
             index - first,
             policy,
             &home,
             &mut routine,
             assume.backgrounds.map(|known| known[index]),
+        );
+        lifecycle::add_readings_lost(
+            &mut assessment,
+            &readings[first..],
+            index - first,
+            household,
+            settings,
         );
         state.replayed.backgrounds.push(assessment.background_mlph);
         let now = assessment.at.secs();

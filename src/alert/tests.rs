@@ -1050,3 +1050,55 @@ fn a_resident_who_answered_and_then_fell_is_asked_again_and_then_the_contacts_he
         "last answer at hour {last_answer}, fell at {fell}, contacts at {contacts_at}"
     );
 }
+
+#[test]
+fn a_meter_that_loses_most_of_its_readings_is_a_maintenance_alert() {
+    let mut world = world(|_| {});
+    // An hourly meter of which only every third reading arrives, with water
+    // used every six hours: the link is in trouble. (So few readings also
+    // blur the resident's use into a background rate: `no_usage` may follow,
+    // which is why a lossy meter needs mending.)
+    for hour in (0..=27).step_by(3) {
+        world.hours(hour, &[if hour % 6 == 0 { 20 } else { 0 }]);
+    }
+    let lost: Vec<_> = world
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == "readings_lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{:?}", world.alerts());
+    // Texted to maintenance only, saying how much arrived.
+    let texts: Vec<_> = world
+        .texts()
+        .into_iter()
+        .filter(|t| t.kind == "readings_lost")
+        .collect();
+    assert_eq!(texts.len(), 1);
+    assert_eq!(texts[0].phone, MAINTENANCE);
+    assert!(texts[0].text.contains("8/24"), "{}", texts[0].text);
+    // The link is mended: a full day of readings clears it, and after the
+    // hold it resolves.
+    let mended: Vec<i64> = (28..28 + 49)
+        .map(|h| if h % 6 == 0 { 20 } else { 0 })
+        .collect();
+    world.hours(28, &mended);
+    let state = world
+        .alerts()
+        .into_iter()
+        .find(|a| a.kind == "readings_lost")
+        .unwrap()
+        .state;
+    assert_eq!(state, "resolved");
+}
+
+#[test]
+fn losing_under_the_allowed_share_is_no_alert() {
+    let mut world = world(|_| {});
+    // Two readings in three arrive: a third lost, under the default half.
+    for hour in 0..30 {
+        if hour % 3 != 2 {
+            world.hours(hour, &[6]);
+        }
+    }
+    assert!(world.alerts().iter().all(|a| a.kind != "readings_lost"));
+}

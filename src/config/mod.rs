@@ -147,6 +147,9 @@ pub struct AlertsConfig {
     pub leak_hold: Duration,
     /// A device_fault alert resolves once no fault flag was seen for this long.
     pub device_fault_hold: Duration,
+    /// `readings_lost` opens when more than this share of the readings a
+    /// meter's schedule promises for a day did not arrive.
+    pub readings_lost_share: f64,
     /// Check-in texts one resident gets in 24 h at most.
     pub check_ins_per_day: u32,
     /// Maintenance texts about one meter in 24 h at most.

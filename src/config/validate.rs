@@ -74,6 +74,7 @@ pub(super) struct RawAlerts {
     tick: String,
     leak_hold: String,
     device_fault_hold: String,
+    readings_lost_share: f64,
     check_ins_per_day: u32,
     maintenance_texts_per_day: u32,
 }
@@ -456,6 +457,15 @@ fn validate_alerts(raw: RawAlerts, p: &mut Problems) -> AlertsConfig {
         tick,
         leak_hold,
         device_fault_hold,
+        readings_lost_share: {
+            p.take(check(
+                raw.readings_lost_share > 0.0 && raw.readings_lost_share < 1.0,
+                "alerts.readings_lost_share",
+                raw.readings_lost_share,
+                "must be more than 0 and less than 1 (a share of the day's readings)",
+            ));
+            raw.readings_lost_share
+        },
         check_ins_per_day: p.take(at_least_one(
             "alerts.check_ins_per_day",
             raw.check_ins_per_day,

@@ -55,6 +55,9 @@ pub enum Condition {
     HighUsage { since: Timestamp, litres: i64 },
     /// The meter reports a fault flag.
     DeviceFault { flags: StatusFlags },
+    /// Fewer of the day's readings arrived than the meter's schedule promises,
+    /// by more than the share allowed.
+    ReadingsLost { received: u32, expected: u32 },
 }
 
 impl Condition {
@@ -65,6 +68,7 @@ impl Condition {
             Condition::Leak { .. } => Kind::Leak,
             Condition::HighUsage { .. } => Kind::HighUsage,
             Condition::DeviceFault { .. } => Kind::DeviceFault,
+            Condition::ReadingsLost { .. } => Kind::ReadingsLost,
         }
     }
 
@@ -74,7 +78,9 @@ impl Condition {
         match self {
             Condition::NoUsage { severity, .. } => *severity,
             Condition::ContinuousFlow { .. } | Condition::HighUsage { .. } => Severity::Urgent,
-            Condition::Leak { .. } | Condition::DeviceFault { .. } => Severity::Maintenance,
+            Condition::Leak { .. }
+            | Condition::DeviceFault { .. }
+            | Condition::ReadingsLost { .. } => Severity::Maintenance,
         }
     }
 }
@@ -98,6 +104,36 @@ impl Assessment {
     pub fn condition(&self, kind: Kind) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.kind() == kind)
     }
+}
+
+/// `readings_lost` at `readings[at]`: of the readings a meter reporting every
+/// `interval_min` minutes should have taken in the 24 h up to this one, fewer
+/// than `1 - lost_share` arrived, lost here and there. A silence longer than
+/// three intervals (at least 3 h) is `meter_offline`'s, reported already.
+/// Judged only once the history covers the whole day; a pure function of the
+/// readings and the schedule.
+pub fn readings_lost(
+    readings: &[StoredReading],
+    at: usize,
+    interval_min: u32,
+    lost_share: f64,
+) -> Option<Condition> {
+    let now = readings[at].ts.secs();
+    let day_start = now - 86_400;
+    if readings.first()?.ts.secs() > day_start {
+        return None;
+    }
+    let expected = (86_400 / (i64::from(interval_min.max(1)) * 60)) as u32;
+    let first = readings[..=at].partition_point(|r| r.ts.secs() <= day_start);
+    let received = (at + 1 - first) as u32;
+    if f64::from(received) >= f64::from(expected) * (1.0 - lost_share) {
+        return None;
+    }
+    let offline_s = (3 * i64::from(interval_min) * 60).max(3 * 3600);
+    let scattered = readings[first.saturating_sub(1)..=at]
+        .windows(2)
+        .all(|pair| pair[1].ts.secs() - pair[0].ts.secs() <= offline_s);
+    scattered.then_some(Condition::ReadingsLost { received, expected })
 }
 
 /// What a learning detector needs to know about the household besides its readings.

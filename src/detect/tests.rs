@@ -381,3 +381,37 @@ fn daily_meters_show_a_quiet_day_and_never_a_leak() {
     assert_eq!(no_usage(&last(&early)), None, "{:?}", last(&early));
     assert_eq!(background_mlph(&early, &Policy::default()), 0);
 }
+
+#[test]
+fn readings_lost_counts_the_last_day_against_the_schedule() {
+    let hourly = |hours: &[i64]| -> Vec<StoredReading> {
+        hours.iter().map(|h| reading(h * 3600, 1_000)).collect()
+    };
+    let every_third: Vec<i64> = (0..=27).step_by(3).collect();
+    let readings = hourly(&every_third);
+    let at = readings.len() - 1;
+    assert_eq!(
+        crate::detect::readings_lost(&readings, at, 60, 0.5),
+        Some(Condition::ReadingsLost {
+            received: 8,
+            expected: 24
+        })
+    );
+    // The same day from a meter that reports every 3 hours lost nothing.
+    assert_eq!(crate::detect::readings_lost(&readings, at, 180, 0.5), None);
+    // Under a day of history: not judged yet.
+    assert_eq!(crate::detect::readings_lost(&readings, 4, 60, 0.5), None);
+    // A stricter share flags a third lost; the default does not.
+    let two_in_three: Vec<i64> = (0..30).filter(|h| h % 3 != 2).collect();
+    let readings = hourly(&two_in_three);
+    let at = readings.len() - 1;
+    assert_eq!(crate::detect::readings_lost(&readings, at, 60, 0.5), None);
+    assert!(crate::detect::readings_lost(&readings, at, 60, 0.2).is_some());
+    // One 14-hour silence is an offline meter, already reported as such.
+    let outage: Vec<i64> = (0..30).filter(|h| !(10..24).contains(h)).collect();
+    let readings = hourly(&outage);
+    assert_eq!(
+        crate::detect::readings_lost(&readings, readings.len() - 1, 60, 0.5),
+        None
+    );
+}

@@ -39,6 +39,7 @@ pub enum AlertKind {
     HighUsage,
     MeterOffline,
     DeviceFault,
+    ReadingsLost,
 }
 
 named_enum!(AlertKind {
@@ -48,6 +49,7 @@ named_enum!(AlertKind {
     HighUsage => "high_usage",
     MeterOffline => "meter_offline",
     DeviceFault => "device_fault",
+    ReadingsLost => "readings_lost",
 });
 
 impl AlertKind {

@@ -53,6 +53,8 @@ fn builtin(kind: Kind, language: Language) -> &'static str {
         (Kind::MeterOffline, Language::En) => "[Stillwater maintenance] Meter {meter} ({name}, {address}) has sent no reading since {since}. Please check it. Reply {code} to acknowledge.",
         (Kind::DeviceFault, Language::Zh) => "【水表维护】水表 {meter}（{name}，{address}）报告故障：{flags}，请安排检修。回复 {code} 确认。",
         (Kind::DeviceFault, Language::En) => "[Stillwater maintenance] Meter {meter} ({name}, {address}) reports {flags}. Please repair it. Reply {code} to acknowledge.",
+        (Kind::ReadingsLost, Language::Zh) => "【水表维护】水表 {meter}（{name}，{address}）近 24 小时只收到 {flags} 条应有读数，请检查信号或通信模块。回复 {code} 确认。",
+        (Kind::ReadingsLost, Language::En) => "[Stillwater maintenance] Meter {meter} ({name}, {address}): only {flags} of its readings arrived in the last 24 h. Please check its signal or modem. Reply {code} to acknowledge.",
     }
 }
 
