@@ -94,6 +94,43 @@ impl Settings {
     }
 }
 
+/// Kinds a reading that arrives late can still open: what it shows happened
+/// then, whatever the readings after it say.
+pub const LATE_KINDS: [Kind; 3] = [Kind::ContinuousFlow, Kind::HighUsage, Kind::DeviceFault];
+
+/// A reading that arrived after detection had passed its time (an NB-IoT
+/// batch behind a newer stream reading), judged at its own time: it can open
+/// an alert of a [`LATE_KINDS`] kind that is not active, and changes nothing
+/// else — the readings after it were judged already, and the next reading
+/// judged sees it in its history.
+pub fn on_late_reading(
+    active: &[ActiveAlert],
+    assessment: &Assessment,
+    facts: &Facts<'_>,
+    settings: &Settings,
+    wall: i64,
+) -> Vec<Change> {
+    let conditions: Vec<Condition> = assessment
+        .conditions
+        .iter()
+        .filter(|c| {
+            LATE_KINDS.contains(&c.kind()) && !active.iter().any(|a| kind_of(a) == Some(c.kind()))
+        })
+        .cloned()
+        .collect();
+    if conditions.is_empty() {
+        return Vec::new();
+    }
+    let late = Assessment {
+        conditions,
+        ..assessment.clone()
+    };
+    on_reading(&[], &late, facts, settings, wall)
+        .into_iter()
+        .filter(|change| !matches!(change, Change::EndCover))
+        .collect()
+}
+
 /// Adds `readings_lost` to `assessment` when the household's meter has lost
 /// more of the day's readings than `settings` allow (judged from the readings
 /// and the meter's schedule; the detectors do not know the schedule).

@@ -211,6 +211,24 @@ impl Engine {
                     }
                     None => detect::Routine::default(),
                 };
+                // Readings that arrived after detection had passed their time.
+                if let Some(late) = work.late_from {
+                    let start = work.readings.partition_point(|r| r.ts.secs() < late);
+                    for index in start..first {
+                        let assessment = detector.assess(&work.readings, index, &policy);
+                        let active = tx.active_alerts(meter)?;
+                        let at = assessment.at.secs();
+                        let facts = facts(&tx, meter, household, at, wall, true)?;
+                        let changes = lifecycle::on_late_reading(
+                            &active,
+                            &assessment,
+                            &facts,
+                            settings,
+                            wall,
+                        );
+                        queued |= apply(&tx, context, meter, household, changes, wall)?;
+                    }
+                }
                 for index in first..work.readings.len() {
                     let mut assessment = detector.assess_learning(
                         &work.readings,

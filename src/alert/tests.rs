@@ -159,11 +159,24 @@ impl World {
             .unwrap()
             .and_then(|s| s.last_total_l)
             .unwrap_or(1_000);
-        for (offset, used) in litres.iter().enumerate() {
-            total += used;
+        let registers: Vec<(i64, i64)> = litres
+            .iter()
+            .enumerate()
+            .map(|(offset, used)| {
+                total += used;
+                (from + offset as i64, total)
+            })
+            .collect();
+        self.registers(&registers, status);
+    }
+
+    /// Readings of (hour, register) in the order given, each committed as
+    /// its own message; then evaluates them.
+    fn registers(&mut self, registers: &[(i64, i64)], status: StatusFlags) {
+        for &(hour, total) in registers {
             let reading = Reading {
                 meter: MeterId::parse("ZS-0001").unwrap(),
-                ts: Timestamp::from_secs(self.start + (from + offset as i64) * HOUR),
+                ts: Timestamp::from_secs(self.start + hour * HOUR),
                 total: Litres::new(total),
                 flow_lph: None,
                 battery_pct: None,
@@ -1101,4 +1114,50 @@ fn losing_under_the_allowed_share_is_no_alert() {
         }
     }
     assert!(world.alerts().iter().all(|a| a.kind != "readings_lost"));
+}
+
+#[test]
+fn a_late_batch_is_judged_at_its_own_time() {
+    let mut world = world(|_| {});
+    // Hourly readings to 20:00 with ordinary use, then the stream's next
+    // reading at 30:00: 600 L in ten hours, no flow fast enough to see.
+    let mut total = 1_000;
+    let mut stream = Vec::new();
+    for hour in 0..=20 {
+        total += if hour % 4 == 0 { 15 } else { 0 };
+        stream.push((hour, total));
+    }
+    let before = total;
+    stream.push((30, before + 600));
+    world.registers(&stream, StatusFlags::default());
+    assert!(
+        world.alerts().iter().all(|a| a.kind != "continuous_flow"),
+        "{:?}",
+        world.alerts()
+    );
+    // The meter's own batch arrives late: the tap ran at 200 L/h from 21:00
+    // to 24:00.
+    let late: Vec<(i64, i64)> = (21..=24).map(|h| (h, before + 200 * (h - 21))).collect();
+    world.registers(&late, StatusFlags::default());
+    let flows: Vec<_> = world
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == "continuous_flow")
+        .collect();
+    assert_eq!(flows.len(), 1, "{:?}", world.alerts());
+    assert_eq!(flows[0].since, world.start + 21 * HOUR);
+    assert!(
+        !world.texts_to(SOCIAL_WORKER).is_empty(),
+        "the contacts hear of it"
+    );
+    // Judged once: the same late batch again opens nothing more.
+    world.registers(&late, StatusFlags::default());
+    assert_eq!(
+        world
+            .alerts()
+            .iter()
+            .filter(|a| a.kind == "continuous_flow")
+            .count(),
+        1
+    );
 }

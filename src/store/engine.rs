@@ -18,6 +18,9 @@ use crate::domain::{StoredReading, Timestamp};
 #[derive(Debug, Clone)]
 pub struct MeterWork {
     pub evaluated_through: Option<i64>,
+    /// The earliest reading stored after detection had passed its time, when
+    /// it is within the history loaded.
+    pub late_from: Option<i64>,
     /// Meter clock of the meter's newest reading.
     pub newest: i64,
     /// Readings from the history horizon up to the newest, sorted.
@@ -147,11 +150,13 @@ impl AlertDb {
         })
     }
 
-    /// Meters with readings newer than detection has evaluated.
+    /// Meters with readings detection has not evaluated (newer ones, or late
+    /// ones from before its cursor).
     pub fn pending_meters(&self) -> Result<Vec<String>, StoreError> {
         let mut statement = self.connection.prepare(
             "SELECT meter_id FROM meter_state
-             WHERE last_reading_ts IS NOT NULL AND (evaluated_through IS NULL OR last_reading_ts > evaluated_through)",
+             WHERE last_reading_ts IS NOT NULL
+               AND (evaluated_through IS NULL OR last_reading_ts > evaluated_through OR late_from IS NOT NULL)",
         )?;
         let rows = statement.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -273,31 +278,49 @@ pub trait EngineTx {
 
 impl EngineTx for AlertTx<'_> {
     fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError> {
-        type State = (i64, Option<i64>, Option<i64>, Option<Vec<u8>>);
+        type State = (i64, Option<i64>, Option<i64>, Option<Vec<u8>>, Option<i64>);
         let state: Option<State> = self
             .tx
             .prepare_cached(
-                "SELECT meter_key, evaluated_through, last_reading_ts, routine FROM meter_state WHERE meter_id = ?1",
+                "SELECT meter_key, evaluated_through, last_reading_ts, routine, late_from
+                 FROM meter_state WHERE meter_id = ?1",
             )?
             .query_row([meter], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
             })
             .optional()?;
-        let Some((key, evaluated_through, Some(newest), routine)) = state else {
+        let Some((key, evaluated_through, Some(newest), routine, late_from)) = state else {
             return Ok(None);
         };
+        // A late reading is judged at its own time when it is no older than
+        // the history a judgement reads (older ones are history only).
+        let late_from = late_from.filter(|late| {
+            evaluated_through
+                .is_some_and(|through| *late <= through && *late >= through - history_s)
+        });
         let household = household_of(&self.tx, meter)?;
         if household.is_none() {
             // Readings of unregistered meters never alarm: nothing to load.
             return Ok(Some(MeterWork {
                 evaluated_through,
+                late_from: None,
                 newest,
                 readings: Vec::new(),
                 household,
                 routine,
             }));
         }
-        let from = evaluated_through.unwrap_or(newest).min(newest) - history_s;
+        let from = evaluated_through
+            .unwrap_or(newest)
+            .min(newest)
+            .min(late_from.unwrap_or(i64::MAX))
+            - history_s;
         let mut statement = self.tx.prepare_cached(
             "SELECT day, data FROM reading_chunks WHERE meter_key = ?1 AND day >= ?2 ORDER BY day",
         )?;
@@ -310,6 +333,7 @@ impl EngineTx for AlertTx<'_> {
         }
         Ok(Some(MeterWork {
             evaluated_through,
+            late_from,
             newest,
             readings,
             household,
@@ -329,7 +353,8 @@ impl EngineTx for AlertTx<'_> {
     ) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
-                "UPDATE meter_state SET evaluated_through = ?2, routine = coalesce(?3, routine) WHERE meter_id = ?1",
+                "UPDATE meter_state SET evaluated_through = ?2, routine = coalesce(?3, routine), late_from = NULL
+                 WHERE meter_id = ?1",
             )?
             .execute(params![meter, ts, routine])?;
         Ok(())

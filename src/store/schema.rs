@@ -233,6 +233,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE meter_state ADD COLUMN last_seq INTEGER;
     ALTER TABLE meter_state ADD COLUMN missing INTEGER NOT NULL DEFAULT 0;
     ",
+    // 9: the earliest reading stored after detection had passed its time, to
+    // be judged at its own time (cleared once it is).
+    "
+    ALTER TABLE meter_state ADD COLUMN late_from INTEGER;
+    ",
 ];
 
 /// The schema version this build writes.

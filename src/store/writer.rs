@@ -347,10 +347,15 @@ fn record_reading(
         let found = matches!((cursor.last_seq, reading.seq), (Some(last), Some(seq)) if seq < last);
         tx.prepare_cached(
             "UPDATE meter_state SET readings = readings + 1, last_message = max(last_message, ?2),
-                missing = max(missing - ?3, 0)
+                missing = max(missing - ?3, 0), late_from = min(coalesce(late_from, ?4), ?4)
              WHERE meter_key = ?1",
         )?
-        .execute(params![cursor.key, received_at.secs(), i64::from(found)])?;
+        .execute(params![
+            cursor.key,
+            received_at.secs(),
+            i64::from(found),
+            reading.ts.secs()
+        ])?;
         return Ok(());
     }
     let consumed = cursor
