@@ -253,10 +253,7 @@ async fn a_taken_broker_port_is_a_clear_error() {
 async fn an_embedded_server_with_a_password_refuses_strangers() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.mqtt.credentials = Some((
-        "gateway".into(),
-        stillwater::config::Secret::new("s3cret".into()),
-    ));
+    shared_login(&mut config, "gateway", "s3cret");
     let gateway = start_gateway(&config).await;
 
     let addr = gateway.mqtt_addr;
@@ -695,10 +692,7 @@ async fn a_meter_with_its_own_login_publishes_only_its_own_readings() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.mqtt.meter_logins = true;
-    config.mqtt.credentials = Some((
-        "concentrator".into(),
-        stillwater::config::Secret::new("c0nc3ntr4t0r".into()),
-    ));
+    shared_login(&mut config, "concentrator", "c0nc3ntr4t0r");
     let store = stillwater::store::Store::open(&config.store.path).unwrap();
     let households =
         stillwater::registry::parse_csv(include_str!("fixtures/csv/good.csv"), &config.registry)
@@ -861,4 +855,12 @@ async fn an_mqtt_5_client_is_told_the_server_speaks_3_1_1() {
         "CONNACK: unacceptable protocol version"
     );
     gateway.stop().await.unwrap();
+}
+
+/// Every client of the embedded server must log in as `user` with `password`.
+fn shared_login(config: &mut stillwater::config::Config, user: &str, password: &str) {
+    config.mqtt.credentials = Some((
+        user.into(),
+        stillwater::config::Secret::new(password.into()),
+    ));
 }
