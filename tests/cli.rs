@@ -752,6 +752,10 @@ fn installers_give_a_meter_its_own_login() {
     let unknown = stillwater(&db, &["meters", "login", "ZS-9999"]);
     assert!(!unknown.status.success());
     assert!(text(&unknown).contains("ZS-9999"), "{}", text(&unknown));
+    let shown = text(&stillwater(&db, &["meters", "show", "ZS-0001"]));
+    assert!(shown.contains("MQTT login:   its own, but"), "{shown}");
     let removed = stillwater(&db, &["meters", "login", "ZS-0001", "--remove"]);
     assert!(text(&removed).contains("removed"), "{}", text(&removed));
+    let shown = text(&stillwater(&db, &["meters", "show", "ZS-0001"]));
+    assert!(shown.contains("MQTT login:   none of its own"), "{shown}");
 }

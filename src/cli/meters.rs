@@ -154,6 +154,14 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                     if !registration.notes.is_empty() {
                         out!("  notes:        {}", registration.notes);
                     }
+                    let login = match store.meter_login(&meter)? {
+                        Some(_) if config.mqtt.meter_logins => {
+                            "its own (username = the meter id); it may publish only its own readings"
+                        }
+                        Some(_) => "its own, but [mqtt] meter_logins is off: not asked for yet",
+                        None => "none of its own (`stillwater meters login` gives it one)",
+                    };
+                    out!("  MQTT login:   {login}");
                 }
                 None => out!("  NOT REGISTERED: its readings are stored but never alarm"),
             }
