@@ -106,7 +106,9 @@ struct Town {
     days: i64,
     /// Start of the simulation (RFC 3339). Default: `days` before now, so that
     /// no reading is dated ahead of the gateway's clock (it would be rejected
-    /// as `future_ts`); now for a `run` in real time or without end.
+    /// as `future_ts`); now for a `run` in real time or without end; for
+    /// `benchmark`, 2026-09-01T00:00:00+08:00 (its gateway runs on the
+    /// simulation's clock).
     #[arg(long)]
     start: Option<String>,
     /// Random seed: the same seed gives the same homes, incidents and faults.
