@@ -864,3 +864,28 @@ fn shared_login(config: &mut stillwater::config::Config, user: &str, password: &
         stillwater::config::Secret::new(password.into()),
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_silent_past_its_keep_alive_is_disconnected() {
+    use rumqttc::mqttbytes::v4::{Connect, Packet};
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let stream = tokio::net::TcpStream::connect(gateway.mqtt_addr)
+        .await
+        .unwrap();
+    let mut meter = RawMeter {
+        stream: Box::new(stream),
+        buf: bytes::BytesMut::new(),
+    };
+    let mut connect = Connect::new("sleepy");
+    connect.keep_alive = 1;
+    meter.send(Packet::Connect(connect)).await;
+    assert!(matches!(meter.recv().await, Some(Packet::ConnAck(_))));
+    // MQTT 3.1.1, 3.1.2.10: one and a half keep-alives without a packet and
+    // the server closes the connection (the test's own limit is 30 s).
+    let started = std::time::Instant::now();
+    assert_eq!(meter.recv().await, None);
+    // Not at once (1.5 s after its last packet; a loose bound, for busy machines).
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    gateway.stop().await.unwrap();
+}
