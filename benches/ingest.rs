@@ -17,6 +17,7 @@
 //! Sizes can be lowered for a quick look: BENCH_READINGS, BENCH_METERS,
 //! BENCH_REGISTERED, BENCH_STORED, BENCH_LATENCY_HOMES. BENCH_GATEWAY_ONLY=1
 //! runs part 2 alone, for a profiler; BENCH_RATIO_ONLY=1 parts 1 and 2;
+//! BENCH_STORE_ONLY=1 part 4 alone (the store writer, for an instruction count);
 //! BENCH_STARTUP_ONLY=1 part 3 alone.
 
 use std::net::SocketAddr;
@@ -64,6 +65,12 @@ fn main() -> anyhow::Result<()> {
     if std::env::var("BENCH_STARTUP_ONLY").is_ok() {
         let (startup, rss_mib, peak_mib) = startup(dir.path(), registered)?;
         println!("3. start-up with {registered} meters:     {startup:>10.2} s to healthy; resident {rss_mib:.0} MiB (peak {peak_mib:.0} MiB)");
+        return Ok(());
+    }
+    if std::env::var("BENCH_STORE_ONLY").is_ok() {
+        // The writer alone, for an instruction count: valgrind --tool=callgrind.
+        let (bytes, write_rate) = bytes_per_reading(dir.path(), stored)?;
+        println!("4. on disk after {stored} readings:   {bytes:>10.2} bytes per reading (store writes {write_rate:.0} readings/s without MQTT)");
         return Ok(());
     }
     if std::env::var("BENCH_GATEWAY_ONLY").is_ok() {
