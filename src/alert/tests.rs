@@ -204,6 +204,14 @@ impl World {
         self.store.list_alerts(true, 100).unwrap()
     }
 
+    /// The alerts of one kind.
+    fn alerts_of(&self, kind: &str) -> Vec<crate::store::alerts::AlertRecord> {
+        self.alerts()
+            .into_iter()
+            .filter(|a| a.kind == kind)
+            .collect()
+    }
+
     fn texts(&self) -> Vec<Notification> {
         self.store.notifications(None).unwrap()
     }
@@ -1074,11 +1082,7 @@ fn a_meter_that_loses_most_of_its_readings_is_a_maintenance_alert() {
     for hour in (0..=27).step_by(3) {
         world.hours(hour, &[if hour % 6 == 0 { 20 } else { 0 }]);
     }
-    let lost: Vec<_> = world
-        .alerts()
-        .into_iter()
-        .filter(|a| a.kind == "readings_lost")
-        .collect();
+    let lost = world.alerts_of("readings_lost");
     assert_eq!(lost.len(), 1, "{:?}", world.alerts());
     // Texted to maintenance only, saying how much arrived.
     let texts: Vec<_> = world
@@ -1095,13 +1099,7 @@ fn a_meter_that_loses_most_of_its_readings_is_a_maintenance_alert() {
         .map(|h| if h % 6 == 0 { 20 } else { 0 })
         .collect();
     world.hours(28, &mended);
-    let state = world
-        .alerts()
-        .into_iter()
-        .find(|a| a.kind == "readings_lost")
-        .unwrap()
-        .state;
-    assert_eq!(state, "resolved");
+    assert_eq!(world.alerts_of("readings_lost")[0].state, "resolved");
 }
 
 #[test]
@@ -1139,11 +1137,7 @@ fn a_late_batch_is_judged_at_its_own_time() {
     // to 24:00.
     let late: Vec<(i64, i64)> = (21..=24).map(|h| (h, before + 200 * (h - 21))).collect();
     world.registers(&late, StatusFlags::default());
-    let flows: Vec<_> = world
-        .alerts()
-        .into_iter()
-        .filter(|a| a.kind == "continuous_flow")
-        .collect();
+    let flows = world.alerts_of("continuous_flow");
     assert_eq!(flows.len(), 1, "{:?}", world.alerts());
     assert_eq!(flows[0].since, world.start + 21 * HOUR);
     assert!(
@@ -1152,12 +1146,5 @@ fn a_late_batch_is_judged_at_its_own_time() {
     );
     // Judged once: the same late batch again opens nothing more.
     world.registers(&late, StatusFlags::default());
-    assert_eq!(
-        world
-            .alerts()
-            .iter()
-            .filter(|a| a.kind == "continuous_flow")
-            .count(),
-        1
-    );
+    assert_eq!(world.alerts_of("continuous_flow").len(), 1);
 }
