@@ -58,7 +58,7 @@ fn main() {
     let homes = env_size("BENCH_HOMES", 200);
     let days = env_size("BENCH_DAYS", 365);
     let config = Config::default_config();
-    let settings = Settings::new(&config.alerts);
+    let settings = Settings::new(&config.alerts, &config.rules);
     let household = HouseholdInfo {
         id: 1,
         resident_name: "bench".into(),

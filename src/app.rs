@@ -110,6 +110,16 @@ impl server::SessionBook for StoredSessions {
     }
 }
 
+/// Where a local client reaches `listener`: its address, with 127.0.0.1 for
+/// a listener on every interface.
+fn local_address(listener: &tokio::net::TcpListener) -> std::io::Result<SocketAddr> {
+    let mut addr = listener.local_addr()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip([127, 0, 0, 1].into());
+    }
+    Ok(addr)
+}
+
 /// Where readings come in.
 enum Door {
     /// The embedded MQTT server's listener, its TLS listener, and its clients' sessions.
@@ -227,20 +237,14 @@ impl Gateway {
         let (door, mqtt_addr) = match &config.mqtt.broker {
             BrokerChoice::Embedded { listen } => {
                 let bound = server::bind(*listen).await?;
-                let mut addr = bound.local_addr()?;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip([127, 0, 0, 1].into());
-                }
+                let addr = local_address(&bound)?;
                 let sessions = StoredSessions::load(store.clone(), clock.clone())?;
                 let tls = match &config.mqtt.tls {
                     Some(files) => {
                         let acceptor = server::tls_acceptor(&files.cert, &files.key)
                             .map_err(anyhow::Error::msg)?;
                         let listener = server::bind(files.listen).await?;
-                        let mut tls_addr = listener.local_addr()?;
-                        if tls_addr.ip().is_unspecified() {
-                            tls_addr.set_ip([127, 0, 0, 1].into());
-                        }
+                        let tls_addr = local_address(&listener)?;
                         mqtt_tls_addr = Some(tls_addr);
                         tracing::info!(addr = %tls_addr, "embedded MQTT server listening for TLS");
                         Some(server::TlsDoor { listener, acceptor })

@@ -167,11 +167,7 @@ fn embedded_gateway(
     dir: &Path,
     extra: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf, std::net::SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let db = dir.join("gateway.db");
     let config = dir.join("gateway.toml");
     std::fs::write(

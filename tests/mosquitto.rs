@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -230,15 +230,6 @@ fn on_private_broker(dir: &std::path::Path, port: u16) -> stillwater::config::Co
         port,
     };
     config
-}
-
-/// A free local port.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Readings published while the gateway is stopped: with `settings`, how many

@@ -30,7 +30,7 @@
 //! Longer than our usual files on purpose: every rule of the lifecycle is here,
 //! so what happens to an alert can be read in one place.
 
-use crate::config::AlertsConfig;
+use crate::config::{AlertsConfig, RulesConfig};
 use crate::detect::{Assessment, Condition, Kind, Severity};
 use crate::notify::templates::Purpose;
 use crate::store::engine::{ActiveAlert, HouseholdInfo};
@@ -60,6 +60,8 @@ pub struct Settings {
     /// `readings_lost`: the share of a day's readings that may go missing,
     /// in thousandths.
     pub readings_lost_permille: u32,
+    /// `meter_offline`: the least silence that counts, whatever the interval.
+    pub offline_at_least_s: i64,
     pub check_ins_per_day: u32,
     pub maintenance_texts_per_day: u32,
     /// Whether any maintenance phone is configured.
@@ -67,7 +69,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(alerts: &AlertsConfig) -> Self {
+    pub fn new(alerts: &AlertsConfig, rules: &RulesConfig) -> Self {
         let secs = |d: std::time::Duration| d.as_secs() as i64;
         Self {
             notify_warning: alerts.notify_warning,
@@ -77,10 +79,17 @@ impl Settings {
             leak_hold_s: secs(alerts.leak_hold),
             device_fault_hold_s: secs(alerts.device_fault_hold),
             readings_lost_permille: (alerts.readings_lost_share * 1000.0).round() as u32,
+            offline_at_least_s: rules.offline_at_least_s,
             check_ins_per_day: alerts.check_ins_per_day,
             maintenance_texts_per_day: alerts.maintenance_texts_per_day,
             maintenance_phones: !alerts.maintenance.is_empty(),
         }
+    }
+
+    /// The silence after which a meter reading every `interval_min` minutes
+    /// is offline: three intervals, and at least `offline_at_least_s`.
+    pub fn offline_after_s(&self, interval_min: u32) -> i64 {
+        (3 * 60 * i64::from(interval_min)).max(self.offline_at_least_s)
     }
 
     /// How long a kind's condition must stay absent before its alert resolves.
@@ -142,9 +151,9 @@ pub fn add_readings_lost(
     settings: &Settings,
 ) {
     let share = f64::from(settings.readings_lost_permille) / 1000.0;
-    if let Some(lost) =
-        crate::detect::readings_lost(readings, at, household.reporting_interval_min, share)
-    {
+    let interval_min = household.reporting_interval_min;
+    let offline_s = settings.offline_after_s(interval_min);
+    if let Some(lost) = crate::detect::readings_lost(readings, at, interval_min, share, offline_s) {
         assessment.conditions.push(lost);
     }
 }
@@ -681,17 +690,11 @@ pub struct Silence {
 }
 
 /// The changes opening a silent meter's `meter_offline` alert once it has been
-/// silent for three reporting intervals (and at least `at_least_s`); none before.
-pub fn offline(
-    silence: &Silence,
-    at_least_s: i64,
-    facts: &Facts<'_>,
-    settings: &Settings,
-    now: i64,
-) -> Vec<Change> {
+/// silent for [`Settings::offline_after_s`]; none before.
+pub fn offline(silence: &Silence, facts: &Facts<'_>, settings: &Settings, now: i64) -> Vec<Change> {
     let mut changes = Vec::new();
     let since = silence.since;
-    if silence.silent_s < (3 * 60 * i64::from(silence.interval_min)).max(at_least_s) {
+    if silence.silent_s < settings.offline_after_s(silence.interval_min) {
         return changes;
     }
     let detail = if silence.never_reported {

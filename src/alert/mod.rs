@@ -71,10 +71,11 @@ impl Engine {
         notifier: Arc<Notify>,
         clock: SharedClock,
     ) -> Result<Self, StoreError> {
+        let settings = Settings::new(&alerts, &rules);
         Ok(Self {
             db: AlertDb::open(store)?,
             rules,
-            settings: Settings::new(&alerts),
+            settings,
             detector: Box::new(detect::Learned),
             context: Context {
                 alerts,
@@ -263,11 +264,10 @@ impl Engine {
 
     /// The wall-clock duties: offline meters, check-ins, escalation, reminders.
     pub fn tick(&mut self, now: i64) -> Result<bool, StoreError> {
-        let offline_at_least = self.rules.offline_at_least_s;
         let (context, settings) = (&self.context, &self.settings);
         let tx = self.db.transaction()?;
         let mut queued = false;
-        for silent in tx.silent_meters(now, offline_at_least)? {
+        for silent in tx.silent_meters(now, settings.offline_at_least_s)? {
             let Some(household) = tx.household(silent.household_id)? else {
                 continue;
             };
@@ -279,7 +279,7 @@ impl Engine {
                 since: silent.last_received.unwrap_or(now),
                 never_reported: silent.last_received.is_none(),
             };
-            let changes = lifecycle::offline(&silence, offline_at_least, &facts, settings, now);
+            let changes = lifecycle::offline(&silence, &facts, settings, now);
             queued |= apply(&tx, context, &silent.meter_id, &household, changes, now)?;
         }
         for alert in tx.open_alerts()? {

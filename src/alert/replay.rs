@@ -479,7 +479,7 @@ mod tests {
     #[test]
     fn a_replay_finds_the_silence_and_the_texts_without_storing_or_sending() {
         let config = Config::default_config();
-        let settings = Settings::new(&config.alerts);
+        let settings = Settings::new(&config.alerts, &config.rules);
         let policy = config.rules.global.clone();
         let replayed = replay(&readings(), &Rules, &policy, &settings, &household(false));
         let no_usage: Vec<_> = replayed
@@ -503,7 +503,7 @@ mod tests {
     #[test]
     fn any_detector_replays_and_an_unanswered_check_in_reaches_the_contacts() {
         let config = Config::default_config();
-        let settings = Settings::new(&config.alerts);
+        let settings = Settings::new(&config.alerts, &config.rules);
         let policy = config.rules.global.clone();
         let both = Combined::new(vec![Box::new(Rules), Box::new(Rules)]);
         let replayed = replay(&readings(), &both, &policy, &settings, &household(true));
@@ -523,7 +523,7 @@ mod tests {
     #[test]
     fn a_second_setting_on_the_first_ones_background_replays_the_same() {
         let config = Config::default_config();
-        let settings = Settings::new(&config.alerts);
+        let settings = Settings::new(&config.alerts, &config.rules);
         let policy = config.rules.global.clone();
         let tried = policy.clone().with(&[
             crate::policy::Setting::parse("warning_window", "8h").unwrap(),
@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn residents_who_answer_spare_their_contacts_unless_they_are_on_the_floor() {
         let config = Config::default_config();
-        let settings = Settings::new(&config.alerts);
+        let settings = Settings::new(&config.alerts, &config.rules);
         let policy = config.rules.global.clone();
         let run = |helpless: &[(i64, i64)], acknowledged_after_s| {
             let assume = Assume {

@@ -114,7 +114,7 @@ impl World {
             &readings,
             &crate::detect::Learned,
             &config.rules.global,
-            &lifecycle::Settings::new(&config.alerts),
+            &lifecycle::Settings::new(&config.alerts, &config.rules),
             &household,
         );
         (readings, replayed)

@@ -198,7 +198,7 @@ fn replayed(
         },
         None => None,
     };
-    let mut settings = Settings::new(&config.alerts);
+    let mut settings = Settings::new(&config.alerts, &config.rules);
     settings.notify_warning |= scope.notify_warning;
     let (mut alerts, mut texts) = (Vec::new(), Vec::new());
     for meter in store.active_meters(None)? {

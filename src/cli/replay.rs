@@ -49,7 +49,7 @@ pub(crate) fn replay(config: &Config, scope: Scope) -> anyhow::Result<ExitCode> 
     } else {
         scope.meters.clone()
     };
-    let settings = Settings::new(&config.alerts);
+    let settings = Settings::new(&config.alerts, &config.rules);
     let (mut before, mut after) = (Tally::default(), Tally::default());
     let mut households = 0;
     out!(

@@ -1,6 +1,9 @@
 //! The file's sections as read (strings, numbers) and their validation into
 //! typed settings. Every problem is collected, not only the first: an operator
 //! fixes a file in one round.
+//!
+//! Long on purpose: every section's keys are checked here, side by side, so a
+//! rule about values (bounds, units, what the message says) is written once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

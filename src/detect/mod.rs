@@ -109,7 +109,7 @@ impl Assessment {
 /// `readings_lost` at `readings[at]`: of the readings a meter reporting every
 /// `interval_min` minutes should have taken in the 24 h up to this one, fewer
 /// than `1 - lost_share` arrived, lost here and there. A silence longer than
-/// three intervals (at least 3 h) is `meter_offline`'s, reported already.
+/// `offline_s` is `meter_offline`'s, reported already.
 /// Judged only once the history covers the whole day; a pure function of the
 /// readings and the schedule.
 pub fn readings_lost(
@@ -117,6 +117,7 @@ pub fn readings_lost(
     at: usize,
     interval_min: u32,
     lost_share: f64,
+    offline_s: i64,
 ) -> Option<Condition> {
     let now = readings[at].ts.secs();
     let day_start = now - 86_400;
@@ -129,7 +130,6 @@ pub fn readings_lost(
     if f64::from(received) >= f64::from(expected) * (1.0 - lost_share) {
         return None;
     }
-    let offline_s = (3 * i64::from(interval_min) * 60).max(3 * 3600);
     let scattered = readings[first.saturating_sub(1)..=at]
         .windows(2)
         .all(|pair| pair[1].ts.secs() - pair[0].ts.secs() <= offline_s);

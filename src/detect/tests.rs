@@ -382,6 +382,9 @@ fn daily_meters_show_a_quiet_day_and_never_a_leak() {
     assert_eq!(background_mlph(&early, &Policy::default()), 0);
 }
 
+/// When an hourly meter is offline at the default floor: three hours.
+const OFFLINE_HOURLY: i64 = 3 * 3600;
+
 #[test]
 fn readings_lost_counts_the_last_day_against_the_schedule() {
     let hourly = |hours: &[i64]| -> Vec<StoredReading> {
@@ -391,27 +394,36 @@ fn readings_lost_counts_the_last_day_against_the_schedule() {
     let readings = hourly(&every_third);
     let at = readings.len() - 1;
     assert_eq!(
-        crate::detect::readings_lost(&readings, at, 60, 0.5),
+        crate::detect::readings_lost(&readings, at, 60, 0.5, OFFLINE_HOURLY),
         Some(Condition::ReadingsLost {
             received: 8,
             expected: 24
         })
     );
     // The same day from a meter that reports every 3 hours lost nothing.
-    assert_eq!(crate::detect::readings_lost(&readings, at, 180, 0.5), None);
+    assert_eq!(
+        crate::detect::readings_lost(&readings, at, 180, 0.5, 9 * 3600),
+        None
+    );
     // Under a day of history: not judged yet.
-    assert_eq!(crate::detect::readings_lost(&readings, 4, 60, 0.5), None);
+    assert_eq!(
+        crate::detect::readings_lost(&readings, 4, 60, 0.5, OFFLINE_HOURLY),
+        None
+    );
     // A stricter share flags a third lost; the default does not.
     let two_in_three: Vec<i64> = (0..30).filter(|h| h % 3 != 2).collect();
     let readings = hourly(&two_in_three);
     let at = readings.len() - 1;
-    assert_eq!(crate::detect::readings_lost(&readings, at, 60, 0.5), None);
-    assert!(crate::detect::readings_lost(&readings, at, 60, 0.2).is_some());
+    assert_eq!(
+        crate::detect::readings_lost(&readings, at, 60, 0.5, OFFLINE_HOURLY),
+        None
+    );
+    assert!(crate::detect::readings_lost(&readings, at, 60, 0.2, OFFLINE_HOURLY).is_some());
     // One 14-hour silence is an offline meter, already reported as such.
     let outage: Vec<i64> = (0..30).filter(|h| !(10..24).contains(h)).collect();
     let readings = hourly(&outage);
     assert_eq!(
-        crate::detect::readings_lost(&readings, readings.len() - 1, 60, 0.5),
+        crate::detect::readings_lost(&readings, readings.len() - 1, 60, 0.5, OFFLINE_HOURLY),
         None
     );
 }

@@ -133,6 +133,8 @@ pub async fn run(
                 if let Err(error) = client.try_subscribe_many(filters) {
                     tracing::error!(%error, "could not queue the subscription");
                 }
+                // A SUBSCRIBE of its own: in the same packet as the readings'
+                // filters, a broker without `$SYS` (rumqttd) fails them all.
                 if subscription.watch_broker_drops {
                     if let Err(error) = client.try_subscribe(BROKER_DROPPED_TOPIC, QoS::AtMostOnce)
                     {

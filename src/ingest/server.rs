@@ -18,6 +18,10 @@
 //! refused), retained messages and wills. A PUBLISH larger than the gateway
 //! takes is read past, recorded as `oversize` and acknowledged: the connection
 //! survives it.
+//!
+//! Long on purpose: one connection's whole life — CONNECT, each packet, the
+//! path of an acknowledgement — reads in one place; framing, logins, TLS and
+//! the reply writer are in `server/`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -338,14 +342,9 @@ impl Session {
                     head,
                 } => {
                     let topics = &self.shared.settings.topics;
-                    let decoded = match &self.meter {
-                        Some(meter)
-                            if wire::meter_of_topic(topics, &topic) != Some(meter.as_str()) =>
-                        {
-                            login::not_permitted(topics, meter)
-                        }
-                        _ => wire::oversize(topics, &topic, payload_len),
-                    };
+                    let decoded = self
+                        .refused(&topic)
+                        .unwrap_or_else(|| wire::oversize(topics, &topic, payload_len));
                     self.hand_over(topic, decoded, &head, qos, pkid).await
                 }
                 Incoming::Packet(Packet::PubRel(pubrel)) => {
@@ -477,13 +476,19 @@ impl Session {
         } = publish;
         let now = self.arrival();
         let topics = &self.shared.settings.topics;
-        let decoded = match &self.meter {
-            Some(meter) if wire::meter_of_topic(topics, &topic) != Some(meter.as_str()) => {
-                login::not_permitted(topics, meter)
-            }
-            _ => wire::decode(topics, &topic, &payload, now),
-        };
+        let decoded = self
+            .refused(&topic)
+            .unwrap_or_else(|| wire::decode(topics, &topic, &payload, now));
         self.hand_over(topic, decoded, &payload, qos, pkid).await
+    }
+
+    /// The `not_permitted` rejection when this client, logged in as a meter,
+    /// publishes to a topic that is not that meter's.
+    fn refused(&self, topic: &str) -> Option<crate::pipeline::Decoded> {
+        let meter = self.meter.as_deref()?;
+        let topics = &self.shared.settings.topics;
+        (wire::meter_of_topic(topics, topic) != Some(meter))
+            .then(|| login::not_permitted(topics, meter))
     }
 
     fn arrival(&self) -> Arrival {

@@ -83,7 +83,7 @@ pub fn decode(topics: &Topics, topic: &str, payload: &[u8], now: Arrival) -> Dec
     if payload.len() > MAX_PAYLOAD_BYTES {
         return oversize(topics, topic, payload.len());
     }
-    if let Some(id) = native_meter_in_topic(topics, topic) {
+    if let Some(id) = meter_of_topic(topics, topic) {
         return match MeterId::parse(id) {
             Ok(meter) => native::decode(meter, payload, now),
             Err(error) => Decoded::rejected(
@@ -118,16 +118,12 @@ pub fn oversize(topics: &Topics, topic: &str, payload_len: usize) -> Decoded {
         RejectReason::Oversize,
         format!("payload is {payload_len} bytes; the limit is {MAX_PAYLOAD_BYTES}"),
     );
-    let meter = native_meter_in_topic(topics, topic).and_then(|id| MeterId::parse(id).ok());
+    let meter = meter_of_topic(topics, topic).and_then(|id| MeterId::parse(id).ok());
     Decoded::rejected(meter, rejection)
 }
 
 /// The meter a native topic names (`meters/ZS-0001/reading` → `ZS-0001`).
 pub fn meter_of_topic<'t>(topics: &Topics, topic: &'t str) -> Option<&'t str> {
-    native_meter_in_topic(topics, topic)
-}
-
-fn native_meter_in_topic<'t>(topics: &Topics, topic: &'t str) -> Option<&'t str> {
     topic
         .strip_prefix(topics.native_prefix.as_str())?
         .strip_prefix('/')?

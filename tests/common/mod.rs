@@ -171,6 +171,15 @@ impl Publisher {
     }
 }
 
+/// A local port nothing listens on just now (for a process started later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A native reading payload.
 pub fn native(ts: &str, total_l: i64) -> String {
     format!(r#"{{"ts":"{ts}","total_l":{total_l}}}"#)

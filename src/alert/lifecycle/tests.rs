@@ -16,7 +16,8 @@ fn household(check_in: bool) -> HouseholdInfo {
 }
 
 fn settings() -> Settings {
-    Settings::new(&crate::config::Config::default_config().alerts)
+    let config = crate::config::Config::default_config();
+    Settings::new(&config.alerts, &config.rules)
 }
 
 fn facts(household: &HouseholdInfo) -> Facts<'_> {
@@ -294,18 +295,21 @@ fn maintenance_texts_about_one_meter_are_capped_per_day() {
 #[test]
 fn a_meter_is_offline_after_three_intervals_or_the_floor() {
     let home = household(false);
-    let settings = settings();
     let floor = 2 * HOUR;
+    let settings = Settings {
+        offline_at_least_s: floor,
+        ..settings()
+    };
     let silence = |silent_s, interval_min| Silence {
         silent_s,
         interval_min,
         since: AT - silent_s,
         never_reported: false,
     };
-    let late = |silent| offline(&silence(silent, 60), floor, &facts(&home), &settings, AT);
+    let late = |silent| offline(&silence(silent, 60), &facts(&home), &settings, AT);
     assert!(late(3 * HOUR - 1).is_empty());
     assert_eq!(opens(&late(3 * HOUR)), 1);
-    let quarter = offline(&silence(floor, 15), floor, &facts(&home), &settings, AT);
+    let quarter = offline(&silence(floor, 15), &facts(&home), &settings, AT);
     assert_eq!(opens(&quarter), 1, "15-minute meters: the floor wins");
 }
 
