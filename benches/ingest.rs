@@ -346,10 +346,21 @@ async fn gateway(dir: &std::path::Path, readings: usize, meters: usize) -> anyho
     }
     let started = Instant::now();
     publish_all(gateway.mqtt_addr, readings, meters).await?;
+    // Committed and acknowledged, then folded into chunks and meter state (the
+    // writer's deferred work counts too).
     while gateway.metrics.readings_accepted.load(Relaxed) < readings as u64 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let acknowledged = started.elapsed();
+    while gateway.store.reading_count()? < readings as i64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let elapsed = started.elapsed();
+    println!(
+        "   (all acknowledged after {:.2} s, folded after {:.2} s)",
+        acknowledged.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
     let body = gateway.metrics.render();
     let batches = body
         .lines()

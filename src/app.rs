@@ -1,7 +1,7 @@
 //! Wiring: builds the running gateway from a [`Config`] and runs it until shutdown.
 //!
-//! Start order: store (migrations) → writer (recovers per-meter state) →
-//! alert engine and SMS provider built → HTTP listener bound → embedded MQTT
+//! Start order: store (migrations) → writer (recovers per-meter state, folds
+//! the reading log a crash left) → alert engine and SMS provider built → HTTP listener bound → embedded MQTT
 //! server bound (if configured) → then the threads and tasks: writer, alert engine
 //! (evaluates what was committed but not yet evaluated), notifier (delivers the
 //! outbox), ingest, HTTP. Whatever can fail on bad settings fails before any
@@ -202,9 +202,13 @@ impl Gateway {
             .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
         let metrics = Arc::new(Metrics::default());
         let recovery = Instant::now();
-        let writer = Writer::open(&store, config.store.rejected_keep, metrics.clone())?;
+        let mut writer = Writer::open(&store, config.store.rejected_keep, metrics.clone())?;
+        let folded = writer
+            .recover()
+            .context("cannot fold the reading log left by the last run")?;
         tracing::info!(
             meters = writer.meters_known(),
+            folded,
             millis = recovery.elapsed().as_millis() as u64,
             path = %store.path().display(),
             "store open; per-meter state recovered"

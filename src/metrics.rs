@@ -32,6 +32,8 @@ pub struct Metrics {
     /// Wall clock minus the meter clock of the newest committed reading, seconds.
     event_lag_seconds: AtomicI64,
     pub store_errors: AtomicU64,
+    /// Folds of the reading log into chunks and meter state.
+    pub folds: AtomicU64,
     /// Embedded: the server listens. External: connected to the broker and
     /// subscribed (set on SubAck, cleared on any connection error).
     pub mqtt_connected: AtomicBool,
@@ -146,6 +148,11 @@ impl Metrics {
             "stillwater_store_errors_total",
             "Failed commits (each retried).",
             self.store_errors.load(Relaxed),
+        );
+        counter(
+            "stillwater_store_folds_total",
+            "Folds of committed readings from the reading log into their chunks and meter state.",
+            self.folds.load(Relaxed),
         );
         counter(
             "stillwater_mqtt_connections_total",

@@ -22,6 +22,7 @@ pub mod alerts;
 pub mod chunk;
 pub mod engine;
 mod gate;
+mod log;
 pub mod outbox;
 pub mod rules;
 mod schema;
@@ -313,6 +314,8 @@ impl RegistryStore for Store {
             return Ok(None);
         }
         let mut recent_readings = Vec::new();
+        // One snapshot for the chunks and the log not yet folded into them.
+        let snapshot = connection.unchecked_transaction()?;
         if recent > 0 {
             let mut statement = connection.prepare(
                 "SELECT c.day, c.data FROM reading_chunks c JOIN meter_state s ON s.meter_key = c.meter_key
@@ -328,7 +331,13 @@ impl RegistryStore for Store {
                 }
             }
             recent_readings.reverse();
+            for reading in unfolded_readings(&snapshot, meter)? {
+                chunk::insert(&mut recent_readings, reading);
+            }
+            let surplus = recent_readings.len().saturating_sub(recent);
+            recent_readings.drain(..surplus);
         }
+        drop(snapshot);
         Ok(Some(MeterDetails {
             meter_id: meter.to_string(),
             registration,
@@ -400,7 +409,9 @@ impl ReadingStore for Store {
 
     fn readings(&self, meter: &str, from: i64, to: i64) -> Result<Vec<StoredReading>, StoreError> {
         let connection = self.connect()?;
-        let mut statement = connection.prepare(
+        // One snapshot for the chunks and the log not yet folded into them.
+        let snapshot = connection.unchecked_transaction()?;
+        let mut statement = snapshot.prepare(
             "SELECT c.day, c.data FROM reading_chunks c JOIN meter_state s ON s.meter_key = c.meter_key
              WHERE s.meter_id = ?1 AND c.day BETWEEN ?2 AND ?3 ORDER BY c.day",
         )?;
@@ -410,6 +421,11 @@ impl ReadingStore for Store {
         while let Some(row) = rows.next()? {
             let day = chunk::decode(row.get(0)?, &row.get::<_, Vec<u8>>(1)?)?;
             readings.extend(day.into_iter().filter(|r| r.ts >= from && r.ts < to));
+        }
+        for reading in unfolded_readings(&snapshot, meter)? {
+            if reading.ts >= from && reading.ts < to {
+                chunk::insert(&mut readings, reading);
+            }
         }
         Ok(readings)
     }
@@ -426,6 +442,29 @@ impl ReadingStore for Store {
     fn meter_state(&self, meter: &str) -> Result<Option<MeterState>, StoreError> {
         read_state(&self.connect()?, meter)
     }
+}
+
+/// The readings of `meter` committed to the reading log and not yet folded
+/// into its chunks (the gateway folds within half a second; after a crash they
+/// wait for the next start), sorted.
+fn unfolded_readings(
+    connection: &Connection,
+    meter: &str,
+) -> Result<Vec<StoredReading>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT l.data, s.meter_key FROM reading_log l, meter_state s WHERE s.meter_id = ?1 ORDER BY l.id",
+    )?;
+    let mut rows = statement.query([meter])?;
+    let mut readings = Vec::new();
+    while let Some(row) = rows.next()? {
+        let key: i64 = row.get(1)?;
+        for entry in log::decode(&row.get::<_, Vec<u8>>(0)?)? {
+            if entry.meter_key == key {
+                chunk::insert(&mut readings, entry.reading);
+            }
+        }
+    }
+    Ok(readings)
 }
 
 fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>, StoreError> {

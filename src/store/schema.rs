@@ -238,6 +238,15 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE meter_state ADD COLUMN late_from INTEGER;
     ",
+    // 10: the gateway writer's log: each commit's accepted readings as one
+    // row (store::log), folded into reading_chunks and meter_state in bulk.
+    "
+    CREATE TABLE reading_log (
+        id       INTEGER PRIMARY KEY,
+        readings INTEGER NOT NULL,                   -- entries in data
+        data     BLOB NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -24,7 +24,9 @@ pub trait ReadingStore {
     /// All stored readings of a meter in `[from, to)` (meter clock, Unix seconds), oldest first.
     fn readings(&self, meter: &str, from: i64, to: i64) -> Result<Vec<StoredReading>, StoreError>;
 
-    /// The number of stored readings over all meters.
+    /// The number of stored readings over all meters, as the meters' state
+    /// counts them: readings committed to the gateway's reading log count
+    /// once they are folded (within half a second; after a crash, at start).
     fn reading_count(&self) -> Result<i64, StoreError>;
 
     /// The per-meter state, if the meter has ever published.

@@ -1,25 +1,42 @@
 //! The writer thread: the one connection that records readings.
 //!
 //! It takes whatever messages are queued (group commit: it never waits to fill
-//! a batch), stores them in one transaction, and only after the commit runs each
+//! a batch), commits them in one transaction, and only then runs each
 //! message's acknowledgement. If a commit fails the batch is retried, never
-//! acknowledged half-done: the broker keeps what was not acknowledged.
+//! acknowledged half-done: the sender keeps what was not acknowledged.
 //!
-//! Per message: readings go into their (meter, day) chunk, unless the same
-//! meter already has a reading at that second (a duplicate, ignored). A reading
-//! newer than the meter's newest moves the meter's state on; an older one is
-//! stored and leaves the state alone; a register lower than the one before it is
-//! recorded as a register reset, never as negative consumption.
+//! In the gateway ([`Writer::run`]) a commit appends the batch's accepted
+//! readings to the reading log as one row (`store::log`) and keeps them in
+//! memory; a later transaction folds everything unfolded into the (meter, day)
+//! chunks and the meters' state rows at once and deletes the rows it folded —
+//! when no message has come for a few milliseconds, a second after the oldest
+//! unfolded reading, or at 200,000 readings. A burst thus costs one
+//! chunk write per meter and day per fold instead of one per reading. The
+//! alert engine hears of a meter after the fold. After a crash,
+//! [`Writer::recover`] folds the rows left. [`Writer::write_batch`] (imports,
+//! tests) folds in the same transaction. Readers merge unfolded rows in
+//! (`Store::readings`), so a reading is visible from its commit.
+//!
+//! Per reading: a duplicate (the same meter already has a reading at that
+//! second) changes nothing. A reading newer than the meter's newest moves the
+//! meter's state on; an older one is stored and leaves the state alone; a
+//! register lower than the one before it is recorded as a register reset,
+//! never as negative consumption.
+
+mod memory;
+mod sql;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
-use super::chunk;
-use super::{Store, StoreError};
-use crate::domain::{MeterId, Reading, StoredReading, Timestamp};
+use self::memory::{Cursor, Meters, Pending, Unfolded};
+use self::sql::{chunk_holds, fold, slot_for, Statements};
+use super::log::{self, Entry};
+use super::{chunk, Store, StoreError};
+use crate::domain::{Litres, MeterId, Reading, StatusFlags, StoredReading, Timestamp};
 use crate::metrics::Metrics;
 use crate::pipeline::{BatchOutcome, Decoded, Message, TouchedMeters, REJECTED_PAYLOAD_BYTES};
 
@@ -30,30 +47,29 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// Largest number of messages committed in one transaction.
 pub const MAX_BATCH: usize = 4096;
-
-/// What the writer keeps in memory per meter to decide on each reading.
-#[derive(Debug, Clone, Copy)]
-struct Cursor {
-    key: i64,
-    last_reading_ts: Option<Timestamp>,
-    last_total_l: Option<i64>,
-    /// The meter's counter on its newest reading, when it sends one.
-    last_seq: Option<u64>,
-}
+/// The longest a committed reading waits for its fold (and the alert engine).
+const FOLD_EVERY: Duration = Duration::from_secs(1);
+/// A fold comes this soon after the last message when no other follows.
+const FOLD_IDLE: Duration = Duration::from_millis(5);
+/// Unfolded readings that start a fold at once.
+const FOLD_READINGS: usize = 200_000;
 
 pub struct Writer {
     connection: Connection,
     store: Store,
-    /// Where the meters of each commit go (the alert engine).
+    /// Where the meters of each fold go (the alert engine).
     listener: Option<Arc<TouchedMeters>>,
     /// Every meter that has ever published, recovered from disk at start.
-    cursors: HashMap<MeterId, Cursor>,
+    meters: Meters,
+    /// Readings committed to the log and not yet folded.
+    unfolded: Unfolded,
     rejected_keep: u32,
     metrics: Arc<Metrics>,
 }
 
 impl Writer {
     /// Opens the write connection and recovers every meter's state from disk.
+    /// The gateway's writer then calls [`Writer::recover`].
     pub fn open(
         store: &Store,
         rejected_keep: u32,
@@ -64,14 +80,14 @@ impl Writer {
         // (128 MiB) and checkpoint the WAL in larger steps (16 MiB).
         connection.pragma_update(None, "cache_size", -131_072)?;
         connection.pragma_update(None, "wal_autocheckpoint", 16_384)?;
-        let mut cursors = HashMap::default();
+        let mut meters = Meters::default();
         {
             let mut statement = connection.prepare(
-                "SELECT meter_key, meter_id, last_reading_ts, last_total_l, last_seq FROM meter_state",
+                "SELECT meter_key, meter_id, last_reading_ts, last_total_l, last_seq, missing FROM meter_state",
             )?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
-                cursors.insert(
+                meters.push(
                     MeterId::parse(&row.get::<_, String>(1)?)
                         .map_err(|_| chunk::ChunkError("a meter id in meter_state is not valid"))?,
                     Cursor {
@@ -79,24 +95,27 @@ impl Writer {
                         last_reading_ts: row.get::<_, Option<i64>>(2)?.map(Timestamp::from_secs),
                         last_total_l: row.get(3)?,
                         last_seq: row.get::<_, Option<i64>>(4)?.map(|seq| seq as u64),
+                        missing: row.get(5)?,
                     },
                 );
             }
         }
-        metrics
-            .meters_known
-            .store(cursors.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics.meters_known.store(
+            meters.ids.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(Self {
             connection,
             store: store.clone(),
             listener: None,
-            cursors,
+            meters,
+            unfolded: Unfolded::default(),
             rejected_keep,
             metrics,
         })
     }
 
-    /// Names the meters of every commit to `listener`.
+    /// Names the meters of every fold to `listener`.
     pub fn with_listener(mut self, listener: Arc<TouchedMeters>) -> Self {
         self.listener = Some(listener);
         self
@@ -104,20 +123,122 @@ impl Writer {
 
     /// Number of meters the writer knows.
     pub fn meters_known(&self) -> usize {
-        self.cursors.len()
+        self.meters.ids.len()
+    }
+
+    /// Folds the reading log a stopped gateway left (committed and
+    /// acknowledged, not yet in chunks), judging each reading as it was judged
+    /// when it came. Returns the number of readings folded.
+    pub fn recover(&mut self) -> Result<usize, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .connection
+            .prepare("SELECT id, data FROM reading_log ORDER BY id")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let slots: HashMap<i64, u32> = self
+            .meters
+            .cursors
+            .iter()
+            .enumerate()
+            .map(|(slot, cursor)| (cursor.key, slot as u32))
+            .collect();
+        let _turn = self.store.turn();
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut st = Statements::new(&tx)?;
+        let parts = Parts {
+            meters: &self.meters,
+            unfolded: &self.unfolded,
+            rejected_keep: self.rejected_keep,
+        };
+        let mut pending = Pending::default();
+        let mut outcome = BatchOutcome::default();
+        for (_, data) in &rows {
+            for entry in log::decode(data)? {
+                let slot = *slots.get(&entry.meter_key).ok_or(chunk::ChunkError(
+                    "the reading log names a meter that is not in meter_state",
+                ))?;
+                let reading = Reading {
+                    meter: self.meters.ids[slot as usize].clone(),
+                    ts: entry.reading.ts,
+                    total: Litres::new(entry.reading.total_l),
+                    flow_lph: entry.reading.flow_lph,
+                    battery_pct: entry.reading.battery_pct,
+                    status: StatusFlags::from_bits(entry.reading.status),
+                    seq: entry.seq,
+                };
+                accept(
+                    &mut st,
+                    parts,
+                    &mut pending,
+                    slot,
+                    &reading,
+                    entry.received_at,
+                    &mut outcome,
+                )?;
+            }
+        }
+        let mut unfolded = Unfolded::default();
+        unfolded.absorb(&mut pending);
+        fold(&tx, &mut st, &unfolded)?;
+        for (id, _) in &rows {
+            st.delete_log.execute([id])?;
+        }
+        drop(st);
+        tx.commit()?;
+        self.meters.settle(pending);
+        tracing::info!(
+            readings = outcome.accepted,
+            "folded the readings a stopped gateway had committed to its log"
+        );
+        Ok(outcome.accepted as usize)
     }
 
     /// Receives until the channel closes: each time, everything queued goes into
-    /// one transaction, then its acknowledgements run.
+    /// one transaction, then its acknowledgements run; folds as the module says.
     pub fn run(mut self, inbox: mpsc::Receiver<Message>) {
-        self.receive(inbox);
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(runtime) => self.receive(&runtime, inbox),
+            Err(error) => tracing::error!(%error, "the store writer cannot wait for messages"),
+        }
+        if !self.unfolded.is_empty() {
+            // Whatever cannot be folded now stays in the log for the next start.
+            if let Err(error) = self.fold_unfolded() {
+                tracing::error!(%error, "could not fold the reading log at shutdown; the next start will");
+            }
+        }
         if let Some(listener) = &self.listener {
             listener.close();
         }
     }
 
-    fn receive(&mut self, mut inbox: mpsc::Receiver<Message>) {
-        while let Some(first) = inbox.blocking_recv() {
+    fn receive(&mut self, runtime: &tokio::runtime::Runtime, mut inbox: mpsc::Receiver<Message>) {
+        let mut last_append = Instant::now();
+        loop {
+            let next = match self.unfolded.oldest {
+                None => runtime.block_on(inbox.recv()),
+                Some(oldest) => {
+                    let due = (oldest + FOLD_EVERY).min(last_append + FOLD_IDLE);
+                    let wait = async { tokio::time::timeout_at(due.into(), inbox.recv()).await };
+                    match runtime.block_on(wait) {
+                        Ok(next) => next,
+                        Err(_) => {
+                            if !self.fold_retrying(&inbox) {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(first) = next else { return };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match inbox.try_recv() {
@@ -126,125 +247,149 @@ impl Writer {
                 }
             }
             let mut backoff = Duration::from_millis(100);
-            loop {
-                match self.write_batch(&batch) {
-                    Ok(_) => break,
-                    Err(error) => {
-                        self.metrics
-                            .store_errors
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::error!(%error, messages = batch.len(), "could not commit readings; retrying, nothing was acknowledged");
-                        if inbox.is_closed() {
-                            return;
-                        }
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
+            while let Err(error) = self.append(&batch) {
+                self.metrics
+                    .store_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(%error, messages = batch.len(), "could not commit readings; retrying, nothing was acknowledged");
+                if inbox.is_closed() {
+                    return;
                 }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             for message in batch {
                 if let Some(ack) = message.ack {
                     ack();
                 }
             }
+            last_append = Instant::now();
+            let full = self.unfolded.readings >= FOLD_READINGS
+                || self
+                    .unfolded
+                    .oldest
+                    .is_some_and(|oldest| oldest.elapsed() >= FOLD_EVERY);
+            if full && !self.fold_retrying(&inbox) {
+                return;
+            }
         }
     }
 
-    /// Stores a batch in one transaction. On error nothing is stored and the
+    /// Folds until it succeeds; false when the inbox closed meanwhile.
+    fn fold_retrying(&mut self, inbox: &mpsc::Receiver<Message>) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        while let Err(error) = self.fold_unfolded() {
+            self.metrics
+                .store_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(%error, readings = self.unfolded.readings, "could not fold the reading log; retrying (the readings are safe in it)");
+            if inbox.is_closed() {
+                return false;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        true
+    }
+
+    /// Commits a batch to the reading log. On error nothing is stored and the
     /// in-memory state is as before.
-    pub fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
-        let mut pending = Pending::default();
-        let mut outcome = BatchOutcome::default();
+    fn append(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
         let _turn = self.store.turn();
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut st = Statements::new(&tx)?;
-        for message in batch {
-            outcome.messages += 1;
-            let Decoded {
-                meter,
-                readings,
-                rejections,
-            } = &message.decoded;
-            for reading in readings {
-                let cursor = cursor_for(
-                    &tx,
-                    &self.cursors,
-                    &mut pending,
-                    &reading.meter,
-                    message.received_at,
-                )?;
-                record_reading(
-                    &tx,
-                    &mut st,
-                    &mut pending,
-                    cursor,
-                    reading,
-                    message.received_at,
-                    &mut outcome,
-                )?;
-            }
-            if !rejections.is_empty() {
-                let payload =
-                    &message.payload_head[..message.payload_head.len().min(REJECTED_PAYLOAD_BYTES)];
-                for rejection in rejections {
-                    tx.prepare_cached(
-                        "INSERT INTO rejected_messages (received_at, topic, meter_id, reason, detail, payload)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![
-                        message.received_at.secs(),
-                        message.topic,
-                        meter.as_ref().map(MeterId::as_str),
-                        rejection.reason.as_str(),
-                        rejection.detail,
-                        payload
-                    ])?;
-                }
-                outcome.rejected += rejections.len() as u64;
-                if let Some(meter) = meter {
-                    let cursor =
-                        cursor_for(&tx, &self.cursors, &mut pending, meter, message.received_at)?;
-                    tx.prepare_cached(
-                        "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
-                         WHERE meter_key = ?1",
-                    )?
-                    .execute(params![cursor.key, rejections.len() as i64, message.received_at.secs()])?;
-                }
-            }
-        }
-        for ((key, day), readings) in &pending.chunks {
-            if readings.changed {
-                st.upsert_chunk.execute(params![
-                    key,
-                    day,
-                    chunk::encode(*day, &readings.readings)
-                ])?;
-            }
+        let parts = Parts {
+            meters: &self.meters,
+            unfolded: &self.unfolded,
+            rejected_keep: self.rejected_keep,
+        };
+        let (mut pending, outcome) = stage(parts, &tx, &mut st, batch)?;
+        let logged = pending.log.entries() > 0;
+        if logged {
+            st.append_log
+                .execute(params![pending.log.entries() as i64, pending.log.bytes()])?;
+            self.unfolded.log_rows.push(tx.last_insert_rowid());
         }
         drop(st);
-        if outcome.rejected > 0 {
-            tx.prepare_cached(
-                "DELETE FROM rejected_messages WHERE id <= (SELECT max(id) FROM rejected_messages) - ?1",
-            )?
-            .execute([i64::from(self.rejected_keep)])?;
+        if let Err(error) = tx.commit() {
+            if logged {
+                self.unfolded.log_rows.pop();
+            }
+            return Err(error.into());
         }
+        self.unfolded.absorb(&mut pending);
+        self.settle(pending, batch, &outcome);
+        Ok(outcome)
+    }
+
+    /// Stores a batch and folds it in one transaction. On error nothing is
+    /// stored and the in-memory state is as before.
+    pub fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
+        let _turn = self.store.turn();
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut st = Statements::new(&tx)?;
+        let parts = Parts {
+            meters: &self.meters,
+            unfolded: &self.unfolded,
+            rejected_keep: self.rejected_keep,
+        };
+        let (mut pending, outcome) = stage(parts, &tx, &mut st, batch)?;
+        let mut unfolded = Unfolded::default();
+        unfolded.absorb(&mut pending);
+        fold(&tx, &mut st, &unfolded)?;
+        drop(st);
         tx.commit()?;
+        self.settle(pending, batch, &outcome);
+        self.announce(unfolded.touched);
+        Ok(outcome)
+    }
+
+    /// Folds every unfolded reading into its chunk and state row, deletes the
+    /// log rows that held them, and names their meters to the listener.
+    fn fold_unfolded(&mut self) -> Result<(), StoreError> {
+        {
+            let _turn = self.store.turn();
+            let tx = self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut st = Statements::new(&tx)?;
+            fold(&tx, &mut st, &self.unfolded)?;
+            for id in &self.unfolded.log_rows {
+                st.delete_log.execute([id])?;
+            }
+            drop(st);
+            tx.commit()?;
+        }
+        let unfolded = std::mem::take(&mut self.unfolded);
+        self.metrics
+            .folds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.announce(unfolded.touched);
+        Ok(())
+    }
+
+    /// After a commit: the cursors catch up with what was committed.
+    fn settle(&mut self, pending: Pending, batch: &[Message], outcome: &BatchOutcome) {
+        let new_meters = pending.new.len() as u64;
+        self.meters.settle(pending);
+        self.metrics.record_batch(outcome, batch, new_meters);
+    }
+
+    /// Names the meters of `slots` to the listener.
+    fn announce(&self, slots: HashSet<u32>) {
         if let Some(listener) = &self.listener {
-            if !pending.touched.is_empty() {
-                listener.add(pending.touched.drain());
+            if !slots.is_empty() {
+                listener.add(
+                    slots
+                        .into_iter()
+                        .map(|slot| self.meters.ids[slot as usize].clone()),
+                );
             }
         }
-        let new_meters = pending
-            .cursors
-            .keys()
-            .filter(|id| !self.cursors.contains_key(*id))
-            .count();
-        self.cursors.extend(pending.cursors);
-        self.metrics
-            .record_batch(&outcome, batch, new_meters as u64);
-        Ok(outcome)
     }
 }
 
@@ -254,113 +399,112 @@ impl super::traits::ReadingWriter for Writer {
     }
 }
 
-/// The statements every reading uses, prepared once per transaction (looking
-/// each up in the statement cache hashed its whole SQL text, per reading).
-struct Statements<'t> {
-    chunk: CachedStatement<'t>,
-    upsert_chunk: CachedStatement<'t>,
-    duplicate: CachedStatement<'t>,
-    late: CachedStatement<'t>,
-    newest: CachedStatement<'t>,
+/// What staging a batch reads of the writer beside its connection.
+#[derive(Clone, Copy)]
+struct Parts<'w> {
+    meters: &'w Meters,
+    unfolded: &'w Unfolded,
+    rejected_keep: u32,
 }
 
-impl<'t> Statements<'t> {
-    fn new(tx: &'t Connection) -> Result<Self, StoreError> {
-        Ok(Self {
-            chunk: tx.prepare_cached(
-                "SELECT data FROM reading_chunks WHERE meter_key = ?1 AND day = ?2",
-            )?,
-            upsert_chunk: tx.prepare_cached(
-                "INSERT INTO reading_chunks (meter_key, day, data) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (meter_key, day) DO UPDATE SET data = excluded.data",
-            )?,
-            duplicate: tx.prepare_cached(
-                "UPDATE meter_state SET last_message = max(last_message, ?2) WHERE meter_key = ?1",
-            )?,
-            late: tx.prepare_cached(
-                "UPDATE meter_state SET readings = readings + 1, last_message = max(last_message, ?2),
-                    missing = max(missing - ?3, 0), late_from = min(coalesce(late_from, ?4), ?4)
-                 WHERE meter_key = ?1",
-            )?,
-            newest: tx.prepare_cached(
-                "UPDATE meter_state SET
-                    last_message = max(last_message, ?2), last_reading_ts = ?3, last_received = ?2,
-                    last_total_l = ?4, last_flow_lph = ?5, last_battery_pct = ?6, last_status = ?7,
-                    last_consumption_ts = CASE WHEN ?8 THEN ?3 ELSE last_consumption_ts END,
-                    readings = readings + 1, register_resets = register_resets + ?9,
-                    last_seq = coalesce(?10, last_seq), missing = missing + ?11
-                 WHERE meter_key = ?1",
-            )?,
-        })
-    }
-}
-
-/// Changes made by the current transaction, applied to memory only after commit.
-#[derive(Default)]
-struct Pending {
-    cursors: HashMap<MeterId, Cursor>,
-    /// Meters with a new reading in this transaction.
-    touched: HashSet<MeterId>,
-    chunks: HashMap<(i64, i64), PendingChunk>,
-}
-
-struct PendingChunk {
-    readings: Vec<StoredReading>,
-    changed: bool,
-}
-
-fn cursor_for(
-    tx: &Connection,
-    cursors: &HashMap<MeterId, Cursor>,
-    pending: &mut Pending,
-    meter: &MeterId,
-    received_at: Timestamp,
-) -> Result<Cursor, StoreError> {
-    if let Some(cursor) = pending.cursors.get(meter).or_else(|| cursors.get(meter)) {
-        return Ok(*cursor);
-    }
-    tx.prepare_cached(
-        "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)",
-    )?
-    .execute(params![meter.as_str(), received_at.secs()])?;
-    let cursor = Cursor {
-        key: tx.last_insert_rowid(),
-        last_reading_ts: None,
-        last_total_l: None,
-        last_seq: None,
-    };
-    pending.cursors.insert(meter.clone(), cursor);
-    Ok(cursor)
-}
-
-fn record_reading(
+/// Decides on every message of a batch inside `tx`: rejections are written at
+/// once; accepted readings are returned, with their log row, to be folded.
+fn stage(
+    parts: Parts<'_>,
     tx: &Connection,
     st: &mut Statements<'_>,
+    batch: &[Message],
+) -> Result<(Pending, BatchOutcome), StoreError> {
+    let mut pending = Pending::default();
+    let mut outcome = BatchOutcome::default();
+    for message in batch {
+        outcome.messages += 1;
+        let Decoded {
+            meter,
+            readings,
+            rejections,
+        } = &message.decoded;
+        for reading in readings {
+            let slot = slot_for(
+                tx,
+                parts.meters,
+                &mut pending,
+                &reading.meter,
+                message.received_at,
+            )?;
+            accept(
+                st,
+                parts,
+                &mut pending,
+                slot,
+                reading,
+                message.received_at,
+                &mut outcome,
+            )?;
+        }
+        if !rejections.is_empty() {
+            let payload =
+                &message.payload_head[..message.payload_head.len().min(REJECTED_PAYLOAD_BYTES)];
+            for rejection in rejections {
+                tx.prepare_cached(
+                    "INSERT INTO rejected_messages (received_at, topic, meter_id, reason, detail, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    message.received_at.secs(),
+                    message.topic,
+                    meter.as_ref().map(MeterId::as_str),
+                    rejection.reason.as_str(),
+                    rejection.detail,
+                    payload
+                ])?;
+            }
+            outcome.rejected += rejections.len() as u64;
+            if let Some(meter) = meter {
+                let slot = slot_for(tx, parts.meters, &mut pending, meter, message.received_at)?;
+                let cursor = pending.cursor(parts.meters, slot);
+                tx.prepare_cached(
+                    "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
+                     WHERE meter_key = ?1",
+                )?
+                .execute(params![cursor.key, rejections.len() as i64, message.received_at.secs()])?;
+            }
+        }
+    }
+    if outcome.rejected > 0 {
+        tx.prepare_cached(
+            "DELETE FROM rejected_messages WHERE id <= (SELECT max(id) FROM rejected_messages) - ?1",
+        )?
+        .execute([i64::from(parts.rejected_keep)])?;
+    }
+    Ok((pending, outcome))
+}
+
+/// Decides on one reading: a duplicate, a late reading or the meter's newest.
+fn accept(
+    st: &mut Statements<'_>,
+    parts: Parts<'_>,
     pending: &mut Pending,
-    cursor: Cursor,
+    slot: u32,
     reading: &Reading,
     received_at: Timestamp,
     outcome: &mut BatchOutcome,
 ) -> Result<(), StoreError> {
+    let cursor = pending.cursor(parts.meters, slot);
+    let key = cursor.key;
     let day = chunk::day_of(reading.ts);
-    let chunk = match pending.chunks.entry((cursor.key, day)) {
-        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-        std::collections::hash_map::Entry::Vacant(entry) => {
-            let data: Option<Vec<u8>> = st
-                .chunk
-                .query_row(params![cursor.key, day], |row| row.get(0))
-                .optional()?;
-            let readings = match data {
-                Some(data) => chunk::decode(day, &data)?,
-                None => Vec::new(),
-            };
-            entry.insert(PendingChunk {
-                readings,
-                changed: false,
-            })
-        }
-    };
     let newest = cursor.last_reading_ts.is_none_or(|last| reading.ts > last);
+    // Only a reading at or before the meter's newest can be a duplicate.
+    if !newest
+        && (pending.holds(key, reading.ts)
+            || parts.unfolded.holds(key, day, reading.ts)
+            || chunk_holds(st, key, day, reading.ts)?)
+    {
+        outcome.duplicates += 1;
+        let change = pending.changes.entry(key).or_default();
+        change.last_message = change.last_message.max(Some(received_at));
+        return Ok(());
+    }
     let register_reset = newest
         && cursor
             .last_total_l
@@ -373,67 +517,59 @@ fn record_reading(
         status: reading.status.bits(),
         register_reset,
     };
-    if !chunk::insert(&mut chunk.readings, stored) {
-        outcome.duplicates += 1;
-        st.duplicate
-            .execute(params![cursor.key, received_at.secs()])?;
-        return Ok(());
-    }
-    chunk.changed = true;
+    pending.readings.push((slot, key, stored));
+    pending.log.push(&Entry {
+        meter_key: key,
+        reading: stored,
+        seq: reading.seq,
+        received_at,
+    });
     outcome.accepted += 1;
-    pending.touched.insert(reading.meter.clone());
-    if !newest {
+    let mut next = cursor;
+    let change = pending.changes.entry(key).or_default();
+    change.last_message = change.last_message.max(Some(received_at));
+    change.readings += 1;
+    if newest {
+        // Readings the meter's counter says it sent between its newest stored
+        // one and this one (a counter that went back was reset: nothing counted).
+        let missing = match (cursor.last_seq, reading.seq) {
+            (Some(last), Some(seq)) if seq > last + 1 => {
+                (seq - last - 1).min(i64::MAX as u64) as i64
+            }
+            _ => 0,
+        };
+        outcome.missing += missing as u64;
+        if register_reset {
+            outcome.register_resets += 1;
+            change.resets.push((
+                reading.ts,
+                cursor.last_total_l.unwrap_or(0),
+                reading.total.get(),
+            ));
+        }
+        if cursor
+            .last_total_l
+            .is_some_and(|last| reading.total.get() > last)
+        {
+            change.last_consumption = Some(reading.ts);
+        }
+        change.newest = Some((stored, received_at));
+        next.last_reading_ts = Some(reading.ts);
+        next.last_total_l = Some(reading.total.get());
+        next.last_seq = reading.seq.or(cursor.last_seq);
+        next.missing = cursor.missing.saturating_add(missing);
+    } else {
         outcome.out_of_order += 1;
         // A late reading from inside a counted gap is no longer missing.
-        let found = matches!((cursor.last_seq, reading.seq), (Some(last), Some(seq)) if seq < last);
-        st.late.execute(params![
-            cursor.key,
-            received_at.secs(),
-            i64::from(found),
-            reading.ts.secs()
-        ])?;
-        return Ok(());
+        if matches!((cursor.last_seq, reading.seq), (Some(last), Some(seq)) if seq < last) {
+            next.missing = (cursor.missing - 1).max(0);
+        }
+        change.late_from = Some(change.late_from.map_or(reading.ts, |t| t.min(reading.ts)));
     }
-    let consumed = cursor
-        .last_total_l
-        .is_some_and(|last| reading.total.get() > last);
-    // Readings the meter's counter says it sent between its newest stored one
-    // and this one (a counter that went back was reset: nothing counted).
-    let missing = match (cursor.last_seq, reading.seq) {
-        (Some(last), Some(seq)) if seq > last + 1 => (seq - last - 1).min(i64::MAX as u64) as i64,
-        _ => 0,
-    };
-    outcome.missing += missing as u64;
-    if register_reset {
-        outcome.register_resets += 1;
-        tx.prepare_cached("INSERT INTO meter_events (meter_key, ts, kind, detail) VALUES (?1, ?2, 'register_reset', ?3)")?
-            .execute(params![
-                cursor.key,
-                reading.ts.secs(),
-                format!("register went from {} L to {} L", cursor.last_total_l.unwrap_or(0), reading.total.get())
-            ])?;
-    }
-    st.newest.execute(params![
-        cursor.key,
-        received_at.secs(),
-        reading.ts.secs(),
-        reading.total.get(),
-        reading.flow_lph,
-        reading.battery_pct,
-        reading.status.bits(),
-        consumed,
-        i64::from(register_reset),
-        reading.seq.map(|seq| seq.min(i64::MAX as u64) as i64),
-        missing
-    ])?;
-    pending.cursors.insert(
-        reading.meter.clone(),
-        Cursor {
-            key: cursor.key,
-            last_reading_ts: Some(reading.ts),
-            last_total_l: Some(reading.total.get()),
-            last_seq: reading.seq.or(cursor.last_seq),
-        },
-    );
+    change.counted = Some((next.last_seq, next.missing));
+    pending.cursors.insert(slot, next);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -196,6 +196,12 @@ fn parse_timestamp(
             ))
         }
     };
+    timestamp_text(field, text, now)
+}
+
+/// An RFC 3339 timestamp from the text of field `field`, checked against the
+/// gateway's clock.
+fn timestamp_text(field: &str, text: &str, now: Arrival) -> Result<Timestamp, Rejection> {
     let ts = chrono::DateTime::parse_from_rfc3339(text)
         .map_err(|error| {
             Rejection::new(

@@ -5,12 +5,63 @@ use serde_json::{Map, Value};
 
 use super::{
     add_flags, check_flow, check_total, json_kind, m3_to_litres, parse_object, parse_timestamp,
-    MAX_BATCH_READINGS,
+    timestamp_text, MAX_BATCH_READINGS,
 };
 use crate::domain::{MeterId, Reading, StatusFlags};
 use crate::pipeline::{Decoded, RejectReason, Rejection};
 
+/// The usual single reading, decoded without building a JSON tree. Anything
+/// else — a batch, status flags, `total_m3`, other fields, a wrong type or an
+/// out-of-range value — goes the general way, which words every rejection.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Plain<'a> {
+    ts: &'a str,
+    total_l: i64,
+    #[serde(default)]
+    flow_lph: Option<f64>,
+    #[serde(default)]
+    battery_pct: Option<u8>,
+    #[serde(default)]
+    seq: Option<u64>,
+}
+
+impl Plain<'_> {
+    fn reading(&self, meter: &MeterId, now: super::Arrival) -> Option<Reading> {
+        Some(Reading {
+            meter: meter.clone(),
+            ts: timestamp_text("ts", self.ts, now).ok()?,
+            total: check_total("total_l", self.total_l).ok()?,
+            flow_lph: match self.flow_lph {
+                Some(flow) => Some(check_flow("flow_lph", flow).ok()?),
+                None => None,
+            },
+            battery_pct: match self.battery_pct {
+                Some(pct) if pct > 100 => return None,
+                pct => pct,
+            },
+            status: StatusFlags::default(),
+            seq: self.seq,
+        })
+    }
+}
+
 pub(super) fn decode(meter: MeterId, payload: &[u8], now: super::Arrival) -> Decoded {
+    match serde_json::from_slice::<Plain>(payload)
+        .ok()
+        .and_then(|plain| plain.reading(&meter, now))
+    {
+        Some(reading) => Decoded {
+            meter: Some(meter),
+            readings: vec![reading],
+            rejections: Vec::new(),
+        },
+        None => general(meter, payload, now),
+    }
+}
+
+/// Any payload, through a JSON tree.
+pub(super) fn general(meter: MeterId, payload: &[u8], now: super::Arrival) -> Decoded {
     let mut decoded = Decoded {
         meter: Some(meter.clone()),
         ..Decoded::default()

@@ -266,3 +266,50 @@ fn a_reading_dated_ahead_of_the_gateways_clock_is_future_ts() {
     assert_eq!(batch.readings.len(), 1);
     assert_eq!(batch.rejections[0].reason, RejectReason::FutureTs);
 }
+
+#[test]
+fn the_quick_path_for_a_plain_reading_decodes_exactly_as_the_general_one() {
+    let ts = r#""ts":"2026-11-23T10:00:00+08:00""#;
+    let cases = [
+        format!(r#"{{{ts},"total_l":123456}}"#),
+        format!(r#"{{{ts},"total_l":123456,"flow_lph":12.6,"battery_pct":100,"seq":7}}"#),
+        format!(r#"{{{ts},"total_l":5,"flow_lph":null,"battery_pct":null,"seq":null}}"#),
+        format!(r#"{{{ts},"total_l":5,"battery_pct":101}}"#),
+        format!(r#"{{{ts},"total_l":5,"battery_pct":87.0}}"#),
+        format!(r#"{{{ts},"total_l":5,"battery_pct":-1}}"#),
+        format!(r#"{{{ts},"total_l":5,"seq":-1}}"#),
+        format!(r#"{{{ts},"total_l":5,"seq":1.5}}"#),
+        format!(r#"{{{ts},"total_l":5.5}}"#),
+        format!(r#"{{{ts},"total_l":-1}}"#),
+        format!(r#"{{{ts},"total_l":null,"total_m3":1.25}}"#),
+        format!(r#"{{{ts},"total_l":5,"flow_lph":-3}}"#),
+        format!(r#"{{{ts},"total_l":5,"total_l":6}}"#),
+        format!(r#"{{{ts},"total_l":5,"status":["LEAK"]}}"#),
+        format!(r#"{{{ts},"total_l":5,"vendor":{{"rssi":-80}}}}"#),
+        r#"{"ts":"2026-11-23T10:00:00\u002B08:00","total_l":5}"#.to_string(),
+        r#"{"ts":"2026-11-29T10:00:00+08:00","total_l":5}"#.to_string(),
+        r#"{"ts":"1999-12-31T23:00:00Z","total_l":5}"#.to_string(),
+        r#"{"ts":1795392000,"total_l":5}"#.to_string(),
+        r#"{"total_l":5}"#.to_string(),
+        r#"{"ts":"2026-11-23T10:00:00+08:00"}"#.to_string(),
+        r#"[1,2]"#.to_string(),
+        r#"{"#.to_string(),
+    ];
+    for payload in &cases {
+        let meter = MeterId::parse("WM-1").unwrap();
+        assert_eq!(
+            native::decode(meter.clone(), payload.as_bytes(), NEXT_DAY),
+            native::general(meter, payload.as_bytes(), NEXT_DAY),
+            "{payload}"
+        );
+    }
+    // The cases reach both outcomes of the quick path's checks.
+    let quick = native(&cases[1]);
+    assert_eq!(quick.readings[0].flow_lph, Some(13));
+    assert_eq!(quick.readings[0].battery_pct, Some(100));
+    assert_eq!(quick.readings[0].seq, Some(7));
+    assert_eq!(
+        only_rejection(&native(&cases[3])).reason,
+        RejectReason::AbsurdValue
+    );
+}

@@ -1,0 +1,167 @@
+//! The writer's SQL: its prepared statements, a meter's first state row, the
+//! duplicate check against a stored chunk, and the fold.
+
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
+
+use super::memory::{Cursor, Meters, Pending, Unfolded};
+use crate::domain::{MeterId, Timestamp};
+use crate::store::{chunk, StoreError};
+
+/// The statements the writer uses per reading or per meter, prepared once per
+/// transaction (looking each up in the statement cache hashed its whole SQL
+/// text, per reading).
+pub(super) struct Statements<'t> {
+    chunk: CachedStatement<'t>,
+    upsert_chunk: CachedStatement<'t>,
+    state: CachedStatement<'t>,
+    pub(super) append_log: CachedStatement<'t>,
+    pub(super) delete_log: CachedStatement<'t>,
+}
+
+impl<'t> Statements<'t> {
+    pub(super) fn new(tx: &'t Connection) -> Result<Self, StoreError> {
+        Ok(Self {
+            chunk: tx.prepare_cached(
+                "SELECT data FROM reading_chunks WHERE meter_key = ?1 AND day = ?2",
+            )?,
+            upsert_chunk: tx.prepare_cached(
+                "INSERT INTO reading_chunks (meter_key, day, data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (meter_key, day) DO UPDATE SET data = excluded.data",
+            )?,
+            // ?3 is the newest reading's time when the fold has one: its
+            // columns move only then.
+            state: tx.prepare_cached(
+                "UPDATE meter_state SET
+                    last_message = max(last_message, coalesce(?2, last_message)),
+                    last_reading_ts = coalesce(?3, last_reading_ts),
+                    last_received = CASE WHEN ?3 IS NULL THEN last_received ELSE ?4 END,
+                    last_total_l = CASE WHEN ?3 IS NULL THEN last_total_l ELSE ?5 END,
+                    last_flow_lph = CASE WHEN ?3 IS NULL THEN last_flow_lph ELSE ?6 END,
+                    last_battery_pct = CASE WHEN ?3 IS NULL THEN last_battery_pct ELSE ?7 END,
+                    last_status = CASE WHEN ?3 IS NULL THEN last_status ELSE ?8 END,
+                    last_consumption_ts = coalesce(?9, last_consumption_ts),
+                    readings = readings + ?10, register_resets = register_resets + ?11,
+                    last_seq = CASE WHEN ?12 THEN ?13 ELSE last_seq END,
+                    missing = CASE WHEN ?12 THEN ?14 ELSE missing END,
+                    late_from = CASE WHEN ?15 IS NULL THEN late_from
+                                     ELSE min(coalesce(late_from, ?15), ?15) END
+                 WHERE meter_key = ?1",
+            )?,
+            append_log: tx
+                .prepare_cached("INSERT INTO reading_log (readings, data) VALUES (?1, ?2)")?,
+            delete_log: tx.prepare_cached("DELETE FROM reading_log WHERE id = ?1")?,
+        })
+    }
+}
+
+/// The slot of `meter`; a meter never seen before gets its state row.
+pub(super) fn slot_for(
+    tx: &Connection,
+    meters: &Meters,
+    pending: &mut Pending,
+    meter: &MeterId,
+    received_at: Timestamp,
+) -> Result<u32, StoreError> {
+    if let Some(slot) = meters
+        .slots
+        .get(meter)
+        .or_else(|| pending.new_slots.get(meter))
+    {
+        return Ok(*slot);
+    }
+    tx.prepare_cached(
+        "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)",
+    )?
+    .execute(params![meter.as_str(), received_at.secs()])?;
+    let slot = (meters.ids.len() + pending.new.len()) as u32;
+    pending.new.push(meter.clone());
+    pending.new_slots.insert(meter.clone(), slot);
+    pending
+        .cursors
+        .insert(slot, Cursor::new(tx.last_insert_rowid()));
+    Ok(slot)
+}
+
+/// Whether the stored chunk of (`key`, `day`) has a reading at `ts`.
+pub(super) fn chunk_holds(
+    st: &mut Statements<'_>,
+    key: i64,
+    day: i64,
+    ts: Timestamp,
+) -> Result<bool, StoreError> {
+    let data: Option<Vec<u8>> = st
+        .chunk
+        .query_row(params![key, day], |row| row.get(0))
+        .optional()?;
+    Ok(match data {
+        Some(data) => chunk::decode(day, &data)?
+            .binary_search_by_key(&ts, |r| r.ts)
+            .is_ok(),
+        None => false,
+    })
+}
+
+/// Writes `unfolded` into the chunks, the meters' state rows and their events.
+pub(super) fn fold(
+    tx: &Connection,
+    st: &mut Statements<'_>,
+    unfolded: &Unfolded,
+) -> Result<(), StoreError> {
+    for (&(key, day), readings) in &unfolded.chunks {
+        let data: Option<Vec<u8>> = st
+            .chunk
+            .query_row(params![key, day], |row| row.get(0))
+            .optional()?;
+        let merged = match data {
+            Some(data) => {
+                let mut stored = chunk::decode(day, &data)?;
+                for reading in readings {
+                    chunk::insert(&mut stored, *reading);
+                }
+                stored
+            }
+            None => readings.clone(),
+        };
+        st.upsert_chunk
+            .execute(params![key, day, chunk::encode(day, &merged)])?;
+    }
+    for (&key, change) in &unfolded.meters {
+        let newest = change.newest.as_ref();
+        let (counted, seq, missing) = match change.counted {
+            Some((seq, missing)) => (
+                true,
+                seq.map(|seq| seq.min(i64::MAX as u64) as i64),
+                missing,
+            ),
+            None => (false, None, 0),
+        };
+        st.state.execute(params![
+            key,
+            change.last_message.map(Timestamp::secs),
+            newest.map(|(r, _)| r.ts.secs()),
+            newest.map(|(_, received)| received.secs()),
+            newest.map(|(r, _)| r.total_l),
+            newest.and_then(|(r, _)| r.flow_lph),
+            newest.and_then(|(r, _)| r.battery_pct),
+            newest.map(|(r, _)| r.status),
+            change.last_consumption.map(Timestamp::secs),
+            change.readings,
+            change.resets.len() as i64,
+            counted,
+            seq,
+            missing,
+            change.late_from.map(Timestamp::secs),
+        ])?;
+        for (ts, before, after) in &change.resets {
+            tx.prepare_cached(
+                "INSERT INTO meter_events (meter_key, ts, kind, detail) VALUES (?1, ?2, 'register_reset', ?3)",
+            )?
+            .execute(params![
+                key,
+                ts.secs(),
+                format!("register went from {before} L to {after} L")
+            ])?;
+        }
+    }
+    Ok(())
+}
