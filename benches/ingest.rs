@@ -6,7 +6,9 @@
 //!    behind a broker could reach;
 //! 2. the gateway's durable ingest rate, the same publishers connected to its
 //!    embedded MQTT server (every reading committed to SQLite before its
-//!    PUBACK), and the ratio of the two;
+//!    PUBACK, and counted once folded into its chunk), and the ratio of the
+//!    two — parts 1 and 2 take turns three times (BENCH_PAIRS), and the median
+//!    ratio counts;
 //! 3. start-up (recovery) time and resident memory of the `stillwater` binary
 //!    with 1,000,000 registered meters that all have per-meter state and a
 //!    learned routine;
@@ -79,16 +81,30 @@ fn main() -> anyhow::Result<()> {
         println!("2. gateway durable ingest:           {rate:>10.0} readings/s");
         return Ok(());
     }
-    let (broker_rate, gateway_rate) = runtime.block_on(async {
-        let broker_rate = broker_only(readings, meters).await?;
-        let gateway_rate = gateway(dir.path(), readings, meters).await?;
-        anyhow::Ok((broker_rate, gateway_rate))
-    })?;
-    println!("1. broker (rumqttd), QoS 1 pub→sub:  {broker_rate:>10.0} msg/s ({readings} readings, {meters} meters)");
-    println!("2. gateway durable ingest:           {gateway_rate:>10.0} readings/s (committed, then acknowledged)");
+    // Runs on this shared machine vary by ±20 %: the broker and the gateway
+    // take turns, BENCH_PAIRS times (3), and the median pair's ratio counts.
+    let mut ratios = Vec::new();
+    for pair in 1..=env_size("BENCH_PAIRS", 3) {
+        let pair_dir = dir.path().join(format!("pair-{pair}"));
+        std::fs::create_dir_all(&pair_dir)?;
+        let (broker_rate, gateway_rate) = runtime.block_on(async {
+            let broker_rate = broker_only(readings, meters).await?;
+            let gateway_rate = gateway(&pair_dir, readings, meters).await?;
+            anyhow::Ok((broker_rate, gateway_rate))
+        })?;
+        println!("1. broker (rumqttd), QoS 1 pub→sub:  {broker_rate:>10.0} msg/s ({readings} readings, {meters} meters)");
+        println!("2. gateway durable ingest:           {gateway_rate:>10.0} readings/s (committed, acknowledged, folded)");
+        println!(
+            "   ratio ingest / broker, pair {pair}:    {:>10.2}",
+            gateway_rate / broker_rate
+        );
+        ratios.push(gateway_rate / broker_rate);
+    }
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "   ratio ingest / broker:            {:>10.2}",
-        gateway_rate / broker_rate
+        "   ratio ingest / broker, median:    {:>10.2} (of {:.2?})",
+        ratios[ratios.len() / 2],
+        ratios
     );
     if std::env::var("BENCH_RATIO_ONLY").is_ok() {
         return Ok(());
@@ -367,7 +383,12 @@ async fn gateway(dir: &std::path::Path, readings: usize, meters: usize) -> anyho
         .find_map(|l| l.strip_prefix("stillwater_commit_batch_messages_count "))
         .unwrap_or("?")
         .to_string();
-    println!("   (gateway committed in {batches} transactions)");
+    let folds = body
+        .lines()
+        .find_map(|l| l.strip_prefix("stillwater_store_folds_total "))
+        .unwrap_or("?")
+        .to_string();
+    println!("   (gateway committed in {batches} transactions and {folds} folds)");
     gateway.stop().await?;
     Ok(readings as f64 / elapsed.as_secs_f64())
 }

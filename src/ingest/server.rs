@@ -345,7 +345,8 @@ impl Session {
                     let decoded = self
                         .refused(&topic)
                         .unwrap_or_else(|| wire::oversize(topics, &topic, payload_len));
-                    self.hand_over(topic, decoded, &head, qos, pkid).await
+                    let at = self.arrival().at;
+                    self.hand_over(topic, decoded, &head, qos, pkid, at).await
                 }
                 Incoming::Packet(Packet::PubRel(pubrel)) => {
                     self.reply(Packet::PubComp(PubComp::new(pubrel.pkid)));
@@ -479,7 +480,8 @@ impl Session {
         let decoded = self
             .refused(&topic)
             .unwrap_or_else(|| wire::decode(topics, &topic, &payload, now));
-        self.hand_over(topic, decoded, &payload, qos, pkid).await
+        self.hand_over(topic, decoded, &payload, qos, pkid, now.at)
+            .await
     }
 
     /// The `not_permitted` rejection when this client, logged in as a meter,
@@ -507,6 +509,7 @@ impl Session {
         payload: &[u8],
         qos: QoS,
         pkid: u16,
+        received_at: crate::domain::Timestamp,
     ) -> Result<(), End> {
         self.shared.metrics.messages_received.fetch_add(1, Relaxed);
         let reply = match qos {
@@ -529,7 +532,7 @@ impl Session {
                 }) as Ack)
             }
         };
-        let message = super::message(topic, decoded, payload, self.arrival().at, ack);
+        let message = super::message(topic, decoded, payload, received_at, ack);
         self.shared
             .outbox
             .send(message)

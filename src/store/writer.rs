@@ -185,9 +185,7 @@ impl Writer {
         let mut unfolded = Unfolded::default();
         unfolded.absorb(&mut pending);
         fold(&tx, &mut st, &unfolded)?;
-        for (id, _) in &rows {
-            st.delete_log.execute([id])?;
-        }
+        st.delete_log.execute([rows[0].0, rows[rows.len() - 1].0])?;
         drop(st);
         tx.commit()?;
         self.meters.settle(pending);
@@ -358,8 +356,12 @@ impl Writer {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut st = Statements::new(&tx)?;
             fold(&tx, &mut st, &self.unfolded)?;
-            for id in &self.unfolded.log_rows {
-                st.delete_log.execute([id])?;
+            // Only the gateway's writer appends to the log: its rows are one run of ids.
+            if let (Some(first), Some(last)) = (
+                self.unfolded.log_rows.first(),
+                self.unfolded.log_rows.last(),
+            ) {
+                st.delete_log.execute([first, last])?;
             }
             drop(st);
             tx.commit()?;

@@ -49,7 +49,7 @@ impl<'t> Statements<'t> {
             )?,
             append_log: tx
                 .prepare_cached("INSERT INTO reading_log (readings, data) VALUES (?1, ?2)")?,
-            delete_log: tx.prepare_cached("DELETE FROM reading_log WHERE id = ?1")?,
+            delete_log: tx.prepare_cached("DELETE FROM reading_log WHERE id BETWEEN ?1 AND ?2")?,
         })
     }
 }
