@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
-use self::memory::{Cursor, Meters, Pending, Unfolded};
-use self::sql::{chunk_holds, fold, slot_for, Statements};
+use self::memory::{Cursor, Memory, MeterChange};
+use self::sql::{chunk_holds, fold, load_meters, slot_for, Statements};
 use super::log::{self, Entry};
 use super::{chunk, Store, StoreError};
 use crate::domain::{Litres, MeterId, Reading, StatusFlags, StoredReading, Timestamp};
@@ -59,10 +59,10 @@ pub struct Writer {
     store: Store,
     /// Where the meters of each fold go (the alert engine).
     listener: Option<Arc<TouchedMeters>>,
-    /// Every meter that has ever published, recovered from disk at start.
-    meters: Meters,
-    /// Readings committed to the log and not yet folded.
-    unfolded: Unfolded,
+    /// Every meter that has ever published, and the readings not yet folded.
+    memory: Memory,
+    /// A transaction failed after changing `memory`: load it afresh first.
+    stale: bool,
     rejected_keep: u32,
     metrics: Arc<Metrics>,
 }
@@ -80,26 +80,7 @@ impl Writer {
         // (128 MiB) and checkpoint the WAL in larger steps (16 MiB).
         connection.pragma_update(None, "cache_size", -131_072)?;
         connection.pragma_update(None, "wal_autocheckpoint", 16_384)?;
-        let mut meters = Meters::default();
-        {
-            let mut statement = connection.prepare(
-                "SELECT meter_key, meter_id, last_reading_ts, last_total_l, last_seq, missing FROM meter_state",
-            )?;
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                meters.push(
-                    MeterId::parse(&row.get::<_, String>(1)?)
-                        .map_err(|_| chunk::ChunkError("a meter id in meter_state is not valid"))?,
-                    Cursor {
-                        key: row.get(0)?,
-                        last_reading_ts: row.get::<_, Option<i64>>(2)?.map(Timestamp::from_secs),
-                        last_total_l: row.get(3)?,
-                        last_seq: row.get::<_, Option<i64>>(4)?.map(|seq| seq as u64),
-                        missing: row.get(5)?,
-                    },
-                );
-            }
-        }
+        let meters = load_meters(&connection)?;
         metrics.meters_known.store(
             meters.ids.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -108,8 +89,11 @@ impl Writer {
             connection,
             store: store.clone(),
             listener: None,
-            meters,
-            unfolded: Unfolded::default(),
+            memory: Memory {
+                meters,
+                ..Memory::default()
+            },
+            stale: false,
             rejected_keep,
             metrics,
         })
@@ -123,26 +107,25 @@ impl Writer {
 
     /// Number of meters the writer knows.
     pub fn meters_known(&self) -> usize {
-        self.meters.ids.len()
+        self.memory.meters.ids.len()
     }
 
     /// Folds the reading log a stopped gateway left (committed and
     /// acknowledged, not yet in chunks), judging each reading as it was judged
     /// when it came. Returns the number of readings folded.
     pub fn recover(&mut self) -> Result<usize, StoreError> {
+        if self.stale {
+            return self.reload();
+        }
         let rows: Vec<(i64, Vec<u8>)> = self
             .connection
             .prepare("SELECT id, data FROM reading_log ORDER BY id")?
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        if rows.is_empty() {
+        let (Some((first, _)), Some((last, _))) = (rows.first(), rows.last()) else {
             return Ok(0);
-        }
-        let slots: HashMap<i64, u32> = self
-            .meters
-            .cursors
-            .iter()
-            .enumerate()
+        };
+        let slots: HashMap<i64, u32> = (self.memory.meters.cursors.iter().enumerate())
             .map(|(slot, cursor)| (cursor.key, slot as u32))
             .collect();
         let _turn = self.store.turn();
@@ -150,12 +133,7 @@ impl Writer {
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut st = Statements::new(&tx)?;
-        let parts = Parts {
-            meters: &self.meters,
-            unfolded: &self.unfolded,
-            rejected_keep: self.rejected_keep,
-        };
-        let mut pending = Pending::default();
+        self.stale = true;
         let mut outcome = BatchOutcome::default();
         for (_, data) in &rows {
             for entry in log::decode(data)? {
@@ -163,7 +141,7 @@ impl Writer {
                     "the reading log names a meter that is not in meter_state",
                 ))?;
                 let reading = Reading {
-                    meter: self.meters.ids[slot as usize].clone(),
+                    meter: self.memory.meters.ids[slot as usize].clone(),
                     ts: entry.reading.ts,
                     total: Litres::new(entry.reading.total_l),
                     flow_lph: entry.reading.flow_lph,
@@ -171,29 +149,33 @@ impl Writer {
                     status: StatusFlags::from_bits(entry.reading.status),
                     seq: entry.seq,
                 };
-                accept(
-                    &mut st,
-                    parts,
-                    &mut pending,
-                    slot,
-                    &reading,
-                    entry.received_at,
-                    &mut outcome,
-                )?;
+                let at = (slot, entry.received_at);
+                accept(&mut st, &mut self.memory, at, &reading, None, &mut outcome)?;
             }
         }
-        let mut unfolded = Unfolded::default();
-        unfolded.absorb(&mut pending);
-        fold(&tx, &mut st, &unfolded)?;
-        st.delete_log.execute([rows[0].0, rows[rows.len() - 1].0])?;
+        fold(&tx, &mut st, &self.memory.unfolded)?;
+        st.delete_log.execute([first, last])?;
         drop(st);
         tx.commit()?;
-        self.meters.settle(pending);
+        self.stale = false;
+        let unfolded = std::mem::take(&mut self.memory.unfolded);
+        self.announce(unfolded.touched);
         tracing::info!(
             readings = outcome.accepted,
             "folded the readings a stopped gateway had committed to its log"
         );
         Ok(outcome.accepted as usize)
+    }
+
+    /// Loads the meters' cursors afresh and folds the log, after a transaction
+    /// failed part way. Returns the number of readings folded.
+    fn reload(&mut self) -> Result<usize, StoreError> {
+        self.memory = Memory {
+            meters: load_meters(&self.connection)?,
+            ..Memory::default()
+        };
+        self.stale = false;
+        self.recover()
     }
 
     /// Receives until the channel closes: each time, everything queued goes into
@@ -206,7 +188,7 @@ impl Writer {
             Ok(runtime) => self.receive(&runtime, inbox),
             Err(error) => tracing::error!(%error, "the store writer cannot wait for messages"),
         }
-        if !self.unfolded.is_empty() {
+        if !self.memory.unfolded.is_empty() {
             // Whatever cannot be folded now stays in the log for the next start.
             if let Err(error) = self.fold_unfolded() {
                 tracing::error!(%error, "could not fold the reading log at shutdown; the next start will");
@@ -220,7 +202,7 @@ impl Writer {
     fn receive(&mut self, runtime: &tokio::runtime::Runtime, mut inbox: mpsc::Receiver<Message>) {
         let mut last_append = Instant::now();
         loop {
-            let next = match self.unfolded.oldest {
+            let next = match self.memory.unfolded.oldest {
                 None => runtime.block_on(inbox.recv()),
                 Some(oldest) => {
                     let due = (oldest + FOLD_EVERY).min(last_append + FOLD_IDLE);
@@ -262,8 +244,9 @@ impl Writer {
                 }
             }
             last_append = Instant::now();
-            let full = self.unfolded.readings >= FOLD_READINGS
+            let full = self.memory.unfolded.readings >= FOLD_READINGS
                 || self
+                    .memory
                     .unfolded
                     .oldest
                     .is_some_and(|oldest| oldest.elapsed() >= FOLD_EVERY);
@@ -280,7 +263,7 @@ impl Writer {
             self.metrics
                 .store_errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(%error, readings = self.unfolded.readings, "could not fold the reading log; retrying (the readings are safe in it)");
+            tracing::error!(%error, readings = self.memory.unfolded.readings, "could not fold the reading log; retrying (the readings are safe in it)");
             if inbox.is_closed() {
                 return false;
             }
@@ -290,83 +273,103 @@ impl Writer {
         true
     }
 
-    /// Commits a batch to the reading log. On error nothing is stored and the
-    /// in-memory state is as before.
+    /// Commits a batch to the reading log. On error nothing is stored, and
+    /// memory is loaded afresh before the next try.
     fn append(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
+        if self.stale {
+            self.reload()?;
+        }
         let _turn = self.store.turn();
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut st = Statements::new(&tx)?;
-        let parts = Parts {
-            meters: &self.meters,
-            unfolded: &self.unfolded,
-            rejected_keep: self.rejected_keep,
-        };
-        let (mut pending, outcome) = stage(parts, &tx, &mut st, batch)?;
-        let logged = pending.log.entries() > 0;
-        if logged {
+        self.stale = true;
+        let mut log = log::Encoder::default();
+        let (outcome, new_meters) = stage(
+            &tx,
+            &mut st,
+            &mut self.memory,
+            self.rejected_keep,
+            batch,
+            Some(&mut log),
+        )?;
+        let row = if log.entries() > 0 {
             st.append_log
-                .execute(params![pending.log.entries() as i64, pending.log.bytes()])?;
-            self.unfolded.log_rows.push(tx.last_insert_rowid());
-        }
+                .execute(params![log.entries() as i64, log.bytes()])?;
+            Some(tx.last_insert_rowid())
+        } else {
+            None
+        };
         drop(st);
-        if let Err(error) = tx.commit() {
-            if logged {
-                self.unfolded.log_rows.pop();
-            }
-            return Err(error.into());
+        tx.commit()?;
+        self.stale = false;
+        let unfolded = &mut self.memory.unfolded;
+        unfolded.log_rows.extend(row);
+        if !unfolded.is_empty() && unfolded.oldest.is_none() {
+            unfolded.oldest = Some(Instant::now());
         }
-        self.unfolded.absorb(&mut pending);
-        self.settle(pending, batch, &outcome);
+        self.metrics.record_batch(&outcome, batch, new_meters);
         Ok(outcome)
     }
 
     /// Stores a batch and folds it in one transaction. On error nothing is
-    /// stored and the in-memory state is as before.
+    /// stored, and memory is loaded afresh before the next try.
     pub fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
+        if self.stale {
+            self.reload()?;
+        }
         let _turn = self.store.turn();
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut st = Statements::new(&tx)?;
-        let parts = Parts {
-            meters: &self.meters,
-            unfolded: &self.unfolded,
-            rejected_keep: self.rejected_keep,
-        };
-        let (mut pending, outcome) = stage(parts, &tx, &mut st, batch)?;
-        let mut unfolded = Unfolded::default();
-        unfolded.absorb(&mut pending);
-        fold(&tx, &mut st, &unfolded)?;
+        self.stale = true;
+        let (outcome, new_meters) = stage(
+            &tx,
+            &mut st,
+            &mut self.memory,
+            self.rejected_keep,
+            batch,
+            None,
+        )?;
+        fold(&tx, &mut st, &self.memory.unfolded)?;
+        let rows = &self.memory.unfolded.log_rows;
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            st.delete_log.execute([first, last])?;
+        }
         drop(st);
         tx.commit()?;
-        self.settle(pending, batch, &outcome);
+        self.stale = false;
+        let unfolded = std::mem::take(&mut self.memory.unfolded);
         self.announce(unfolded.touched);
+        self.metrics.record_batch(&outcome, batch, new_meters);
         Ok(outcome)
     }
 
     /// Folds every unfolded reading into its chunk and state row, deletes the
     /// log rows that held them, and names their meters to the listener.
     fn fold_unfolded(&mut self) -> Result<(), StoreError> {
+        if self.stale {
+            // Loading afresh folds the whole log.
+            return self.reload().map(|_| ());
+        }
         {
             let _turn = self.store.turn();
             let tx = self
                 .connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut st = Statements::new(&tx)?;
-            fold(&tx, &mut st, &self.unfolded)?;
+            fold(&tx, &mut st, &self.memory.unfolded)?;
             // Only the gateway's writer appends to the log: its rows are one run of ids.
-            if let (Some(first), Some(last)) = (
-                self.unfolded.log_rows.first(),
-                self.unfolded.log_rows.last(),
-            ) {
+            let rows = &self.memory.unfolded.log_rows;
+            if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
                 st.delete_log.execute([first, last])?;
             }
             drop(st);
             tx.commit()?;
         }
-        let unfolded = std::mem::take(&mut self.unfolded);
+        let unfolded = std::mem::take(&mut self.memory.unfolded);
         self.metrics
             .folds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -374,22 +377,12 @@ impl Writer {
         Ok(())
     }
 
-    /// After a commit: the cursors catch up with what was committed.
-    fn settle(&mut self, pending: Pending, batch: &[Message], outcome: &BatchOutcome) {
-        let new_meters = pending.new.len() as u64;
-        self.meters.settle(pending);
-        self.metrics.record_batch(outcome, batch, new_meters);
-    }
-
     /// Names the meters of `slots` to the listener.
     fn announce(&self, slots: HashSet<u32>) {
         if let Some(listener) = &self.listener {
             if !slots.is_empty() {
-                listener.add(
-                    slots
-                        .into_iter()
-                        .map(|slot| self.meters.ids[slot as usize].clone()),
-                );
+                let ids = &self.memory.meters.ids;
+                listener.add(slots.into_iter().map(|slot| ids[slot as usize].clone()));
             }
         }
     }
@@ -401,23 +394,19 @@ impl super::traits::ReadingWriter for Writer {
     }
 }
 
-/// What staging a batch reads of the writer beside its connection.
-#[derive(Clone, Copy)]
-struct Parts<'w> {
-    meters: &'w Meters,
-    unfolded: &'w Unfolded,
-    rejected_keep: u32,
-}
-
-/// Decides on every message of a batch inside `tx`: rejections are written at
-/// once; accepted readings are returned, with their log row, to be folded.
+/// Decides on every message of a batch inside `tx`, straight into `memory`:
+/// rejections are written at once; accepted readings wait in
+/// `memory.unfolded` (and in `log`, when given) to be folded. Returns what
+/// the batch did and how many meters were new.
 fn stage(
-    parts: Parts<'_>,
     tx: &Connection,
     st: &mut Statements<'_>,
+    memory: &mut Memory,
+    rejected_keep: u32,
     batch: &[Message],
-) -> Result<(Pending, BatchOutcome), StoreError> {
-    let mut pending = Pending::default();
+    mut log: Option<&mut log::Encoder>,
+) -> Result<(BatchOutcome, u64), StoreError> {
+    let known = memory.meters.ids.len();
     let mut outcome = BatchOutcome::default();
     for message in batch {
         outcome.messages += 1;
@@ -427,22 +416,9 @@ fn stage(
             rejections,
         } = &message.decoded;
         for reading in readings {
-            let slot = slot_for(
-                tx,
-                parts.meters,
-                &mut pending,
-                &reading.meter,
-                message.received_at,
-            )?;
-            accept(
-                st,
-                parts,
-                &mut pending,
-                slot,
-                reading,
-                message.received_at,
-                &mut outcome,
-            )?;
+            let slot = slot_for(tx, &mut memory.meters, &reading.meter, message.received_at)?;
+            let at = (slot, message.received_at);
+            accept(st, memory, at, reading, log.as_deref_mut(), &mut outcome)?;
         }
         if !rejections.is_empty() {
             let payload =
@@ -463,13 +439,13 @@ fn stage(
             }
             outcome.rejected += rejections.len() as u64;
             if let Some(meter) = meter {
-                let slot = slot_for(tx, parts.meters, &mut pending, meter, message.received_at)?;
-                let cursor = pending.cursor(parts.meters, slot);
+                let slot = slot_for(tx, &mut memory.meters, meter, message.received_at)?;
+                let key = memory.meters.cursors[slot as usize].key;
                 tx.prepare_cached(
                     "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
                      WHERE meter_key = ?1",
                 )?
-                .execute(params![cursor.key, rejections.len() as i64, message.received_at.secs()])?;
+                .execute(params![key, rejections.len() as i64, message.received_at.secs()])?;
             }
         }
     }
@@ -477,33 +453,31 @@ fn stage(
         tx.prepare_cached(
             "DELETE FROM rejected_messages WHERE id <= (SELECT max(id) FROM rejected_messages) - ?1",
         )?
-        .execute([i64::from(parts.rejected_keep)])?;
+        .execute([i64::from(rejected_keep)])?;
     }
-    Ok((pending, outcome))
+    Ok((outcome, (memory.meters.ids.len() - known) as u64))
 }
 
-/// Decides on one reading: a duplicate, a late reading or the meter's newest.
+/// Decides on one reading of the meter in slot `at.0`, received at `at.1`: a
+/// duplicate, a late reading or the meter's newest.
 fn accept(
     st: &mut Statements<'_>,
-    parts: Parts<'_>,
-    pending: &mut Pending,
-    slot: u32,
+    memory: &mut Memory,
+    (slot, received_at): (u32, Timestamp),
     reading: &Reading,
-    received_at: Timestamp,
+    log: Option<&mut log::Encoder>,
     outcome: &mut BatchOutcome,
 ) -> Result<(), StoreError> {
-    let cursor = pending.cursor(parts.meters, slot);
+    let cursor = memory.meters.cursors[slot as usize];
     let key = cursor.key;
     let day = chunk::day_of(reading.ts);
     let newest = cursor.last_reading_ts.is_none_or(|last| reading.ts > last);
     // Only a reading at or before the meter's newest can be a duplicate.
     if !newest
-        && (pending.holds(key, reading.ts)
-            || parts.unfolded.holds(key, day, reading.ts)
-            || chunk_holds(st, key, day, reading.ts)?)
+        && (memory.unfolded.holds(key, day, reading.ts) || chunk_holds(st, key, day, reading.ts)?)
     {
         outcome.duplicates += 1;
-        let change = pending.changes.entry(key).or_default();
+        let change = memory.unfolded.change(key);
         change.last_message = change.last_message.max(Some(received_at));
         return Ok(());
     }
@@ -519,19 +493,41 @@ fn accept(
         status: reading.status.bits(),
         register_reset,
     };
-    pending.readings.push((slot, key, stored));
-    pending.log.push(&Entry {
-        meter_key: key,
-        reading: stored,
-        seq: reading.seq,
-        received_at,
-    });
+    memory.unfolded.add(slot, key, stored);
+    if let Some(log) = log {
+        log.push(&Entry {
+            meter_key: key,
+            reading: stored,
+            seq: reading.seq,
+            received_at,
+        });
+    }
     outcome.accepted += 1;
+    let next = decide(
+        cursor,
+        memory.unfolded.change(key),
+        reading,
+        stored,
+        received_at,
+        outcome,
+    );
+    memory.meters.cursors[slot as usize] = next;
+    Ok(())
+}
+
+/// What an accepted reading changes in its meter's state row and cursor.
+fn decide(
+    cursor: Cursor,
+    change: &mut MeterChange,
+    reading: &Reading,
+    stored: StoredReading,
+    received_at: Timestamp,
+    outcome: &mut BatchOutcome,
+) -> Cursor {
     let mut next = cursor;
-    let change = pending.changes.entry(key).or_default();
     change.last_message = change.last_message.max(Some(received_at));
     change.readings += 1;
-    if newest {
+    if cursor.last_reading_ts.is_none_or(|last| reading.ts > last) {
         // Readings the meter's counter says it sent between its newest stored
         // one and this one (a counter that went back was reset: nothing counted).
         let missing = match (cursor.last_seq, reading.seq) {
@@ -541,7 +537,7 @@ fn accept(
             _ => 0,
         };
         outcome.missing += missing as u64;
-        if register_reset {
+        if stored.register_reset {
             outcome.register_resets += 1;
             change.resets.push((
                 reading.ts,
@@ -569,8 +565,7 @@ fn accept(
         change.late_from = Some(change.late_from.map_or(reading.ts, |t| t.min(reading.ts)));
     }
     change.counted = Some((next.last_seq, next.missing));
-    pending.cursors.insert(slot, next);
-    Ok(())
+    next
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{HashMap, HashSet};
 use crate::domain::{MeterId, StoredReading, Timestamp};
-use crate::store::{chunk, log};
+use crate::store::chunk;
 
 /// What the writer keeps per meter to decide on each reading.
 #[derive(Debug, Clone, Copy)]
@@ -46,50 +46,6 @@ impl Meters {
         self.ids.push(id);
         self.cursors.push(cursor);
     }
-
-    /// Takes in a committed transaction's new meters and moved cursors.
-    pub(super) fn settle(&mut self, pending: Pending) {
-        for id in pending.new {
-            let slot = self.ids.len() as u32;
-            let cursor = pending.cursors.get(&slot).copied();
-            self.push(id, cursor.unwrap_or(Cursor::new(0)));
-        }
-        for (slot, cursor) in pending.cursors {
-            self.cursors[slot as usize] = cursor;
-        }
-    }
-}
-
-/// One transaction's decisions, applied to memory only after its commit.
-#[derive(Default)]
-pub(super) struct Pending {
-    /// Cursors this transaction moved, by slot; new meters' slots follow the
-    /// known ones.
-    pub(super) cursors: HashMap<u32, Cursor>,
-    /// Meters this transaction met first, in slot order.
-    pub(super) new: Vec<MeterId>,
-    pub(super) new_slots: HashMap<MeterId, u32>,
-    /// Accepted readings in order: (slot, meter key, reading).
-    pub(super) readings: Vec<(u32, i64, StoredReading)>,
-    /// What they change, by meter key.
-    pub(super) changes: HashMap<i64, MeterChange>,
-    /// Their reading-log row.
-    pub(super) log: log::Encoder,
-}
-
-impl Pending {
-    pub(super) fn cursor(&self, meters: &Meters, slot: u32) -> Cursor {
-        match self.cursors.get(&slot) {
-            Some(cursor) => *cursor,
-            None => meters.cursors[slot as usize],
-        }
-    }
-
-    pub(super) fn holds(&self, key: i64, ts: Timestamp) -> bool {
-        self.readings
-            .iter()
-            .any(|(_, k, reading)| *k == key && reading.ts == ts)
-    }
 }
 
 /// What readings not yet folded change in one meter's state row.
@@ -105,22 +61,6 @@ pub(super) struct MeterChange {
     /// The meter's counter and its missing readings after these readings.
     pub(super) counted: Option<(Option<u64>, i64)>,
     pub(super) late_from: Option<Timestamp>,
-}
-
-impl MeterChange {
-    /// `later` happened after `self`.
-    fn absorb(&mut self, later: MeterChange) {
-        self.last_message = self.last_message.max(later.last_message);
-        self.newest = later.newest.or(self.newest);
-        self.last_consumption = later.last_consumption.or(self.last_consumption);
-        self.readings += later.readings;
-        self.resets.extend(later.resets);
-        self.counted = later.counted.or(self.counted);
-        self.late_from = match (self.late_from, later.late_from) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
 }
 
 /// Accepted readings not yet in their chunks, and what they change.
@@ -149,28 +89,32 @@ impl Unfolded {
             .is_some_and(|readings| readings.binary_search_by_key(&ts, |r| r.ts).is_ok())
     }
 
-    /// Takes in what a later transaction committed.
-    pub(super) fn absorb(&mut self, later: &mut Pending) {
-        if later.changes.is_empty() {
-            return;
-        }
-        for (slot, key, reading) in later.readings.drain(..) {
-            let readings = self
-                .chunks
-                .entry((key, chunk::day_of(reading.ts)))
-                .or_default();
-            // Mostly the newest of its day: appended.
-            if readings.last().is_none_or(|last| last.ts < reading.ts) {
-                readings.push(reading);
-            } else {
-                chunk::insert(readings, reading);
-            }
-            self.readings += 1;
-            self.touched.insert(slot);
-        }
-        for (key, change) in later.changes.drain() {
-            self.meters.entry(key).or_default().absorb(change);
-        }
-        self.oldest = self.oldest.or_else(|| Some(Instant::now()));
+    /// The change to meter `key`'s state row.
+    pub(super) fn change(&mut self, key: i64) -> &mut MeterChange {
+        self.meters.entry(key).or_default()
     }
+
+    /// Adds an accepted reading of the meter in `slot`.
+    pub(super) fn add(&mut self, slot: u32, key: i64, reading: StoredReading) {
+        let readings = self
+            .chunks
+            .entry((key, chunk::day_of(reading.ts)))
+            .or_default();
+        // Mostly the newest of its day: appended.
+        if readings.last().is_none_or(|last| last.ts < reading.ts) {
+            readings.push(reading);
+        } else {
+            chunk::insert(readings, reading);
+        }
+        self.readings += 1;
+        self.touched.insert(slot);
+    }
+}
+
+/// Everything the writer keeps in memory. After a transaction fails part way
+/// it may be ahead of the database: the writer then loads it afresh.
+#[derive(Default)]
+pub(super) struct Memory {
+    pub(super) meters: Meters,
+    pub(super) unfolded: Unfolded,
 }

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
-use super::memory::{Cursor, Meters, Pending, Unfolded};
+use super::memory::{Cursor, Meters, Unfolded};
 use crate::domain::{MeterId, Timestamp};
 use crate::store::{chunk, StoreError};
 
@@ -54,32 +54,46 @@ impl<'t> Statements<'t> {
     }
 }
 
-/// The slot of `meter`; a meter never seen before gets its state row.
+/// The slot of `meter`; a meter never seen before gets its state row and a
+/// slot at the end.
 pub(super) fn slot_for(
     tx: &Connection,
-    meters: &Meters,
-    pending: &mut Pending,
+    meters: &mut Meters,
     meter: &MeterId,
     received_at: Timestamp,
 ) -> Result<u32, StoreError> {
-    if let Some(slot) = meters
-        .slots
-        .get(meter)
-        .or_else(|| pending.new_slots.get(meter))
-    {
+    if let Some(slot) = meters.slots.get(meter) {
         return Ok(*slot);
     }
     tx.prepare_cached(
         "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)",
     )?
     .execute(params![meter.as_str(), received_at.secs()])?;
-    let slot = (meters.ids.len() + pending.new.len()) as u32;
-    pending.new.push(meter.clone());
-    pending.new_slots.insert(meter.clone(), slot);
-    pending
-        .cursors
-        .insert(slot, Cursor::new(tx.last_insert_rowid()));
-    Ok(slot)
+    meters.push(meter.clone(), Cursor::new(tx.last_insert_rowid()));
+    Ok((meters.ids.len() - 1) as u32)
+}
+
+/// Every meter's cursor as the database has it.
+pub(super) fn load_meters(connection: &Connection) -> Result<Meters, StoreError> {
+    let mut meters = Meters::default();
+    let mut statement = connection.prepare(
+        "SELECT meter_key, meter_id, last_reading_ts, last_total_l, last_seq, missing FROM meter_state",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        meters.push(
+            MeterId::parse(&row.get::<_, String>(1)?)
+                .map_err(|_| chunk::ChunkError("a meter id in meter_state is not valid"))?,
+            Cursor {
+                key: row.get(0)?,
+                last_reading_ts: row.get::<_, Option<i64>>(2)?.map(Timestamp::from_secs),
+                last_total_l: row.get(3)?,
+                last_seq: row.get::<_, Option<i64>>(4)?.map(|seq| seq as u64),
+                missing: row.get(5)?,
+            },
+        );
+    }
+    Ok(meters)
 }
 
 /// Whether the stored chunk of (`key`, `day`) has a reading at `ts`.

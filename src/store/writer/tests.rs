@@ -165,3 +165,33 @@ fn a_fold_gives_the_same_store_as_writing_directly_and_then_names_the_meters() {
         );
     }
 }
+
+#[test]
+fn a_commit_that_fails_part_way_changes_nothing_and_the_resent_batch_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("log.db")).unwrap();
+    let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default())).unwrap();
+    writer.append(&[message("A", T0, 100, 1)]).unwrap();
+    let other = store.connect().unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER full BEFORE INSERT ON reading_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .unwrap();
+    // Staged (a new meter, a newest reading) and then refused at the log row.
+    let batch = [message("A", T0 + 3600, 110, 2), message("C", T0, 5, 1)];
+    let error = writer.append(&batch).unwrap_err();
+    assert!(error.to_string().contains("disk full"), "{error}");
+    other.execute_batch("DROP TRIGGER full").unwrap();
+    // The sender never got its acknowledgement and sends the batch again.
+    let outcome = writer.append(&batch).unwrap();
+    assert_eq!((outcome.accepted, outcome.duplicates), (2, 0));
+    writer.fold_unfolded().unwrap();
+    assert_eq!(times(&store, "A"), [T0, T0 + 3600]);
+    assert_eq!(times(&store, "C"), [T0]);
+    assert_eq!(store.reading_count().unwrap(), 3);
+    assert_eq!(
+        store.meter_state("A").unwrap().unwrap().last_total_l,
+        Some(110)
+    );
+}
