@@ -111,7 +111,9 @@ pub const LATE_KINDS: [Kind; 3] = [Kind::ContinuousFlow, Kind::HighUsage, Kind::
 /// batch behind a newer stream reading), judged at its own time: it can open
 /// an alert of a [`LATE_KINDS`] kind that is not active, and changes nothing
 /// else — the readings after it were judged already, and the next reading
-/// judged sees it in its history.
+/// judged sees it in its history (the engine judges the newest reading again
+/// when nothing newer came, so a quiet stretch the batch shows is not left
+/// waiting).
 pub fn on_late_reading(
     active: &[ActiveAlert],
     assessment: &Assessment,

@@ -230,7 +230,16 @@ impl Engine {
                         queued |= apply(&tx, context, meter, household, changes, wall)?;
                     }
                 }
-                for index in first..work.readings.len() {
+                // A late batch can show a quiet stretch the newest reading's
+                // judgement could not see (the readings inside it were missing
+                // then): with nothing newer to judge, the newest is judged again.
+                // Its routine has folded it already; observing it again changes
+                // nothing.
+                let from = match work.late_from {
+                    Some(_) if first == work.readings.len() => first.saturating_sub(1),
+                    _ => first,
+                };
+                for index in from..work.readings.len() {
                     let mut assessment = detector.assess_learning(
                         &work.readings,
                         index,

@@ -1148,3 +1148,29 @@ fn a_late_batch_is_judged_at_its_own_time() {
     world.registers(&late, StatusFlags::default());
     assert_eq!(world.alerts_of("continuous_flow").len(), 1);
 }
+
+#[test]
+fn a_late_batch_that_shows_a_quiet_stretch_is_judged_without_waiting_for_a_newer_reading() {
+    let mut world = world(|_| {});
+    // Hourly use to 08:00, then the stream's next reading at 22:00, 60 L
+    // higher: as far as anyone can tell, some use in the fourteen hours.
+    let mut stream: Vec<(i64, i64)> = (0..=8).map(|hour| (hour, 1_000 + 15 * hour)).collect();
+    let last = 1_000 + 15 * 8 + 60;
+    stream.push((22, last));
+    world.registers(&stream, StatusFlags::default());
+    assert!(
+        world.alerts_of("no_usage").is_empty(),
+        "{:?}",
+        world.alerts()
+    );
+    // The meter's own batch arrives late: all 60 L went before 09:00, and
+    // nothing since.
+    let late: Vec<(i64, i64)> = (9..=21).map(|hour| (hour, last)).collect();
+    world.registers(&late, StatusFlags::default());
+    let quiet = world.alerts_of("no_usage");
+    assert_eq!(quiet.len(), 1, "{:?}", world.alerts());
+    assert_eq!(quiet[0].since, world.start + 9 * HOUR);
+    // Judged once: the same batch again changes nothing.
+    world.registers(&late, StatusFlags::default());
+    assert_eq!(world.alerts_of("no_usage").len(), 1);
+}

@@ -445,7 +445,7 @@ impl ReadingStore for Store {
 }
 
 /// The readings of `meter` committed to the reading log and not yet folded
-/// into its chunks (the gateway folds within half a second; after a crash they
+/// into its chunks (the gateway folds within two seconds; after a crash they
 /// wait for the next start), sorted.
 fn unfolded_readings(
     connection: &Connection,

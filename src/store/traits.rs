@@ -26,7 +26,7 @@ pub trait ReadingStore {
 
     /// The number of stored readings over all meters, as the meters' state
     /// counts them: readings committed to the gateway's reading log count
-    /// once they are folded (within half a second; after a crash, at start).
+    /// once they are folded (within two seconds; after a crash, at start).
     fn reading_count(&self) -> Result<i64, StoreError>;
 
     /// The per-meter state, if the meter has ever published.
