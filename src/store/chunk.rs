@@ -64,15 +64,7 @@ pub fn encode(day: i64, readings: &[StoredReading]) -> Vec<u8> {
         }
         put_varint(&mut out, ((reading.ts - previous_ts) as u64) << 4 | extras);
         put_varint(&mut out, zigzag(reading.total_l - previous_total));
-        if let Some(flow) = reading.flow_lph {
-            put_varint(&mut out, flow as u64);
-        }
-        if let Some(battery) = reading.battery_pct {
-            out.push(battery);
-        }
-        if reading.status != 0 {
-            put_varint(&mut out, u64::from(reading.status));
-        }
+        put_extras(&mut out, reading);
         previous_ts = reading.ts;
         previous_total = reading.total_l;
     }
@@ -92,23 +84,7 @@ pub fn decode(day: i64, bytes: &[u8]) -> Result<Vec<StoredReading>, ChunkError> 
         let extras = head & 0xf;
         let ts = previous_ts + (head >> 4) as i64;
         let total_l = previous_total + unzigzag(take_varint(&mut rest)?);
-        let flow_lph = if extras & 1 != 0 {
-            Some(take_varint(&mut rest)? as i64)
-        } else {
-            None
-        };
-        let battery_pct = if extras & 2 != 0 {
-            let (&battery, tail) = rest.split_first().ok_or(ChunkError("truncated"))?;
-            rest = tail;
-            Some(battery)
-        } else {
-            None
-        };
-        let status = if extras & 4 != 0 {
-            take_varint(&mut rest)? as u16
-        } else {
-            0
-        };
+        let (flow_lph, battery_pct, status) = take_extras(&mut rest, extras)?;
         readings.push(StoredReading {
             ts,
             total_l,
@@ -121,6 +97,45 @@ pub fn decode(day: i64, bytes: &[u8]) -> Result<Vec<StoredReading>, ChunkError> 
         previous_total = total_l;
     }
     Ok(readings)
+}
+
+/// A reading's optional values, as flag bits 0 (flow), 1 (battery) and 2
+/// (status) say: `varint(flow_lph)`, `u8 battery`, `varint(status)`.
+pub(super) fn put_extras(out: &mut Vec<u8>, reading: &StoredReading) {
+    if let Some(flow) = reading.flow_lph {
+        put_varint(out, flow as u64);
+    }
+    if let Some(battery) = reading.battery_pct {
+        out.push(battery);
+    }
+    if reading.status != 0 {
+        put_varint(out, u64::from(reading.status));
+    }
+}
+
+/// Reads back what [`put_extras`] wrote, as flag bits `flags` say.
+pub(super) fn take_extras(
+    bytes: &mut &[u8],
+    flags: u64,
+) -> Result<(Option<i64>, Option<u8>, u16), ChunkError> {
+    let flow_lph = if flags & 1 != 0 {
+        Some(take_varint(bytes)? as i64)
+    } else {
+        None
+    };
+    let battery_pct = if flags & 2 != 0 {
+        let (&battery, tail) = bytes.split_first().ok_or(ChunkError("truncated"))?;
+        *bytes = tail;
+        Some(battery)
+    } else {
+        None
+    };
+    let status = if flags & 4 != 0 {
+        take_varint(bytes)? as u16
+    } else {
+        0
+    };
+    Ok((flow_lph, battery_pct, status))
 }
 
 pub(super) fn zigzag(value: i64) -> u64 {

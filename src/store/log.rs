@@ -12,7 +12,9 @@
 //! status, bit 3 register reset, bit 4 seq), then the values the flags name:
 //! `varint(flow_lph)`, `u8 battery`, `varint(status)`, `varint(seq)`.
 
-use super::chunk::{put_varint, take_varint, unzigzag, zigzag, ChunkError};
+use super::chunk::{
+    put_extras, put_varint, take_extras, take_varint, unzigzag, zigzag, ChunkError,
+};
 use crate::domain::{StoredReading, Timestamp};
 
 const VERSION: u8 = 1;
@@ -58,15 +60,7 @@ impl Encoder {
             | u8::from(reading.register_reset) << 3
             | u8::from(entry.seq.is_some()) << 4;
         out.push(flags);
-        if let Some(flow) = reading.flow_lph {
-            put_varint(out, flow as u64);
-        }
-        if let Some(battery) = reading.battery_pct {
-            out.push(battery);
-        }
-        if reading.status != 0 {
-            put_varint(out, u64::from(reading.status));
-        }
+        put_extras(out, reading);
         if let Some(seq) = entry.seq {
             put_varint(out, seq);
         }
@@ -96,23 +90,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, ChunkError> {
         let total_l = unzigzag(take_varint(&mut rest)?);
         let (&flags, tail) = rest.split_first().ok_or(ChunkError("truncated"))?;
         rest = tail;
-        let flow_lph = if flags & 1 != 0 {
-            Some(take_varint(&mut rest)? as i64)
-        } else {
-            None
-        };
-        let battery_pct = if flags & 2 != 0 {
-            let (&battery, tail) = rest.split_first().ok_or(ChunkError("truncated"))?;
-            rest = tail;
-            Some(battery)
-        } else {
-            None
-        };
-        let status = if flags & 4 != 0 {
-            take_varint(&mut rest)? as u16
-        } else {
-            0
-        };
+        let (flow_lph, battery_pct, status) = take_extras(&mut rest, u64::from(flags))?;
         let seq = if flags & 16 != 0 {
             Some(take_varint(&mut rest)?)
         } else {

@@ -131,36 +131,31 @@ impl Writer {
         let slots: HashMap<i64, u32> = (self.memory.meters.cursors.iter().enumerate())
             .map(|(slot, cursor)| (cursor.key, slot as u32))
             .collect();
-        let _turn = self.store.turn();
-        let tx = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut st = Statements::new(&tx)?;
-        self.stale = true;
-        let mut outcome = BatchOutcome::default();
-        for (_, data) in &rows {
-            for entry in log::decode(data)? {
-                let slot = *slots.get(&entry.meter_key).ok_or(chunk::ChunkError(
-                    "the reading log names a meter that is not in meter_state",
-                ))?;
-                let reading = Reading {
-                    meter: self.memory.meters.ids[slot as usize].clone(),
-                    ts: entry.reading.ts,
-                    total: Litres::new(entry.reading.total_l),
-                    flow_lph: entry.reading.flow_lph,
-                    battery_pct: entry.reading.battery_pct,
-                    status: StatusFlags::from_bits(entry.reading.status),
-                    seq: entry.seq,
-                };
-                let at = (slot, entry.received_at);
-                accept(&mut st, &mut self.memory, at, &reading, None, &mut outcome)?;
+        let (first, last) = (*first, *last);
+        let outcome = self.transaction(|tx, st, memory| {
+            let mut outcome = BatchOutcome::default();
+            for (_, data) in &rows {
+                for entry in log::decode(data)? {
+                    let slot = *slots.get(&entry.meter_key).ok_or(chunk::ChunkError(
+                        "the reading log names a meter that is not in meter_state",
+                    ))?;
+                    let reading = Reading {
+                        meter: memory.meters.ids[slot as usize].clone(),
+                        ts: entry.reading.ts,
+                        total: Litres::new(entry.reading.total_l),
+                        flow_lph: entry.reading.flow_lph,
+                        battery_pct: entry.reading.battery_pct,
+                        status: StatusFlags::from_bits(entry.reading.status),
+                        seq: entry.seq,
+                    };
+                    let at = (slot, entry.received_at);
+                    accept(st, memory, at, &reading, None, &mut outcome)?;
+                }
             }
-        }
-        fold(&tx, &mut st, &self.memory.unfolded)?;
-        st.delete_log.execute([first, last])?;
-        drop(st);
-        tx.commit()?;
-        self.stale = false;
+            memory.unfolded.log_rows = vec![first, last];
+            fold(tx, st, &memory.unfolded)?;
+            Ok(outcome)
+        })?;
         let unfolded = std::mem::take(&mut self.memory.unfolded);
         self.announce(unfolded.touched);
         tracing::info!(
@@ -279,73 +274,46 @@ impl Writer {
     /// Commits a batch to the reading log. On error nothing is stored, and
     /// memory is loaded afresh before the next try.
     fn append(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
-        if self.stale {
-            self.reload()?;
-        }
-        let _turn = self.store.turn();
-        let tx = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut st = Statements::new(&tx)?;
-        self.stale = true;
-        let mut log = log::Encoder::default();
-        let (outcome, new_meters) = stage(
-            &tx,
-            &mut st,
-            &mut self.memory,
-            self.rejected_keep,
-            batch,
-            Some(&mut log),
-        )?;
-        let row = if log.entries() > 0 {
-            st.append_log
-                .execute(params![log.entries() as i64, log.bytes()])?;
-            Some(tx.last_insert_rowid())
-        } else {
-            None
-        };
-        drop(st);
-        tx.commit()?;
-        self.stale = false;
-        let unfolded = &mut self.memory.unfolded;
-        unfolded.log_rows.extend(row);
-        if !unfolded.is_empty() && unfolded.oldest.is_none() {
-            unfolded.oldest = Some(Instant::now());
-        }
-        self.metrics.record_batch(&outcome, batch, new_meters);
-        Ok(outcome)
+        self.commit(batch, false)
     }
 
     /// Stores a batch and folds it in one transaction. On error nothing is
     /// stored, and memory is loaded afresh before the next try.
     pub fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError> {
+        self.commit(batch, true)
+    }
+
+    /// One transaction for `batch`: its readings go to the reading log, or,
+    /// when `folding`, into their chunks with everything unfolded.
+    fn commit(&mut self, batch: &[Message], folding: bool) -> Result<BatchOutcome, StoreError> {
         if self.stale {
             self.reload()?;
         }
-        let _turn = self.store.turn();
-        let tx = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut st = Statements::new(&tx)?;
-        self.stale = true;
-        let (outcome, new_meters) = stage(
-            &tx,
-            &mut st,
-            &mut self.memory,
-            self.rejected_keep,
-            batch,
-            None,
-        )?;
-        fold(&tx, &mut st, &self.memory.unfolded)?;
-        let rows = &self.memory.unfolded.log_rows;
-        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
-            st.delete_log.execute([first, last])?;
+        let rejected_keep = self.rejected_keep;
+        let (outcome, new_meters, row) = self.transaction(|tx, st, memory| {
+            let mut log = log::Encoder::default();
+            let logging = (!folding).then_some(&mut log);
+            let (outcome, new_meters) = stage(tx, st, memory, rejected_keep, batch, logging)?;
+            let mut row = None;
+            if folding {
+                fold(tx, st, &memory.unfolded)?;
+            } else if log.entries() > 0 {
+                st.append_log
+                    .execute(params![log.entries() as i64, log.bytes()])?;
+                row = Some(tx.last_insert_rowid());
+            }
+            Ok((outcome, new_meters, row))
+        })?;
+        if folding {
+            let unfolded = std::mem::take(&mut self.memory.unfolded);
+            self.announce(unfolded.touched);
+        } else {
+            let unfolded = &mut self.memory.unfolded;
+            unfolded.log_rows.extend(row);
+            if !unfolded.is_empty() && unfolded.oldest.is_none() {
+                unfolded.oldest = Some(Instant::now());
+            }
         }
-        drop(st);
-        tx.commit()?;
-        self.stale = false;
-        let unfolded = std::mem::take(&mut self.memory.unfolded);
-        self.announce(unfolded.touched);
         self.metrics.record_batch(&outcome, batch, new_meters);
         Ok(outcome)
     }
@@ -357,27 +325,32 @@ impl Writer {
             // Loading afresh folds the whole log.
             return self.reload().map(|_| ());
         }
-        {
-            let _turn = self.store.turn();
-            let tx = self
-                .connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut st = Statements::new(&tx)?;
-            fold(&tx, &mut st, &self.memory.unfolded)?;
-            // Only the gateway's writer appends to the log: its rows are one run of ids.
-            let rows = &self.memory.unfolded.log_rows;
-            if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
-                st.delete_log.execute([first, last])?;
-            }
-            drop(st);
-            tx.commit()?;
-        }
+        self.transaction(|tx, st, memory| fold(tx, st, &memory.unfolded))?;
         let unfolded = std::mem::take(&mut self.memory.unfolded);
         self.metrics
             .folds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.announce(unfolded.touched);
         Ok(())
+    }
+
+    /// Runs `work` in one write transaction, in the gateway's turn, and
+    /// commits. Memory counts as stale until the commit succeeds.
+    fn transaction<T>(
+        &mut self,
+        work: impl FnOnce(&Connection, &mut Statements<'_>, &mut Memory) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _turn = self.store.turn();
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut st = Statements::new(&tx)?;
+        self.stale = true;
+        let value = work(&tx, &mut st, &mut self.memory)?;
+        drop(st);
+        tx.commit()?;
+        self.stale = false;
+        Ok(value)
     }
 
     /// Names the meters of `slots` to the listener.

@@ -163,10 +163,15 @@ impl Publisher {
         let sent = self.sent;
         tokio::time::timeout(
             Duration::from_secs(30),
-            self.acked.wait_for(|acked| *acked >= sent),
+            self.acked.clone().wait_for(|acked| *acked >= sent),
         )
         .await
-        .expect("the broker acknowledges in time")
+        .unwrap_or_else(|_| {
+            panic!(
+                "the broker acknowledges in time: {} of {sent} acknowledged after 30 s",
+                *self.acked.borrow()
+            )
+        })
         .expect("publisher alive");
     }
 }

@@ -15,7 +15,7 @@ pub(super) struct Statements<'t> {
     upsert_chunk: CachedStatement<'t>,
     state: CachedStatement<'t>,
     pub(super) append_log: CachedStatement<'t>,
-    pub(super) delete_log: CachedStatement<'t>,
+    delete_log: CachedStatement<'t>,
 }
 
 impl<'t> Statements<'t> {
@@ -115,7 +115,8 @@ pub(super) fn chunk_holds(
     })
 }
 
-/// Writes `unfolded` into the chunks, the meters' state rows and their events.
+/// Writes `unfolded` into the chunks, the meters' state rows and their
+/// events, and deletes the reading-log rows that held it.
 pub(super) fn fold(
     tx: &Connection,
     st: &mut Statements<'_>,
@@ -138,6 +139,10 @@ pub(super) fn fold(
         };
         st.upsert_chunk
             .execute(params![key, day, chunk::encode(day, &merged)])?;
+    }
+    // Only the gateway's writer appends to the log: its rows are one run of ids.
+    if let (Some(first), Some(last)) = (unfolded.log_rows.first(), unfolded.log_rows.last()) {
+        st.delete_log.execute([first, last])?;
     }
     for (&key, change) in &unfolded.meters {
         let newest = change.newest.as_ref();
