@@ -83,6 +83,12 @@ pub async fn run(
     let mut backoff = BACKOFF_START;
     let mut failing = false;
     let mut dropped: Option<u64> = None;
+    // Which connection a message came on: its acknowledgement is sent only on
+    // that connection. A broker redelivers what was not acknowledged when the
+    // session resumes (stored once, acknowledged then, in its new order); an
+    // old message's ack on a new connection is out of order to it (rumqttd
+    // drops the connection for that, again and again).
+    let connection = Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -108,8 +114,11 @@ pub async fn run(
                 );
                 let ack_client = client.clone();
                 let (topic, payload) = (publish.topic.clone(), publish.payload.clone());
+                let (current, came_on) = (connection.clone(), connection.load(Relaxed));
                 let ack: Ack = Box::new(move || {
-                    if let Err(error) = ack_client.try_ack(&publish) {
+                    if current.load(Relaxed) != came_on {
+                        tracing::debug!("a committed message came on an earlier connection; the broker redelivers it");
+                    } else if let Err(error) = ack_client.try_ack(&publish) {
                         tracing::warn!(%error, "could not acknowledge a committed message; the broker will redeliver it");
                     }
                 });
@@ -158,6 +167,8 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(error) => {
+                // Acks of this connection's messages are not sent on the next.
+                connection.fetch_add(1, Relaxed);
                 metrics.mqtt_connected.store(false, Relaxed);
                 metrics.mqtt_errors.fetch_add(1, Relaxed);
                 if !failing {
