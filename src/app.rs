@@ -1,10 +1,10 @@
 //! Wiring: builds the running gateway from a [`Config`] and runs it until shutdown.
 //!
 //! Start order: store (migrations) → writer (recovers per-meter state, folds
-//! the reading log a crash left) → alert engine and SMS provider built → HTTP listener bound → embedded MQTT
-//! server bound (if configured) → then the threads and tasks: writer, alert engine
-//! (evaluates what was committed but not yet evaluated), notifier (delivers the
-//! outbox), ingest, HTTP. Whatever can fail on bad settings fails before any
+//! the reading log a crash left) → alert engine and SMS provider built → HTTP
+//! listener bound → embedded MQTT server bound (if configured) → then the
+//! threads and tasks: writer, alert engine (evaluates what was committed but
+//! not yet evaluated), notifier (delivers the outbox), ingest, HTTP. Whatever can fail on bad settings fails before any
 //! thread starts. One cancellation token stops everything; if any part stops on
 //! its own — a task ending, or a supervised thread panicking — the whole gateway
 //! stops with the reason (and `/healthz` says it) rather than run half alive.
