@@ -226,7 +226,29 @@ async fn embedded_campaign(kills: usize, per_meter: usize, seed: u64) {
             wait_until("the embedded server listens again", listening).await;
         }
     }
-    publisher.flush().await;
+    if let Err((acked, sent)) = publisher.try_flush().await {
+        // Say what is stored, not only what was acknowledged.
+        let missing: Vec<String> = (0..METERS)
+            .flat_map(|meter| {
+                let id = format!("CRASH-{meter:03}");
+                let stored: std::collections::HashSet<i64> = store
+                    .readings(&id, 0, i64::MAX / 2)
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.total_l)
+                    .collect();
+                (0..per_meter)
+                    .filter(move |index| {
+                        !stored.contains(&(10_000 * meter as i64 + 3 * *index as i64))
+                    })
+                    .map(move |index| format!("{id} #{index}"))
+            })
+            .collect();
+        panic!(
+            "{acked} of {sent} messages acknowledged after 30 s; not stored: {} {missing:?}",
+            missing.len()
+        );
+    }
     let total = (METERS * per_meter) as i64;
     let done = store.clone();
     wait_until("every reading is stored", || {
