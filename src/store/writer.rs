@@ -120,12 +120,29 @@ impl Writer {
         if self.stale {
             return self.reload();
         }
+        self.fold_log()
+    }
+
+    /// Loads the meters' cursors afresh and folds the log, after a transaction
+    /// failed part way. Returns the number of readings folded.
+    fn reload(&mut self) -> Result<usize, StoreError> {
+        self.memory = Memory {
+            meters: load_meters(&self.connection)?,
+            ..Memory::default()
+        };
+        self.fold_log()
+    }
+
+    /// Folds every row of the reading log into chunks and state, from the
+    /// cursors in memory; memory is current once it succeeds.
+    fn fold_log(&mut self) -> Result<usize, StoreError> {
         let rows: Vec<(i64, Vec<u8>)> = self
             .connection
             .prepare("SELECT id, data FROM reading_log ORDER BY id")?
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<_, _>>()?;
         let (Some((first, _)), Some((last, _))) = (rows.first(), rows.last()) else {
+            self.stale = false;
             return Ok(0);
         };
         let slots: HashMap<i64, u32> = (self.memory.meters.cursors.iter().enumerate())
@@ -163,17 +180,6 @@ impl Writer {
             "folded the readings a stopped gateway had committed to its log"
         );
         Ok(outcome.accepted as usize)
-    }
-
-    /// Loads the meters' cursors afresh and folds the log, after a transaction
-    /// failed part way. Returns the number of readings folded.
-    fn reload(&mut self) -> Result<usize, StoreError> {
-        self.memory = Memory {
-            meters: load_meters(&self.connection)?,
-            ..Memory::default()
-        };
-        self.stale = false;
-        self.recover()
     }
 
     /// Receives until the channel closes: each time, everything queued goes into
