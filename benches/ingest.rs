@@ -378,16 +378,14 @@ async fn gateway(dir: &std::path::Path, readings: usize, meters: usize) -> anyho
         elapsed.as_secs_f64()
     );
     let body = gateway.metrics.render();
-    let batches = body
-        .lines()
-        .find_map(|l| l.strip_prefix("stillwater_commit_batch_messages_count "))
-        .unwrap_or("?")
-        .to_string();
-    let folds = body
-        .lines()
-        .find_map(|l| l.strip_prefix("stillwater_store_folds_total "))
-        .unwrap_or("?")
-        .to_string();
+    let metric = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or("?")
+            .to_string()
+    };
+    let batches = metric("stillwater_commit_batch_messages_count");
+    let folds = metric("stillwater_store_folds_total");
     println!("   (gateway committed in {batches} transactions and {folds} folds)");
     gateway.stop().await?;
     Ok(readings as f64 / elapsed.as_secs_f64())

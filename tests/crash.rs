@@ -48,11 +48,16 @@ fn spawn_gateway(config: &Path) -> GatewayProcess {
     GatewayProcess(child)
 }
 
+/// The register of `meter`'s reading number `index`, litres.
+fn register(meter: usize, index: usize) -> i64 {
+    10_000 * meter as i64 + 3 * index as i64
+}
+
 fn payload(meter: usize, index: usize) -> String {
     // 2026-01-01T00:00:00Z plus `index` hours (a soak's thousand hours stay in
     // the past); each meter's register rises by 3 L an hour.
     let ts = chrono::DateTime::from_timestamp(1_767_225_600 + index as i64 * 3600, 0).unwrap();
-    native(&ts.to_rfc3339(), 10_000 * meter as i64 + 3 * index as i64)
+    native(&ts.to_rfc3339(), register(meter, index))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,9 +243,7 @@ async fn embedded_campaign(kills: usize, per_meter: usize, seed: u64) {
                     .map(|r| r.total_l)
                     .collect();
                 (0..per_meter)
-                    .filter(move |index| {
-                        !stored.contains(&(10_000 * meter as i64 + 3 * *index as i64))
-                    })
+                    .filter(move |index| !stored.contains(&register(meter, *index)))
                     .map(move |index| format!("{id} #{index}"))
             })
             .collect();
@@ -281,9 +284,7 @@ fn assert_each_stored_once(store: &Store, per_meter: usize) {
         assert_eq!(state.readings, per_meter as i64, "{id}: counted once each");
         let readings = store.readings(&id, 0, i64::MAX / 2).unwrap();
         let totals: Vec<i64> = readings.iter().map(|r| r.total_l).collect();
-        let expected: Vec<i64> = (0..per_meter)
-            .map(|index| 10_000 * meter as i64 + 3 * index as i64)
-            .collect();
+        let expected: Vec<i64> = (0..per_meter).map(|index| register(meter, index)).collect();
         assert_eq!(totals, expected, "{id}");
         assert!(readings.iter().all(|r| !r.register_reset), "{id}");
     }

@@ -314,10 +314,10 @@ impl RegistryStore for Store {
             return Ok(None);
         }
         let mut recent_readings = Vec::new();
-        // One snapshot for the chunks and the log not yet folded into them.
-        let snapshot = connection.unchecked_transaction()?;
         if recent > 0 {
-            let mut statement = connection.prepare(
+            // One snapshot for the chunks and the log not yet folded into them.
+            let snapshot = connection.unchecked_transaction()?;
+            let mut statement = snapshot.prepare(
                 "SELECT c.day, c.data FROM reading_chunks c JOIN meter_state s ON s.meter_key = c.meter_key
                  WHERE s.meter_id = ?1 ORDER BY c.day DESC",
             )?;
@@ -337,7 +337,6 @@ impl RegistryStore for Store {
             let surplus = recent_readings.len().saturating_sub(recent);
             recent_readings.drain(..surplus);
         }
-        drop(snapshot);
         Ok(Some(MeterDetails {
             meter_id: meter.to_string(),
             registration,

@@ -485,11 +485,12 @@ fn accept(
         });
     }
     outcome.accepted += 1;
+    let change = memory.unfolded.change(key);
     let next = decide(
         cursor,
-        memory.unfolded.change(key),
+        change,
         reading,
-        stored,
+        (stored, newest),
         received_at,
         outcome,
     );
@@ -497,19 +498,20 @@ fn accept(
     Ok(())
 }
 
-/// What an accepted reading changes in its meter's state row and cursor.
+/// What an accepted reading (`stored`, and whether it is the meter's newest)
+/// changes in its meter's state row and cursor.
 fn decide(
     cursor: Cursor,
     change: &mut MeterChange,
     reading: &Reading,
-    stored: StoredReading,
+    (stored, newest): (StoredReading, bool),
     received_at: Timestamp,
     outcome: &mut BatchOutcome,
 ) -> Cursor {
     let mut next = cursor;
     change.last_message = change.last_message.max(Some(received_at));
     change.readings += 1;
-    if cursor.last_reading_ts.is_none_or(|last| reading.ts > last) {
+    if newest {
         // Readings the meter's counter says it sent between its newest stored
         // one and this one (a counter that went back was reset: nothing counted).
         let missing = match (cursor.last_seq, reading.seq) {

@@ -4,7 +4,7 @@
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
 use super::memory::{Cursor, Meters, Unfolded};
-use crate::domain::{MeterId, Timestamp};
+use crate::domain::{MeterId, StoredReading, Timestamp};
 use crate::store::{chunk, StoreError};
 
 /// The statements the writer uses per reading or per meter, prepared once per
@@ -96,6 +96,22 @@ pub(super) fn load_meters(connection: &Connection) -> Result<Meters, StoreError>
     Ok(meters)
 }
 
+/// The stored readings of (`key`, `day`), sorted; empty when there are none.
+fn stored_chunk(
+    st: &mut Statements<'_>,
+    key: i64,
+    day: i64,
+) -> Result<Vec<StoredReading>, StoreError> {
+    let data: Option<Vec<u8>> = st
+        .chunk
+        .query_row(params![key, day], |row| row.get(0))
+        .optional()?;
+    Ok(match data {
+        Some(data) => chunk::decode(day, &data)?,
+        None => Vec::new(),
+    })
+}
+
 /// Whether the stored chunk of (`key`, `day`) has a reading at `ts`.
 pub(super) fn chunk_holds(
     st: &mut Statements<'_>,
@@ -103,16 +119,9 @@ pub(super) fn chunk_holds(
     day: i64,
     ts: Timestamp,
 ) -> Result<bool, StoreError> {
-    let data: Option<Vec<u8>> = st
-        .chunk
-        .query_row(params![key, day], |row| row.get(0))
-        .optional()?;
-    Ok(match data {
-        Some(data) => chunk::decode(day, &data)?
-            .binary_search_by_key(&ts, |r| r.ts)
-            .is_ok(),
-        None => false,
-    })
+    Ok(stored_chunk(st, key, day)?
+        .binary_search_by_key(&ts, |r| r.ts)
+        .is_ok())
 }
 
 /// Writes `unfolded` into the chunks, the meters' state rows and their
@@ -123,20 +132,10 @@ pub(super) fn fold(
     unfolded: &Unfolded,
 ) -> Result<(), StoreError> {
     for (&(key, day), readings) in &unfolded.chunks {
-        let data: Option<Vec<u8>> = st
-            .chunk
-            .query_row(params![key, day], |row| row.get(0))
-            .optional()?;
-        let merged = match data {
-            Some(data) => {
-                let mut stored = chunk::decode(day, &data)?;
-                for reading in readings {
-                    chunk::insert(&mut stored, *reading);
-                }
-                stored
-            }
-            None => readings.clone(),
-        };
+        let mut merged = stored_chunk(st, key, day)?;
+        for reading in readings {
+            chunk::insert(&mut merged, *reading);
+        }
         st.upsert_chunk
             .execute(params![key, day, chunk::encode(day, &merged)])?;
     }
