@@ -9,6 +9,7 @@
 
 mod log;
 pub mod notifier;
+pub mod sign;
 pub mod templates;
 mod webhook;
 
