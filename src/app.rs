@@ -227,7 +227,10 @@ impl Gateway {
         )?
         .with_detector(detector);
         let last_tick = engine.last_tick();
-        let provider = notify::build(&config.sms)?;
+        let providers = notify::build(&config.sms, &clock)?;
+        for problem in notify::check(&config.sms) {
+            tracing::warn!(%problem, "SMS settings");
+        }
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| {
@@ -285,15 +288,18 @@ impl Gateway {
         let engine = supervisor.spawn("alert-engine", "the alert engine", move || {
             engine.run(touched, engine_shutdown)
         })?;
-        let notifier = tokio::spawn(notify::notifier::run(
-            store.clone(),
-            provider,
-            wake_notifier,
-            metrics.clone(),
-            clock.clone(),
-            config.sms.max_attempts,
-            shutdown.clone(),
-        ));
+        let notifier = tokio::spawn(
+            notify::notifier::Notifier {
+                store: store.clone(),
+                providers,
+                wake: wake_notifier,
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                max_attempts: config.sms.max_attempts,
+                parallel: config.sms.parallel,
+            }
+            .run(shutdown.clone()),
+        );
 
         let ingest = match door {
             Door::Server(listener, tls, sessions) => tokio::spawn(server::serve(
@@ -336,12 +342,16 @@ impl Gateway {
             inbound_token: config.sms.inbound_token.clone(),
             language: config.sms.language,
             clock: clock.clone(),
+            callbacks: http::callback_settings(&config.sms),
         });
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
         });
         tracing::info!(%http_addr, "serving /healthz and /metrics");
         Ok(Self {

@@ -47,11 +47,82 @@ pub struct Metrics {
     pub sms_sent: AtomicU64,
     pub sms_retries: AtomicU64,
     pub sms_failed: AtomicU64,
+    /// Per SMS provider: what its sends did.
+    providers: std::sync::Mutex<Vec<ProviderStats>>,
+    /// The open system alerts, as `kind` or `kind/subject`.
+    system_alerts: std::sync::Mutex<Vec<String>>,
     /// Why a part of the gateway stopped, once one has: `/healthz` turns 503.
     failure: std::sync::Mutex<Option<String>>,
 }
 
+/// What one SMS provider's sends did since the gateway started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderStats {
+    pub name: &'static str,
+    pub sent: u64,
+    /// Tries it could not send (each try, failovers included).
+    pub failures: u64,
+    /// Failed tries since its last success.
+    pub failures_in_a_row: u32,
+    pub last_error: Option<String>,
+    pub receipts: u64,
+}
+
 impl Metrics {
+    /// Records one try through `provider`: taken, or why not.
+    pub fn record_send(&self, provider: &'static str, error: Option<&str>) {
+        self.with_provider(provider, |stats| match error {
+            None => {
+                stats.sent += 1;
+                stats.failures_in_a_row = 0;
+            }
+            Some(error) => {
+                stats.failures += 1;
+                stats.failures_in_a_row += 1;
+                stats.last_error = Some(error.to_string());
+            }
+        });
+    }
+
+    /// Records a delivery receipt from `provider`.
+    pub fn record_receipt(&self, provider: &'static str) {
+        self.with_provider(provider, |stats| stats.receipts += 1);
+    }
+
+    fn with_provider(&self, provider: &'static str, change: impl FnOnce(&mut ProviderStats)) {
+        let mut providers = self.providers.lock().unwrap_or_else(|e| e.into_inner());
+        match providers.iter_mut().find(|p| p.name == provider) {
+            Some(stats) => change(stats),
+            None => {
+                let mut stats = ProviderStats {
+                    name: provider,
+                    ..ProviderStats::default()
+                };
+                change(&mut stats);
+                providers.push(stats);
+            }
+        }
+    }
+
+    pub fn provider_stats(&self) -> Vec<ProviderStats> {
+        self.providers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The open system alerts, as the self-watch last saw them.
+    pub fn set_system_alerts(&self, open: Vec<String>) {
+        *self.system_alerts.lock().unwrap_or_else(|e| e.into_inner()) = open;
+    }
+
+    pub fn system_alerts(&self) -> Vec<String> {
+        self.system_alerts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Records that a part stopped (the first reason is kept).
     pub fn record_failure(&self, why: &str) {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
@@ -250,6 +321,53 @@ impl Metrics {
             "Messages the external broker reports having dropped since it started (Mosquitto's $SYS/broker/publish/messages/dropped); 0 when it does not say.",
             self.broker_dropped.load(Relaxed),
         );
+        let providers = self.provider_stats();
+        for (name, help, value) in [
+            (
+                "stillwater_sms_provider_sent_total",
+                "Texts each SMS provider took.",
+                (|p: &ProviderStats| p.sent) as fn(&ProviderStats) -> u64,
+            ),
+            (
+                "stillwater_sms_provider_failures_total",
+                "Tries each SMS provider could not send (failovers included).",
+                |p| p.failures,
+            ),
+            (
+                "stillwater_sms_provider_failures_in_a_row",
+                "Failed tries through each SMS provider since its last success.",
+                |p| u64::from(p.failures_in_a_row),
+            ),
+            (
+                "stillwater_sms_provider_receipts_total",
+                "Delivery receipts each SMS provider posted.",
+                |p| p.receipts,
+            ),
+        ] {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for provider in &providers {
+                let _ = writeln!(
+                    out,
+                    "{name}{{provider=\"{}\"}} {}",
+                    provider.name,
+                    value(provider)
+                );
+            }
+        }
+        let system = self.system_alerts();
+        let _ = writeln!(
+            out,
+            "# HELP stillwater_system_alerts_open System alerts open (the gateway watching itself), by kind.\n# TYPE stillwater_system_alerts_open gauge\nstillwater_system_alerts_open {}",
+            system.len()
+        );
+        for alert in &system {
+            let _ = writeln!(out, "stillwater_system_alerts_open{{alert=\"{alert}\"}} 1");
+        }
         out
     }
 }

@@ -372,7 +372,7 @@ async fn a_provider_error_is_retried_and_each_text_arrives_once() {
         .notification_attempts(retried.id)
         .unwrap()
         .into_iter()
-        .map(|(_, outcome, _)| outcome)
+        .map(|attempt| attempt.outcome)
         .collect();
     assert_eq!(history, ["retry", "sent"], "every attempt is recorded");
     gateway.stop().await.unwrap();

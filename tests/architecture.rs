@@ -55,7 +55,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "http",
-        &["actions", "clock", "config", "domain", "metrics", "store"],
+        &[
+            "actions", "clock", "config", "domain", "metrics", "notify", "store",
+        ],
     ),
     (
         "app",

@@ -220,7 +220,18 @@ impl World {
     fn deliver_all(&self) {
         for text in self.texts().into_iter().filter(|t| t.state == "pending") {
             self.store
-                .record_attempt(text.id, &crate::store::outbox::AttemptEnd::Sent, 0)
+                .record_attempt(
+                    text.id,
+                    &crate::store::outbox::Attempt::through(
+                        "log",
+                        crate::store::outbox::AttemptEnd::Sent {
+                            provider: "log".into(),
+                            reference: None,
+                            segments: 1,
+                        },
+                    ),
+                    0,
+                )
                 .unwrap();
         }
     }

@@ -80,18 +80,31 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
             out!("  texts:");
             for text in store.notifications(Some(id))? {
                 out!(
-                    "    {:<9} {:<8} step {} to {} {}",
+                    "    {:<9} {:<8} step {} to {} {}{}{}",
                     text.state,
                     text.purpose,
                     text.step,
                     text.recipient,
                     mask_phone(&text.phone),
+                    text.provider
+                        .as_deref()
+                        .map(|p| format!(" via {p}"))
+                        .unwrap_or_default(),
+                    text.delivery
+                        .as_deref()
+                        .map(|d| format!(" — {d}"))
+                        .unwrap_or_default(),
                 );
-                for (at, outcome, error) in store.notification_attempts(text.id)? {
+                for attempt in store.notification_attempts(text.id)? {
                     out!(
-                        "      attempt {}  {outcome}{}",
-                        format_time(at, zone),
-                        error.map(|e| format!(" — {e}")).unwrap_or_default()
+                        "      attempt {}  {}{}{}",
+                        format_time(attempt.at, zone),
+                        attempt.outcome,
+                        attempt
+                            .provider
+                            .map(|p| format!(" ({p})"))
+                            .unwrap_or_default(),
+                        attempt.error.map(|e| format!(" — {e}")).unwrap_or_default()
                     );
                 }
             }

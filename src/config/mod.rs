@@ -6,11 +6,15 @@
 //! problem they find, not only the first.
 //!
 //! Nothing else in the gateway reads TOML or the environment for settings: it
-//! gets a validated [`Config`]. Secrets come from the environment only and are
-//! wrapped in [`Secret`], whose `Debug` never shows them.
+//! gets a validated [`Config`]. Secrets come from the environment (or, for
+//! SMS providers, a file only its owner can read) and are wrapped in
+//! [`Secret`], whose `Debug` never shows them.
 
 mod shape;
+mod sms;
 mod validate;
+
+pub use sms::*;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -112,6 +116,7 @@ pub struct Config {
     pub rules: RulesConfig,
     pub alerts: AlertsConfig,
     pub sms: SmsConfig,
+    pub watch: WatchConfig,
 }
 
 /// Rule thresholds: the global policy and per-category overrides.
@@ -155,31 +160,6 @@ pub struct AlertsConfig {
     /// Maintenance texts about one meter in 24 h at most.
     pub maintenance_texts_per_day: u32,
 }
-
-/// Which SMS provider sends.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProviderChoice {
-    Log,
-    Webhook { url: String, token: Option<Secret> },
-}
-
-#[derive(Debug, Clone)]
-pub struct SmsConfig {
-    pub provider: ProviderChoice,
-    pub language: Language,
-    pub timeout: Duration,
-    /// Attempts at one text before it is marked failed.
-    pub max_attempts: u32,
-    /// Bearer token for POST /sms/inbound; `None` disables the endpoint.
-    pub inbound_token: Option<Secret>,
-    /// Template overrides by `"<kind>.<language>"`.
-    pub templates: HashMap<String, String>,
-}
-
-/// The environment variable holding the webhook provider's bearer token.
-pub const SMS_WEBHOOK_TOKEN_ENV: &str = "STILLWATER_SMS_WEBHOOK_TOKEN";
-/// The environment variable holding the inbound-SMS bearer token.
-pub const SMS_INBOUND_TOKEN_ENV: &str = "STILLWATER_SMS_INBOUND_TOKEN";
 
 #[derive(Debug, Clone)]
 pub struct MqttConfig {

@@ -6,7 +6,12 @@
 use super::ConfigError;
 
 /// Tables whose keys are the user's own (category names, template keys).
-const FREE_FORM: [&str; 2] = ["rules.categories", "sms.templates"];
+const FREE_FORM: [&str; 4] = [
+    "rules.categories",
+    "sms.templates",
+    "sms.aliyun.templates",
+    "sms.tencent.templates",
+];
 
 /// Keys that moved, and where to.
 const MOVED: [(&str, &str); 1] = [("sms.webhook_url", "[sms.webhook] url")];
@@ -80,7 +85,7 @@ fn walk(
 }
 
 /// `[rules.categories.NAME]` holds tables of rule values; `[sms.templates]`
-/// holds strings.
+/// holds strings; a provider's templates are `{ code, params }` tables.
 fn free_form(name: &str, value: &toml::Value, problems: &mut Vec<ConfigError>) {
     let toml::Value::Table(table) = value else {
         problems.push(ConfigError::Shape(format!("{name}: must be a table")));
@@ -89,15 +94,26 @@ fn free_form(name: &str, value: &toml::Value, problems: &mut Vec<ConfigError>) {
     for (key, value) in table {
         let ok = match name {
             "sms.templates" => value.is_str(),
+            "sms.aliyun.templates" | "sms.tencent.templates" => {
+                value.as_table().is_some_and(|template| {
+                    template.iter().all(|(key, value)| match key.as_str() {
+                        "code" => value.is_str(),
+                        "params" => value
+                            .as_array()
+                            .is_some_and(|params| params.iter().all(toml::Value::is_str)),
+                        _ => false,
+                    })
+                })
+            }
             _ => value
                 .as_table()
                 .is_some_and(|settings| settings.values().all(|v| v.is_str() || v.is_integer())),
         };
         if !ok {
-            let expected = if name == "sms.templates" {
-                "a string"
-            } else {
-                "a table of rule settings (strings and whole numbers)"
+            let expected = match name {
+                "sms.templates" => "a string",
+                "rules.categories" => "a table of rule settings (strings and whole numbers)",
+                _ => "{ code = \"…\", params = [\"placeholder\", …] }",
             };
             problems.push(ConfigError::Shape(format!(
                 "{name}.{key}: must be {expected}"

@@ -13,8 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::*;
-use crate::domain::TemplateValues;
-use crate::domain::{parse_duration, Language, PhoneNumber};
+use crate::domain::{parse_duration, PhoneNumber};
 use crate::policy::{Policy, Setting};
 use crate::wire::Topics;
 
@@ -24,14 +23,14 @@ use crate::wire::Topics;
 pub(super) struct Problems(pub Vec<ConfigError>);
 
 impl Problems {
-    fn take<T: Default>(&mut self, result: Result<T, ConfigError>) -> T {
+    pub(super) fn take<T: Default>(&mut self, result: Result<T, ConfigError>) -> T {
         result.unwrap_or_else(|problem| {
             self.0.push(problem);
             T::default()
         })
     }
 
-    fn push(&mut self, problem: ConfigError) {
+    pub(super) fn push(&mut self, problem: ConfigError) {
         self.0.push(problem);
     }
 }
@@ -46,7 +45,8 @@ pub(super) struct RawConfig {
     log: RawLog,
     rules: RawRules,
     alerts: RawAlerts,
-    sms: RawSms,
+    sms: sms::RawSms,
+    watch: sms::RawWatch,
 }
 
 #[derive(Deserialize)]
@@ -80,17 +80,6 @@ pub(super) struct RawAlerts {
     readings_lost_share: f64,
     check_ins_per_day: u32,
     maintenance_texts_per_day: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSms {
-    provider: String,
-    webhook: RawWebhook,
-    language: String,
-    timeout: String,
-    max_attempts: u32,
-    templates: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -135,12 +124,6 @@ pub(super) struct RawRegistry {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
     filter: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawWebhook {
-    url: String,
 }
 
 fn parse_listen(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -304,7 +287,8 @@ impl RawConfig {
         ));
         let rules = validate_rules(self.rules, p);
         let alerts = validate_alerts(self.alerts, p);
-        let sms = validate_sms(self.sms, env, p);
+        let sms = sms::validate_sms(self.sms, env, p);
+        let watch = sms::validate_watch(self.watch, p);
         if !p.0.is_empty() {
             return None;
         }
@@ -312,6 +296,7 @@ impl RawConfig {
             rules,
             alerts,
             sms: sms?,
+            watch,
             mqtt: MqttConfig {
                 broker: broker?,
                 client_id: mqtt.client_id,
@@ -341,7 +326,7 @@ impl RawConfig {
     }
 }
 
-fn duration(key: &'static str, text: &str) -> Result<i64, ConfigError> {
+pub(super) fn duration(key: &'static str, text: &str) -> Result<i64, ConfigError> {
     parse_duration(text).map_err(|error| bad_value(key, text, error.to_string()))
 }
 
@@ -480,87 +465,11 @@ fn validate_alerts(raw: RawAlerts, p: &mut Problems) -> AlertsConfig {
     }
 }
 
-fn at_least_one(key: &'static str, value: u32) -> Result<u32, ConfigError> {
+pub(super) fn at_least_one(key: &'static str, value: u32) -> Result<u32, ConfigError> {
     if value == 0 {
         return Err(bad_value(key, value, "must be at least 1"));
     }
     Ok(value)
-}
-
-fn validate_sms(
-    raw: RawSms,
-    env: &dyn Fn(&str) -> Option<String>,
-    p: &mut Problems,
-) -> Option<SmsConfig> {
-    let provider = match raw.provider.as_str() {
-        "log" => Some(ProviderChoice::Log),
-        // The provider checks its own section (`notify::check`).
-        "webhook" => Some(ProviderChoice::Webhook {
-            url: raw.webhook.url.clone(),
-            token: env(SMS_WEBHOOK_TOKEN_ENV)
-                .filter(|t| !t.is_empty())
-                .map(Secret::new),
-        }),
-        other => {
-            p.push(bad_value(
-                "sms.provider",
-                other,
-                "must be \"log\" or \"webhook\"",
-            ));
-            None
-        }
-    };
-    let language = match Language::parse(&raw.language) {
-        Some(language) => language,
-        None => {
-            p.push(bad_value(
-                "sms.language",
-                &raw.language,
-                "must be \"zh\" or \"en\"",
-            ));
-            Language::Zh
-        }
-    };
-    let mut keys: Vec<&String> = raw.templates.keys().collect();
-    keys.sort();
-    for key in keys {
-        let known = key.split_once('.').is_some_and(|(kind, language)| {
-            crate::detect::Kind::parse(kind).is_some() && Language::parse(language).is_some()
-        });
-        if !known {
-            p.push(bad_value(
-                "sms.templates",
-                key,
-                "keys are \"<kind>.<language>\", e.g. \"no_usage.zh\"",
-            ));
-            continue;
-        }
-        for name in placeholders(&raw.templates[key]) {
-            if !TemplateValues::PLACEHOLDERS.contains(&name) {
-                p.push(bad_value(
-                    "sms.templates",
-                    key,
-                    format!(
-                        "unknown placeholder {{{name}}}; the placeholders are {}",
-                        TemplateValues::PLACEHOLDERS
-                            .map(|p| format!("{{{p}}}"))
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
-    }
-    let timeout = p.take(duration("sms.timeout", &raw.timeout));
-    Some(SmsConfig {
-        provider: provider?,
-        language,
-        timeout: Duration::from_secs(timeout.max(0) as u64),
-        max_attempts: p.take(at_least_one("sms.max_attempts", raw.max_attempts)),
-        inbound_token: env(SMS_INBOUND_TOKEN_ENV)
-            .filter(|t| !t.is_empty())
-            .map(Secret::new),
-        templates: raw.templates,
-    })
 }
 
 /// The names between braces in a template: `"{name} at {adress}"` → name, adress.

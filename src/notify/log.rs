@@ -1,7 +1,7 @@
 //! The `log` provider: prints each text to standard output (development, the demo).
 //! Delivery is recorded in the outbox like any provider's.
 
-use super::{SendFuture, Sms, SmsProvider};
+use super::{SendFuture, Sent, Sms, SmsProvider};
 use crate::domain::mask_phone;
 
 pub struct LogProvider;
@@ -19,7 +19,7 @@ impl SmsProvider for LogProvider {
                 sms.alert_id,
                 sms.text
             );
-            Ok(())
+            Ok(Sent::default())
         })
     }
 }

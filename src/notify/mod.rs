@@ -1,22 +1,30 @@
 //! Sending texts: the [`SmsProvider`] trait, one file per provider, templates,
 //! and the notifier task that delivers the outbox.
 //!
-//! A provider makes exactly one attempt per call and says whether a failure is
-//! worth retrying; retrying, back-off and recording every attempt are the
-//! notifier's job. Adding a provider (Aliyun, Tencent Cloud, Twilio) is a new
-//! file here with its `[sms.NAME]` section and its check, and a new arm in
-//! [`build`] and [`check`].
+//! A provider makes exactly one attempt per call and says what its failure
+//! means ([`SendError`]): whether to retry, and whether another provider may
+//! take the text now. Retrying, back-off, failover, rate limits and recording
+//! every attempt are the notifier's job. `callbacks` reads what the providers
+//! post back (replies, delivery receipts). Adding a provider is a new file
+//! here with its `[sms.NAME]` section, and a new arm in [`build_one`] and
+//! [`check`].
 
+mod aliyun;
+pub mod callbacks;
 mod log;
 pub mod notifier;
+pub mod params;
 pub mod sign;
 pub mod templates;
+mod tencent;
+mod twilio;
 mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::clock::SharedClock;
 use crate::config::{ProviderChoice, SmsConfig};
 
 /// One text to send.
@@ -37,43 +45,148 @@ pub struct Sms {
     pub values: serde_json::Value,
 }
 
-/// Why an attempt failed.
+/// What a provider said when it took a text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// The provider's id for the text (Aliyun `BizId`, Tencent `SerialNo`,
+    /// Twilio `sid`): its delivery receipt names it.
+    pub reference: Option<String>,
+}
+
+/// Why an attempt failed, and so what may happen next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Worth retrying: timeouts, connection errors, 5xx, 429.
+    /// Not sent, worth retrying: no connection, a 5xx, a provider's system
+    /// error. Another provider may take it now.
     #[error("temporary failure: {0}")]
     Transient(String),
-    /// Not worth retrying: the provider refused this text (other 4xx).
+    /// The request left but no answer came (a timeout): the provider may have
+    /// taken it. Retried through the same provider only, so that no text goes
+    /// out through two.
+    #[error("no answer, the text may have been taken: {0}")]
+    MaybeSent(String),
+    /// Not sent: the provider's rate limit or a daily cap. Another provider
+    /// may take it now; this one later.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// Not sent: this provider cannot send until someone fixes the account or
+    /// its settings (credentials, balance, signature, a template). Another
+    /// provider may take it; this one is retried with back-off.
+    #[error("provider account or settings: {0}")]
+    Account(String),
+    /// This text can never be sent (an invalid number): given up at once.
     #[error("refused: {0}")]
     Permanent(String),
 }
 
-pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
-
-/// A way to send texts. One attempt per call.
-pub trait SmsProvider: Send + Sync {
-    /// A short name for logs and metrics.
-    fn name(&self) -> &'static str;
-    fn send<'a>(&'a self, sms: &'a Sms) -> SendFuture<'a>;
-}
-
-/// Each provider checks its own configuration section: the problems of the
-/// chosen one (`check-config` reports them with the file's other problems).
-pub fn check(config: &SmsConfig) -> Vec<String> {
-    match &config.provider {
-        ProviderChoice::Log => Vec::new(),
-        ProviderChoice::Webhook { url, .. } => webhook::check(url).err().into_iter().collect(),
+impl SendError {
+    /// Whether another provider may try the same text now.
+    pub fn other_may_try(&self) -> bool {
+        matches!(
+            self,
+            SendError::Transient(_) | SendError::RateLimited(_) | SendError::Account(_)
+        )
     }
 }
 
-/// The configured provider.
-pub fn build(config: &SmsConfig) -> anyhow::Result<Arc<dyn SmsProvider>> {
-    Ok(match &config.provider {
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Sent, SendError>> + Send + 'a>>;
+
+/// A way to send texts. One attempt per call.
+pub trait SmsProvider: Send + Sync {
+    /// The provider's name (`ProviderChoice::name`), for logs, metrics and the outbox.
+    fn name(&self) -> &'static str;
+    fn send<'a>(&'a self, sms: &'a Sms) -> SendFuture<'a>;
+    /// Whether it posts delivery receipts back (so their absence means something).
+    fn receipts(&self) -> bool {
+        false
+    }
+    /// Sends per second at most.
+    fn rate_per_second(&self) -> Option<u32> {
+        None
+    }
+    /// The provider's own cap on texts from one template to `sms`'s number
+    /// in a day, when it keeps one for that number.
+    fn daily_cap(&self, _sms: &Sms) -> Option<u32> {
+        None
+    }
+}
+
+/// A connection or timeout error of a request, classified: a request that
+/// never reached the provider is transient; one that may have is `MaybeSent`.
+pub(crate) fn request_error(provider: &str, error: reqwest::Error) -> SendError {
+    if error.is_connect() || error.is_builder() || error.is_request() && !error.is_timeout() {
+        SendError::Transient(format!("cannot reach {provider}: {error}"))
+    } else {
+        SendError::MaybeSent(format!("no answer from {provider}: {error}"))
+    }
+}
+
+/// The first 200 characters of a body, for an error message.
+pub(crate) fn excerpt(body: &str) -> String {
+    body.chars().take(200).collect()
+}
+
+/// Each configured provider checks its own section and templates: the
+/// problems (`check-config` reports them with the file's other problems; the
+/// gateway logs them at start).
+pub fn check(config: &SmsConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    for provider in config.providers() {
+        match provider {
+            ProviderChoice::Log => {}
+            ProviderChoice::Webhook { url, .. } => problems.extend(webhook::check(url).err()),
+            ProviderChoice::Aliyun(aliyun) => {
+                problems.extend(params::missing("sms.aliyun.templates", &aliyun.templates))
+            }
+            ProviderChoice::Tencent(tencent) => {
+                problems.extend(params::missing("sms.tencent.templates", &tencent.templates))
+            }
+            ProviderChoice::Twilio(_) => {
+                if config.public_url.is_empty() {
+                    problems.push("sms.public_url is not set: Twilio cannot post delivery receipts, and its replies cannot be verified".into());
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Builds one provider.
+pub fn build_one(
+    choice: &ProviderChoice,
+    config: &SmsConfig,
+    clock: &SharedClock,
+) -> anyhow::Result<Arc<dyn SmsProvider>> {
+    let client = || reqwest::Client::builder().timeout(config.timeout).build();
+    Ok(match choice {
         ProviderChoice::Log => Arc::new(log::LogProvider),
         ProviderChoice::Webhook { url, token } => Arc::new(webhook::WebhookProvider::new(
             url,
             token.clone(),
             config.timeout,
         )?),
+        ProviderChoice::Aliyun(aliyun) => Arc::new(aliyun::AliyunProvider::new(
+            (**aliyun).clone(),
+            client()?,
+            clock.clone(),
+        )),
+        ProviderChoice::Tencent(tencent) => Arc::new(tencent::TencentProvider::new(
+            (**tencent).clone(),
+            client()?,
+            clock.clone(),
+        )),
+        ProviderChoice::Twilio(twilio) => Arc::new(twilio::TwilioProvider::new(
+            (**twilio).clone(),
+            &config.public_url,
+            client()?,
+        )),
     })
+}
+
+/// The configured providers, first then second.
+pub fn build(config: &SmsConfig, clock: &SharedClock) -> anyhow::Result<Vec<Arc<dyn SmsProvider>>> {
+    config
+        .providers()
+        .map(|choice| build_one(choice, config, clock))
+        .collect()
 }

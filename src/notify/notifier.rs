@@ -1,25 +1,32 @@
-//! The notifier: delivers the outbox through the configured provider.
+//! The notifier: delivers the outbox through the configured providers.
 //!
-//! It takes texts that are due (on the injected clock), makes one attempt each,
-//! and records the outcome: sent; failed for good (the provider refused it, or
-//! `max_attempts` ran out — then the alert's history says so); or due again
-//! after a capped exponential back-off (timeouts, 5xx, 429). A text is marked sent only
-//! after the provider accepted it, so a crash in between sends it again after
-//! restart with the same idempotency key — never loses it. It runs apart from
-//! ingest and detection: a slow provider delays only texts.
+//! It takes texts that are due (on the injected clock) and sends them, texts
+//! to different phones at the same time (at most `sms.parallel`), one phone's
+//! texts in order. Each attempt tries the first provider, and hands the text
+//! to the second when the first cannot send it (no connection, 5xx, its rate
+//! limit or daily cap, an account problem). A provider that may have taken the
+//! text (a timeout after the request left) keeps it: the text is retried
+//! through that provider only, so no text goes out through two. The outcome
+//! is recorded: sent (by whom, with its reference for receipts); failed for
+//! good (refused, or `max_attempts` ran out — then the alert's history says
+//! so); or due again after a capped exponential back-off. A text is marked
+//! sent only after a provider took it, so a crash in between sends it again
+//! after restart with the same idempotency key — never loses it. It runs
+//! apart from ingest and detection: a slow provider delays only texts.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{SendError, Sms, SmsProvider};
+use super::{params, SendError, Sent, Sms, SmsProvider};
 use crate::clock::SharedClock;
 use crate::domain::mask_phone;
 use crate::metrics::Metrics;
-use crate::store::outbox::AttemptEnd;
+use crate::store::outbox::{Attempt, AttemptEnd, Notification};
 use crate::store::prelude::*;
 use crate::store::Store;
 
@@ -27,6 +34,8 @@ use crate::store::Store;
 const BATCH: usize = 50;
 /// The longest retry delay, seconds.
 const RETRY_MAX_S: i64 = 5 * 60;
+/// Aliyun counts its daily cap by the calendar day in Beijing (UTC+8).
+const CAP_DAY_OFFSET_S: i64 = 8 * 3600;
 
 /// The delay in seconds before attempt `attempts + 1`, after `attempts`
 /// failures: 1 s, 2 s, 4 s, … up to five minutes.
@@ -34,110 +43,318 @@ pub fn retry_delay_s(attempts: u32) -> i64 {
     (1i64 << attempts.min(20)).min(RETRY_MAX_S)
 }
 
-/// How an attempt ends, given the provider's answer and the attempts made
-/// before it: a temporary failure is retried until `max_attempts` is reached.
+/// How an attempt ends, given the last provider's answer and the attempts
+/// made before it: a failure worth retrying is retried until `max_attempts`
+/// is reached; one the provider may have taken is pinned to it.
 pub fn attempt_end(
-    outcome: Result<(), SendError>,
+    provider: &str,
+    outcome: Result<Sent, SendError>,
+    segments: u32,
     attempts_before: u32,
     max_attempts: u32,
     now: i64,
 ) -> AttemptEnd {
-    match outcome {
-        Ok(()) => AttemptEnd::Sent,
-        Err(SendError::Transient(error)) if attempts_before + 1 < max_attempts => {
-            AttemptEnd::Retry {
-                error,
-                at: now + retry_delay_s(attempts_before),
+    let error = match outcome {
+        Ok(sent) => {
+            return AttemptEnd::Sent {
+                provider: provider.to_string(),
+                reference: sent.reference,
+                segments,
             }
         }
-        Err(SendError::Transient(error)) => AttemptEnd::Failed {
-            error: format!("{error} (gave up after {max_attempts} attempts)"),
-        },
-        Err(SendError::Permanent(error)) => AttemptEnd::Failed { error },
+        Err(SendError::Permanent(error)) => return AttemptEnd::Failed { error },
+        Err(error) => error,
+    };
+    let pin = matches!(error, SendError::MaybeSent(_)).then(|| provider.to_string());
+    let message = error.to_string();
+    if attempts_before + 1 < max_attempts {
+        AttemptEnd::Retry {
+            error: message,
+            at: now + retry_delay_s(attempts_before),
+            pin,
+        }
+    } else {
+        AttemptEnd::Failed {
+            error: format!("{message} (gave up after {max_attempts} attempts)"),
+        }
     }
 }
 
-pub async fn run(
-    store: Store,
-    provider: Arc<dyn SmsProvider>,
-    wake: Arc<Notify>,
-    metrics: Arc<Metrics>,
-    clock: SharedClock,
-    max_attempts: u32,
-    shutdown: CancellationToken,
-) {
-    let now = move || clock.now().secs();
-    loop {
-        let due_by = now();
-        let query = store.clone();
-        let due = match tokio::task::spawn_blocking(move || query.due_notifications(due_by, BATCH))
-            .await
-        {
-            Ok(Ok(due)) => due,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "cannot read the outbox");
-                Vec::new()
+/// Spaces one provider's requests `1 / rate` seconds apart.
+#[derive(Debug)]
+pub struct Pace {
+    interval: Duration,
+    next: Option<tokio::time::Instant>,
+}
+
+impl Pace {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            interval: Duration::from_secs(1) / per_second.max(1),
+            next: None,
+        }
+    }
+
+    /// Books the next slot after `now`; how long to wait for it.
+    pub fn book(&mut self, now: tokio::time::Instant) -> Duration {
+        let slot = self.next.map_or(now, |next| next.max(now));
+        self.next = Some(slot + self.interval);
+        slot - now
+    }
+}
+
+/// What the notifier runs with.
+pub struct Notifier {
+    pub store: Store,
+    /// First, then second.
+    pub providers: Vec<Arc<dyn SmsProvider>>,
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub clock: SharedClock,
+    pub max_attempts: u32,
+    pub parallel: usize,
+}
+
+impl Notifier {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let paces: HashMap<&'static str, Mutex<Pace>> = self
+            .providers
+            .iter()
+            .filter_map(|p| Some((p.name(), Mutex::new(Pace::new(p.rate_per_second()?)))))
+            .collect();
+        let shared = Arc::new(Shared {
+            notifier: self,
+            paces,
+        });
+        let gate = Arc::new(Semaphore::new(shared.notifier.parallel.max(1)));
+        loop {
+            let due_by = shared.now();
+            let query = shared.notifier.store.clone();
+            let due =
+                match tokio::task::spawn_blocking(move || query.due_notifications(due_by, BATCH))
+                    .await
+                {
+                    Ok(Ok(due)) => due,
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "cannot read the outbox");
+                        Vec::new()
+                    }
+                    Err(_) => return,
+                };
+            let full = due.len() == BATCH;
+            let mut tasks = tokio::task::JoinSet::new();
+            for texts in by_phone(due) {
+                let shared = shared.clone();
+                let gate = gate.clone();
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    let Ok(_permit) = gate.acquire_owned().await else {
+                        return;
+                    };
+                    for text in texts {
+                        if shutdown.is_cancelled() {
+                            return;
+                        }
+                        shared.deliver(text).await;
+                    }
+                });
             }
-            Err(_) => return,
-        };
-        for text in &due {
+            while tasks.join_next().await.is_some() {}
             if shutdown.is_cancelled() {
                 return;
             }
-            let sms = Sms {
-                to: text.phone.clone(),
-                text: text.text.clone(),
-                alert_id: text.alert_id,
-                kind: text.kind.clone(),
-                idempotency_key: text.idempotency_key.clone(),
-                template: text.template.clone(),
-                values: serde_json::from_str(&text.template_values)
-                    .unwrap_or(serde_json::Value::Null),
-            };
-            let outcome = provider.send(&sms).await;
-            let finished = now();
-            let end = attempt_end(outcome, text.attempts, max_attempts, finished);
-            match &end {
-                AttemptEnd::Sent => {
-                    metrics.sms_sent.fetch_add(1, Relaxed);
-                    tracing::info!(to = %mask_phone(&sms.to), alert = sms.alert_id, provider = provider.name(), "SMS sent");
-                }
-                AttemptEnd::Retry { error, .. } => {
-                    metrics.sms_retries.fetch_add(1, Relaxed);
-                    tracing::warn!(to = %mask_phone(&sms.to), alert = sms.alert_id, %error, attempts = text.attempts + 1, "SMS not sent; will retry");
-                }
-                AttemptEnd::Failed { error } => {
-                    metrics.sms_failed.fetch_add(1, Relaxed);
-                    tracing::error!(to = %mask_phone(&sms.to), alert = sms.alert_id, %error, "SMS not delivered; given up");
-                }
+            if full {
+                continue;
             }
-            let writer = store.clone();
-            let id = text.id;
-            match tokio::task::spawn_blocking(move || writer.record_attempt(id, &end, finished))
+            let query = shared.notifier.store.clone();
+            let next_due = tokio::task::spawn_blocking(move || query.next_due())
                 .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(%error, "cannot record an SMS attempt"),
-                Err(_) => return,
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            let wait = match next_due {
+                Some(at) => Duration::from_secs((at - shared.now()).clamp(0, 5) as u64),
+                None => Duration::from_secs(5),
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = shared.notifier.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
-        if due.len() == BATCH {
-            continue;
+    }
+}
+
+/// Due texts grouped by phone, each group in due order, groups in the order
+/// of their first text.
+fn by_phone(due: Vec<Notification>) -> Vec<Vec<Notification>> {
+    let mut groups: Vec<Vec<Notification>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for text in due {
+        match index.get(&text.phone) {
+            Some(&at) => groups[at].push(text),
+            None => {
+                index.insert(text.phone.clone(), groups.len());
+                groups.push(vec![text]);
+            }
         }
-        let query = store.clone();
-        let next_due = tokio::task::spawn_blocking(move || query.next_due())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
-        let wait = match next_due {
-            Some(at) => Duration::from_secs((at - now()).clamp(0, 5) as u64),
-            None => Duration::from_secs(5),
+    }
+    groups
+}
+
+struct Shared {
+    notifier: Notifier,
+    paces: HashMap<&'static str, Mutex<Pace>>,
+}
+
+impl Shared {
+    fn now(&self) -> i64 {
+        self.notifier.clock.now().secs()
+    }
+
+    /// The providers a text may go through: the one it is pinned to, or all.
+    fn candidates(&self, text: &Notification) -> Result<Vec<Arc<dyn SmsProvider>>, String> {
+        let providers = &self.notifier.providers;
+        match &text.provider {
+            None => Ok(providers.clone()),
+            Some(name) => match providers.iter().find(|p| p.name() == name) {
+                Some(provider) => Ok(vec![provider.clone()]),
+                None => Err(format!(
+                    "the text may only go through {name}, which is no longer configured"
+                )),
+            },
+        }
+    }
+
+    /// How many texts from this template went to this phone through
+    /// `provider` today, when the provider keeps a daily cap.
+    async fn sent_today(&self, provider: &str, sms: &Sms, now: i64) -> u32 {
+        let day_start = (now + CAP_DAY_OFFSET_S).div_euclid(86_400) * 86_400 - CAP_DAY_OFFSET_S;
+        let (store, provider, phone, template) = (
+            self.notifier.store.clone(),
+            provider.to_string(),
+            sms.to.clone(),
+            sms.template.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            store.texts_sent_since(&provider, &phone, &template, day_start)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0)
+    }
+
+    /// One try through one provider.
+    async fn try_send(&self, provider: &dyn SmsProvider, sms: &Sms) -> Result<Sent, SendError> {
+        if let Some(cap) = provider.daily_cap(sms) {
+            let sent = self.sent_today(provider.name(), sms, self.now()).await;
+            if sent >= cap {
+                let name = provider.name();
+                return Err(SendError::RateLimited(format!(
+                    "{} has had {sent} texts from template \"{}\" through {name} today, and {name} refuses more than {cap} a day to one number unless the number is on the account's whitelist (add it there and to sms.{name}.whitelist; see docs/sms.md)",
+                    mask_phone(&sms.to),
+                    sms.template,
+                )));
+            }
+        }
+        if let Some(pace) = self.paces.get(provider.name()) {
+            let wait = pace.lock().await.book(tokio::time::Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let outcome = provider.send(sms).await;
+        let error = outcome.as_ref().err().map(ToString::to_string);
+        self.notifier
+            .metrics
+            .record_send(provider.name(), error.as_deref());
+        outcome
+    }
+
+    async fn deliver(&self, text: Notification) {
+        let sms = Sms {
+            to: text.phone.clone(),
+            text: text.text.clone(),
+            alert_id: text.alert_id,
+            kind: text.kind.clone(),
+            idempotency_key: text.idempotency_key.clone(),
+            template: text.template.clone(),
+            values: serde_json::from_str(&text.template_values).unwrap_or(serde_json::Value::Null),
         };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+        let attempt = match self.candidates(&text) {
+            Err(error) => Attempt {
+                failovers: Vec::new(),
+                provider: text.provider.clone(),
+                end: AttemptEnd::Failed { error },
+            },
+            Ok(candidates) => self.attempt(&text, &sms, &candidates).await,
+        };
+        let metrics = &self.notifier.metrics;
+        let provider = attempt.provider.as_deref().unwrap_or("-");
+        match &attempt.end {
+            AttemptEnd::Sent { .. } => {
+                metrics.sms_sent.fetch_add(1, Relaxed);
+                tracing::info!(to = %mask_phone(&sms.to), alert = sms.alert_id, provider, "SMS sent");
+            }
+            AttemptEnd::Retry { error, .. } => {
+                metrics.sms_retries.fetch_add(1, Relaxed);
+                tracing::warn!(to = %mask_phone(&sms.to), alert = sms.alert_id, provider, %error, attempts = text.attempts + 1, "SMS not sent; will retry");
+            }
+            AttemptEnd::Failed { error } => {
+                metrics.sms_failed.fetch_add(1, Relaxed);
+                tracing::error!(to = %mask_phone(&sms.to), alert = sms.alert_id, provider, %error, "SMS not delivered; given up");
+            }
+        }
+        let (store, id, finished) = (self.notifier.store.clone(), text.id, self.now());
+        match tokio::task::spawn_blocking(move || store.record_attempt(id, &attempt, finished))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "cannot record an SMS attempt"),
+            Err(_) => {}
+        }
+    }
+
+    /// Tries the candidates in order until one takes the text or says what
+    /// must happen next.
+    async fn attempt(
+        &self,
+        text: &Notification,
+        sms: &Sms,
+        candidates: &[Arc<dyn SmsProvider>],
+    ) -> Attempt {
+        let mut failovers = Vec::new();
+        for (index, provider) in candidates.iter().enumerate() {
+            let outcome = self.try_send(provider.as_ref(), sms).await;
+            let last = index + 1 == candidates.len();
+            match outcome {
+                Err(error) if error.other_may_try() && !last => {
+                    tracing::warn!(to = %mask_phone(&sms.to), alert = sms.alert_id, provider = provider.name(), %error, "SMS provider could not send; handing the text to the next");
+                    failovers.push((provider.name().to_string(), error.to_string()));
+                }
+                outcome => {
+                    return Attempt {
+                        failovers,
+                        provider: Some(provider.name().to_string()),
+                        end: attempt_end(
+                            provider.name(),
+                            outcome,
+                            params::segments(&sms.text),
+                            text.attempts,
+                            self.notifier.max_attempts,
+                            self.now(),
+                        ),
+                    }
+                }
+            }
+        }
+        Attempt {
+            failovers,
+            provider: None,
+            end: AttemptEnd::Failed {
+                error: "no SMS provider is configured".into(),
+            },
         }
     }
 }
@@ -158,24 +375,74 @@ mod tests {
     fn a_text_is_given_up_after_max_attempts() {
         let busy = || Err(SendError::Transient("503".into()));
         assert_eq!(
-            attempt_end(busy(), 0, 3, 100),
+            attempt_end("webhook", busy(), 1, 0, 3, 100),
             AttemptEnd::Retry {
-                error: "503".into(),
-                at: 101
+                error: "temporary failure: 503".into(),
+                at: 101,
+                pin: None,
             }
         );
         assert!(matches!(
-            attempt_end(busy(), 1, 3, 100),
+            attempt_end("webhook", busy(), 1, 1, 3, 100),
             AttemptEnd::Retry { .. }
         ));
-        let AttemptEnd::Failed { error } = attempt_end(busy(), 2, 3, 100) else {
+        let AttemptEnd::Failed { error } = attempt_end("webhook", busy(), 1, 2, 3, 100) else {
             panic!("the third attempt is the last");
         };
         assert!(error.contains("gave up after 3 attempts"), "{error}");
         assert!(matches!(
-            attempt_end(Err(SendError::Permanent("400".into())), 0, 3, 100),
+            attempt_end(
+                "webhook",
+                Err(SendError::Permanent("400".into())),
+                1,
+                0,
+                3,
+                100
+            ),
             AttemptEnd::Failed { .. }
         ));
-        assert_eq!(attempt_end(Ok(()), 2, 3, 100), AttemptEnd::Sent);
+        assert_eq!(
+            attempt_end(
+                "aliyun",
+                Ok(Sent {
+                    reference: Some("b".into())
+                }),
+                2,
+                2,
+                3,
+                100
+            ),
+            AttemptEnd::Sent {
+                provider: "aliyun".into(),
+                reference: Some("b".into()),
+                segments: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_text_a_provider_may_have_taken_stays_with_it() {
+        let AttemptEnd::Retry { pin, .. } = attempt_end(
+            "aliyun",
+            Err(SendError::MaybeSent("timeout".into())),
+            1,
+            0,
+            3,
+            100,
+        ) else {
+            panic!("retried");
+        };
+        assert_eq!(pin.as_deref(), Some("aliyun"));
+    }
+
+    #[test]
+    fn paces_space_requests() {
+        let start = tokio::time::Instant::now();
+        let mut pace = Pace::new(4);
+        assert_eq!(pace.book(start), Duration::ZERO);
+        assert_eq!(pace.book(start), Duration::from_millis(250));
+        assert_eq!(pace.book(start), Duration::from_millis(500));
+        // After a quiet second, the next goes at once.
+        assert_eq!(pace.book(start + Duration::from_secs(2)), Duration::ZERO);
     }
 }

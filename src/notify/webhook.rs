@@ -2,12 +2,13 @@
 //!
 //! Body: `{"to", "text", "alert_id", "kind", "idempotency_key", "template",
 //! "values"}`, with
-//! `Authorization: Bearer …` when a token is configured. 2xx is sent; 429, 5xx,
-//! timeouts and connection errors are temporary; other statuses are refusals.
+//! `Authorization: Bearer …` when a token is configured. 2xx is sent; 429 is a
+//! rate limit; 5xx and connection errors are temporary; a timeout may have
+//! been sent; 401 and 403 are the account's; other statuses refuse the text.
 
 use std::time::Duration;
 
-use super::{SendError, SendFuture, Sms, SmsProvider};
+use super::{request_error, SendError, SendFuture, Sent, Sms, SmsProvider};
 use crate::config::Secret;
 
 pub struct WebhookProvider {
@@ -58,28 +59,22 @@ impl SmsProvider for WebhookProvider {
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token.expose());
             }
-            let response = request.send().await.map_err(|error| {
-                SendError::Transient(format!("no answer from the SMS webhook: {error}"))
-            })?;
+            let response = request
+                .send()
+                .await
+                .map_err(|error| request_error("the SMS webhook", error))?;
             let status = response.status();
             if status.is_success() {
-                Ok(())
-            } else if status.is_server_error() || status.as_u16() == 429 {
-                Err(SendError::Transient(format!(
-                    "SMS webhook answered {status}"
-                )))
-            } else {
-                let detail: String = response
-                    .text()
-                    .await
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect();
-                Err(SendError::Permanent(format!(
-                    "SMS webhook answered {status}: {detail}"
-                )))
+                return Ok(Sent::default());
             }
+            let detail = super::excerpt(&response.text().await.unwrap_or_default());
+            let said = format!("SMS webhook answered {status}: {detail}");
+            Err(match status.as_u16() {
+                429 => SendError::RateLimited(said),
+                500..=599 => SendError::Transient(said),
+                401 | 403 => SendError::Account(said),
+                _ => SendError::Permanent(said),
+            })
         })
     }
 }

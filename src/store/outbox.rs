@@ -1,7 +1,7 @@
 //! The outbox as the notifier and operators see it: texts due, delivery
 //! attempts and their outcome.
 
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::alerts::record_event;
 use super::traits::*;
@@ -10,16 +10,67 @@ use super::{Store, StoreError};
 /// The end of one delivery attempt, as the notifier decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptEnd {
-    Sent,
-    /// Try again at this wall time.
+    /// A provider took it.
+    Sent {
+        provider: String,
+        /// The provider's id for the text, which its receipt names.
+        reference: Option<String>,
+        segments: u32,
+    },
+    /// Try again at this wall time; through `pin` only, when the provider
+    /// may already have taken it.
     Retry {
         error: String,
         at: i64,
+        pin: Option<String>,
     },
     /// Given up: the provider refused it, or it ran out of attempts.
-    Failed {
-        error: String,
-    },
+    Failed { error: String },
+}
+
+/// One delivery attempt: the providers that could not take the text and
+/// handed it on, then the last one tried and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// (provider, why it could not send) for each provider that handed on.
+    pub failovers: Vec<(String, String)>,
+    /// The provider tried last, when one was.
+    pub provider: Option<String>,
+    pub end: AttemptEnd,
+}
+
+impl Attempt {
+    /// An attempt through one provider, without failover.
+    pub fn through(provider: &str, end: AttemptEnd) -> Self {
+        Self {
+            failovers: Vec::new(),
+            provider: Some(provider.to_string()),
+            end,
+        }
+    }
+}
+
+/// One row of a text's delivery history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub at: i64,
+    /// sent, retry, failed, failover, sent_after_cancel
+    pub outcome: String,
+    pub error: Option<String>,
+    pub provider: Option<String>,
+}
+
+/// A delivery receipt as a provider posted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub provider: &'static str,
+    /// The provider's id for the text (Aliyun BizId, Tencent sid, Twilio MessageSid).
+    pub reference: Option<String>,
+    /// Our idempotency key, when the provider echoes it (Aliyun `out_id`).
+    pub key: Option<String>,
+    pub delivered: bool,
+    /// The provider's words: a status or error code and its text.
+    pub detail: String,
 }
 
 /// A text to send, as queued in the outbox.
@@ -43,12 +94,18 @@ pub struct Notification {
     pub template_values: String,
     /// When it was queued (wall clock: the gateway's injected clock).
     pub queued_at: i64,
+    /// The provider that took it, or the only one it may go through.
+    pub provider: Option<String>,
+    pub provider_ref: Option<String>,
+    /// `delivered` or `undelivered` once a receipt came.
+    pub delivery: Option<String>,
 }
 
 /// Selects the columns `notification_from_row` reads.
 const NOTIFICATION_QUERY: &str =
     "SELECT n.id, n.alert_id, a.kind, n.phone, n.recipient, n.step, n.purpose, n.text, n.idempotency_key, n.state,
-            n.attempts, n.last_error, n.template, n.template_values, n.created_at
+            n.attempts, n.last_error, n.template, n.template_values, n.created_at,
+            n.provider, n.provider_ref, n.delivery
      FROM notifications n JOIN alerts a ON a.id = n.alert_id";
 
 fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
@@ -68,6 +125,9 @@ fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notificati
         template: row.get(12)?,
         template_values: row.get(13)?,
         queued_at: row.get(14)?,
+        provider: row.get(15)?,
+        provider_ref: row.get(16)?,
+        delivery: row.get(17)?,
     })
 }
 
@@ -108,23 +168,34 @@ impl OutboxStore for Store {
         )?)
     }
 
-    fn record_attempt(&self, id: i64, end: &AttemptEnd, now: i64) -> Result<(), StoreError> {
+    fn record_attempt(&self, id: i64, attempt: &Attempt, now: i64) -> Result<(), StoreError> {
         let _turn = self.turn();
         let mut connection = self.connect()?;
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (provider, error) in &attempt.failovers {
+            tx.execute(
+                "INSERT INTO notification_attempts (notification_id, at, outcome, error, provider) VALUES (?1, ?2, 'failover', ?3, ?4)",
+                params![id, now, error, provider],
+            )?;
+        }
+        let end = &attempt.end;
         let (label, error) = match end {
-            AttemptEnd::Sent => ("sent", None),
+            AttemptEnd::Sent { .. } => ("sent", None),
             AttemptEnd::Retry { error, .. } => ("retry", Some(error.as_str())),
             AttemptEnd::Failed { error } => ("failed", Some(error.as_str())),
         };
         let changed = match end {
-            AttemptEnd::Sent => tx.execute(
-                "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?2 WHERE id = ?1 AND state = 'pending'",
-                params![id, now],
+            AttemptEnd::Sent { provider, reference, segments } => tx.execute(
+                "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?2,
+                        provider = ?3, provider_ref = ?4, segments = ?5
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id, now, provider, reference, segments],
             )?,
-            AttemptEnd::Retry { error, at } => tx.execute(
-                "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3 WHERE id = ?1 AND state = 'pending'",
-                params![id, error, at],
+            AttemptEnd::Retry { error, at, pin } => tx.execute(
+                "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3,
+                        provider = coalesce(?4, provider)
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id, error, at, pin],
             )?,
             AttemptEnd::Failed { error } => tx.execute(
                 "UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'",
@@ -132,8 +203,8 @@ impl OutboxStore for Store {
             )?,
         };
         tx.execute(
-            "INSERT INTO notification_attempts (notification_id, at, outcome, error) VALUES (?1, ?2, ?3, ?4)",
-            params![id, now, if changed == 0 { "sent_after_cancel" } else { label }, error],
+            "INSERT INTO notification_attempts (notification_id, at, outcome, error, provider) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, now, if changed == 0 { "sent_after_cancel" } else { label }, error, attempt.provider],
         )?;
         if let (AttemptEnd::Failed { error }, 1) = (end, changed) {
             let (alert_id, phone, attempts): (i64, String, u32) = tx.query_row(
@@ -159,15 +230,106 @@ impl OutboxStore for Store {
         Ok(())
     }
 
-    fn notification_attempts(
-        &self,
-        id: i64,
-    ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+    fn notification_attempts(&self, id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(
-            "SELECT at, outcome, error FROM notification_attempts WHERE notification_id = ?1 ORDER BY rowid",
+            "SELECT at, outcome, error, provider FROM notification_attempts WHERE notification_id = ?1 ORDER BY rowid",
         )?;
-        let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        let rows = statement.query_map([id], |row| {
+            Ok(AttemptRecord {
+                at: row.get(0)?,
+                outcome: row.get(1)?,
+                error: row.get(2)?,
+                provider: row.get(3)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn texts_sent_since(
+        &self,
+        provider: &str,
+        phone: &str,
+        template: &str,
+        since: i64,
+    ) -> Result<u32, StoreError> {
+        let connection = self.connect()?;
+        Ok(connection.query_row(
+            "SELECT count(*) FROM notifications
+             WHERE phone = ?1 AND state = 'sent' AND sent_at >= ?2 AND provider = ?3 AND template = ?4",
+            params![phone, since, provider, template],
+            |row| row.get(0),
+        )?)
+    }
+
+    fn record_receipt(&self, receipt: &Receipt, now: i64) -> Result<Option<i64>, StoreError> {
+        let _turn = self.turn();
+        let mut connection = self.connect()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: Option<(i64, i64, String, Option<String>)> = tx
+            .query_row(
+                "SELECT id, alert_id, phone, delivery FROM notifications
+                 WHERE (provider = ?1 AND provider_ref = ?2) OR idempotency_key = ?3
+                 ORDER BY id LIMIT 1",
+                params![receipt.provider, receipt.reference, receipt.key],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()?;
+        let Some((id, alert_id, phone, before)) = found else {
+            return Ok(None);
+        };
+        let delivery = if receipt.delivered {
+            "delivered"
+        } else {
+            "undelivered"
+        };
+        // A provider may post a receipt twice; the history says it once.
+        if before.as_deref() != Some(delivery) {
+            tx.execute(
+                "UPDATE notifications SET delivery = ?2, delivered_at = ?3 WHERE id = ?1",
+                params![id, delivery, now],
+            )?;
+            let who = crate::domain::mask_phone(&phone);
+            record_event(
+                &tx,
+                alert_id,
+                now,
+                receipt.provider,
+                "sms",
+                if receipt.delivered {
+                    "text_delivered"
+                } else {
+                    "text_undelivered"
+                },
+                &if receipt.delivered {
+                    format!(
+                        "{} reports the text to {who} delivered ({})",
+                        receipt.provider, receipt.detail
+                    )
+                } else {
+                    format!(
+                        "{} reports the text to {who} NOT delivered: {}",
+                        receipt.provider, receipt.detail
+                    )
+                },
+            )?;
+        }
+        tx.commit()?;
+        Ok(Some(alert_id))
+    }
+
+    fn awaiting_receipts(
+        &self,
+        provider: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(u32, u32), StoreError> {
+        let connection = self.connect()?;
+        Ok(connection.query_row(
+            "SELECT count(*), count(delivery) FROM notifications
+             WHERE provider = ?1 AND state = 'sent' AND sent_at >= ?2 AND sent_at < ?3",
+            params![provider, from, to],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?)
     }
 }

@@ -247,6 +247,21 @@ const MIGRATIONS: &[&str] = &[
         data     BLOB NOT NULL
     );
     ",
+    // 11: real SMS providers: which provider took each text (or which one it
+    // must go through: a heartbeat's, or one that may have taken it already),
+    // the provider's id for it, what its delivery receipt said, and the
+    // provider of every attempt.
+    "
+    ALTER TABLE notifications ADD COLUMN provider TEXT;
+    ALTER TABLE notifications ADD COLUMN provider_ref TEXT;
+    ALTER TABLE notifications ADD COLUMN delivery TEXT;            -- delivered, undelivered
+    ALTER TABLE notifications ADD COLUMN delivered_at INTEGER;     -- wall clock of the receipt
+    ALTER TABLE notifications ADD COLUMN segments INTEGER;
+    ALTER TABLE notification_attempts ADD COLUMN provider TEXT;
+    CREATE INDEX notifications_provider_ref ON notifications (provider, provider_ref)
+        WHERE provider_ref IS NOT NULL;
+    CREATE INDEX notifications_sent_to ON notifications (phone, sent_at) WHERE state = 'sent';
+    ",
 ];
 
 /// The schema version this build writes.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::absences::Absence;
 use super::alerts::{AlertEvent, AlertRecord};
-use super::outbox::{AttemptEnd, Notification};
+use super::outbox::{Attempt, AttemptRecord, Notification, Receipt};
 use super::rules::{RuleOverride, RuleScope};
 use super::*;
 use crate::domain::StoredReading;
@@ -93,13 +93,32 @@ pub trait OutboxStore {
 
     /// Records how an attempt ended. A text that failed for good also goes
     /// into its alert's history, so the timeline shows who was never reached.
-    fn record_attempt(&self, id: i64, end: &AttemptEnd, now: i64) -> Result<(), StoreError>;
+    fn record_attempt(&self, id: i64, attempt: &Attempt, now: i64) -> Result<(), StoreError>;
 
-    /// Every delivery attempt of a text: (wall clock, outcome, error).
-    fn notification_attempts(
+    /// Every delivery attempt of a text, in order.
+    fn notification_attempts(&self, id: i64) -> Result<Vec<AttemptRecord>, StoreError>;
+
+    /// Texts from `template` sent to `phone` through `provider` since `since`
+    /// (a provider's daily cap).
+    fn texts_sent_since(
         &self,
-        id: i64,
-    ) -> Result<Vec<(i64, String, Option<String>)>, StoreError>;
+        provider: &str,
+        phone: &str,
+        template: &str,
+        since: i64,
+    ) -> Result<u32, StoreError>;
+
+    /// Records a delivery receipt on its text and in the alert's history;
+    /// the alert's id, or `None` when no text matches.
+    fn record_receipt(&self, receipt: &Receipt, now: i64) -> Result<Option<i64>, StoreError>;
+
+    /// Texts sent through `provider` in [from, to), and how many of them have a receipt.
+    fn awaiting_receipts(
+        &self,
+        provider: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(u32, u32), StoreError>;
 }
 
 /// Declared absences.

@@ -1,4 +1,5 @@
-//! The HTTP listener: `/healthz`, Prometheus `/metrics`, and inbound SMS replies.
+//! The HTTP listener: `/healthz`, Prometheus `/metrics`, inbound SMS replies,
+//! and the SMS providers' callbacks (`sms`).
 //!
 //! The API and dashboard of later issues join this router. Handlers read shared
 //! state or make one short store call; they never block ingest. This module owns
@@ -15,6 +16,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+mod sms;
+
+pub use sms::{settings as callback_settings, Callbacks};
+
 use crate::actions::replies;
 use crate::clock::SharedClock;
 use crate::config::{Language, Secret};
@@ -30,6 +35,8 @@ pub struct HttpState {
     pub inbound_token: Option<Secret>,
     pub language: Language,
     pub clock: SharedClock,
+    /// The SMS providers' callbacks.
+    pub callbacks: Arc<Callbacks>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -40,6 +47,7 @@ pub fn router(state: HttpState) -> Router {
             "/sms/inbound",
             post(inbound_sms).layer(axum::extract::DefaultBodyLimit::max(INBOUND_LIMIT)),
         )
+        .merge(sms::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -1,0 +1,387 @@
+//! The SMS providers' callbacks: replies and delivery receipts.
+//!
+//! - Aliyun: `POST /sms/aliyun/{token}/reply` (SmsUp) and `/sms/aliyun/{token}/report` (SmsReport);
+//! - Tencent Cloud: `POST /sms/tencent/{token}/reply` and `/sms/tencent/{token}/status`;
+//! - Twilio: `POST /sms/twilio/inbound` and `/sms/twilio/status`, each checked
+//!   against its `X-Twilio-Signature`.
+//!
+//! Aliyun and Tencent sign nothing, so their paths carry the unguessable token
+//! of `STILLWATER_SMS_CALLBACK_TOKEN`; `sms.callback_allow` limits every
+//! callback to the providers' addresses. A provider's callbacks exist only
+//! while it is configured. Replies act through the same action as
+//! `/sms/inbound`; receipts move a text to delivered or undelivered in its
+//! alert's history. Each answer is the one the provider documents; a batch
+//! with entries that cannot be read is still answered as taken (they are
+//! logged), because the provider would only send them again.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+
+use super::{error, HttpState};
+use crate::actions::replies;
+use crate::config::{AddressBlock, Secret};
+use crate::notify::callbacks::{self, InboundReply, Read};
+use crate::notify::sign;
+use crate::store::outbox::Receipt;
+use crate::store::prelude::*;
+
+/// What the callbacks need to know of the SMS settings.
+#[derive(Clone, Default)]
+pub struct Callbacks {
+    /// The configured providers' names.
+    pub providers: Vec<&'static str>,
+    pub token: Option<Secret>,
+    pub allow: Vec<AddressBlock>,
+    pub twilio_token: Option<Secret>,
+    /// The gateway's base URL as providers reach it ("" when not set).
+    pub public_url: String,
+}
+
+pub fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/sms/aliyun/{token}/reply", post(aliyun_reply))
+        .route("/sms/aliyun/{token}/report", post(aliyun_report))
+        .route("/sms/tencent/{token}/reply", post(tencent_reply))
+        .route("/sms/tencent/{token}/status", post(tencent_status))
+        .route("/sms/twilio/inbound", post(twilio_inbound))
+        .route("/sms/twilio/status", post(twilio_status))
+        .layer(axum::extract::DefaultBodyLimit::max(CALLBACK_LIMIT))
+}
+
+/// The largest callback body taken: a batch of receipts is a few kilobytes.
+const CALLBACK_LIMIT: usize = 256 * 1024;
+
+fn same_secret(a: &str, b: &str) -> bool {
+    // Equal digests, so the time taken says nothing about where they differ.
+    sign::sha256_hex(a.as_bytes()) == sign::sha256_hex(b.as_bytes())
+}
+
+/// Whether this caller may use `provider`'s callbacks: the provider is
+/// configured, the caller's address is allowed, and (for unsigned
+/// callbacks) the path holds the token.
+fn admit(
+    callbacks: &Callbacks,
+    provider: &str,
+    peer: SocketAddr,
+    token: Option<&str>,
+) -> Result<(), Response> {
+    if !callbacks.providers.contains(&provider) {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("{provider} is not a configured SMS provider"),
+        ));
+    }
+    if !callbacks.allow.is_empty() && !callbacks.allow.iter().any(|b| b.contains(peer.ip())) {
+        tracing::warn!(%peer, provider, "SMS callback refused: address not in sms.callback_allow");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "callbacks are not taken from this address (sms.callback_allow)",
+        ));
+    }
+    if let Some(presented) = token {
+        let Some(expected) = &callbacks.token else {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "provider callbacks are not enabled (set STILLWATER_SMS_CALLBACK_TOKEN)",
+            ));
+        };
+        if !same_secret(presented, expected.expose()) {
+            tracing::warn!(%peer, provider, "SMS callback refused: wrong path token");
+            return Err(error(StatusCode::NOT_FOUND, "no such path"));
+        }
+    }
+    Ok(())
+}
+
+fn json_answer(body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Acts on each reply; `Err` when one could not be recorded (the provider
+/// should send the batch again). Returns what to text back to each sender.
+async fn act_on(
+    state: &HttpState,
+    provider: &str,
+    read: Read<InboundReply>,
+) -> Result<Vec<String>, Response> {
+    for problem in &read.problems {
+        tracing::warn!(provider, %problem, "an SMS reply could not be read; skipped");
+    }
+    let mut answers = Vec::new();
+    for reply in read.items {
+        let (store, language, now) = (state.store.clone(), state.language, state.clock.now());
+        let InboundReply { from, text } = reply;
+        let masked = from.masked();
+        let outcome = tokio::task::spawn_blocking(move || {
+            replies::handle_reply(&store, &from, &text, language, now)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(outcome)) => {
+                tracing::info!(provider, from = %masked, result = outcome.result, alert = ?outcome.alert_id, "SMS reply");
+                answers.push(outcome.reply);
+            }
+            Ok(Err(problem)) => {
+                tracing::error!(provider, %problem, "could not handle an SMS reply");
+                return Err(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the reply could not be recorded; send it again",
+                ));
+            }
+            Err(_) => {
+                return Err(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the reply could not be handled",
+                ))
+            }
+        }
+    }
+    Ok(answers)
+}
+
+/// Records each receipt; `Err` when one could not be recorded.
+async fn record(
+    state: &HttpState,
+    provider: &'static str,
+    read: Read<Receipt>,
+) -> Result<(), Response> {
+    for problem in &read.problems {
+        tracing::warn!(provider, %problem, "a delivery receipt could not be read; skipped");
+    }
+    for receipt in read.items {
+        state.metrics.record_receipt(provider);
+        let (store, now) = (state.store.clone(), state.clock.now().secs());
+        let recorded = tokio::task::spawn_blocking(move || {
+            let found = store.record_receipt(&receipt, now);
+            (receipt, found)
+        })
+        .await;
+        match recorded {
+            Ok((_, Ok(Some(_)))) => {}
+            Ok((receipt, Ok(None))) => tracing::info!(
+                provider,
+                reference = ?receipt.reference,
+                "a delivery receipt for a text this gateway does not know; ignored"
+            ),
+            Ok((_, Err(problem))) => {
+                tracing::error!(provider, %problem, "could not record a delivery receipt");
+                return Err(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the receipt could not be recorded; send it again",
+                ));
+            }
+            Err(_) => {
+                return Err(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the receipt could not be handled",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A body the provider sent that cannot be read at all: said in its answer,
+/// with a 400 — resending it would not help, and the log says so too.
+fn unreadable(provider: &str, problem: String) -> Response {
+    tracing::warn!(provider, %problem, "an SMS callback could not be read");
+    error(StatusCode::BAD_REQUEST, &problem)
+}
+
+async fn aliyun_reply(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = admit(&state.callbacks, "aliyun", peer, Some(&token)) {
+        return refused;
+    }
+    let read = match callbacks::aliyun_replies(&body) {
+        Ok(read) => read,
+        Err(problem) => return unreadable("aliyun", problem),
+    };
+    // Aliyun sends approved templates only, so the answer is not texted back.
+    match act_on(&state, "aliyun", read).await {
+        Ok(_) => json_answer(callbacks::ALIYUN_ANSWER),
+        Err(failed) => failed,
+    }
+}
+
+async fn aliyun_report(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = admit(&state.callbacks, "aliyun", peer, Some(&token)) {
+        return refused;
+    }
+    let read = match callbacks::aliyun_receipts(&body) {
+        Ok(read) => read,
+        Err(problem) => return unreadable("aliyun", problem),
+    };
+    match record(&state, "aliyun", read).await {
+        Ok(()) => json_answer(callbacks::ALIYUN_ANSWER),
+        Err(failed) => failed,
+    }
+}
+
+async fn tencent_reply(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = admit(&state.callbacks, "tencent", peer, Some(&token)) {
+        return refused;
+    }
+    let read = match callbacks::tencent_replies(&body) {
+        Ok(read) => read,
+        Err(problem) => return unreadable("tencent", problem),
+    };
+    match act_on(&state, "tencent", read).await {
+        Ok(_) => json_answer(callbacks::TENCENT_ANSWER),
+        Err(failed) => failed,
+    }
+}
+
+async fn tencent_status(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = admit(&state.callbacks, "tencent", peer, Some(&token)) {
+        return refused;
+    }
+    let read = match callbacks::tencent_receipts(&body) {
+        Ok(read) => read,
+        Err(problem) => return unreadable("tencent", problem),
+    };
+    match record(&state, "tencent", read).await {
+        Ok(()) => json_answer(callbacks::TENCENT_ANSWER),
+        Err(failed) => failed,
+    }
+}
+
+/// Checks Twilio's signature over the URL it called and every form field.
+fn twilio_verified(
+    callbacks: &Callbacks,
+    uri: &Uri,
+    headers: &HeaderMap,
+    fields: &[(String, String)],
+) -> Result<(), Response> {
+    let Some(token) = &callbacks.twilio_token else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "twilio is not a configured SMS provider",
+        ));
+    };
+    if callbacks.public_url.is_empty() {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "sms.public_url is not set, so Twilio's signature cannot be checked",
+        ));
+    }
+    let url = format!(
+        "{}{}",
+        callbacks.public_url,
+        uri.path_and_query().map_or("", |p| p.as_str())
+    );
+    let presented = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if sign::twilio_signature_valid(token.expose(), &url, fields, presented) {
+        Ok(())
+    } else {
+        tracing::warn!(%url, "Twilio webhook refused: X-Twilio-Signature does not match");
+        Err(error(
+            StatusCode::FORBIDDEN,
+            "X-Twilio-Signature is missing or does not match this request",
+        ))
+    }
+}
+
+async fn twilio_inbound(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = admit(&state.callbacks, "twilio", peer, None) {
+        return refused;
+    }
+    let fields = callbacks::form_fields(&body);
+    if let Err(refused) = twilio_verified(&state.callbacks, &uri, &headers, &fields) {
+        return refused;
+    }
+    let reply = match callbacks::twilio_reply(&fields) {
+        Ok(reply) => reply,
+        Err(problem) => return unreadable("twilio", problem),
+    };
+    let read = Read {
+        items: vec![reply],
+        problems: Vec::new(),
+    };
+    match act_on(&state, "twilio", read).await {
+        // Twilio texts the answer back to the sender.
+        Ok(answers) => (
+            [(header::CONTENT_TYPE, "text/xml")],
+            callbacks::twiml(answers.first().map_or("", String::as_str)),
+        )
+            .into_response(),
+        Err(failed) => failed,
+    }
+}
+
+async fn twilio_status(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = admit(&state.callbacks, "twilio", peer, None) {
+        return refused;
+    }
+    let fields = callbacks::form_fields(&body);
+    if let Err(refused) = twilio_verified(&state.callbacks, &uri, &headers, &fields) {
+        return refused;
+    }
+    let receipt = match callbacks::twilio_receipt(&fields) {
+        Ok(receipt) => receipt,
+        Err(problem) => return unreadable("twilio", problem),
+    };
+    let read = Read {
+        items: receipt.into_iter().collect(),
+        problems: Vec::new(),
+    };
+    match record(&state, "twilio", read).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(failed) => failed,
+    }
+}
+
+/// The callbacks' settings from the SMS configuration.
+pub fn settings(config: &crate::config::SmsConfig) -> Arc<Callbacks> {
+    use crate::config::ProviderChoice;
+    Arc::new(Callbacks {
+        providers: config.providers().map(ProviderChoice::name).collect(),
+        token: config.callback_token.clone(),
+        allow: config.callback_allow.clone(),
+        twilio_token: config.providers().find_map(|p| match p {
+            ProviderChoice::Twilio(twilio) => Some(twilio.auth_token.clone()),
+            _ => None,
+        }),
+        public_url: config.public_url.clone(),
+    })
+}
