@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn tencent_scope_uses_the_utc_date_even_when_beijing_is_a_day_ahead() {
-        // 2026-12-02 23:30 UTC is 2026-12-03 07:30 in Beijing.
+        // 2026-12-02 23:50 UTC is 2026-12-03 07:50 in Beijing.
         let signed = tc3_sign(&Tc3Request {
             secret_id: "id",
             secret_key: "key",
