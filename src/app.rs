@@ -4,7 +4,7 @@
 //! the reading log a crash left) → alert engine and SMS provider built → HTTP
 //! listener bound → embedded MQTT server bound (if configured) → then the
 //! threads and tasks: writer, alert engine (evaluates what was committed but
-//! not yet evaluated), notifier (delivers the outbox), ingest, HTTP. Whatever can fail on bad settings fails before any
+//! not yet evaluated), self-watch, notifier (delivers the outbox), ingest, HTTP. Whatever can fail on bad settings fails before any
 //! thread starts. One cancellation token stops everything; if any part stops on
 //! its own — a task ending, or a supervised thread panicking — the whole gateway
 //! stops with the reason (and `/healthz` says it) rather than run half alive.
@@ -49,6 +49,7 @@ pub struct Gateway {
     ingest: JoinHandle<()>,
     http: JoinHandle<std::io::Result<()>>,
     notifier: JoinHandle<()>,
+    watch: JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
     engine: std::thread::JoinHandle<()>,
     /// Names a supervised thread that stopped on its own.
@@ -288,6 +289,20 @@ impl Gateway {
         let engine = supervisor.spawn("alert-engine", "the alert engine", move || {
             engine.run(touched, engine_shutdown)
         })?;
+        let watch = tokio::spawn(
+            crate::watch::Watch {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                config: config.watch.clone(),
+                language: config.sms.language,
+                timezone: config.registry.timezone,
+                providers: providers.clone(),
+                engine_tick: last_tick.clone(),
+                notifier: wake_notifier.clone(),
+            }
+            .run(shutdown.clone()),
+        );
         let notifier = tokio::spawn(
             notify::notifier::Notifier {
                 store: store.clone(),
@@ -365,6 +380,7 @@ impl Gateway {
             ingest,
             http,
             notifier,
+            watch,
             writer,
             engine,
             threads_died,
@@ -384,18 +400,20 @@ impl Gateway {
             mut ingest,
             mut http,
             mut notifier,
+            mut watch,
             writer,
             engine,
             mut threads_died,
             ..
         } = self;
-        let (failure, ingest_done, http_done, notifier_done) = tokio::select! {
+        let (failure, ingest_done, http_done, notifier_done, watch_done) = tokio::select! {
             biased; // a requested stop is not a failure, even when the parts have stopped too
-            _ = shutdown.cancelled() => (None, false, false, false),
-            Some(why) = threads_died.recv() => (Some(why), false, false, false),
-            _ = &mut ingest => (Some("MQTT ingest stopped".to_string()), true, false, false),
-            _ = &mut http => (Some("the HTTP listener stopped".to_string()), false, true, false),
-            _ = &mut notifier => (Some("the SMS notifier stopped".to_string()), false, false, true),
+            _ = shutdown.cancelled() => (None, false, false, false, false),
+            Some(why) = threads_died.recv() => (Some(why), false, false, false, false),
+            _ = &mut ingest => (Some("MQTT ingest stopped".to_string()), true, false, false, false),
+            _ = &mut http => (Some("the HTTP listener stopped".to_string()), false, true, false, false),
+            _ = &mut notifier => (Some("the SMS notifier stopped".to_string()), false, false, true, false),
+            _ = &mut watch => (Some("the self-watch stopped".to_string()), false, false, false, true),
         };
         shutdown.cancel();
         if !ingest_done {
@@ -406,6 +424,9 @@ impl Gateway {
         }
         if !notifier_done {
             let _ = notifier.await;
+        }
+        if !watch_done {
+            let _ = watch.await;
         }
         // The ingest task owned the only sender: the writer drains and returns.
         // The supervised threads catch their own panics and report them.

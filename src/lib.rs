@@ -20,6 +20,7 @@
 //! - [`detect`] — the detector seam and the fixed rules, pure, in event time.
 //! - [`alert`] — the pure lifecycle and the engine that applies it.
 //! - [`notify`] — SMS providers, templates, and the notifier that delivers texts.
+//! - [`watch`] — the alarm watching itself: system alerts, the daily heartbeat.
 //! - [`registry`] — households, contacts and the installation CSV.
 //! - [`actions`] — everything people do, with roles and an audit record.
 //! - [`metrics`] and [`http`] — `/metrics`, `/healthz`, SMS replies.
@@ -47,4 +48,5 @@ pub mod policy;
 pub mod registry;
 pub mod store;
 pub mod thresholds;
+pub mod watch;
 pub mod wire;

@@ -54,6 +54,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["domain", "clock", "pipeline", "wire", "metrics", "config"],
     ),
     (
+        "watch",
+        &["clock", "config", "domain", "metrics", "notify", "store"],
+    ),
+    (
         "http",
         &[
             "actions", "clock", "config", "domain", "metrics", "notify", "store",
@@ -63,7 +67,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "app",
         &[
             "alert", "clock", "config", "detect", "http", "ingest", "metrics", "notify",
-            "pipeline", "store",
+            "pipeline", "store", "watch",
         ],
     ),
     (

@@ -66,11 +66,18 @@ async fn method_not_allowed() -> Response {
 }
 
 /// 200 while MQTT is up (the embedded server listens, or the broker is
-/// connected and subscribed) and every part runs, 503
-/// otherwise (with the reason when a part has stopped).
+/// connected and subscribed), every part runs and the database takes writes;
+/// 503 otherwise (with the reason when a part has stopped). The open system
+/// alerts are listed either way.
 async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
     let connected = state.metrics.mqtt_connected.load(Relaxed);
-    let failure = state.metrics.failure();
+    let failure = state.metrics.failure().or_else(|| {
+        let system = state.metrics.system_alerts();
+        system
+            .iter()
+            .any(|alert| alert == "store_unwritable")
+            .then(|| "the database cannot be written".to_string())
+    });
     let status = if connected && failure.is_none() {
         StatusCode::OK
     } else {
@@ -86,6 +93,7 @@ async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
         "mqtt_connected": connected,
         "meters_known": state.metrics.meters_known.load(Relaxed),
         "readings_accepted": state.metrics.readings_accepted.load(Relaxed),
+        "system_alerts": state.metrics.system_alerts(),
     });
     (status, Json(body))
 }

@@ -98,6 +98,40 @@ pub fn render(
     fill(template, values)
 }
 
+/// A system alert to the administrators: `{flags}` says what is wrong.
+pub fn system_alert(language: Language, values: &Values) -> String {
+    fill(
+        match language {
+            Language::Zh => "【水表关爱·系统】{flags}。回复 {code} 确认。",
+            Language::En => "[Stillwater system] {flags}. Reply {code} to acknowledge.",
+        },
+        values,
+    )
+}
+
+/// A system alert that cannot be acknowledged by reply (the database that
+/// would record the reply cannot be written).
+pub fn system_notice(language: Language, values: &Values) -> String {
+    fill(
+        match language {
+            Language::Zh => "【水表关爱·系统】{flags}。",
+            Language::En => "[Stillwater system] {flags}.",
+        },
+        values,
+    )
+}
+
+/// The daily heartbeat through one provider (`{meter}` names it).
+pub fn heartbeat(language: Language, values: &Values) -> String {
+    fill(
+        match language {
+            Language::Zh => "【水表关爱·系统】每日自检：经 {meter} 的短信通道正常，预警服务运行中。",
+            Language::En => "[Stillwater system] Daily check: texts through {meter} work and the alarm is running.",
+        },
+        values,
+    )
+}
+
 /// A reminder: the original text, marked as the n-th reminder.
 pub fn reminder(n: u32, language: Language, original: &str) -> String {
     match language {

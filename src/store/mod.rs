@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod rules;
 mod schema;
 mod sessions;
+pub mod system;
 pub mod traits;
 pub mod tx;
 pub mod writer;
@@ -35,7 +36,7 @@ pub mod writer;
 pub mod prelude {
     pub use super::traits::{
         AbsenceStore, AlertStore, OutboxStore, ReadingStore, ReadingWriter, RegistryStore,
-        RuleStore,
+        RuleStore, SystemStore,
     };
 }
 

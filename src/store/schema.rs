@@ -261,6 +261,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notifications_provider_ref ON notifications (provider, provider_ref)
         WHERE provider_ref IS NOT NULL;
     CREATE INDEX notifications_sent_to ON notifications (phone, sent_at) WHERE state = 'sent';
+    -- The self-watch's proof that the database takes writes.
+    CREATE TABLE watch (
+        name TEXT PRIMARY KEY,
+        at   INTEGER NOT NULL                        -- wall clock
+    ) WITHOUT ROWID;
     ",
 ];
 

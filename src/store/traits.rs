@@ -9,6 +9,7 @@ use super::absences::Absence;
 use super::alerts::{AlertEvent, AlertRecord};
 use super::outbox::{Attempt, AttemptRecord, Notification, Receipt};
 use super::rules::{RuleOverride, RuleScope};
+use super::system::{ActiveSystemAlert, AdminText};
 use super::*;
 use crate::domain::StoredReading;
 use crate::pipeline::{BatchOutcome, Message};
@@ -140,4 +141,39 @@ pub trait RuleStore {
 /// transaction, or nothing (see `store::writer`).
 pub trait ReadingWriter: Send {
     fn write_batch(&mut self, batch: &[Message]) -> Result<BatchOutcome, StoreError>;
+}
+
+/// System alerts and the heartbeat (the gateway watching itself).
+pub trait SystemStore {
+    /// Open or acknowledged system alerts.
+    fn active_system_alerts(&self) -> Result<Vec<ActiveSystemAlert>, StoreError>;
+
+    /// Opens a system alert of `kind` about `subject` with the administrators'
+    /// texts (`texts` gets the alert's id and a function that assigns a phone
+    /// its reply code); when one is already active it is only updated. The new
+    /// alert's id, or `None`.
+    #[allow(clippy::type_complexity)]
+    fn open_system_alert(
+        &self,
+        kind: &str,
+        subject: &str,
+        detail: &str,
+        now: i64,
+        texts: &dyn Fn(i64, &dyn Fn(&str) -> Result<u32, StoreError>) -> Vec<AdminText>,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Resolves a system alert whose condition has cleared; its unsent texts are cancelled.
+    fn resolve_system_alert(&self, id: i64, detail: &str, now: i64) -> Result<(), StoreError>;
+
+    /// Queues `day`'s heartbeat texts once (false when they already were).
+    fn queue_heartbeat(
+        &self,
+        day: &str,
+        detail: &str,
+        texts: &[AdminText],
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// A small write, proving the database takes writes.
+    fn mark_writable(&self, now: i64) -> Result<(), StoreError>;
 }
