@@ -195,6 +195,58 @@ fn config_errors_name_the_key_and_print_config_is_valid() {
 }
 
 #[test]
+fn the_sample_provider_configurations_pass_check_config_with_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    for (name, secrets) in [
+        (
+            "aliyun",
+            &[
+                ("STILLWATER_ALIYUN_ACCESS_KEY_ID", "LTAI5t000000"),
+                ("STILLWATER_ALIYUN_ACCESS_KEY_SECRET", "s3cr3t-aliyun"),
+            ][..],
+        ),
+        (
+            "tencent",
+            &[
+                ("STILLWATER_TENCENT_SECRET_ID", "AKID000000"),
+                ("STILLWATER_TENCENT_SECRET_KEY", "s3cr3t-tencent"),
+            ][..],
+        ),
+        (
+            "twilio",
+            &[("STILLWATER_TWILIO_AUTH_TOKEN", "s3cr3t-twilio")][..],
+        ),
+    ] {
+        let sample = format!("{}/config/examples/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let check = Command::new(env!("CARGO_BIN_EXE_stillwater"))
+            .arg("--db")
+            .arg(&db)
+            .args(["check-config", &sample])
+            .envs(secrets.iter().copied())
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{name}: {}", text(&check));
+        // Without its secret, the report names the variable to set.
+        let missing = Command::new(env!("CARGO_BIN_EXE_stillwater"))
+            .arg("--db")
+            .arg(&db)
+            .args(["check-config", &sample])
+            .output()
+            .unwrap();
+        assert!(!missing.status.success(), "{name}");
+        assert!(
+            text(&missing).contains(secrets.last().unwrap().0),
+            "{}",
+            text(&missing)
+        );
+        for (_, secret) in secrets.iter() {
+            assert!(!text(&check).contains(secret) && !text(&missing).contains(secret));
+        }
+    }
+}
+
+#[test]
 fn the_demo_shows_reading_alert_text_and_acknowledgement() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("demo.toml");

@@ -57,6 +57,15 @@ pub fn routes() -> Router<HttpState> {
 /// The largest callback body taken: a batch of receipts is a few kilobytes.
 const CALLBACK_LIMIT: usize = 256 * 1024;
 
+/// Why a caller was turned away.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
 fn same_secret(a: &str, b: &str) -> bool {
     // Equal digests, so the time taken says nothing about where they differ.
     sign::sha256_hex(a.as_bytes()) == sign::sha256_hex(b.as_bytes())
@@ -70,30 +79,30 @@ fn admit(
     provider: &str,
     peer: SocketAddr,
     token: Option<&str>,
-) -> Result<(), Response> {
+) -> Result<(), Refusal> {
     if !callbacks.providers.contains(&provider) {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::NOT_FOUND,
-            &format!("{provider} is not a configured SMS provider"),
+            format!("{provider} is not a configured SMS provider"),
         ));
     }
     if !callbacks.allow.is_empty() && !callbacks.allow.iter().any(|b| b.contains(peer.ip())) {
         tracing::warn!(%peer, provider, "SMS callback refused: address not in sms.callback_allow");
-        return Err(error(
+        return Err(Refusal(
             StatusCode::FORBIDDEN,
-            "callbacks are not taken from this address (sms.callback_allow)",
+            "callbacks are not taken from this address (sms.callback_allow)".into(),
         ));
     }
     if let Some(presented) = token {
         let Some(expected) = &callbacks.token else {
-            return Err(error(
+            return Err(Refusal(
                 StatusCode::NOT_FOUND,
-                "provider callbacks are not enabled (set STILLWATER_SMS_CALLBACK_TOKEN)",
+                "provider callbacks are not enabled (set STILLWATER_SMS_CALLBACK_TOKEN)".into(),
             ));
         };
         if !same_secret(presented, expected.expose()) {
             tracing::warn!(%peer, provider, "SMS callback refused: wrong path token");
-            return Err(error(StatusCode::NOT_FOUND, "no such path"));
+            return Err(Refusal(StatusCode::NOT_FOUND, "no such path".into()));
         }
     }
     Ok(())
@@ -201,7 +210,7 @@ async fn aliyun_reply(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = admit(&state.callbacks, "aliyun", peer, Some(&token)) {
-        return refused;
+        return refused.into_response();
     }
     let read = match callbacks::aliyun_replies(&body) {
         Ok(read) => read,
@@ -221,7 +230,7 @@ async fn aliyun_report(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = admit(&state.callbacks, "aliyun", peer, Some(&token)) {
-        return refused;
+        return refused.into_response();
     }
     let read = match callbacks::aliyun_receipts(&body) {
         Ok(read) => read,
@@ -240,7 +249,7 @@ async fn tencent_reply(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = admit(&state.callbacks, "tencent", peer, Some(&token)) {
-        return refused;
+        return refused.into_response();
     }
     let read = match callbacks::tencent_replies(&body) {
         Ok(read) => read,
@@ -259,7 +268,7 @@ async fn tencent_status(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = admit(&state.callbacks, "tencent", peer, Some(&token)) {
-        return refused;
+        return refused.into_response();
     }
     let read = match callbacks::tencent_receipts(&body) {
         Ok(read) => read,
@@ -277,17 +286,17 @@ fn twilio_verified(
     uri: &Uri,
     headers: &HeaderMap,
     fields: &[(String, String)],
-) -> Result<(), Response> {
+) -> Result<(), Refusal> {
     let Some(token) = &callbacks.twilio_token else {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::NOT_FOUND,
-            "twilio is not a configured SMS provider",
+            "twilio is not a configured SMS provider".into(),
         ));
     };
     if callbacks.public_url.is_empty() {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::FORBIDDEN,
-            "sms.public_url is not set, so Twilio's signature cannot be checked",
+            "sms.public_url is not set, so Twilio's signature cannot be checked".into(),
         ));
     }
     let url = format!(
@@ -303,9 +312,9 @@ fn twilio_verified(
         Ok(())
     } else {
         tracing::warn!(%url, "Twilio webhook refused: X-Twilio-Signature does not match");
-        Err(error(
+        Err(Refusal(
             StatusCode::FORBIDDEN,
-            "X-Twilio-Signature is missing or does not match this request",
+            "X-Twilio-Signature is missing or does not match this request".into(),
         ))
     }
 }
@@ -318,11 +327,11 @@ async fn twilio_inbound(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = admit(&state.callbacks, "twilio", peer, None) {
-        return refused;
+        return refused.into_response();
     }
     let fields = callbacks::form_fields(&body);
     if let Err(refused) = twilio_verified(&state.callbacks, &uri, &headers, &fields) {
-        return refused;
+        return refused.into_response();
     }
     let reply = match callbacks::twilio_reply(&fields) {
         Ok(reply) => reply,
@@ -351,11 +360,11 @@ async fn twilio_status(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = admit(&state.callbacks, "twilio", peer, None) {
-        return refused;
+        return refused.into_response();
     }
     let fields = callbacks::form_fields(&body);
     if let Err(refused) = twilio_verified(&state.callbacks, &uri, &headers, &fields) {
-        return refused;
+        return refused.into_response();
     }
     let receipt = match callbacks::twilio_receipt(&fields) {
         Ok(receipt) => receipt,
