@@ -47,6 +47,8 @@ pub struct Metrics {
     pub sms_sent: AtomicU64,
     pub sms_retries: AtomicU64,
     pub sms_failed: AtomicU64,
+    /// SMS segments of the texts sent: what the providers bill.
+    pub sms_segments: AtomicU64,
     /// Per SMS provider: what its sends did.
     providers: std::sync::Mutex<Vec<ProviderStats>>,
     /// The open system alerts, as `kind` or `kind/subject`.
@@ -254,6 +256,11 @@ impl Metrics {
             "stillwater_sms_failed_total",
             "Texts the provider refused for good.",
             self.sms_failed.load(Relaxed),
+        );
+        counter(
+            "stillwater_sms_segments_total",
+            "SMS segments of the texts sent (70 Chinese or 160 GSM characters each; what providers bill).",
+            self.sms_segments.load(Relaxed),
         );
         let _ = writeln!(
             out,

@@ -202,6 +202,7 @@ fn the_sample_provider_configurations_pass_check_config_with_their_secrets() {
         (
             "aliyun",
             &[
+                ("STILLWATER_SMS_CALLBACK_TOKEN", "cb-token-0f6d2a"),
                 ("STILLWATER_ALIYUN_ACCESS_KEY_ID", "LTAI5t000000"),
                 ("STILLWATER_ALIYUN_ACCESS_KEY_SECRET", "s3cr3t-aliyun"),
             ][..],
@@ -209,6 +210,7 @@ fn the_sample_provider_configurations_pass_check_config_with_their_secrets() {
         (
             "tencent",
             &[
+                ("STILLWATER_SMS_CALLBACK_TOKEN", "cb-token-0f6d2a"),
                 ("STILLWATER_TENCENT_SECRET_ID", "AKID000000"),
                 ("STILLWATER_TENCENT_SECRET_KEY", "s3cr3t-tencent"),
             ][..],

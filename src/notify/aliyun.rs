@@ -14,14 +14,22 @@ pub struct AliyunProvider {
     config: AliyunConfig,
     client: reqwest::Client,
     clock: SharedClock,
+    /// Whether its receipts can reach us (the callback token is set).
+    receipts: bool,
 }
 
 impl AliyunProvider {
-    pub fn new(config: AliyunConfig, client: reqwest::Client, clock: SharedClock) -> Self {
+    pub fn new(
+        config: AliyunConfig,
+        client: reqwest::Client,
+        clock: SharedClock,
+        receipts: bool,
+    ) -> Self {
         Self {
             config,
             client,
             clock,
+            receipts,
         }
     }
 
@@ -119,7 +127,7 @@ impl SmsProvider for AliyunProvider {
     }
 
     fn receipts(&self) -> bool {
-        true
+        self.receipts
     }
 
     fn rate_per_second(&self) -> Option<u32> {

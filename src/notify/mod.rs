@@ -114,6 +114,8 @@ pub trait SmsProvider: Send + Sync {
 /// A connection or timeout error of a request, classified: a request that
 /// never reached the provider is transient; one that may have is `MaybeSent`.
 pub(crate) fn request_error(provider: &str, error: reqwest::Error) -> SendError {
+    // The URL may carry a request's signature: it stays out of messages.
+    let error = error.without_url();
     if error.is_connect() || error.is_builder() || error.is_request() && !error.is_timeout() {
         SendError::Transient(format!("cannot reach {provider}: {error}"))
     } else {
@@ -141,11 +143,21 @@ pub fn check(config: &SmsConfig) -> Vec<String> {
             ProviderChoice::Tencent(tencent) => {
                 problems.extend(params::missing("sms.tencent.templates", &tencent.templates))
             }
-            ProviderChoice::Twilio(_) => {
-                if config.public_url.is_empty() {
-                    problems.push("sms.public_url is not set: Twilio cannot post delivery receipts, and its replies cannot be verified".into());
-                }
-            }
+            ProviderChoice::Twilio(_) if config.public_url.is_empty() => problems.push(
+                "sms.public_url is not set: Twilio cannot post delivery receipts, and its replies cannot be verified".into(),
+            ),
+            ProviderChoice::Twilio(_) => {}
+        }
+        let unsigned_callbacks = matches!(
+            provider,
+            ProviderChoice::Aliyun(_) | ProviderChoice::Tencent(_)
+        );
+        if unsigned_callbacks && config.callback_token.is_none() {
+            problems.push(format!(
+                "{}: replies and delivery receipts need the callback path token in {}",
+                provider.name(),
+                crate::config::SMS_CALLBACK_TOKEN_ENV
+            ));
         }
     }
     problems
@@ -169,11 +181,13 @@ pub fn build_one(
             (**aliyun).clone(),
             client()?,
             clock.clone(),
+            config.callback_token.is_some(),
         )),
         ProviderChoice::Tencent(tencent) => Arc::new(tencent::TencentProvider::new(
             (**tencent).clone(),
             client()?,
             clock.clone(),
+            config.callback_token.is_some(),
         )),
         ProviderChoice::Twilio(twilio) => Arc::new(twilio::TwilioProvider::new(
             (**twilio).clone(),

@@ -293,8 +293,11 @@ impl Shared {
         let metrics = &self.notifier.metrics;
         let provider = attempt.provider.as_deref().unwrap_or("-");
         match &attempt.end {
-            AttemptEnd::Sent { .. } => {
+            AttemptEnd::Sent { segments, .. } => {
                 metrics.sms_sent.fetch_add(1, Relaxed);
+                metrics
+                    .sms_segments
+                    .fetch_add(u64::from(*segments), Relaxed);
                 tracing::info!(to = %mask_phone(&sms.to), alert = sms.alert_id, provider, "SMS sent");
             }
             AttemptEnd::Retry { error, .. } => {

@@ -14,14 +14,22 @@ pub struct TencentProvider {
     config: TencentConfig,
     client: reqwest::Client,
     clock: SharedClock,
+    /// Whether its receipts can reach us (the callback token is set).
+    receipts: bool,
 }
 
 impl TencentProvider {
-    pub fn new(config: TencentConfig, client: reqwest::Client, clock: SharedClock) -> Self {
+    pub fn new(
+        config: TencentConfig,
+        client: reqwest::Client,
+        clock: SharedClock,
+        receipts: bool,
+    ) -> Self {
         Self {
             config,
             client,
             clock,
+            receipts,
         }
     }
 
@@ -109,7 +117,7 @@ impl SmsProvider for TencentProvider {
     }
 
     fn receipts(&self) -> bool {
-        true
+        self.receipts
     }
 
     fn rate_per_second(&self) -> Option<u32> {
