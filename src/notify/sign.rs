@@ -165,8 +165,10 @@ fn twilio_data(url: &str, params: &[(String, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    //! The vectors are the ones the providers (and the clients that test
-    //! against them) publish; see tests/fixtures/sms/README.md.
+    //! The published vectors: Aliyun's SendSms documentation example and its
+    //! generic RPC (DescribeRegions) example; Tencent Cloud's TC3 example
+    //! (CVM DescribeInstances), every intermediate value; Twilio's request
+    //! validation examples as twilio-java and GoAlert test them.
     use super::*;
 
     fn aliyun_send_sms() -> Vec<(&'static str, &'static str)> {
