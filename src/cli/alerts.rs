@@ -34,7 +34,7 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
                     alert.kind,
                     alert.severity,
                     alert.meter_id,
-                    alert.resident_name.as_deref().unwrap_or("?"),
+                    who(&alert, "?"),
                     format_time(alert.since, zone),
                     alert.detail
                 );
@@ -55,7 +55,7 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
             out!(
                 "  meter:    {} ({})",
                 alert.meter_id,
-                alert.resident_name.as_deref().unwrap_or("not registered")
+                who(&alert, "not registered")
             );
             out!("  since:    {}", format_time(alert.since, zone));
             out!("  detected: {}", format_time(alert.opened_at, zone));
@@ -144,4 +144,16 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whose alert it is: the resident, the gateway itself for a system alert,
+/// or `unknown`.
+fn who<'a>(alert: &'a stillwater::store::alerts::AlertRecord, unknown: &'a str) -> &'a str {
+    match &alert.resident_name {
+        Some(name) => name,
+        None if alert.meter_id == "system" || alert.meter_id.starts_with("system/") => {
+            "the gateway itself"
+        }
+        None => unknown,
+    }
 }

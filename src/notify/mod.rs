@@ -169,7 +169,15 @@ pub fn build_one(
     config: &SmsConfig,
     clock: &SharedClock,
 ) -> anyhow::Result<Arc<dyn SmsProvider>> {
-    let client = || reqwest::Client::builder().timeout(config.timeout).build();
+    // A provider that cannot be reached must fail as a connection error (it
+    // surely took nothing, so the second provider may send) before the whole
+    // attempt's time runs out (then it may have taken the text).
+    let client = || {
+        reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout / 2)
+            .build()
+    };
     Ok(match choice {
         ProviderChoice::Log => Arc::new(log::LogProvider),
         ProviderChoice::Webhook { url, token } => Arc::new(webhook::WebhookProvider::new(
