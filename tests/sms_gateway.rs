@@ -683,3 +683,32 @@ async fn a_number_at_aliyuns_daily_cap_is_texted_through_the_secondary() {
     assert_eq!(to_aliyun, ["13900139000"]);
     gateway.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_to_different_phones_are_in_flight_at_the_same_time() {
+    // An SMS gateway that answers no text until two are waiting at once:
+    // sent one after the other, neither would ever be answered.
+    let both = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let app = axum::Router::new().route(
+        "/sms",
+        axum::routing::post(move || {
+            let both = both.clone();
+            async move {
+                both.wait().await;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sms", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), ProviderChoice::Webhook { url, token: None });
+    let gateway = start_gateway(&config).await;
+    publish_hourly(&gateway, &silent_day()).await;
+    for phone in [STEP_1, STEP_2] {
+        let text = sent_text(&gateway.store, phone).await;
+        assert_eq!(text.attempts, 1, "answered at the first attempt: {phone}");
+    }
+    gateway.stop().await.unwrap();
+}
