@@ -19,7 +19,7 @@ use stillwater::domain::PhoneNumber;
 use stillwater::notify::sign;
 use stillwater::store::prelude::*;
 use stillwater::store::Store;
-use wiremock::matchers::{any, method, path};
+use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const CALLBACK_TOKEN: &str = "cb-7f3a9e";
@@ -48,6 +48,28 @@ fn sample_provider(name: &str, endpoint: &str) -> ProviderChoice {
         _ => unreachable!(),
     }
     provider
+}
+
+/// A gateway texting through the sample `name` provider at `server`, with
+/// the household registered.
+fn provider_config(dir: &std::path::Path, name: &str, server: &MockServer) -> Config {
+    config(dir, sample_provider(name, &format!("{}/", server.uri())))
+}
+
+/// Posts a JSON callback to `/sms/{provider}/{token}/{what}`.
+async fn callback(
+    gateway: &Gateway,
+    provider: &str,
+    what: &str,
+    body: serde_json::Value,
+) -> (u16, String) {
+    post(
+        gateway,
+        &format!("/sms/{provider}/{CALLBACK_TOKEN}/{what}"),
+        "application/json",
+        body.to_string(),
+    )
+    .await
 }
 
 /// A gateway texting through `provider`, with the household registered.
@@ -162,10 +184,7 @@ async fn wait_for_state(store: &Store, alert: i64, state: &str) {
 async fn aliyun_texts_receipts_and_replies_close_the_loop() {
     let aliyun = mock(AliyunOk).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
-        sample_provider("aliyun", &format!("{}/", aliyun.uri())),
-    );
+    let config = provider_config(dir.path(), "aliyun", &aliyun);
     let gateway = start_gateway(&config).await;
     publish_hourly(&gateway, &silent_day()).await;
     let text = sent_text(&gateway.store, STEP_1).await;
@@ -183,13 +202,7 @@ async fn aliyun_texts_receipts_and_replies_close_the_loop() {
         "report_time": "2026-12-03 09:00:05", "success": true, "err_code": "DELIVERED",
         "err_msg": "用户接收成功", "sms_size": "1", "biz_id": biz_id, "out_id": text.idempotency_key
     }]);
-    let (status, body) = post(
-        &gateway,
-        &format!("/sms/aliyun/{CALLBACK_TOKEN}/report"),
-        "application/json",
-        report.to_string(),
-    )
-    .await;
+    let (status, body) = callback(&gateway, "aliyun", "report", report).await;
     assert_eq!(
         (status, body.as_str()),
         (200, r#"{"code":0,"msg":"接收成功"}"#)
@@ -219,13 +232,7 @@ async fn aliyun_texts_receipts_and_replies_close_the_loop() {
         "phone_number": "13800138000", "content": "1", "send_time": "2026-12-03 09:01:00",
         "dest_code": "", "sequence_id": 1234567890
     }]);
-    let (status, body) = post(
-        &gateway,
-        &format!("/sms/aliyun/{CALLBACK_TOKEN}/reply"),
-        "application/json",
-        up.to_string(),
-    )
-    .await;
+    let (status, body) = callback(&gateway, "aliyun", "reply", up).await;
     assert_eq!(
         (status, body.as_str()),
         (200, r#"{"code":0,"msg":"接收成功"}"#)
@@ -258,10 +265,7 @@ impl Respond for TencentOk {
 async fn tencent_texts_receipts_and_replies_close_the_loop() {
     let tencent = mock(TencentOk).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
-        sample_provider("tencent", &format!("{}/", tencent.uri())),
-    );
+    let config = provider_config(dir.path(), "tencent", &tencent);
     let gateway = start_gateway(&config).await;
     publish_hourly(&gateway, &silent_day()).await;
     let text = sent_text(&gateway.store, STEP_2).await;
@@ -273,13 +277,7 @@ async fn tencent_texts_receipts_and_replies_close_the_loop() {
         "user_receive_time": "2026-12-03 09:00:04", "nationcode": "86", "mobile": "13900139000",
         "report_status": "FAIL", "errmsg": "MK:0001", "description": "用户关机", "sid": serial
     }]);
-    let (status, body) = post(
-        &gateway,
-        &format!("/sms/tencent/{CALLBACK_TOKEN}/status"),
-        "application/json",
-        status_body.to_string(),
-    )
-    .await;
+    let (status, body) = callback(&gateway, "tencent", "status", status_body).await;
     assert_eq!(
         (status, body.as_str()),
         (200, r#"{"result":0,"errmsg":"OK"}"#)
@@ -295,13 +293,7 @@ async fn tencent_texts_receipts_and_replies_close_the_loop() {
     // The reply callback, a full-width "１" as Chinese input methods type it.
     let reply = serde_json::json!({"extend": "", "mobile": "13900139000", "nationcode": "86",
         "sign": "水表关爱", "text": "１", "time": 1_796_300_000});
-    let (status, body) = post(
-        &gateway,
-        &format!("/sms/tencent/{CALLBACK_TOKEN}/reply"),
-        "application/json",
-        reply.to_string(),
-    )
-    .await;
+    let (status, body) = callback(&gateway, "tencent", "reply", reply).await;
     assert_eq!(
         (status, body.as_str()),
         (200, r#"{"result":0,"errmsg":"OK"}"#)
@@ -322,7 +314,16 @@ impl Respond for TwilioOk {
     }
 }
 
-fn form(fields: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+const PUBLIC_URL: &str = "https://stillwater.example.org";
+
+/// Posts `fields` as Twilio would, signed with `token` for the URL Twilio
+/// would have called.
+async fn post_twilio(
+    gateway: &Gateway,
+    path: &str,
+    fields: &[(&str, &str)],
+    token: &str,
+) -> (u16, String) {
     let pairs: Vec<(String, String)> = fields
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -331,7 +332,15 @@ fn form(fields: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
     for (k, v) in &pairs {
         body.append_pair(k, v);
     }
-    (body.finish(), pairs)
+    let signature = sign::twilio_signature(token, &format!("{PUBLIC_URL}{path}"), &pairs);
+    post_with(
+        gateway,
+        path,
+        "application/x-www-form-urlencoded",
+        body.finish(),
+        &[("x-twilio-signature", signature)],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,29 +348,21 @@ async fn twilio_texts_and_its_signed_webhooks_close_the_loop() {
     let twilio = mock(TwilioOk(AtomicUsize::new(0))).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path(), sample_provider("twilio", &twilio.uri()));
-    config.sms.public_url = "https://stillwater.example.org".into();
+    config.sms.public_url = PUBLIC_URL.into();
     let gateway = start_gateway(&config).await;
     publish_hourly(&gateway, &silent_day()).await;
     let text = sent_text(&gateway.store, STEP_1).await;
     let sid = text.provider_ref.clone().unwrap();
-    let public = "https://stillwater.example.org";
 
-    let (body, pairs) = form(&[
-        ("MessageSid", &sid),
-        ("MessageStatus", "delivered"),
-        ("AccountSid", "AC00000000000000000000000000000000"),
-    ]);
-    let signature = sign::twilio_signature(
-        "twilio-token",
-        &format!("{public}/sms/twilio/status"),
-        &pairs,
-    );
-    let (status, _) = post_with(
+    let (status, _) = post_twilio(
         &gateway,
         "/sms/twilio/status",
-        "application/x-www-form-urlencoded",
-        body,
-        &[("x-twilio-signature", signature)],
+        &[
+            ("MessageSid", &sid),
+            ("MessageStatus", "delivered"),
+            ("AccountSid", "AC00000000000000000000000000000000"),
+        ],
+        "twilio-token",
     )
     .await;
     assert_eq!(status, 204);
@@ -370,46 +371,23 @@ async fn twilio_texts_and_its_signed_webhooks_close_the_loop() {
         Some("delivered")
     );
 
-    let (body, pairs) = form(&[
+    let reply = [
         ("MessageSid", "SMreply"),
         ("From", STEP_1),
         ("To", "+15005550006"),
         ("Body", "1"),
         ("NumMedia", "0"),
-    ]);
+    ];
     // A forged signature (another token) is refused and changes nothing.
-    let forged = sign::twilio_signature(
-        "other-token",
-        &format!("{public}/sms/twilio/inbound"),
-        &pairs,
-    );
-    let (status, refusal) = post_with(
-        &gateway,
-        "/sms/twilio/inbound",
-        "application/x-www-form-urlencoded",
-        body.clone(),
-        &[("x-twilio-signature", forged)],
-    )
-    .await;
+    let (status, refusal) =
+        post_twilio(&gateway, "/sms/twilio/inbound", &reply, "other-token").await;
     assert_eq!(status, 403, "{refusal}");
     assert_eq!(
         gateway.store.alert(text.alert_id).unwrap().unwrap().state,
         "open"
     );
-
-    let signature = sign::twilio_signature(
-        "twilio-token",
-        &format!("{public}/sms/twilio/inbound"),
-        &pairs,
-    );
-    let (status, twiml) = post_with(
-        &gateway,
-        "/sms/twilio/inbound",
-        "application/x-www-form-urlencoded",
-        body,
-        &[("x-twilio-signature", signature)],
-    )
-    .await;
+    let (status, twiml) =
+        post_twilio(&gateway, "/sms/twilio/inbound", &reply, "twilio-token").await;
     assert_eq!(status, 200);
     assert!(
         twiml.contains("<Response><Message>") && twiml.contains(&format!("#{}", text.alert_id)),
@@ -423,10 +401,7 @@ async fn twilio_texts_and_its_signed_webhooks_close_the_loop() {
 async fn callbacks_from_outside_the_allow_list_are_refused() {
     let aliyun = mock(AliyunOk).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(
-        dir.path(),
-        sample_provider("aliyun", &format!("{}/", aliyun.uri())),
-    );
+    let mut config = provider_config(dir.path(), "aliyun", &aliyun);
     config.sms.callback_allow =
         vec![stillwater::config::AddressBlock::parse("10.0.0.0/8").unwrap()];
     let gateway = start_gateway(&config).await;
@@ -452,22 +427,10 @@ async fn callbacks_from_outside_the_allow_list_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_provider_hands_its_texts_to_the_secondary_and_raises_a_system_alert() {
-    let aliyun = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(500).set_body_string("upstream error"))
-        .mount(&aliyun)
-        .await;
-    let gateway_sms = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/sms"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&gateway_sms)
-        .await;
+    let aliyun = mock(ResponseTemplate::new(500).set_body_string("upstream error")).await;
+    let gateway_sms = mock(ResponseTemplate::new(200)).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(
-        dir.path(),
-        sample_provider("aliyun", &format!("{}/", aliyun.uri())),
-    );
+    let mut config = provider_config(dir.path(), "aliyun", &aliyun);
     config.sms.secondary = Some(webhook(&gateway_sms));
     config.watch.admins = vec![PhoneNumber::parse(ADMIN).unwrap()];
     config.watch.provider_failures = 2;
@@ -549,24 +512,14 @@ async fn a_failing_provider_hands_its_texts_to_the_secondary_and_raises_a_system
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heartbeat_goes_through_each_provider_and_a_recovered_provider_clears_its_alert() {
-    let aliyun = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_string(r#"{"Code":"isv.AMOUNT_NOT_ENOUGH","Message":"账户余额不足"}"#),
-        )
-        .mount(&aliyun)
-        .await;
-    let gateway_sms = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&gateway_sms)
-        .await;
+    let aliyun = mock(
+        ResponseTemplate::new(200)
+            .set_body_string(r#"{"Code":"isv.AMOUNT_NOT_ENOUGH","Message":"账户余额不足"}"#),
+    )
+    .await;
+    let gateway_sms = mock(ResponseTemplate::new(200)).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(
-        dir.path(),
-        sample_provider("aliyun", &format!("{}/", aliyun.uri())),
-    );
+    let mut config = provider_config(dir.path(), "aliyun", &aliyun);
     config.sms.secondary = Some(webhook(&gateway_sms));
     config.watch.admins = vec![PhoneNumber::parse(ADMIN).unwrap()];
     config.watch.provider_failures = 1;
@@ -645,11 +598,7 @@ async fn the_heartbeat_goes_through_each_provider_and_a_recovered_provider_clear
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_number_at_aliyuns_daily_cap_is_texted_through_the_secondary() {
     let aliyun = mock(AliyunOk).await;
-    let gateway_sms = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&gateway_sms)
-        .await;
+    let gateway_sms = mock(ResponseTemplate::new(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut provider = sample_provider("aliyun", &format!("{}/", aliyun.uri()));
     if let ProviderChoice::Aliyun(aliyun) = &mut provider {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use stillwater::clock::{ManualClock, SharedClock};
 use stillwater::config::Config;
 use stillwater::domain::Timestamp;
-use stillwater::notify::{self, sign, SendError, Sent, Sms, SmsProvider};
+use stillwater::notify::{self, sign, Sent, Sms, SmsProvider};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -233,7 +233,7 @@ async fn aliyun_failures_say_what_happens_next() {
         (
             200,
             r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发分钟级流控Permits:1"}"#,
-            "rate",
+            "rate_limited",
         ),
         (
             200,
@@ -251,22 +251,12 @@ async fn aliyun_failures_say_what_happens_next() {
             "account",
         ),
         (500, "Internal Server Error", "transient"),
-        (200, "<html>proxy login</html>", "maybe"),
+        (200, "<html>proxy login</html>", "maybe_sent"),
     ] {
         let server = answering(status, body).await;
         let provider = provider(&config("aliyun", &format!("{}/", server.uri())));
         let error = provider.send(&sms("no_usage.alert")).await.unwrap_err();
-        assert_eq!(kind(&error), expect, "{status} {body}: {error}");
-    }
-}
-
-fn kind(error: &SendError) -> &'static str {
-    match error {
-        SendError::Transient(_) => "transient",
-        SendError::MaybeSent(_) => "maybe",
-        SendError::RateLimited(_) => "rate",
-        SendError::Account(_) => "account",
-        SendError::Permanent(_) => "permanent",
+        assert_eq!(error.label(), expect, "{status} {body}: {error}");
     }
 }
 
@@ -280,7 +270,7 @@ async fn a_provider_that_does_not_answer_in_time_may_have_taken_the_text() {
     for name in ["aliyun", "tencent", "twilio"] {
         let provider = provider(&config(name, &format!("{}/", server.uri())));
         let error = provider.send(&sms("no_usage.alert")).await.unwrap_err();
-        assert_eq!(kind(&error), "maybe", "{name}: {error}");
+        assert_eq!(error.label(), "maybe_sent", "{name}: {error}");
     }
 }
 
@@ -293,7 +283,7 @@ async fn a_provider_that_cannot_be_reached_did_not_take_the_text() {
     for name in ["aliyun", "tencent", "twilio"] {
         let provider = provider(&config(name, &format!("http://{closed}/")));
         let error = provider.send(&sms("no_usage.alert")).await.unwrap_err();
-        assert_eq!(kind(&error), "transient", "{name}: {error}");
+        assert_eq!(error.label(), "transient", "{name}: {error}");
     }
 }
 
@@ -309,7 +299,7 @@ async fn a_text_without_a_template_is_the_account_settings_problem() {
         .send(&sms("leak.alert"))
         .await
         .unwrap_err();
-    assert_eq!(kind(&error), "account", "{error}");
+    assert_eq!(error.label(), "account", "{error}");
     assert!(
         error.to_string().contains("[sms.aliyun.templates]"),
         "{error}"
@@ -384,7 +374,7 @@ async fn tencent_failures_say_what_happens_next() {
         (
             200,
             r#"{"Response":{"SendStatusSet":[{"SerialNo":"","PhoneNumber":"+8613800138000","Fee":0,"Code":"LimitExceeded.PhoneNumberDailyLimit","Message":"the number of sms messages sent from a single mobile number every day exceeds the upper limit"}],"RequestId":"r"}}"#,
-            "rate",
+            "rate_limited",
         ),
         (
             200,
@@ -402,13 +392,13 @@ async fn tencent_failures_say_what_happens_next() {
             "transient",
         ),
         (502, "Bad Gateway", "transient"),
-        (200, r#"{"Response":{"RequestId":"r"}}"#, "maybe"),
-        (200, "not json", "maybe"),
+        (200, r#"{"Response":{"RequestId":"r"}}"#, "maybe_sent"),
+        (200, "not json", "maybe_sent"),
     ] {
         let server = answering(status, body).await;
         let provider = provider(&config("tencent", &format!("{}/", server.uri())));
         let error = provider.send(&sms("no_usage.alert")).await.unwrap_err();
-        assert_eq!(kind(&error), expect, "{status} {body}: {error}");
+        assert_eq!(error.label(), expect, "{status} {body}: {error}");
     }
 }
 
@@ -479,14 +469,14 @@ async fn twilio_failures_say_what_happens_next() {
         (
             429,
             r#"{"code": 20429, "message": "Too Many Requests", "status": 429}"#,
-            "rate",
+            "rate_limited",
         ),
         (503, "", "transient"),
-        (201, "{}", "maybe"),
+        (201, "{}", "maybe_sent"),
     ] {
         let server = answering(status, body).await;
         let provider = provider(&config("twilio", &server.uri()));
         let error = provider.send(&sms("no_usage.alert")).await.unwrap_err();
-        assert_eq!(kind(&error), expect, "{status} {body}: {error}");
+        assert_eq!(error.label(), expect, "{status} {body}: {error}");
     }
 }

@@ -45,10 +45,8 @@ pub struct Callbacks {
 
 pub fn routes() -> Router<HttpState> {
     Router::new()
-        .route("/sms/aliyun/{token}/reply", post(aliyun_reply))
-        .route("/sms/aliyun/{token}/report", post(aliyun_report))
-        .route("/sms/tencent/{token}/reply", post(tencent_reply))
-        .route("/sms/tencent/{token}/status", post(tencent_status))
+        // Aliyun: reply (SmsUp), report (SmsReport); Tencent: reply, status.
+        .route("/sms/{provider}/{token}/{what}", post(unsigned_callback))
         .route("/sms/twilio/inbound", post(twilio_inbound))
         .route("/sms/twilio/status", post(twilio_status))
         .layer(axum::extract::DefaultBodyLimit::max(CALLBACK_LIMIT))
@@ -203,80 +201,81 @@ fn unreadable(provider: &str, problem: String) -> Response {
     error(StatusCode::BAD_REQUEST, &problem)
 }
 
-async fn aliyun_reply(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(token): Path<String>,
-    body: axum::body::Bytes,
+/// An unsigned provider's reply callback: admitted, read, acted on.
+async fn unsigned_replies(
+    state: &HttpState,
+    provider: &'static str,
+    peer: SocketAddr,
+    token: &str,
+    body: &[u8],
+    parse: fn(&[u8]) -> Result<Read<InboundReply>, String>,
+    answer: &'static str,
 ) -> Response {
-    if let Err(refused) = admit(&state.callbacks, "aliyun", peer, Some(&token)) {
+    if let Err(refused) = admit(&state.callbacks, provider, peer, Some(token)) {
         return refused.into_response();
     }
-    let read = match callbacks::aliyun_replies(&body) {
+    let read = match parse(body) {
         Ok(read) => read,
-        Err(problem) => return unreadable("aliyun", problem),
+        Err(problem) => return unreadable(provider, problem),
     };
-    // Aliyun sends approved templates only, so the answer is not texted back.
-    match act_on(&state, "aliyun", read).await {
-        Ok(_) => json_answer(callbacks::ALIYUN_ANSWER),
+    // Aliyun and Tencent send approved templates only, so the answer to a
+    // reply is not texted back; the alert's history records it.
+    match act_on(state, provider, read).await {
+        Ok(_) => json_answer(answer),
         Err(failed) => failed,
     }
 }
 
-async fn aliyun_report(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(token): Path<String>,
-    body: axum::body::Bytes,
+/// An unsigned provider's receipt callback: admitted, read, recorded.
+async fn unsigned_receipts(
+    state: &HttpState,
+    provider: &'static str,
+    peer: SocketAddr,
+    token: &str,
+    body: &[u8],
+    parse: fn(&[u8]) -> Result<Read<Receipt>, String>,
+    answer: &'static str,
 ) -> Response {
-    if let Err(refused) = admit(&state.callbacks, "aliyun", peer, Some(&token)) {
+    if let Err(refused) = admit(&state.callbacks, provider, peer, Some(token)) {
         return refused.into_response();
     }
-    let read = match callbacks::aliyun_receipts(&body) {
+    let read = match parse(body) {
         Ok(read) => read,
-        Err(problem) => return unreadable("aliyun", problem),
+        Err(problem) => return unreadable(provider, problem),
     };
-    match record(&state, "aliyun", read).await {
-        Ok(()) => json_answer(callbacks::ALIYUN_ANSWER),
+    match record(state, provider, read).await {
+        Ok(()) => json_answer(answer),
         Err(failed) => failed,
     }
 }
 
-async fn tencent_reply(
+/// `POST /sms/{provider}/{token}/{what}`: Aliyun's and Tencent's callbacks.
+async fn unsigned_callback(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(token): Path<String>,
+    Path((provider, token, what)): Path<(String, String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = admit(&state.callbacks, "tencent", peer, Some(&token)) {
-        return refused.into_response();
-    }
-    let read = match callbacks::tencent_replies(&body) {
-        Ok(read) => read,
-        Err(problem) => return unreadable("tencent", problem),
-    };
-    match act_on(&state, "tencent", read).await {
-        Ok(_) => json_answer(callbacks::TENCENT_ANSWER),
-        Err(failed) => failed,
-    }
-}
-
-async fn tencent_status(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(token): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Err(refused) = admit(&state.callbacks, "tencent", peer, Some(&token)) {
-        return refused.into_response();
-    }
-    let read = match callbacks::tencent_receipts(&body) {
-        Ok(read) => read,
-        Err(problem) => return unreadable("tencent", problem),
-    };
-    match record(&state, "tencent", read).await {
-        Ok(()) => json_answer(callbacks::TENCENT_ANSWER),
-        Err(failed) => failed,
+    use callbacks::{ALIYUN_ANSWER, TENCENT_ANSWER};
+    let (state, body) = (&state, &body[..]);
+    match (provider.as_str(), what.as_str()) {
+        ("aliyun", "reply") => {
+            let parse = callbacks::aliyun_replies;
+            unsigned_replies(state, "aliyun", peer, &token, body, parse, ALIYUN_ANSWER).await
+        }
+        ("aliyun", "report") => {
+            let parse = callbacks::aliyun_receipts;
+            unsigned_receipts(state, "aliyun", peer, &token, body, parse, ALIYUN_ANSWER).await
+        }
+        ("tencent", "reply") => {
+            let parse = callbacks::tencent_replies;
+            unsigned_replies(state, "tencent", peer, &token, body, parse, TENCENT_ANSWER).await
+        }
+        ("tencent", "status") => {
+            let parse = callbacks::tencent_receipts;
+            unsigned_receipts(state, "tencent", peer, &token, body, parse, TENCENT_ANSWER).await
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such path"),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use ring::rand::SecureRandom;
 
-use super::{excerpt, params, request_error, sign, SendError, SendFuture, Sent, Sms, SmsProvider};
+use super::{exchange, params, sign, unreadable, SendError, SendFuture, Sent, Sms, SmsProvider};
 use crate::clock::SharedClock;
 use crate::config::AliyunConfig;
 
@@ -148,33 +148,13 @@ impl SmsProvider for AliyunProvider {
                 '?'
             };
             let url = format!("{}{separator}{query}", self.config.endpoint);
-            let response = self
-                .client
-                .get(url)
-                .send()
-                .await
-                .map_err(|error| request_error("Aliyun", error))?;
-            let status = response.status();
-            let body = response.text().await.map_err(|error| {
-                SendError::MaybeSent(format!("Aliyun's answer broke off: {error}"))
-            })?;
+            let (status, body) = exchange("Aliyun", self.client.get(url)).await?;
             match serde_json::from_str::<Answer>(&body) {
                 Ok(answer) if answer.code == "OK" => Ok(Sent {
                     reference: answer.biz_id,
                 }),
                 Ok(answer) => Err(classify(&answer.code, &answer.message)),
-                Err(_) if status.is_server_error() => Err(SendError::Transient(format!(
-                    "Aliyun answered {status}: {}",
-                    excerpt(&body)
-                ))),
-                Err(_) if status.is_success() => Err(SendError::MaybeSent(format!(
-                    "Aliyun answered {status} with a body that is not its JSON: {}",
-                    excerpt(&body)
-                ))),
-                Err(_) => Err(SendError::Account(format!(
-                    "Aliyun answered {status}: {}",
-                    excerpt(&body)
-                ))),
+                Err(_) => Err(unreadable("Aliyun", status, &body)),
             }
         })
     }
@@ -186,30 +166,16 @@ mod tests {
 
     #[test]
     fn error_codes_decide_what_happens_next() {
-        assert!(matches!(
-            classify("isv.BUSINESS_LIMIT_CONTROL", ""),
-            SendError::RateLimited(_)
-        ));
-        assert!(matches!(
-            classify("isv.MOBILE_NUMBER_ILLEGAL", ""),
-            SendError::Permanent(_)
-        ));
-        assert!(matches!(
-            classify("isp.SYSTEM_ERROR", ""),
-            SendError::Transient(_)
-        ));
-        assert!(matches!(
-            classify("isv.AMOUNT_NOT_ENOUGH", ""),
-            SendError::Account(_)
-        ));
-        assert!(matches!(
-            classify("isv.SMS_TEMPLATE_ILLEGAL", ""),
-            SendError::Account(_)
-        ));
-        assert!(matches!(
-            classify("isp.RAM_PERMISSION_DENY", ""),
-            SendError::Account(_)
-        ));
+        for (code, what) in [
+            ("isv.BUSINESS_LIMIT_CONTROL", "rate_limited"),
+            ("isv.MOBILE_NUMBER_ILLEGAL", "permanent"),
+            ("isp.SYSTEM_ERROR", "transient"),
+            ("isv.AMOUNT_NOT_ENOUGH", "account"),
+            ("isv.SMS_TEMPLATE_ILLEGAL", "account"),
+            ("isp.RAM_PERMISSION_DENY", "account"),
+        ] {
+            assert_eq!(classify(code, "").label(), what, "{code}");
+        }
         assert_eq!(phone_number("+8613800138000"), "13800138000");
         assert_eq!(phone_number("+85291234567"), "0085291234567");
     }

@@ -80,6 +80,17 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// A short name of what happened, for logs and tests.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SendError::Transient(_) => "transient",
+            SendError::MaybeSent(_) => "maybe_sent",
+            SendError::RateLimited(_) => "rate_limited",
+            SendError::Account(_) => "account",
+            SendError::Permanent(_) => "permanent",
+        }
+    }
+
     /// Whether another provider may try the same text now.
     pub fn other_may_try(&self) -> bool {
         matches!(
@@ -120,6 +131,37 @@ pub(crate) fn request_error(provider: &str, error: reqwest::Error) -> SendError 
         SendError::Transient(format!("cannot reach {provider}: {error}"))
     } else {
         SendError::MaybeSent(format!("no answer from {provider}: {error}"))
+    }
+}
+
+/// Sends a provider request and reads its whole answer: status and body.
+pub(crate) async fn exchange(
+    provider: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, String), SendError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|error| request_error(provider, error))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|error| SendError::MaybeSent(format!("{provider}'s answer broke off: {error}")))?;
+    Ok((status, body))
+}
+
+/// An answer that is not the provider's JSON: after a 5xx the text was not
+/// taken; after a 2xx it may have been; anything else is the account's or
+/// the settings' (a proxy, a wrong endpoint).
+pub(crate) fn unreadable(provider: &str, status: reqwest::StatusCode, body: &str) -> SendError {
+    let said = format!("{provider} answered {status}: {}", excerpt(body));
+    if status.is_server_error() {
+        SendError::Transient(said)
+    } else if status.is_success() {
+        SendError::MaybeSent(format!("{said} (not the answer it documents)"))
+    } else {
+        SendError::Account(said)
     }
 }
 

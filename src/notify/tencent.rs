@@ -4,7 +4,9 @@
 //! `TemplateParamSet`, and our idempotency key as `SessionContext`. The answer
 //! has a status per number (`SendStatusSet`): only our number's counts.
 
-use super::{excerpt, params, request_error, sign, SendError, SendFuture, Sent, Sms, SmsProvider};
+use super::{
+    excerpt, exchange, params, sign, unreadable, SendError, SendFuture, Sent, Sms, SmsProvider,
+};
 use crate::clock::SharedClock;
 use crate::config::TencentConfig;
 
@@ -138,7 +140,7 @@ impl SmsProvider for TencentProvider {
                 timestamp,
                 payload: body.as_bytes(),
             });
-            let response = self
+            let request = self
                 .client
                 .post(&self.config.endpoint)
                 .header("Authorization", signed.authorization)
@@ -148,28 +150,11 @@ impl SmsProvider for TencentProvider {
                 .header("X-TC-Version", "2021-01-11")
                 .header("X-TC-Region", &self.config.region)
                 .header("X-TC-Timestamp", timestamp.to_string())
-                .body(body)
-                .send()
-                .await
-                .map_err(|error| request_error("Tencent Cloud", error))?;
-            let status = response.status();
-            let text = response.text().await.map_err(|error| {
-                SendError::MaybeSent(format!("Tencent Cloud's answer broke off: {error}"))
-            })?;
+                .body(body);
+            let (status, text) = exchange("Tencent Cloud", request).await?;
             let answer = match serde_json::from_str::<Envelope>(&text) {
                 Ok(envelope) => envelope.response,
-                Err(_) if status.is_server_error() => {
-                    return Err(SendError::Transient(format!(
-                        "Tencent Cloud answered {status}: {}",
-                        excerpt(&text)
-                    )))
-                }
-                Err(_) => {
-                    return Err(SendError::MaybeSent(format!(
-                        "Tencent Cloud answered {status} with a body that is not its JSON: {}",
-                        excerpt(&text)
-                    )))
-                }
+                Err(_) => return Err(unreadable("Tencent Cloud", status, &text)),
             };
             if let Some(error) = answer.error {
                 return Err(classify(&error.code, &error.message));
@@ -199,25 +184,14 @@ mod tests {
 
     #[test]
     fn error_codes_decide_what_happens_next() {
-        assert!(matches!(
-            classify("LimitExceeded.PhoneNumberDailyLimit", ""),
-            SendError::RateLimited(_)
-        ));
-        assert!(matches!(
-            classify("InvalidParameterValue.IncorrectPhoneNumber", ""),
-            SendError::Permanent(_)
-        ));
-        assert!(matches!(
-            classify("InternalError.Timeout", ""),
-            SendError::Transient(_)
-        ));
-        assert!(matches!(
-            classify("AuthFailure.SignatureFailure", ""),
-            SendError::Account(_)
-        ));
-        assert!(matches!(
-            classify("FailedOperation.InsufficientBalanceInSmsPackage", ""),
-            SendError::Account(_)
-        ));
+        for (code, what) in [
+            ("LimitExceeded.PhoneNumberDailyLimit", "rate_limited"),
+            ("InvalidParameterValue.IncorrectPhoneNumber", "permanent"),
+            ("InternalError.Timeout", "transient"),
+            ("AuthFailure.SignatureFailure", "account"),
+            ("FailedOperation.InsufficientBalanceInSmsPackage", "account"),
+        ] {
+            assert_eq!(classify(code, "").label(), what, "{code}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! text. With `sms.public_url` set it asks Twilio to post delivery receipts
 //! to `<public_url>/sms/twilio/status`.
 
-use super::{excerpt, request_error, SendError, SendFuture, Sent, Sms, SmsProvider};
+use super::{excerpt, exchange, SendError, SendFuture, Sent, Sms, SmsProvider};
 use crate::config::TwilioConfig;
 
 pub struct TwilioProvider {
@@ -83,7 +83,7 @@ impl SmsProvider for TwilioProvider {
                 self.config.endpoint.trim_end_matches('/'),
                 self.config.account_sid
             );
-            let response = self
+            let request = self
                 .client
                 .post(url)
                 .basic_auth(
@@ -91,14 +91,8 @@ impl SmsProvider for TwilioProvider {
                     Some(self.config.auth_token.expose()),
                 )
                 .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(self.form(sms))
-                .send()
-                .await
-                .map_err(|error| request_error("Twilio", error))?;
-            let status = response.status();
-            let text = response.text().await.map_err(|error| {
-                SendError::MaybeSent(format!("Twilio's answer broke off: {error}"))
-            })?;
+                .body(self.form(sms));
+            let (status, text) = exchange("Twilio", request).await?;
             let answer = serde_json::from_str::<Answer>(&text).ok();
             if status.is_success() {
                 return match answer.and_then(|a| a.sid) {
@@ -126,15 +120,17 @@ mod tests {
 
     #[test]
     fn refusals_decide_what_happens_next() {
-        assert!(matches!(classify(429, None, ""), SendError::RateLimited(_)));
-        assert!(matches!(classify(503, None, ""), SendError::Transient(_)));
-        assert!(matches!(
-            classify(400, Some(21211), ""),
-            SendError::Permanent(_)
-        ));
-        assert!(matches!(
-            classify(401, Some(20003), ""),
-            SendError::Account(_)
-        ));
+        for (status, code, what) in [
+            (429, None, "rate_limited"),
+            (503, None, "transient"),
+            (400, Some(21211), "permanent"),
+            (401, Some(20003), "account"),
+        ] {
+            assert_eq!(
+                classify(status, code, "").label(),
+                what,
+                "{status} {code:?}"
+            );
+        }
     }
 }
