@@ -279,20 +279,25 @@ async fn unsigned_callback(
     }
 }
 
-/// Checks Twilio's signature over the URL it called and every form field.
-fn twilio_verified(
-    callbacks: &Callbacks,
+/// Admits a Twilio webhook: the provider is configured, the address allowed,
+/// and `X-Twilio-Signature` matches the URL Twilio called and every field.
+/// The form's fields.
+fn twilio_fields(
+    settings: &Callbacks,
+    peer: SocketAddr,
     uri: &Uri,
     headers: &HeaderMap,
-    fields: &[(String, String)],
-) -> Result<(), Refusal> {
-    let Some(token) = &callbacks.twilio_token else {
+    body: &[u8],
+) -> Result<Vec<(String, String)>, Refusal> {
+    admit(settings, "twilio", peer, None)?;
+    let fields = callbacks::form_fields(body);
+    let Some(token) = &settings.twilio_token else {
         return Err(Refusal(
             StatusCode::NOT_FOUND,
             "twilio is not a configured SMS provider".into(),
         ));
     };
-    if callbacks.public_url.is_empty() {
+    if settings.public_url.is_empty() {
         return Err(Refusal(
             StatusCode::FORBIDDEN,
             "sms.public_url is not set, so Twilio's signature cannot be checked".into(),
@@ -300,15 +305,15 @@ fn twilio_verified(
     }
     let url = format!(
         "{}{}",
-        callbacks.public_url,
+        settings.public_url,
         uri.path_and_query().map_or("", |p| p.as_str())
     );
     let presented = headers
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if sign::twilio_signature_valid(token.expose(), &url, fields, presented) {
-        Ok(())
+    if sign::twilio_signature_valid(token.expose(), &url, &fields, presented) {
+        Ok(fields)
     } else {
         tracing::warn!(%url, "Twilio webhook refused: X-Twilio-Signature does not match");
         Err(Refusal(
@@ -325,13 +330,10 @@ async fn twilio_inbound(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = admit(&state.callbacks, "twilio", peer, None) {
-        return refused.into_response();
-    }
-    let fields = callbacks::form_fields(&body);
-    if let Err(refused) = twilio_verified(&state.callbacks, &uri, &headers, &fields) {
-        return refused.into_response();
-    }
+    let fields = match twilio_fields(&state.callbacks, peer, &uri, &headers, &body) {
+        Ok(fields) => fields,
+        Err(refused) => return refused.into_response(),
+    };
     let reply = match callbacks::twilio_reply(&fields) {
         Ok(reply) => reply,
         Err(problem) => return unreadable("twilio", problem),
@@ -358,13 +360,10 @@ async fn twilio_status(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = admit(&state.callbacks, "twilio", peer, None) {
-        return refused.into_response();
-    }
-    let fields = callbacks::form_fields(&body);
-    if let Err(refused) = twilio_verified(&state.callbacks, &uri, &headers, &fields) {
-        return refused.into_response();
-    }
+    let fields = match twilio_fields(&state.callbacks, peer, &uri, &headers, &body) {
+        Ok(fields) => fields,
+        Err(refused) => return refused.into_response(),
+    };
     let receipt = match callbacks::twilio_receipt(&fields) {
         Ok(receipt) => receipt,
         Err(problem) => return unreadable("twilio", problem),
