@@ -31,6 +31,9 @@ pub struct Metrics {
     commit_latency_micros: AtomicU64,
     /// Wall clock minus the meter clock of the newest committed reading, seconds.
     event_lag_seconds: AtomicI64,
+    /// When the newest committed message was received (wall clock, injected;
+    /// 0 before the first).
+    pub last_received_at: AtomicI64,
     pub store_errors: AtomicU64,
     /// Folds of the reading log into chunks and meter state.
     pub folds: AtomicU64,
@@ -172,6 +175,9 @@ impl Metrics {
                 self.rejected[rejection.reason.index()].fetch_add(1, Relaxed);
             }
             newest = newest.max(message.decoded.readings.iter().map(|r| r.ts).max());
+        }
+        if let Some(now) = now {
+            self.last_received_at.fetch_max(now.secs(), Relaxed);
         }
         if let (Some(now), Some(newest)) = (now, newest) {
             self.event_lag_seconds.store(now - newest, Relaxed);

@@ -4,7 +4,7 @@
 //! it watches and opens a system alert — recorded with the meters' alerts,
 //! shown in `alerts list` and `/metrics`, texted to `watch.admins` — when:
 //!
-//! - `ingest_silent`: no reading at all arrived for `ingest_silent_after`
+//! - `ingest_silent`: no message at all arrived for `ingest_silent_after`
 //!   (on the injected clock) while meters are known;
 //! - `disk_low`: the database's filesystem has less than `disk_min_free_mb` free;
 //! - `store_unwritable`: a small write to the database fails. That alert
@@ -48,7 +48,8 @@ pub struct Seen {
     /// Wall clock (injected).
     pub now: i64,
     pub meters_known: u64,
-    /// When the last reading arrived, wall clock (the start when none has).
+    /// When the last message arrived, wall clock (the start when none has
+    /// since).
     pub reading_seen_at: i64,
     /// Free bytes under the database's directory, when known.
     pub disk_free: Option<u64>,
@@ -187,8 +188,8 @@ pub struct Watch {
 
 /// What the watch remembers between checks.
 struct Memory {
-    readings: u64,
-    reading_seen_at: i64,
+    /// When the watch started (wall clock): silence counts from here at most.
+    started: i64,
     tick: i64,
     tick_seen: Instant,
     /// The outage already texted straight through the providers.
@@ -198,8 +199,7 @@ struct Memory {
 impl Watch {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut memory = Memory {
-            readings: self.metrics.readings_accepted.load(Ordering::Relaxed),
-            reading_seen_at: self.clock.now().secs(),
+            started: self.clock.now().secs(),
             tick: self.engine_tick.load(Ordering::Acquire),
             tick_seen: Instant::now(),
             unwritable_texted: false,
@@ -215,11 +215,6 @@ impl Watch {
 
     async fn check(&self, memory: &mut Memory) {
         let now = self.clock.now().secs();
-        let readings = self.metrics.readings_accepted.load(Ordering::Relaxed);
-        if readings != memory.readings {
-            memory.readings = readings;
-            memory.reading_seen_at = now;
-        }
         let tick = self.engine_tick.load(Ordering::Acquire);
         if tick != memory.tick {
             memory.tick = tick;
@@ -254,7 +249,9 @@ impl Watch {
         let seen = Seen {
             now,
             meters_known: self.metrics.meters_known.load(Ordering::Relaxed),
-            reading_seen_at: memory.reading_seen_at,
+            reading_seen_at: memory
+                .started
+                .max(self.metrics.last_received_at.load(Ordering::Relaxed)),
             disk_free,
             store_error,
             providers: self.metrics.provider_stats(),
