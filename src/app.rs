@@ -232,6 +232,9 @@ impl Gateway {
         for problem in notify::check(&config.sms) {
             tracing::warn!(%problem, "SMS settings");
         }
+        if config.watch.admins.is_empty() {
+            tracing::info!("[watch] admins is empty: system alerts (readings stopped, disk full, SMS failing, …) are recorded but nobody is texted");
+        }
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| {

@@ -217,6 +217,18 @@ async fn aliyun_texts_receipts_and_replies_close_the_loop() {
         "{events:?}"
     );
 
+    // A body that is not Aliyun's JSON is refused, saying why (Aliyun would
+    // only send it again).
+    let (status, refusal) = post(
+        &gateway,
+        &format!("/sms/aliyun/{CALLBACK_TOKEN}/report"),
+        "application/json",
+        "<xml/>".into(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(refusal.contains("not JSON"), "{refusal}");
+
     // A wrong path token is no path at all.
     let (status, _) = post(
         &gateway,

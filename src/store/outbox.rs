@@ -266,15 +266,29 @@ impl OutboxStore for Store {
         let _turn = self.turn();
         let mut connection = self.connect()?;
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found: Option<(i64, i64, String, Option<String>)> = tx
+        // By the provider's id, then by our key: each look-up has its index.
+        let row =
+            |row: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, String, Option<String>)> {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            };
+        let by_reference = tx
             .query_row(
                 "SELECT id, alert_id, phone, delivery FROM notifications
-                 WHERE (provider = ?1 AND provider_ref = ?2) OR idempotency_key = ?3
-                 ORDER BY id LIMIT 1",
-                params![receipt.provider, receipt.reference, receipt.key],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                 WHERE provider = ?1 AND provider_ref = ?2 ORDER BY id LIMIT 1",
+                params![receipt.provider, receipt.reference],
+                row,
             )
             .optional()?;
+        let found = match by_reference {
+            Some(found) => Some(found),
+            None => tx
+                .query_row(
+                    "SELECT id, alert_id, phone, delivery FROM notifications WHERE idempotency_key = ?1",
+                    params![receipt.key],
+                    row,
+                )
+                .optional()?,
+        };
         let Some((id, alert_id, phone, before)) = found else {
             return Ok(None);
         };
