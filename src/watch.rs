@@ -9,7 +9,8 @@
 //! - `disk_low`: the database's filesystem has less than `disk_min_free_mb` free;
 //! - `store_unwritable`: a small write to the database fails. That alert
 //!   cannot be stored, so it is texted straight through the providers (once
-//!   per outage) and `/healthz` turns 503;
+//!   per outage), `/healthz` turns 503, and once writes work again the
+//!   outage is recorded as a resolved system alert;
 //! - `sms_failing` (per provider): `provider_failures` failed tries in a row;
 //! - `receipts_missing` (per provider that posts receipts): three or more
 //!   texts sent over a day, none with a receipt after `receipts_within`;
@@ -192,8 +193,8 @@ struct Memory {
     started: i64,
     tick: i64,
     tick_seen: Instant,
-    /// The outage already texted straight through the providers.
-    unwritable_texted: bool,
+    /// Since when the database has refused writes, and the first reason.
+    unwritable: Option<(i64, String)>,
 }
 
 impl Watch {
@@ -202,7 +203,7 @@ impl Watch {
             started: self.clock.now().secs(),
             tick: self.engine_tick.load(Ordering::Acquire),
             tick_seen: Instant::now(),
-            unwritable_texted: false,
+            unwritable: None,
         };
         loop {
             self.check(&mut memory).await;
@@ -262,8 +263,8 @@ impl Watch {
         self.metrics
             .set_system_alerts(holding.iter().map(Condition::label).collect());
         if let Some(error) = &seen.store_error {
-            if !memory.unwritable_texted {
-                memory.unwritable_texted = true;
+            if memory.unwritable.is_none() {
+                memory.unwritable = Some((now, error.clone()));
                 tracing::error!(%error, "the database cannot be written; texting the administrators directly");
                 let condition = holding.iter().find(|c| c.kind == "store_unwritable");
                 if let Some(condition) = condition {
@@ -272,7 +273,19 @@ impl Watch {
             }
             return;
         }
-        memory.unwritable_texted = false;
+        let store = self.store.clone();
+        if let Some((since, error)) = memory.unwritable.take() {
+            // Writable again: the outage goes into the alerts' history.
+            let detail = format!("the database could not be written: {error}");
+            tracing::info!(since, "the database takes writes again");
+            let recorded = tokio::task::spawn_blocking(move || {
+                store.record_past_system_alert("store_unwritable", &detail, since, now)
+            })
+            .await;
+            if !matches!(recorded, Ok(Ok(_))) {
+                tracing::error!("cannot record the database's outage in the alerts");
+            }
+        }
         let store = self.store.clone();
         let admins = self.config.admins.clone();
         let language = self.language;

@@ -142,5 +142,9 @@ async fn a_database_that_refuses_writes_is_texted_straight_to_the_administrators
     .await;
     let (status, _) = http_get(gateway.http_addr, "/healthz").await;
     assert_eq!(status, 200);
+    // The outage is in the alerts' history now that it can be written.
+    let outage = system_alert(&gateway.store, "store_unwritable", "resolved").await;
+    let detail = gateway.store.alert(outage).unwrap().unwrap().detail;
+    assert!(detail.contains("database is locked"), "{detail}");
     gateway.stop().await.unwrap();
 }

@@ -170,6 +170,37 @@ impl SystemStore for Store {
         Ok(true)
     }
 
+    fn record_past_system_alert(
+        &self,
+        kind: &str,
+        detail: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<i64, StoreError> {
+        let _turn = self.turn();
+        let mut connection = self.connect()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at,
+                                 resolved_at, resolved_by, resolved_via)
+             VALUES ('system', NULL, ?1, 'urgent', 'resolved', ?2, ?2, ?3, ?4, ?3, ?3, 'stillwater', 'watch')",
+            params![kind, since, until, detail],
+        )?;
+        let id = tx.last_insert_rowid();
+        record_event(&tx, id, since, "stillwater", "watch", "opened", detail)?;
+        record_event(
+            &tx,
+            id,
+            until,
+            "stillwater",
+            "watch",
+            "resolved",
+            "the condition has cleared",
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
     fn mark_writable(&self, now: i64) -> Result<(), StoreError> {
         let _turn = self.turn();
         let connection = self.connect()?;

@@ -174,6 +174,16 @@ pub trait SystemStore {
         now: i64,
     ) -> Result<bool, StoreError>;
 
+    /// Records a system alert that held from `since` to `until` but could not
+    /// be stored then (the database refused writes).
+    fn record_past_system_alert(
+        &self,
+        kind: &str,
+        detail: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<i64, StoreError>;
+
     /// A small write, proving the database takes writes.
     fn mark_writable(&self, now: i64) -> Result<(), StoreError>;
 }
