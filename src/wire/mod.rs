@@ -6,6 +6,7 @@
 //! bad payload is a value, never a panic. Formats to come (CJ/T 188 frames,
 //! carrier IoT pushes) are new files here and new arms in [`decode`].
 
+pub mod cjt188;
 mod native;
 mod wmbusmeters;
 
