@@ -28,10 +28,17 @@ pub enum RejectReason {
     UnknownTopic,
     FutureTs,
     NotPermitted,
+    /// A meter's own bytes (a CJ/T 188 frame) that cannot be read: a wrong
+    /// checksum, a truncated frame, an identifier that is not a reading.
+    BadFrame,
+    /// A platform product whose data no configured decoder reads.
+    UnknownProduct,
+    /// A platform push whose signature does not match.
+    BadSignature,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::Oversize,
         RejectReason::InvalidJson,
         RejectReason::MissingField,
@@ -42,6 +49,9 @@ impl RejectReason {
         RejectReason::UnknownTopic,
         RejectReason::FutureTs,
         RejectReason::NotPermitted,
+        RejectReason::BadFrame,
+        RejectReason::UnknownProduct,
+        RejectReason::BadSignature,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +66,9 @@ impl RejectReason {
             RejectReason::UnknownTopic => "unknown_topic",
             RejectReason::FutureTs => "future_ts",
             RejectReason::NotPermitted => "not_permitted",
+            RejectReason::BadFrame => "bad_frame",
+            RejectReason::UnknownProduct => "unknown_product",
+            RejectReason::BadSignature => "bad_signature",
         }
     }
 

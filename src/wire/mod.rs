@@ -8,6 +8,8 @@
 
 pub mod cjt188;
 mod native;
+pub mod onenet;
+pub mod platform;
 mod wmbusmeters;
 
 use serde_json::{Map, Value};
