@@ -190,9 +190,7 @@ mod tests {
         ));
         // The same message re-serialised with its keys in another order would
         // not verify: the raw bytes are what is signed.
-        let reordered = format!(
-            r#"{{"msg":{{"type":1,"at":1576828182709,"imei":"869975037677104","ds_id":"3200_0_5750","value":"681071565022180400810CECCE09001D06B7E6282733167516","dev_id":576096445}},"msg_signature":"H60kU2LlDEahPJB99zBj8Q==","nonce":"_wk73A)a"}}"#
-        );
+        let reordered = r#"{"msg":{"type":1,"at":1576828182709,"imei":"869975037677104","ds_id":"3200_0_5750","value":"681071565022180400810CECCE09001D06B7E6282733167516","dev_id":576096445},"msg_signature":"H60kU2LlDEahPJB99zBj8Q==","nonce":"_wk73A)a"}"#;
         assert!(open(reordered.as_bytes(), DEMO_TOKEN, None).is_err());
     }
 
