@@ -437,6 +437,8 @@ fn sample_households(prefix: &str, count: usize) -> Vec<NewHousehold> {
             }],
             notes: String::new(),
             check_in_phone: None,
+            imei: None,
+            platform_device_id: None,
         })
         .collect()
 }

@@ -279,6 +279,8 @@ impl Gateway {
         let touched = Arc::new(TouchedMeters::default());
         let writer = writer.with_listener(touched.clone());
         let (outbox, inbox) = mpsc::channel(INBOX_CAPACITY);
+        // Carrier platforms' pushes reach the same writer over HTTP.
+        let pushes = http::push_settings(config, Some(outbox.clone()));
         let (died, threads_died) = mpsc::unbounded_channel();
         let supervisor = Supervisor {
             shutdown: shutdown.clone(),
@@ -361,6 +363,7 @@ impl Gateway {
             language: config.sms.language,
             clock: clock.clone(),
             callbacks: http::callback_settings(&config.sms),
+            pushes,
         });
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
@@ -431,7 +434,7 @@ impl Gateway {
         if !watch_done {
             let _ = watch.await;
         }
-        // The ingest task owned the only sender: the writer drains and returns.
+        // Ingest and the HTTP listener held the only senders: the writer drains and returns.
         // The supervised threads catch their own panics and report them.
         let _ = tokio::task::spawn_blocking(move || writer.join()).await?;
         let _ = tokio::task::spawn_blocking(move || engine.join()).await?;

@@ -290,6 +290,12 @@ enum MetersCommand {
         contacts: Vec<String>,
         #[arg(long, default_value = "")]
         notes: String,
+        /// An NB-IoT meter's module IMEI (its platform pushes are found by it).
+        #[arg(long, default_value = "")]
+        imei: String,
+        /// The device id a carrier platform gave the meter.
+        #[arg(long, default_value = "")]
+        platform_device_id: String,
     },
     /// Register households from an installation CSV, all or none.
     Import { file: PathBuf },

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub sms_segments: AtomicU64,
     /// Per SMS provider: what its sends did.
     providers: std::sync::Mutex<Vec<ProviderStats>>,
+    /// Carrier platform messages by (platform, kind).
+    pushes: std::sync::Mutex<Vec<(&'static str, &'static str, u64)>>,
     /// The open system alerts, as `kind` or `kind/subject`.
     system_alerts: std::sync::Mutex<Vec<String>>,
     /// Why a part of the gateway stopped, once one has: `/healthz` turns 503.
@@ -114,6 +116,19 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Counts one message pushed by a carrier platform: `data`, `online`,
+    /// `offline`, `other` (a command's result, an event) or `unreadable`.
+    pub fn record_push(&self, platform: &'static str, kind: &'static str) {
+        let mut pushes = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        match pushes
+            .iter_mut()
+            .find(|(p, k, _)| *p == platform && *k == kind)
+        {
+            Some((_, _, count)) => *count += 1,
+            None => pushes.push((platform, kind, 1)),
+        }
     }
 
     /// The open system alerts, as the self-watch last saw them.
@@ -371,6 +386,17 @@ impl Metrics {
                     value(provider)
                 );
             }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stillwater_platform_messages_total Messages pushed by carrier IoT platforms, by platform and kind.\n# TYPE stillwater_platform_messages_total counter"
+        );
+        for (platform, kind, count) in self.pushes.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
+            let _ = writeln!(
+                out,
+                "stillwater_platform_messages_total{{platform=\"{platform}\",kind=\"{kind}\"}} {count}"
+            );
         }
         let system = self.system_alerts();
         let _ = writeln!(

@@ -14,7 +14,7 @@ use crate::config::RegistryDefaults;
 use crate::domain::{MeterId, PhoneNumber};
 
 /// The installation CSV's columns, in order.
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 16] = [
     "meter_id",
     "resident_name",
     "address",
@@ -29,6 +29,8 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "contact3_phone",
     "notes",
     "check_in_phone",
+    "imei",
+    "platform_device_id",
 ];
 
 /// The category used when the CSV leaves it empty.
@@ -83,6 +85,10 @@ pub struct HouseholdFields {
     pub notes: String,
     /// The resident's own phone for check-ins (optional).
     pub check_in_phone: String,
+    /// An NB-IoT meter's module IMEI (optional).
+    pub imei: String,
+    /// The device id a carrier platform gives the meter (optional).
+    pub platform_device_id: String,
 }
 
 impl HouseholdFields {
@@ -200,6 +206,32 @@ impl HouseholdFields {
                 .map_err(|error| fail("check_in_phone", error.to_string()))
                 .ok(),
         };
+        let imei = match self.imei.trim() {
+            "" => None,
+            imei if imei.len() == 15 && imei.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(imei.to_string())
+            }
+            imei => {
+                fail(
+                    "imei",
+                    format!("{imei:?} is not an IMEI: 15 digits, as printed on the meter's module"),
+                );
+                None
+            }
+        };
+        let platform_device_id = match self.platform_device_id.trim() {
+            "" => None,
+            id if id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(id.to_string())
+            }
+            id => {
+                fail(
+                    "platform_device_id",
+                    format!("{id:?} is not a platform device id: at most 64 characters, no spaces"),
+                );
+                None
+            }
+        };
         match meter {
             Some(meter) if errors.is_empty() => Ok(NewHousehold {
                 row,
@@ -212,6 +244,8 @@ impl HouseholdFields {
                 contacts,
                 notes: self.notes.trim().to_string(),
                 check_in_phone,
+                imei,
+                platform_device_id,
             }),
             _ => Err(errors),
         }
@@ -391,6 +425,8 @@ fn read_rows(
                 .collect(),
             notes: field("notes"),
             check_in_phone: field("check_in_phone"),
+            imei: field("imei"),
+            platform_device_id: field("platform_device_id"),
         };
         match fields.validate(row, defaults) {
             Ok(household) => {

@@ -60,7 +60,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "http",
         &[
-            "actions", "clock", "config", "domain", "metrics", "notify", "store",
+            "actions", "clock", "config", "domain", "ingest", "metrics", "notify", "pipeline",
+            "store", "wire",
         ],
     ),
     (

@@ -21,6 +21,7 @@ pub mod benchmark;
 pub mod household;
 pub mod inject;
 pub mod meter;
+pub mod platform;
 pub mod publish;
 pub mod rng;
 pub mod scenario;

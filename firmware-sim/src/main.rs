@@ -23,6 +23,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// One NB-IoT meter's hourly readings pushed as a carrier IoT platform
+    /// would (CTWing, OneNET, IoTDA) to a gateway's push endpoint.
+    Push {
+        #[arg(long, value_enum)]
+        platform: firmware_sim::platform::Platform,
+        /// The gateway's endpoint, e.g. http://127.0.0.1:9464/ingest/ctwing/TOKEN.
+        #[arg(long)]
+        url: String,
+        /// The meter's number (its CJ/T 188 address, 14 digits).
+        #[arg(long, default_value = "00000012345678")]
+        address: String,
+        #[arg(long, default_value = "meter-device-1")]
+        device_id: String,
+        #[arg(long, default_value = "15114816")]
+        product_id: String,
+        #[arg(long, default_value = "862592051651472")]
+        imei: String,
+        /// OneNET's signing token.
+        #[arg(long, default_value = "")]
+        token: String,
+        /// Hours of readings, ending now.
+        #[arg(long, default_value_t = 26)]
+        hours: usize,
+        /// Litres used in each hour before this one; none after it (a silent home).
+        #[arg(long, default_value_t = 26)]
+        silent_from: usize,
+    },
     /// Simulate and publish to an MQTT broker.
     Run {
         #[command(flatten)]
@@ -262,6 +289,37 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
     let now = chrono::Utc::now().timestamp();
     match Cli::parse().command {
+        Command::Push {
+            platform,
+            url,
+            address,
+            device_id,
+            product_id,
+            imei,
+            token,
+            hours,
+            silent_from,
+        } => {
+            use firmware_sim::platform::{push_hours, Device, Hours};
+            let target = Hours {
+                platform,
+                url,
+                device: Device {
+                    product_id,
+                    device_id,
+                    imei,
+                },
+                address,
+                token,
+                zone: chrono_tz::Asia::Shanghai,
+            };
+            let litres: Vec<i64> = (0..hours)
+                .map(|h| if h < silent_from { 12 } else { 0 })
+                .collect();
+            let start = (now / 3600 - hours as i64 + 1) * 3600;
+            push_hours(&target, start, 10_000, &litres).await?;
+            println!("{hours} readings pushed");
+        }
         Command::Run {
             town,
             broker,

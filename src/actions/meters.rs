@@ -43,6 +43,11 @@ pub fn register(
             }
             let id = tx.insert_household(household, now)?;
             tx.attach_meter(household.meter.as_str(), id, now)?;
+            tx.set_device_ids(
+                household.meter.as_str(),
+                household.imei.as_deref(),
+                household.platform_device_id.as_deref(),
+            )?;
             tx.audit(
                 stamp(actor, now),
                 "meter.register",

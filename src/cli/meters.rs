@@ -30,6 +30,8 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
             interval,
             contacts,
             notes,
+            imei,
+            platform_device_id,
         } => {
             let mut pairs = Vec::new();
             for contact in &contacts {
@@ -48,6 +50,8 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 contacts: pairs,
                 notes,
                 check_in_phone: String::new(),
+                imei,
+                platform_device_id,
             };
             let household = match fields.validate(0, &config.registry) {
                 Ok(household) => household,

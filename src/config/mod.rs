@@ -10,10 +10,12 @@
 //! SMS providers, a file only its owner can read) and are wrapped in
 //! [`Secret`], whose `Debug` never shows them.
 
+mod platforms;
 mod shape;
 mod sms;
 mod validate;
 
+pub use platforms::*;
 pub use sms::*;
 
 use std::collections::HashMap;
@@ -117,6 +119,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub sms: SmsConfig,
     pub watch: WatchConfig,
+    pub platforms: PlatformsConfig,
 }
 
 /// Rule thresholds: the global policy and per-category overrides.

@@ -6,11 +6,12 @@
 use super::ConfigError;
 
 /// Tables whose keys are the user's own (category names, template keys).
-const FREE_FORM: [&str; 4] = [
+const FREE_FORM: [&str; 5] = [
     "rules.categories",
     "sms.templates",
     "sms.aliyun.templates",
     "sms.tencent.templates",
+    "platforms.products",
 ];
 
 /// Keys that moved, and where to.
@@ -105,6 +106,9 @@ fn free_form(name: &str, value: &toml::Value, problems: &mut Vec<ConfigError>) {
                     })
                 })
             }
+            "platforms.products" => value
+                .as_table()
+                .is_some_and(|settings| settings.values().all(toml::Value::is_str)),
             _ => value
                 .as_table()
                 .is_some_and(|settings| settings.values().all(|v| v.is_str() || v.is_integer())),
@@ -113,6 +117,7 @@ fn free_form(name: &str, value: &toml::Value, problems: &mut Vec<ConfigError>) {
             let expected = match name {
                 "sms.templates" => "a string",
                 "rules.categories" => "a table of rule settings (strings and whole numbers)",
+                "platforms.products" => "{ decoder = \"cjt188\" } or { decoder = \"fields\", total = \"…\", unit = \"L\" }",
                 _ => "{ code = \"…\", params = [\"placeholder\", …] }",
             };
             problems.push(ConfigError::Shape(format!(

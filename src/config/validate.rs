@@ -47,6 +47,7 @@ pub(super) struct RawConfig {
     alerts: RawAlerts,
     sms: sms::RawSms,
     watch: sms::RawWatch,
+    platforms: platforms::RawPlatforms,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +290,7 @@ impl RawConfig {
         let alerts = validate_alerts(self.alerts, p);
         let sms = sms::validate_sms(self.sms, env, p);
         let watch = sms::validate_watch(self.watch, p);
+        let platforms = platforms::validate_platforms(self.platforms, env, p);
         if !p.0.is_empty() {
             return None;
         }
@@ -297,6 +299,7 @@ impl RawConfig {
             alerts,
             sms: sms?,
             watch,
+            platforms,
             mqtt: MqttConfig {
                 broker: broker?,
                 client_id: mqtt.client_id,

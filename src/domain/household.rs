@@ -74,6 +74,10 @@ pub struct NewHousehold {
     pub notes: String,
     /// The resident's own phone, asked first when a `no_usage` alert opens.
     pub check_in_phone: Option<PhoneNumber>,
+    /// An NB-IoT meter's module IMEI: how a carrier platform's pushes find it.
+    pub imei: Option<String>,
+    /// The device id a carrier platform gives the meter.
+    pub platform_device_id: Option<String>,
 }
 
 /// The longest absence that can be declared, in days (PRODUCT.md section 4).

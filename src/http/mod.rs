@@ -1,5 +1,6 @@
 //! The HTTP listener: `/healthz`, Prometheus `/metrics`, inbound SMS replies,
-//! and the SMS providers' callbacks (`sms`).
+//! the SMS providers' callbacks (`sms`), and the carrier IoT platforms'
+//! pushes of meter readings (`platforms`).
 //!
 //! The API and dashboard of later issues join this router. Handlers read shared
 //! state or make one short store call; they never block ingest. This module owns
@@ -16,8 +17,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+mod platforms;
 mod sms;
 
+pub use platforms::{settings as push_settings, Pushes};
 pub use sms::{settings as callback_settings, Callbacks};
 
 use crate::actions::replies;
@@ -37,6 +40,8 @@ pub struct HttpState {
     pub clock: SharedClock,
     /// The SMS providers' callbacks.
     pub callbacks: Arc<Callbacks>,
+    /// The carrier IoT platforms' pushes.
+    pub pushes: Arc<Pushes>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -48,6 +53,7 @@ pub fn router(state: HttpState) -> Router {
             post(inbound_sms).layer(axum::extract::DefaultBodyLimit::max(INBOUND_LIMIT)),
         )
         .merge(sms::routes())
+        .merge(platforms::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -130,6 +136,15 @@ pub fn parse_inbound(body: &[u8]) -> Result<(PhoneNumber, String), String> {
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Why a caller was turned away: small, so checks can return it.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

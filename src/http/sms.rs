@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
-use super::{error, HttpState};
+use super::{error, HttpState, Refusal};
 use crate::actions::replies;
 use crate::config::{AddressBlock, Secret};
 use crate::notify::callbacks::{self, InboundReply, Read};
@@ -54,15 +54,6 @@ pub fn routes() -> Router<HttpState> {
 
 /// The largest callback body taken: a batch of receipts is a few kilobytes.
 const CALLBACK_LIMIT: usize = 256 * 1024;
-
-/// Why a caller was turned away.
-struct Refusal(StatusCode, String);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        error(self.0, &self.1)
-    }
-}
 
 fn same_secret(a: &str, b: &str) -> bool {
     // Equal digests, so the time taken says nothing about where they differ.

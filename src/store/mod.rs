@@ -233,6 +233,34 @@ impl Store {
 }
 
 impl RegistryStore for Store {
+    fn meter_for_device(
+        &self,
+        platform_device_id: &str,
+        imei: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        let connection = self.connect()?;
+        let by = |column: &str, value: &str| -> Result<Option<String>, StoreError> {
+            Ok(connection
+                .query_row(
+                    &format!(
+                        "SELECT meter_id FROM meters WHERE {column} = ?1 AND status = 'active' LIMIT 1"
+                    ),
+                    [value],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        };
+        if !platform_device_id.is_empty() {
+            if let Some(meter) = by("platform_device_id", platform_device_id)? {
+                return Ok(Some(meter));
+            }
+        }
+        match imei {
+            Some(imei) => by("imei", imei),
+            None => Ok(None),
+        }
+    }
+
     fn household(&self, meter: &str) -> Result<Option<engine::HouseholdInfo>, StoreError> {
         engine::household_of(&self.connect()?, meter)
     }

@@ -267,6 +267,15 @@ const MIGRATIONS: &[&str] = &[
         at   INTEGER NOT NULL                        -- wall clock
     ) WITHOUT ROWID;
     ",
+    // 12: NB-IoT meters pushed by a carrier platform are found by their
+    // module's IMEI or the platform's device id.
+    "
+    ALTER TABLE meters ADD COLUMN imei TEXT;
+    ALTER TABLE meters ADD COLUMN platform_device_id TEXT;
+    CREATE INDEX meters_imei ON meters (imei) WHERE imei IS NOT NULL;
+    CREATE INDEX meters_platform_device ON meters (platform_device_id)
+        WHERE platform_device_id IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -54,6 +54,14 @@ pub trait RegistryStore {
 
     /// The categories of actively registered households, sorted.
     fn categories_in_use(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The actively registered meter a carrier platform's device is: by the
+    /// platform's device id, else by the module's IMEI.
+    fn meter_for_device(
+        &self,
+        platform_device_id: &str,
+        imei: Option<&str>,
+    ) -> Result<Option<String>, StoreError>;
 }
 
 /// Alerts as operators see them, and what a reply needs.

@@ -38,6 +38,14 @@ pub trait Tx {
     fn insert_household(&mut self, household: &NewHousehold, now: i64) -> Result<i64, StoreError>;
     /// Makes `meter` the household's active meter.
     fn attach_meter(&mut self, meter: &str, household_id: i64, now: i64) -> Result<(), StoreError>;
+
+    /// How a carrier platform names the meter: its IMEI, its device id.
+    fn set_device_ids(
+        &mut self,
+        meter: &str,
+        imei: Option<&str>,
+        platform_device_id: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Ends `meter`'s registration as `replaced` (by `replaced_by`) or `removed`.
     fn end_meter(
         &mut self,
@@ -187,6 +195,19 @@ impl Tx for SqliteTx<'_> {
             )?;
         }
         Ok(id)
+    }
+
+    fn set_device_ids(
+        &mut self,
+        meter: &str,
+        imei: Option<&str>,
+        platform_device_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE meters SET imei = ?2, platform_device_id = ?3 WHERE meter_id = ?1",
+            params![meter, imei, platform_device_id],
+        )?;
+        Ok(())
     }
 
     fn attach_meter(&mut self, meter: &str, household_id: i64, now: i64) -> Result<(), StoreError> {
