@@ -180,6 +180,16 @@ fn every_rejection_reason_is_reachable_with_a_clear_detail() {
             RejectReason::UnknownTopic,
             "somewhere/else",
         ),
+        (
+            platform_item(platform::Content::Bytes(vec![0x68, 0x10])),
+            RejectReason::BadFrame,
+            "CJ/T 188",
+        ),
+        (
+            platform_item(platform::Content::Fields(serde_json::Map::new())),
+            RejectReason::UnknownProduct,
+            "[platforms.products]",
+        ),
     ];
     let mut seen = std::collections::HashSet::new();
     for (decoded, reason, phrase) in cases {
@@ -193,10 +203,11 @@ fn every_rejection_reason_is_reachable_with_a_clear_detail() {
         seen.insert(reason);
     }
     // `not_permitted` is the embedded server's (a meter's own login used for
-    // another meter's topic): tests/ingest.rs reaches it.
+    // another meter's topic): tests/ingest.rs reaches it; `bad_signature` is
+    // the OneNET endpoint's: tests/platforms.rs.
     let decoded_reasons = RejectReason::ALL
         .iter()
-        .filter(|reason| **reason != RejectReason::NotPermitted)
+        .filter(|reason| ![RejectReason::NotPermitted, RejectReason::BadSignature].contains(reason))
         .count();
     assert_eq!(seen.len(), decoded_reasons, "a reason has no case");
 }
@@ -312,4 +323,20 @@ fn the_quick_path_for_a_plain_reading_decodes_exactly_as_the_general_one() {
         only_rejection(&native(&cases[3])).reason,
         RejectReason::AbsurdValue
     );
+}
+
+/// A CTWing item from device D1 of product P1 carrying `content`, decoded
+/// with no registered meter and no product settings.
+fn platform_item(content: platform::Content) -> Decoded {
+    let item = platform::Item {
+        device: platform::Device {
+            platform: platform::Platform::Ctwing,
+            product_id: "P1".into(),
+            device_id: "D1".into(),
+            imei: None,
+        },
+        at_ms: Some(1_795_000_000_000),
+        content,
+    };
+    platform::decode_item(&item, None, None, chrono_tz::Asia::Shanghai, NOW)
 }
