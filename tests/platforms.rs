@@ -118,6 +118,26 @@ async fn ctwing_pushes_are_stored_before_the_platform_hears_ok_and_only_once() {
         "{metrics}"
     );
     assert!(metrics.contains("stillwater_readings_rejected_total{reason=\"bad_frame\"} 1"));
+    // What the platform said of the device is kept for `meters show`.
+    let device = gateway
+        .store
+        .platform_device("44d0b9e48d404094bbbcf889e4e64ece")
+        .unwrap()
+        .expect("the device is known");
+    assert_eq!(device.presence, Some((true, 1_731_659_400)));
+    // A meter that pushes but is not registered is listed with its platform ids.
+    let stray = gateway
+        .store
+        .unregistered_meters()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.meter_id == "00000012345678")
+        .unwrap();
+    let named = stray.platform.unwrap();
+    assert_eq!(
+        (named.platform.as_str(), named.device_id.as_str(), named.imei.as_deref()),
+        ("ctwing", "40edca19b0124480864366de4621de99", Some("862592051651472"))
+    );
 
     // A wrong token is no path; a disabled platform has none either.
     let (status, _) = push(&gateway, "/ingest/ctwing/guessed", CTWING_CJT188).await;

@@ -169,6 +169,17 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                 }
                 None => out!("  NOT REGISTERED: its readings are stored but never alarm"),
             }
+            if let Some(device) = store.platform_device(&meter)? {
+                out!("  platform:     {}", platform_names(&device));
+                if let Some((online, at)) = device.presence {
+                    out!(
+                        "  platform says: {} since {} ({})",
+                        if online { "online" } else { "OFFLINE" },
+                        format_time(at, zone),
+                        ago(at)
+                    );
+                }
+            }
             match &details.state {
                 None => {
                     out!("  installation check: NO MESSAGE YET.");
@@ -347,7 +358,7 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
             }
             for meter in meters {
                 out!(
-                    "{:<32} first seen {}  last message {} ({})  {}{}",
+                    "{:<32} first seen {}  last message {} ({})  {}{}{}",
                     meter.meter_id,
                     format_time(meter.first_seen, zone),
                     format_time(meter.last_message, zone),
@@ -356,6 +367,10 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
                     meter
                         .former_status
                         .map(|s| format!("  [{s}]"))
+                        .unwrap_or_default(),
+                    meter
+                        .platform
+                        .map(|p| format!("  via {}", platform_names(&p)))
                         .unwrap_or_default()
                 );
             }
@@ -463,4 +478,16 @@ fn routine(
         policy.min_litres
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// How a carrier platform names a meter: `ctwing product P device D imei I`.
+fn platform_names(device: &stillwater::store::PlatformDevice) -> String {
+    let mut names = format!(
+        "{} product {} device {}",
+        device.platform, device.product_id, device.device_id
+    );
+    if let Some(imei) = &device.imei {
+        names.push_str(&format!(" imei {imei}"));
+    }
+    names
 }

@@ -34,6 +34,7 @@ use crate::domain::MeterId;
 use crate::metrics::Metrics;
 use crate::pipeline::{Decoded, Message, RejectReason, Rejection};
 use crate::store::prelude::*;
+use crate::store::PlatformDevice;
 use crate::wire::platform::{self, Content, Item, Platform};
 use crate::wire::{onenet, Arrival};
 
@@ -46,6 +47,8 @@ pub struct Pushes {
     /// The zone of meter clocks in CJ/T 188 frames.
     pub zone: chrono_tz::Tz,
     pub max_clock_ahead_s: i64,
+    /// (meter, device) pairs already written to `platform_devices` by this run.
+    pub noted: Arc<std::sync::Mutex<std::collections::HashSet<(String, String)>>>,
 }
 
 /// The largest push taken.
@@ -184,6 +187,7 @@ async fn messages(
         let decoder = pushes.config.products.get(&item.device.product_id);
         let decoded =
             platform::decode_item(&item, registered.as_ref(), decoder, pushes.zone, arrival);
+        note_device(state, pushes, &item, decoded.meter.as_ref(), now.secs()).await;
         if decoded.readings.is_empty() && decoded.rejections.is_empty() {
             continue; // online/offline, a command's result: counted above
         }
@@ -191,6 +195,45 @@ async fn messages(
         out.push(crate::ingest::message(topic, decoded, body, now, None));
     }
     out
+}
+
+/// Remembers how the platform names the meter (once per run) and what it
+/// says of the device's presence (every time), for `meters show` and
+/// `meters unregistered`.
+async fn note_device(
+    state: &HttpState,
+    pushes: &Pushes,
+    item: &Item,
+    meter: Option<&MeterId>,
+    now: i64,
+) {
+    let Some(meter) = meter else { return };
+    let presence = match item.content {
+        Content::Online(online) => Some((online, item.at_ms.map_or(now, |ms| ms.div_euclid(1000)))),
+        _ => None,
+    };
+    let key = (meter.to_string(), item.device.device_id.clone());
+    let new = pushes
+        .noted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key);
+    if !new && presence.is_none() {
+        return;
+    }
+    let device = PlatformDevice {
+        platform: item.device.platform.as_str().to_string(),
+        product_id: item.device.product_id.clone(),
+        device_id: item.device.device_id.clone(),
+        imei: item.device.imei.clone(),
+        presence,
+    };
+    let (store, meter) = (state.store.clone(), meter.to_string());
+    let noted =
+        tokio::task::spawn_blocking(move || store.note_platform_device(&meter, &device, now)).await;
+    if !matches!(noted, Ok(Ok(()))) {
+        tracing::warn!("could not note a platform device");
+    }
 }
 
 fn record_kind(metrics: &Metrics, platform: &'static str, content: &Content) {
@@ -363,5 +406,6 @@ pub fn settings(
         writer,
         zone: config.registry.timezone,
         max_clock_ahead_s: config.mqtt.max_clock_ahead_s,
+        noted: Arc::default(),
     })
 }

@@ -152,6 +152,38 @@ pub struct UnregisteredMeter {
     pub readings: i64,
     /// `replaced` or `removed` when it once was registered.
     pub former_status: Option<String>,
+    /// How a carrier platform names it, when one pushed for it.
+    pub platform: Option<PlatformDevice>,
+}
+
+/// A meter as a carrier platform names it, and what the platform last said
+/// of its presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformDevice {
+    pub platform: String,
+    pub product_id: String,
+    pub device_id: String,
+    pub imei: Option<String>,
+    /// (online, when) of the last online/offline report.
+    pub presence: Option<(bool, i64)>,
+}
+
+fn platform_device_from(
+    row: &rusqlite::Row<'_>,
+    at: usize,
+) -> rusqlite::Result<Option<PlatformDevice>> {
+    let Some(platform) = row.get::<_, Option<String>>(at)? else {
+        return Ok(None);
+    };
+    let online: Option<bool> = row.get(at + 4)?;
+    let presence_at: Option<i64> = row.get(at + 5)?;
+    Ok(Some(PlatformDevice {
+        platform,
+        product_id: row.get(at + 1)?,
+        device_id: row.get(at + 2)?,
+        imei: row.get(at + 3)?,
+        presence: online.zip(presence_at),
+    }))
 }
 
 /// A message the gateway could not use, as kept for installers.
@@ -259,6 +291,53 @@ impl RegistryStore for Store {
             Some(imei) => by("imei", imei),
             None => Ok(None),
         }
+    }
+
+    fn note_platform_device(
+        &self,
+        meter: &str,
+        device: &PlatformDevice,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let _turn = self.turn();
+        let connection = self.connect()?;
+        let (online, presence_at) = match device.presence {
+            Some((online, at)) => (Some(online), Some(at)),
+            None => (None, None),
+        };
+        connection.execute(
+            "INSERT INTO platform_devices (meter_id, platform, product_id, device_id, imei, online, presence_at, first_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (meter_id) DO UPDATE SET platform = excluded.platform,
+               product_id = excluded.product_id, device_id = excluded.device_id,
+               imei = coalesce(excluded.imei, imei),
+               online = coalesce(excluded.online, online),
+               presence_at = coalesce(excluded.presence_at, presence_at)",
+            params![
+                meter,
+                device.platform,
+                device.product_id,
+                device.device_id,
+                device.imei,
+                online,
+                presence_at,
+                now
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn platform_device(&self, meter: &str) -> Result<Option<PlatformDevice>, StoreError> {
+        let connection = self.connect()?;
+        Ok(connection
+            .query_row(
+                "SELECT platform, product_id, device_id, imei, online, presence_at
+                 FROM platform_devices WHERE meter_id = ?1",
+                [meter],
+                |row| platform_device_from(row, 0),
+            )
+            .optional()?
+            .flatten())
     }
 
     fn household(&self, meter: &str) -> Result<Option<engine::HouseholdInfo>, StoreError> {
@@ -399,8 +478,10 @@ impl ReadingStore for Store {
     fn unregistered_meters(&self) -> Result<Vec<UnregisteredMeter>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(
-            "SELECT s.meter_id, s.first_seen, s.last_message, s.readings, m.status
+            "SELECT s.meter_id, s.first_seen, s.last_message, s.readings, m.status,
+                    p.platform, p.product_id, p.device_id, p.imei, p.online, p.presence_at
              FROM meter_state s LEFT JOIN meters m ON m.meter_id = s.meter_id
+                  LEFT JOIN platform_devices p ON p.meter_id = s.meter_id
              WHERE m.status IS NULL OR m.status != 'active'
              ORDER BY s.last_message DESC, s.meter_id",
         )?;
@@ -411,6 +492,7 @@ impl ReadingStore for Store {
                 last_message: row.get(2)?,
                 readings: row.get(3)?,
                 former_status: row.get(4)?,
+                platform: platform_device_from(row, 5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

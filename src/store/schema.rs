@@ -275,6 +275,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX meters_imei ON meters (imei) WHERE imei IS NOT NULL;
     CREATE INDEX meters_platform_device ON meters (platform_device_id)
         WHERE platform_device_id IS NOT NULL;
+    -- Each meter a platform has pushed for: how the platform names it, and
+    -- what it last said of the device's presence.
+    CREATE TABLE platform_devices (
+        meter_id    TEXT PRIMARY KEY,
+        platform    TEXT NOT NULL,
+        product_id  TEXT NOT NULL,
+        device_id   TEXT NOT NULL,
+        imei        TEXT,
+        online      INTEGER,                         -- 1 online, 0 offline, NULL not said
+        presence_at INTEGER,                         -- wall clock of that report
+        first_seen  INTEGER NOT NULL                 -- wall clock
+    ) WITHOUT ROWID;
     ",
 ];
 

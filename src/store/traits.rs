@@ -62,6 +62,18 @@ pub trait RegistryStore {
         platform_device_id: &str,
         imei: Option<&str>,
     ) -> Result<Option<String>, StoreError>;
+
+    /// Remembers how a platform names `meter` (and, with `presence`, its
+    /// last online/offline report).
+    fn note_platform_device(
+        &self,
+        meter: &str,
+        device: &PlatformDevice,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// How a platform names `meter`, if one has pushed for it.
+    fn platform_device(&self, meter: &str) -> Result<Option<PlatformDevice>, StoreError>;
 }
 
 /// Alerts as operators see them, and what a reply needs.
