@@ -135,8 +135,16 @@ async fn ctwing_pushes_are_stored_before_the_platform_hears_ok_and_only_once() {
         .unwrap();
     let named = stray.platform.unwrap();
     assert_eq!(
-        (named.platform.as_str(), named.device_id.as_str(), named.imei.as_deref()),
-        ("ctwing", "40edca19b0124480864366de4621de99", Some("862592051651472"))
+        (
+            named.platform.as_str(),
+            named.device_id.as_str(),
+            named.imei.as_deref()
+        ),
+        (
+            "ctwing",
+            "40edca19b0124480864366de4621de99",
+            Some("862592051651472")
+        )
     );
 
     // A wrong token is no path; a disabled platform has none either.
@@ -241,6 +249,25 @@ async fn onenet_checks_the_url_and_every_signature() {
     let (status, answer) = push(&gateway, "/ingest/onenet", &body).await;
     assert_eq!((status, answer.as_str()), (200, "ok"));
     assert_eq!(readings(&gateway, "00000805000001")[0].total_l, 88_880);
+
+    // OneNET's real message from a Wasion meter (signed with OneNET's demo
+    // token) verifies on its raw bytes; its vendor data identifier is kept
+    // for the installer rather than guessed at.
+    let mut demo = platform_config(dir.path());
+    demo.platforms.onenet_token = Some(Secret::new("abcdefghijkmlnopqrstuvwxyz".into()));
+    let real = r#"{"msg":{"at":1576828182709,"imei":"869975037677104","type":1,"ds_id":"3200_0_5750","value":"681071565022180400810CECCE09001D06B7E6282733167516","dev_id":576096445},"msg_signature":"H60kU2LlDEahPJB99zBj8Q==","nonce":"_wk73A)a"}"#;
+    let second = tempfile::tempdir().unwrap();
+    demo.store.path = second.path().join("demo.db");
+    demo.http.listen = "127.0.0.1:0".parse().unwrap();
+    let wasion = start_gateway(&demo).await;
+    let (status, _) = push(&wasion, "/ingest/onenet", real).await;
+    assert_eq!(status, 200);
+    assert!(rejected(&wasion)
+        .iter()
+        .any(|(topic, reason, detail)| topic == "onenet/576096445"
+            && reason == "bad_frame"
+            && detail.contains("ECCE")));
+    wasion.stop().await.unwrap();
 
     // Signed with another token: refused, and kept as bad_signature.
     let forged = sim::onenet(&device, &frame, now * 1000, "not-the-token", "Zx8Kq2Lp");

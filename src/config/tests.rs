@@ -219,3 +219,37 @@ fn category_rules_are_bounded_and_consistent_like_the_global_ones() {
     .to_string();
     assert!(error.contains("must be at least warning_window"), "{error}");
 }
+
+#[test]
+fn a_platform_needs_its_secret_and_products_name_a_decoder() {
+    let text = r#"
+[platforms.ctwing]
+enabled = true
+[platforms.products]
+"15114816" = { decoder = "cjt188", status_bits = "high" }
+"15014772" = { decoder = "fields", total = "currentReading", unit = "gallons" }
+"1" = { decoder = "magic" }
+"#;
+    let problems = Config::from_toml(text, &|_| None).unwrap_err().to_string();
+    assert!(
+        problems.contains("platforms.ctwing.enabled")
+            && problems.contains("STILLWATER_CTWING_TOKEN"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("platforms.products.15014772: unit = Some(\"gallons\")"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("platforms.products.1: decoder"),
+        "{problems}"
+    );
+    let good = text
+        .replace("\"gallons\"", "\"L\"")
+        .replace("\"1\" = { decoder = \"magic\" }\n", "");
+    let env = |name: &str| (name == "STILLWATER_CTWING_TOKEN").then(|| "t0k3n".to_string());
+    let config = Config::from_toml(&good, &env).unwrap();
+    assert_eq!(config.platforms.ctwing_token.unwrap().expose(), "t0k3n");
+    assert_eq!(config.platforms.products.len(), 2);
+    assert!(config.platforms.onenet_token.is_none(), "OneNET stays off");
+}
