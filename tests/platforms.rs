@@ -48,6 +48,23 @@ fn platform_config(dir: &std::path::Path) -> Config {
     config
 }
 
+/// Registers the installation CSV's households.
+fn register(config: &Config, csv: &str) {
+    let store = stillwater::store::Store::open(&config.store.path).unwrap();
+    let households = stillwater::registry::parse_csv(csv, &config.registry).unwrap();
+    let installer = stillwater::domain::Actor::new(
+        "installer",
+        stillwater::domain::Role::Installer,
+        stillwater::domain::Channel::Cli,
+    );
+    stillwater::actions::meters::register(&store, &installer, &households, 0).unwrap();
+}
+
+/// Pushes `body` as CTWing, with the right token.
+async fn push_ctwing(gateway: &Gateway, body: &str) -> (u16, String) {
+    push(gateway, &format!("/ingest/ctwing/{CTWING_TOKEN}"), body).await
+}
+
 async fn push(gateway: &Gateway, path: &str, body: &str) -> (u16, String) {
     let response = reqwest::Client::new()
         .post(format!("http://{}{path}", gateway.http_addr))
@@ -161,22 +178,10 @@ async fn a_registered_platform_device_reads_into_its_household_meter() {
 ZS-NB-01,王秀英,中山市东区朗晴街5号,李敏,13800138000,862592051651472,
 ZS-NB-02,陈国华,中山市东区朗晴街7号,李敏,13800138000,,iotda-device-7
 ";
-    let store = stillwater::store::Store::open(&config.store.path).unwrap();
-    let households = stillwater::registry::parse_csv(csv, &config.registry).unwrap();
-    let installer = stillwater::domain::Actor::new(
-        "installer",
-        stillwater::domain::Role::Installer,
-        stillwater::domain::Channel::Cli,
-    );
-    stillwater::actions::meters::register(&store, &installer, &households, 0).unwrap();
+    register(&config, csv);
     let gateway = start_gateway(&config).await;
     // By IMEI: the CTWing device's frame lands on ZS-NB-01, not its address.
-    let (status, _) = push(
-        &gateway,
-        &format!("/ingest/ctwing/{CTWING_TOKEN}"),
-        CTWING_CJT188,
-    )
-    .await;
+    let (status, _) = push_ctwing(&gateway, CTWING_CJT188).await;
     assert_eq!(status, 200);
     assert_eq!(readings(&gateway, "ZS-NB-01").len(), 1);
     assert!(readings(&gateway, "00000012345678").is_empty());
@@ -287,12 +292,7 @@ async fn pushes_from_outside_the_allow_list_are_refused() {
         vec![stillwater::config::AddressBlock::parse("180.101.0.0/16").unwrap()];
     config.platforms.iotda_token = None;
     let gateway = start_gateway(&config).await;
-    let (status, _) = push(
-        &gateway,
-        &format!("/ingest/ctwing/{CTWING_TOKEN}"),
-        CTWING_CJT188,
-    )
-    .await;
+    let (status, _) = push_ctwing(&gateway, CTWING_CJT188).await;
     assert_eq!(status, 403);
     assert!(readings(&gateway, "00000012345678").is_empty());
     let (status, _) = push(&gateway, &format!("/ingest/iotda/{IOTDA_TOKEN}"), "{}").await;
@@ -319,14 +319,7 @@ async fn a_silent_nb_iot_home_reached_through_ctwing_texts_its_contacts() {
     config.alerts.tick = Duration::from_millis(100);
     // The household's meter is the CJ/T 188 meter number.
     let csv = HOUSEHOLD.replace("ZS-0001", "00000012345678");
-    let store = stillwater::store::Store::open(&config.store.path).unwrap();
-    let households = stillwater::registry::parse_csv(&csv, &config.registry).unwrap();
-    let installer = stillwater::domain::Actor::new(
-        "installer",
-        stillwater::domain::Role::Installer,
-        stillwater::domain::Channel::Cli,
-    );
-    stillwater::actions::meters::register(&store, &installer, &households, 0).unwrap();
+    register(&config, &csv);
     let gateway = start_gateway(&config).await;
     let hours = Hours {
         platform: sim::Platform::Ctwing,

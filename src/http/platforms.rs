@@ -285,22 +285,34 @@ async fn unreadable(
     }
 }
 
+/// A push guarded by a path token (CTWing, IoTDA): admitted, read by
+/// `read`, stored.
+async fn token_push(
+    state: HttpState,
+    platform: Platform,
+    peer: SocketAddr,
+    token: &str,
+    body: &[u8],
+    read: fn(&[u8]) -> Result<Vec<Item>, String>,
+) -> Response {
+    let pushes = state.pushes.clone();
+    if let Err(refused) = admit(&pushes, platform, peer, Some(token)) {
+        return refused.into_response();
+    }
+    match read(body) {
+        Ok(items) => take(&state, &pushes, items, body, "ok").await,
+        Err(problem) => unreadable(&pushes, platform, problem, body, state.clock.now()).await,
+    }
+}
+
 async fn ctwing(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let pushes = state.pushes.clone();
-    if let Err(refused) = admit(&pushes, Platform::Ctwing, peer, Some(&token)) {
-        return refused.into_response();
-    }
-    match platform::ctwing(&body) {
-        Ok(item) => take(&state, &pushes, vec![item], &body, "ok").await,
-        Err(problem) => {
-            unreadable(&pushes, Platform::Ctwing, problem, &body, state.clock.now()).await
-        }
-    }
+    let read = |body: &[u8]| platform::ctwing(body).map(|item| vec![item]);
+    token_push(state, Platform::Ctwing, peer, &token, &body, read).await
 }
 
 async fn iotda(
@@ -309,16 +321,7 @@ async fn iotda(
     Path(token): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let pushes = state.pushes.clone();
-    if let Err(refused) = admit(&pushes, Platform::Iotda, peer, Some(&token)) {
-        return refused.into_response();
-    }
-    match platform::iotda(&body) {
-        Ok(items) => take(&state, &pushes, items, &body, "ok").await,
-        Err(problem) => {
-            unreadable(&pushes, Platform::Iotda, problem, &body, state.clock.now()).await
-        }
-    }
+    token_push(state, Platform::Iotda, peer, &token, &body, platform::iotda).await
 }
 
 #[derive(serde::Deserialize)]
