@@ -364,7 +364,8 @@ pub fn assess(readings: &[StoredReading], at: usize, policy: &Policy) -> Assessm
     Rules.assess(readings, at, policy)
 }
 
-/// Flags that open a `device_fault`.
+/// Flags that open a `device_fault`. A closed valve is one too: the
+/// resident has no water, and a silent home behind it is not a silent person.
 pub fn fault_flags(status: StatusFlags) -> StatusFlags {
     let mut faults = StatusFlags::default();
     for flag in [
@@ -372,6 +373,8 @@ pub fn fault_flags(status: StatusFlags) -> StatusFlags {
         StatusFlag::Tamper,
         StatusFlag::Burst,
         StatusFlag::Reverse,
+        StatusFlag::ValveClosed,
+        StatusFlag::ValveFault,
     ] {
         if status.contains(flag) {
             faults.insert(flag);

@@ -389,10 +389,14 @@ pub enum StatusFlag {
     Tamper,
     LowBattery,
     NoConsumption,
+    /// The meter's valve is closed: no water can be used (CJ/T 188 status).
+    ValveClosed,
+    /// The meter reports its valve abnormal.
+    ValveFault,
 }
 
 impl StatusFlag {
-    pub const ALL: [StatusFlag; 7] = [
+    pub const ALL: [StatusFlag; 9] = [
         StatusFlag::Leak,
         StatusFlag::Burst,
         StatusFlag::Dry,
@@ -400,6 +404,8 @@ impl StatusFlag {
         StatusFlag::Tamper,
         StatusFlag::LowBattery,
         StatusFlag::NoConsumption,
+        StatusFlag::ValveClosed,
+        StatusFlag::ValveFault,
     ];
 
     pub fn name(self) -> &'static str {
@@ -411,6 +417,8 @@ impl StatusFlag {
             StatusFlag::Tamper => "TAMPER",
             StatusFlag::LowBattery => "LOW_BATTERY",
             StatusFlag::NoConsumption => "NO_CONSUMPTION",
+            StatusFlag::ValveClosed => "VALVE_CLOSED",
+            StatusFlag::ValveFault => "VALVE_FAULT",
         }
     }
 

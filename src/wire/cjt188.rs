@@ -8,10 +8,14 @@
 //! unsolicited (`C = 04`/`84`, DI `A205`, the 901F layout with battery,
 //! signal and temperature after the clock). Volumes are BCD, least
 //! significant byte first, in hundredths of the unit (m³ `2C` or litres
-//! `29`); the clock is BCD `ss mm hh DD MM YYlo YYhi`. Pure, and every
+//! `29`); the clock is BCD `ss mm hh DD MM YYlo YYhi`; the first status
+//! byte gives the valve and the battery, in one of two layouts vendors use
+//! ([`StatusBits`]). Pure, and every
 //! malformed frame is an error that says what is wrong.
 
 use chrono::NaiveDate;
+
+use crate::domain::{StatusFlag, StatusFlags};
 
 /// A frame's parts, checksum verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +58,41 @@ impl StatusBits {
             StatusBits::High => status[0] & 0x20 != 0,
         }
     }
+
+    /// The valve's state: open, closed, or abnormal.
+    pub fn valve(self, status: [u8; 2]) -> Valve {
+        let bits = match self {
+            StatusBits::Low => status[0] & 0x03,
+            StatusBits::High => (status[0] & 0xC0) >> 6,
+        };
+        match bits {
+            0b00 => Valve::Open,
+            0b01 => Valve::Closed,
+            _ => Valve::Abnormal,
+        }
+    }
+
+    /// The status as the gateway's flags: low battery, valve closed or faulty.
+    pub fn flags(self, status: [u8; 2]) -> StatusFlags {
+        let mut flags = StatusFlags::default();
+        if self.battery_low(status) {
+            flags.insert(StatusFlag::LowBattery);
+        }
+        match self.valve(status) {
+            Valve::Open => {}
+            Valve::Closed => flags.insert(StatusFlag::ValveClosed),
+            Valve::Abnormal => flags.insert(StatusFlag::ValveFault),
+        }
+        flags
+    }
+}
+
+/// A meter valve's state as its status byte says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Valve {
+    Open,
+    Closed,
+    Abnormal,
 }
 
 const START: u8 = 0x68;
@@ -281,5 +320,12 @@ mod tests {
         assert!(StatusBits::Low.battery_low([0x04, 0]));
         assert!(!StatusBits::Low.battery_low([0x20, 0]));
         assert!(StatusBits::High.battery_low([0x20, 0]));
+        assert_eq!(StatusBits::Low.valve([0x01, 0]), Valve::Closed);
+        assert_eq!(StatusBits::Low.valve([0x03, 0]), Valve::Abnormal);
+        assert_eq!(StatusBits::High.valve([0x40, 0]), Valve::Closed);
+        assert_eq!(StatusBits::High.valve([0x01, 0]), Valve::Open);
+        let flags = StatusBits::Low.flags([0x05, 0]);
+        assert!(flags.contains(StatusFlag::LowBattery) && flags.contains(StatusFlag::ValveClosed));
+        assert!(StatusBits::Low.flags([0, 0]).is_empty());
     }
 }

@@ -369,11 +369,7 @@ pub fn decode_item(
                 .and_then(|time| zone.from_local_datetime(&time).earliest())
                 .map(|time| Timestamp::from_secs(time.timestamp()))
                 .or(platform_time);
-            let mut status = StatusFlags::default();
-            if bits.battery_low(read.status) {
-                status.insert(StatusFlag::LowBattery);
-            }
-            (meter_id, ts, read.total_l, status)
+            (meter_id, ts, read.total_l, bits.flags(read.status))
         }
         (Content::Fields(fields), Some(ProductDecoder::Fields(map))) => {
             let Some(meter_id) = fallback() else {
