@@ -337,6 +337,13 @@ fn fault_flags_open_device_faults_and_other_flags_do_not() {
     assert!(last(&readings)
         .conditions
         .contains(&Condition::DeviceFault { flags: expected }));
+    // A closed valve (a CJ/T 188 meter's status) is maintenance's to know.
+    let mut valve = StatusFlags::default();
+    valve.insert(StatusFlag::ValveClosed);
+    readings[2].status = valve.bits();
+    assert!(last(&readings)
+        .conditions
+        .contains(&Condition::DeviceFault { flags: valve }));
 }
 
 #[test]
