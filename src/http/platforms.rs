@@ -155,13 +155,15 @@ fn rejection(
     )
 }
 
-/// Each item found in the registry, decoded, and made a message.
+/// Each item found in the registry, decoded, and made a message. A registry
+/// that cannot be read fails the push (503): stored under a guessed meter, a
+/// reading would be lost to its household.
 async fn messages(
     state: &HttpState,
     pushes: &Pushes,
     items: Vec<Item>,
     body: &[u8],
-) -> Vec<Message> {
+) -> Result<Vec<Message>, Response> {
     let now = state.clock.now();
     let arrival = Arrival {
         at: now,
@@ -176,14 +178,21 @@ async fn messages(
             item.device.device_id.clone(),
             item.device.imei.clone(),
         );
-        let registered = tokio::task::spawn_blocking(move || {
+        let found = tokio::task::spawn_blocking(move || {
             store.meter_for_device(&device_id, imei.as_deref())
         })
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten()
-        .and_then(|meter| MeterId::parse(&meter).ok());
+        .await;
+        let registered = match found {
+            Ok(Ok(meter)) => meter.and_then(|meter| MeterId::parse(&meter).ok()),
+            Ok(Err(problem)) => {
+                tracing::error!(%problem, "cannot look up a platform device in the registry");
+                return Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the registry cannot be read now; send again",
+                ));
+            }
+            Err(_) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, "send again")),
+        };
         let decoder = pushes.config.products.get(&item.device.product_id);
         let decoded =
             platform::decode_item(&item, registered.as_ref(), decoder, pushes.zone, arrival);
@@ -194,7 +203,7 @@ async fn messages(
         let topic = format!("{platform}/{}", item.device.device_id);
         out.push(crate::ingest::message(topic, decoded, body, now, None));
     }
-    out
+    Ok(out)
 }
 
 /// Remembers how the platform names the meter (once per run) and what it
@@ -255,7 +264,10 @@ async fn take(
     body: &[u8],
     answer: &'static str,
 ) -> Response {
-    let messages = messages(state, pushes, items, body).await;
+    let messages = match messages(state, pushes, items, body).await {
+        Ok(messages) => messages,
+        Err(failed) => return failed,
+    };
     match commit(pushes, messages).await {
         Ok(()) => (StatusCode::OK, answer).into_response(),
         Err(failed) => failed,
