@@ -300,7 +300,8 @@ pub struct FieldMap {
     pub total: String,
     /// Its unit: litres (`false`) or cubic metres (`true`).
     pub cubic_metres: bool,
-    /// A field holding the battery in percent, if any.
+    /// A field holding the battery in percent, if any: below 20 it is
+    /// `LOW_BATTERY`.
     pub battery_pct: Option<String>,
 }
 
@@ -386,7 +387,7 @@ pub fn decode_item(
                     format!("no number in field {:?}", map.total),
                 );
             };
-            if sentinel(value) {
+            if !value.is_finite() || sentinel(value) {
                 return reject(
                     Some(meter_id),
                     RejectReason::AbsurdValue,
