@@ -21,6 +21,7 @@
 //! - [`alert`] — the pure lifecycle and the engine that applies it.
 //! - [`notify`] — SMS providers, templates, and the notifier that delivers texts.
 //! - [`watch`] — the alarm watching itself: system alerts, the daily heartbeat.
+//! - [`report`] — the monthly report for the civil-affairs bureau.
 //! - [`registry`] — households, contacts and the installation CSV.
 //! - [`actions`] — everything people do, with roles and an audit record.
 //! - [`metrics`] and [`http`] — `/metrics`, `/healthz`, SMS replies.
@@ -46,6 +47,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;
+pub mod report;
 pub mod store;
 pub mod thresholds;
 pub mod watch;

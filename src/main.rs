@@ -71,6 +71,16 @@ enum Command {
         #[arg(long, default_value_t = 3600.0)]
         speed: f64,
     },
+    /// The monthly report for the civil-affairs bureau: coverage, alerts,
+    /// time to acknowledge, what was found, device faults, texts.
+    Report {
+        /// The month, e.g. 2026-11 (in registry.default_timezone).
+        #[arg(long)]
+        month: String,
+        /// json, csv, or html (a printable page).
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
     /// Print the default configuration, with every key explained.
     PrintConfig,
     /// Check a configuration file and say what is wrong with it.
@@ -536,6 +546,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 category,
             };
             return cli::replay::replay(&config, scope);
+        }
+        Command::Report { month, format } => {
+            let month = match stillwater::report::Month::parse(&month) {
+                Ok(month) => month,
+                Err(problem) => {
+                    eprintln!("error: --month {problem}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let zone = config.registry.timezone;
+            let (from, to) = month.bounds(zone);
+            let store = Store::open_existing(&config.store.path)?;
+            let facts = store.month_facts(from, to)?;
+            let report = stillwater::report::monthly(month, zone, &facts);
+            match format.as_str() {
+                "json" => cli::print_text(&format!("{}\n", serde_json::to_string_pretty(&report)?)),
+                "csv" => cli::print_text(&stillwater::report::csv(&report)),
+                "html" => cli::print_text(&stillwater::report::html(&report, config.sms.language)),
+                other => {
+                    eprintln!("error: --format {other:?}: must be json, csv or html");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
         }
         Command::Ingest(IngestCommand::Rejected { limit }) => {
             let store = Store::open_existing(&config.store.path)?;

@@ -53,6 +53,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "ingest",
         &["domain", "clock", "pipeline", "wire", "metrics", "config"],
     ),
+    ("report", &["config", "store"]),
     (
         "watch",
         &["clock", "config", "domain", "metrics", "notify", "store"],

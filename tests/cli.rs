@@ -284,6 +284,45 @@ fn the_demo_shows_reading_alert_text_and_acknowledgement() {
     );
     assert!(printed.contains(&format!("alerts show {id}")), "{printed}");
     assert!(printed.contains("is now acknowledged"), "{printed}");
+    // The month's report for the bureau counts the demo's alert, its
+    // acknowledgement and its texts.
+    // The demo's clock starts hours back: near the turn of a month its alert
+    // may fall in the month before.
+    let db = dir.path().join("demo.db");
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let months =
+        [today - chrono::Duration::days(3), today].map(|day| day.format("%Y-%m").to_string());
+    let reports: Vec<serde_json::Value> = months
+        .iter()
+        .map(|month| {
+            let report = stillwater(&db, &["report", "--month", month]);
+            assert!(report.status.success(), "{}", text(&report));
+            serde_json::from_slice(&report.stdout).unwrap()
+        })
+        .collect();
+    let report = reports
+        .iter()
+        .find(|r| r["alerts_total"].as_u64().unwrap() >= 1)
+        .unwrap_or_else(|| panic!("the demo's alert is in a report: {reports:?}"));
+    let month = report["month"].as_str().unwrap().to_string();
+    assert!(
+        report["households_covered"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(report["alerts_total"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        report["acknowledgement"]["acknowledged"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(report["texts"]["sent"].as_u64().unwrap() >= 2, "{report}");
+    let page = stillwater(&db, &["report", "--month", &month, "--format", "html"]);
+    assert!(String::from_utf8_lossy(&page.stdout).contains("独居人员用水监测月报"));
+    let bad = stillwater(&db, &["report", "--month", "11/2026"]);
+    assert!(
+        !bad.status.success() && text(&bad).contains("2026-11"),
+        "{}",
+        text(&bad)
+    );
     // Started by cargo (as `cargo run -- demo` is), the hints say how to run it again.
     assert!(printed.contains("cargo run -- --db "), "{printed}");
     assert!(

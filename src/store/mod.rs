@@ -24,6 +24,7 @@ pub mod engine;
 mod gate;
 mod log;
 pub mod outbox;
+pub mod report;
 pub mod rules;
 mod schema;
 mod sessions;
@@ -36,7 +37,7 @@ pub mod writer;
 pub mod prelude {
     pub use super::traits::{
         AbsenceStore, AlertStore, OutboxStore, ReadingStore, ReadingWriter, RegistryStore,
-        RuleStore, SystemStore,
+        ReportStore, RuleStore, SystemStore,
     };
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use super::absences::Absence;
 use super::alerts::{AlertEvent, AlertRecord};
 use super::outbox::{Attempt, AttemptRecord, Notification, Receipt};
+use super::report::MonthFacts;
 use super::rules::{RuleOverride, RuleScope};
 use super::system::{ActiveSystemAlert, AdminText};
 use super::*;
@@ -206,4 +207,10 @@ pub trait SystemStore {
 
     /// A small write, proving the database takes writes.
     fn mark_writable(&self, now: i64) -> Result<(), StoreError>;
+}
+
+/// What reports are made of.
+pub trait ReportStore {
+    /// The rows of the month [from, to) (wall clock, Unix seconds).
+    fn month_facts(&self, from: i64, to: i64) -> Result<MonthFacts, StoreError>;
 }
