@@ -311,6 +311,10 @@ fn the_demo_shows_reading_alert_text_and_acknowledgement() {
     );
     assert!(report["alerts_total"].as_u64().unwrap() >= 1, "{report}");
     assert!(
+        report["meters_reporting"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(
         report["acknowledgement"]["acknowledged"].as_u64().unwrap() >= 1,
         "{report}"
     );
