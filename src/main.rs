@@ -81,6 +81,17 @@ enum Command {
         #[arg(long, default_value = "json")]
         format: String,
     },
+    /// Every change people made (meters, households, check-in phones,
+    /// thresholds, absences, imports), newest first: who, when, through
+    /// which channel, what. Alert state changes are in each alert's history
+    /// (`alerts show ID`).
+    Audit {
+        /// Only changes since (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Print the default configuration, with every key explained.
     PrintConfig,
     /// Check a configuration file and say what is wrong with it.
@@ -568,6 +579,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("error: --format {other:?}: must be json, csv or html");
                     return Ok(ExitCode::FAILURE);
                 }
+            }
+        }
+        Command::Audit { since, limit } => {
+            let zone = config.registry.timezone;
+            let since = match since
+                .as_deref()
+                .map(|text| cli::absences::parse_when(text, zone))
+            {
+                None => 0,
+                Some(Ok(at)) => at,
+                Some(Err(problem)) => {
+                    eprintln!("error: --since {problem}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let store = Store::open_existing(&config.store.path)?;
+            let entries = store.audit_log(since, limit)?;
+            if entries.is_empty() {
+                out!("no changes recorded");
+            }
+            for entry in entries {
+                out!(
+                    "{}  {:<20} {:<24} by {} ({}, via {})  {}",
+                    format_time(entry.at, zone),
+                    entry.action,
+                    entry.subject,
+                    entry.actor,
+                    entry.role,
+                    entry.channel,
+                    entry.detail
+                );
             }
         }
         Command::Ingest(IngestCommand::Rejected { limit }) => {

@@ -856,3 +856,41 @@ fn installers_give_a_meter_its_own_login() {
     let shown = text(&stillwater(&db, &["meters", "show", "ZS-0001"]));
     assert!(shown.contains("MQTT login:   none of its own"), "{shown}");
 }
+
+#[test]
+fn the_audit_log_says_who_changed_what() {
+    let (_dir, db) = registered();
+    let until = (chrono::Utc::now() + chrono::Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    let added = stillwater(
+        &db,
+        &[
+            "absences", "add", "--meter", "ZS-0001", "--reason", "hospital", "--until", &until,
+        ],
+    );
+    let log = stillwater(&db, &["audit"]);
+    assert!(log.status.success(), "{}", text(&log));
+    let log = text(&log);
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("meter.register")
+            && l.contains("ZS-0001")
+            && l.contains("via cli")),
+        "{log}"
+    );
+    assert!(added.status.success(), "{}", text(&added));
+    assert!(lines[0].contains("absence.declare"), "newest first: {log}");
+    let none = stillwater(&db, &["audit", "--since", "2999-01-01"]);
+    assert!(
+        text(&none).contains("no changes recorded"),
+        "{}",
+        text(&none)
+    );
+    let bad = stillwater(&db, &["audit", "--since", "yesterday"]);
+    assert!(
+        !bad.status.success() && text(&bad).contains("is not a date"),
+        "{}",
+        text(&bad)
+    );
+}

@@ -1,6 +1,7 @@
 //! What a month's report is made of, read from the database: the registry
 //! as it stood, the meters that reported, every alert and text of the month.
-//! The report itself (`crate::report`) is computed from these rows.
+//! The report itself (`crate::report`) is computed from these rows. And the
+//! audit log: every change people made, newest first.
 
 use rusqlite::params;
 
@@ -30,6 +31,18 @@ pub struct TextFact {
     pub delivery: Option<String>,
 }
 
+/// One line of the audit log: who changed what, when, through which channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub actor: String,
+    pub role: String,
+    pub channel: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+}
+
 /// A month's rows, for `crate::report::monthly`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MonthFacts {
@@ -44,6 +57,26 @@ pub struct MonthFacts {
 }
 
 impl ReportStore for Store {
+    fn audit_log(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let connection = self.connect()?;
+        let mut statement = connection.prepare(
+            "SELECT at, actor, role, channel, action, subject, detail FROM audit_log
+             WHERE at >= ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![since, limit as i64], |row| {
+            Ok(AuditEntry {
+                at: row.get(0)?,
+                actor: row.get(1)?,
+                role: row.get(2)?,
+                channel: row.get(3)?,
+                action: row.get(4)?,
+                subject: row.get(5)?,
+                detail: row.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn month_facts(&self, from: i64, to: i64) -> Result<MonthFacts, StoreError> {
         let connection = self.connect()?;
         let count = |sql: &str| -> Result<u64, StoreError> {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use super::absences::Absence;
 use super::alerts::{AlertEvent, AlertRecord};
 use super::outbox::{Attempt, AttemptRecord, Notification, Receipt};
-use super::report::MonthFacts;
+use super::report::{AuditEntry, MonthFacts};
 use super::rules::{RuleOverride, RuleScope};
 use super::system::{ActiveSystemAlert, AdminText};
 use super::*;
@@ -213,4 +213,7 @@ pub trait SystemStore {
 pub trait ReportStore {
     /// The rows of the month [from, to) (wall clock, Unix seconds).
     fn month_facts(&self, from: i64, to: i64) -> Result<MonthFacts, StoreError>;
+
+    /// The audit log since `since`, newest first, at most `limit` lines.
+    fn audit_log(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 }
