@@ -558,59 +558,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             return cli::replay::replay(&config, scope);
         }
-        Command::Report { month, format } => {
-            let month = match stillwater::report::Month::parse(&month) {
-                Ok(month) => month,
-                Err(problem) => {
-                    eprintln!("error: --month {problem}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
-            let zone = config.registry.timezone;
-            let (from, to) = month.bounds(zone);
-            let store = Store::open_existing(&config.store.path)?;
-            let facts = store.month_facts(from, to)?;
-            let report = stillwater::report::monthly(month, zone, &facts);
-            match format.as_str() {
-                "json" => cli::print_text(&format!("{}\n", serde_json::to_string_pretty(&report)?)),
-                "csv" => cli::print_text(&stillwater::report::csv(&report)),
-                "html" => cli::print_text(&stillwater::report::html(&report, config.sms.language)),
-                other => {
-                    eprintln!("error: --format {other:?}: must be json, csv or html");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-        }
+        Command::Report { month, format } => return cli::report::report(&config, &month, &format),
         Command::Audit { since, limit } => {
-            let zone = config.registry.timezone;
-            let since = match since
-                .as_deref()
-                .map(|text| cli::absences::parse_when(text, zone))
-            {
-                None => 0,
-                Some(Ok(at)) => at,
-                Some(Err(problem)) => {
-                    eprintln!("error: --since {problem}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
-            let store = Store::open_existing(&config.store.path)?;
-            let entries = store.audit_log(since, limit)?;
-            if entries.is_empty() {
-                out!("no changes recorded");
-            }
-            for entry in entries {
-                out!(
-                    "{}  {:<20} {:<24} by {} ({}, via {})  {}",
-                    format_time(entry.at, zone),
-                    entry.action,
-                    entry.subject,
-                    entry.actor,
-                    entry.role,
-                    entry.channel,
-                    entry.detail
-                );
-            }
+            return cli::report::audit(&config, since.as_deref(), limit)
         }
         Command::Ingest(IngestCommand::Rejected { limit }) => {
             let store = Store::open_existing(&config.store.path)?;

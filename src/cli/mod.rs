@@ -19,6 +19,7 @@ pub mod evaluate;
 pub mod meters;
 pub mod readings;
 pub mod replay;
+pub mod report;
 pub mod rules;
 
 use std::io::Write;
