@@ -364,6 +364,7 @@ impl Gateway {
             clock: clock.clone(),
             callbacks: http::callback_settings(&config.sms),
             pushes,
+            api_failures: Arc::default(),
         });
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {

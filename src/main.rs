@@ -92,6 +92,9 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// API tokens: add (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(cli::report::TokensCommand),
     /// Print the default configuration, with every key explained.
     PrintConfig,
     /// Check a configuration file and say what is wrong with it.
@@ -583,6 +586,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alerts(command) => return alerts(&config, command),
         Command::Absences(command) => return absences(&config, command),
         Command::Rules(command) => return rules(&config, command),
+        Command::Tokens(command) => return cli::report::tokens(&config, command),
         Command::PrintConfig | Command::CheckConfig { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

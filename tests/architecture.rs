@@ -62,7 +62,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "http",
         &[
             "actions", "clock", "config", "domain", "ingest", "metrics", "notify", "pipeline",
-            "store", "wire",
+            "report", "store", "wire",
         ],
     ),
     (

@@ -894,3 +894,28 @@ fn the_audit_log_says_who_changed_what() {
         text(&bad)
     );
 }
+
+#[test]
+fn tokens_are_shown_once_listed_without_their_secret_and_revoked() {
+    let (_dir, db) = registered();
+    let added = stillwater(
+        &db,
+        &["tokens", "add", "--name", "李敏", "--role", "monitor"],
+    );
+    assert!(added.status.success(), "{}", text(&added));
+    let shown = text(&added);
+    let secret = shown
+        .split_whitespace()
+        .find(|word| word.starts_with("sw_"))
+        .unwrap_or_else(|| panic!("the secret is shown: {shown}"));
+    let list = text(&stillwater(&db, &["tokens", "list"]));
+    assert!(list.contains("李敏") && list.contains("monitor"), "{list}");
+    assert!(!list.contains(secret), "never shown again: {list}");
+    assert!(stillwater(&db, &["tokens", "revoke", "1"]).status.success());
+    assert!(text(&stillwater(&db, &["tokens", "list"])).contains("REVOKED"));
+    let again = stillwater(&db, &["tokens", "revoke", "1"]);
+    assert!(!again.status.success() && text(&again).contains("no active token 1"));
+    let bad = stillwater(&db, &["tokens", "add", "--name", "x", "--role", "resident"]);
+    assert!(!bad.status.success() && text(&bad).contains("admin, operator, installer or monitor"));
+    assert!(text(&stillwater(&db, &["audit"])).contains("token.add"));
+}

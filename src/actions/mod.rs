@@ -14,6 +14,7 @@ pub mod meters;
 pub mod readings;
 pub mod replies;
 pub mod rules;
+pub mod tokens;
 
 use thiserror::Error;
 
@@ -52,7 +53,7 @@ pub enum ActionError {
 fn may(role: Role, what: &str) -> bool {
     match role {
         Role::Admin | Role::System => true,
-        Role::Operator => !what.starts_with("meters."),
+        Role::Operator => !what.starts_with("meters.") && !what.starts_with("tokens."),
         Role::Installer => what.starts_with("meters."),
         Role::Monitor => what.starts_with("alerts."),
         Role::Resident => what == "alerts.safe",
@@ -60,7 +61,7 @@ fn may(role: Role, what: &str) -> bool {
 }
 
 /// Refuses an action the actor's role does not allow.
-fn require(actor: &Actor, what: &'static str) -> Result<(), ActionError> {
+pub fn require(actor: &Actor, what: &'static str) -> Result<(), ActionError> {
     if may(actor.role, what) {
         Ok(())
     } else {

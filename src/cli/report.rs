@@ -1,8 +1,10 @@
-//! `stillwater report` and `stillwater audit`: the monthly report for the
-//! civil-affairs bureau, and who changed what.
+//! `stillwater report`, `stillwater audit` and `stillwater tokens`: the
+//! monthly report for the civil-affairs bureau, who changed what, and who
+//! may use the API.
 
 use std::process::ExitCode;
 
+use clap::Subcommand;
 use stillwater::config::Config;
 
 use super::*;
@@ -65,6 +67,80 @@ pub(crate) fn audit(
             entry.channel,
             entry.detail
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TokensCommand {
+    /// Create a token for someone: admin, operator, installer or monitor.
+    Add {
+        /// Who holds it (shown in the audit log).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Every token (never its secret).
+    List,
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
+}
+
+/// `stillwater tokens add | list | revoke`.
+pub(crate) fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<ExitCode> {
+    use stillwater::actions::tokens;
+    let now = chrono::Utc::now().timestamp();
+    match command {
+        TokensCommand::Add { name, role } => {
+            let store = Store::open(&config.store.path)?;
+            let added = tokens::parse_role(&role)
+                .and_then(|role| tokens::add(&store, &actor(), &name, role, now));
+            match added {
+                Ok((id, secret)) => {
+                    out!("token {id} for {name} ({role}):");
+                    out!("  {secret}");
+                    out!(
+                        "It is shown only now: give it to {name}; the gateway keeps only its hash."
+                    );
+                }
+                Err(problem) => {
+                    eprintln!("error: {problem}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        TokensCommand::List => {
+            let store = Store::open_existing(&config.store.path)?;
+            let all = store.tokens()?;
+            if all.is_empty() {
+                out!("no tokens");
+            }
+            for token in all {
+                out!(
+                    "#{:<4} {:<24} {:<10} created {}{}",
+                    token.id,
+                    token.name,
+                    token.role,
+                    format_time(token.created_at, config.registry.timezone),
+                    token
+                        .revoked_at
+                        .map(|at| format!(
+                            "  REVOKED {}",
+                            format_time(at, config.registry.timezone)
+                        ))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        TokensCommand::Revoke { id } => {
+            let store = Store::open_existing(&config.store.path)?;
+            if let Err(problem) = tokens::revoke(&store, &actor(), id, now) {
+                eprintln!("error: {problem}");
+                return Ok(ExitCode::FAILURE);
+            }
+            out!("token {id} revoked");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! The HTTP listener: `/healthz`, Prometheus `/metrics`, inbound SMS replies,
-//! the SMS providers' callbacks (`sms`), and the carrier IoT platforms'
-//! pushes of meter readings (`platforms`).
+//! the SMS providers' callbacks (`sms`), the carrier IoT platforms'
+//! pushes of meter readings (`platforms`), and the API for people (`api`).
 //!
 //! The API and dashboard of later issues join this router. Handlers read shared
 //! state or make one short store call; they never block ingest. This module owns
@@ -17,8 +17,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+mod api;
 mod platforms;
 mod sms;
+
+pub use api::{Failures as ApiFailures, FAILURES_PER_MINUTE as API_FAILURES_PER_MINUTE};
 
 pub use platforms::{settings as push_settings, Pushes};
 pub use sms::{settings as callback_settings, Callbacks};
@@ -42,6 +45,8 @@ pub struct HttpState {
     pub callbacks: Arc<Callbacks>,
     /// The carrier IoT platforms' pushes.
     pub pushes: Arc<Pushes>,
+    /// Failed API token checks per address.
+    pub api_failures: Arc<ApiFailures>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -54,6 +59,7 @@ pub fn router(state: HttpState) -> Router {
         )
         .merge(sms::routes())
         .merge(platforms::routes())
+        .merge(api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -29,6 +29,7 @@ pub mod rules;
 mod schema;
 mod sessions;
 pub mod system;
+pub mod tokens;
 pub mod traits;
 pub mod tx;
 pub mod writer;
@@ -37,7 +38,7 @@ pub mod writer;
 pub mod prelude {
     pub use super::traits::{
         AbsenceStore, AlertStore, OutboxStore, ReadingStore, ReadingWriter, RegistryStore,
-        ReportStore, RuleStore, SystemStore,
+        ReportStore, RuleStore, SystemStore, TokenStore,
     };
 }
 

@@ -288,6 +288,17 @@ const MIGRATIONS: &[&str] = &[
         first_seen  INTEGER NOT NULL                 -- wall clock
     ) WITHOUT ROWID;
     ",
+    // 13: API tokens, stored as their SHA-256 only.
+    "
+    CREATE TABLE api_tokens (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        hash       BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,                 -- wall clock
+        revoked_at INTEGER
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -11,6 +11,7 @@ use super::outbox::{Attempt, AttemptRecord, Notification, Receipt};
 use super::report::{AuditEntry, MonthFacts};
 use super::rules::{RuleOverride, RuleScope};
 use super::system::{ActiveSystemAlert, AdminText};
+use super::tokens::TokenRecord;
 use super::*;
 use crate::domain::StoredReading;
 use crate::pipeline::{BatchOutcome, Message};
@@ -216,4 +217,18 @@ pub trait ReportStore {
 
     /// The audit log since `since`, newest first, at most `limit` lines.
     fn audit_log(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// API tokens, by their hash.
+pub trait TokenStore {
+    fn add_token(&self, name: &str, role: &str, hash: &[u8], now: i64) -> Result<i64, StoreError>;
+
+    /// Every token, revoked ones too, oldest first.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Revokes a token; false when there is no such active token.
+    fn revoke_token(&self, id: i64, now: i64) -> Result<bool, StoreError>;
+
+    /// The token whose SHA-256 is `hash`, revoked or not.
+    fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
 }

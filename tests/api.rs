@@ -1,0 +1,245 @@
+//! The HTTP API end to end: tokens made as `stillwater tokens add` makes them,
+//! every endpoint refusing a missing, unknown or revoked token (401) and a
+//! role that may not (403), a monitor acknowledging an alert a silent home
+//! opened, an operator closing it and reading the month's report and the
+//! audit log, and repeated failures from one address refused (429).
+
+mod common;
+
+use common::home::*;
+use common::*;
+use stillwater::actions::tokens;
+use stillwater::app::Gateway;
+use stillwater::domain::{Actor, Channel, Role};
+use stillwater::store::prelude::*;
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(gateway: &Gateway) -> Self {
+        Self {
+            base: format!("http://{}", gateway.http_addr),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+fn token(gateway: &Gateway, name: &str, role: Role) -> String {
+    let admin = Actor::new("cli", Role::Admin, Channel::Cli);
+    tokens::add(&gateway.store, &admin, name, role, 0)
+        .unwrap()
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_decide_who_may_do_what_through_the_api() {
+    let sms = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&sms)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.sms.provider = stillwater::config::ProviderChoice::Webhook {
+        url: format!("{}/sms", sms.uri()),
+        token: None,
+    };
+    register_household(&config);
+    let gateway = start_gateway(&config).await;
+    let api = Client::new(&gateway);
+    let monitor = token(&gateway, "李敏", Role::Monitor);
+    let installer = token(&gateway, "装表员", Role::Installer);
+    let operator = token(&gateway, "值班员", Role::Operator);
+    let revoked = token(&gateway, "former", Role::Admin);
+    let admin = Actor::new("cli", Role::Admin, Channel::Cli);
+    let revoked_id = gateway.store.tokens().unwrap().last().unwrap().id;
+    tokens::revoke(&gateway.store, &admin, revoked_id, 0).unwrap();
+
+    // 401 says what is wrong with the token.
+    let (status, body) = api.get("/api/v1/alerts", None).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing bearer token"),
+        "{body}"
+    );
+    let (status, body) = api.get("/api/v1/alerts", Some("sw_guess")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unknown token"))
+    );
+    let (status, body) = api.get("/api/v1/alerts", Some(&revoked)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("this token has been revoked"))
+    );
+
+    // 403 says which role may not do what.
+    let (status, body) = api.get("/api/v1/alerts", Some(&installer)).await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"].as_str().unwrap().contains("installer"),
+        "{body}"
+    );
+    let (status, _) = api
+        .get("/api/v1/meters/unregistered", Some(&installer))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api.get("/api/v1/meters/unregistered", Some(&monitor)).await;
+    assert_eq!(status, 403);
+
+    // A silent home's alert, acknowledged by its monitor through the API.
+    publish_hourly(&gateway, &silent_day()).await;
+    let (status, alerts) = api.get("/api/v1/alerts", Some(&monitor)).await;
+    assert_eq!(status, 200);
+    let alert = &alerts.as_array().unwrap()[0];
+    assert_eq!(
+        (alert["kind"].as_str(), alert["resident"].as_str()),
+        (Some("no_usage"), Some("张桂芳"))
+    );
+    let id = alert["id"].as_i64().unwrap();
+    let (status, done) = api
+        .post(
+            &format!("/api/v1/alerts/{id}/acknowledge"),
+            &monitor,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, done["state"].as_str()),
+        (200, Some("acknowledged"))
+    );
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/alerts/{id}/acknowledge"),
+            &monitor,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "already acknowledged");
+    let (_, shown) = api
+        .get(&format!("/api/v1/alerts/{id}"), Some(&monitor))
+        .await;
+    let history: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(history.contains(&"acknowledged"), "{shown}");
+    assert!(
+        shown["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "李敏" && e["channel"] == "api"),
+        "the history says who, through the API: {shown}"
+    );
+    assert!(
+        shown["texts"][0]["to"].as_str().unwrap().contains("****"),
+        "phones masked"
+    );
+
+    // The operator closes it with what was found, and reads the month.
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/alerts/{id}/close"),
+            &operator,
+            serde_json::json!({"disposition": "fine"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, done) = api
+        .post(
+            &format!("/api/v1/alerts/{id}/close"),
+            &operator,
+            serde_json::json!({"disposition": "safe", "note": "上门查看，老人外出买菜"}),
+        )
+        .await;
+    assert_eq!((status, done["state"].as_str()), (200, Some("closed")));
+    let month = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m")
+        .to_string();
+    let (status, _) = api
+        .get(
+            &format!("/api/v1/reports/monthly?month={month}"),
+            Some(&monitor),
+        )
+        .await;
+    assert_eq!(status, 403, "reports are the operators'");
+    let (status, report) = api
+        .get(
+            &format!("/api/v1/reports/monthly?month={month}"),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(report["false_alarms"], 1, "{report}");
+    let (status, log) = api.get("/api/v1/audit", Some(&operator)).await;
+    assert_eq!(status, 200);
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "token.revoke"),
+        "{log}"
+    );
+    gateway.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_attempts_from_one_address_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let api = Client::new(&gateway);
+    let good = token(&gateway, "值班员", Role::Operator);
+    for attempt in 0..stillwater::http::API_FAILURES_PER_MINUTE {
+        let (status, _) = api
+            .get("/api/v1/audit", Some(&format!("sw_wrong{attempt}")))
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = api.get("/api/v1/audit", Some(&good)).await;
+    assert_eq!(status, 429, "even a good token waits: {body}");
+    gateway.stop().await.unwrap();
+}
