@@ -365,6 +365,7 @@ impl Gateway {
             callbacks: http::callback_settings(&config.sms),
             pushes,
             api_failures: Arc::default(),
+            registry: config.registry.clone(),
         });
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {

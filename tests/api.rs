@@ -243,3 +243,90 @@ async fn repeated_failed_attempts_from_one_address_are_refused() {
     assert_eq!(status, 429, "even a good token waits: {body}");
     gateway.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installers_register_meters_and_operators_declare_absences() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&test_config(dir.path())).await;
+    let api = Client::new(&gateway);
+    let installer = token(&gateway, "装表员", Role::Installer);
+    let operator = token(&gateway, "值班员", Role::Operator);
+    let http = reqwest::Client::new();
+    let import = |token: String, csv: &'static str| {
+        let request = http
+            .post(format!("{}/api/v1/meters/import", api.base))
+            .bearer_auth(token)
+            .header("content-type", "text/csv")
+            .body(csv);
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    // Every problem of every row, and nothing imported.
+    let bad = "meter_id,resident_name,address,contact1_name,contact1_phone
+ZS-0001,张桂芳,民生路12号,李敏,13800138000
+ZS-0002,,兴文路8号,王芳,12345
+";
+    let (status, body) = import(installer.clone(), bad).await;
+    assert_eq!(status, 400, "{body}");
+    let columns: Vec<&str> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["column"].as_str().unwrap())
+        .collect();
+    assert!(
+        columns.contains(&"resident_name") && columns.contains(&"contact1_phone"),
+        "{body}"
+    );
+    let (status, _) = api.get("/api/v1/meters/ZS-0001", Some(&installer)).await;
+    assert_eq!(status, 404, "nothing was imported");
+    let good = "meter_id,resident_name,address,contact1_name,contact1_phone
+ZS-0001,张桂芳,民生路12号,李敏,13800138000
+";
+    let (status, _) = import(operator.clone(), good).await;
+    assert_eq!(status, 403, "registering meters is the installers'");
+    let (status, body) = import(installer.clone(), good).await;
+    assert_eq!((status, body["households"].as_u64()), (200, Some(1)));
+    // The installation check: registered, its contact's phone masked, no report yet.
+    let (status, meter) = api.get("/api/v1/meters/ZS-0001", Some(&installer)).await;
+    assert_eq!(status, 200);
+    assert_eq!(meter["registration"]["resident"], "张桂芳");
+    assert_eq!(
+        meter["registration"]["contacts"][0]["phone"],
+        "+86138****8000"
+    );
+    assert!(meter["reported"].is_null(), "{meter}");
+
+    // An absence, by an operator; a monitor may not.
+    let until = chrono::Utc::now().timestamp() + 7 * 86_400;
+    let absence = serde_json::json!({"meters": ["ZS-0001"], "reason": "住院", "until": until});
+    let monitor = token(&gateway, "李敏", Role::Monitor);
+    let (status, _) = api
+        .post("/api/v1/absences", &monitor, absence.clone())
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = api.post("/api/v1/absences", &operator, absence).await;
+    assert_eq!(
+        (status, body["households"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    let (status, body) = api
+        .post(
+            "/api/v1/absences",
+            &operator,
+            serde_json::json!({"meters": ["ZS-0001"], "reason": "住院", "until": until + 365 * 86_400}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("90 days"),
+        "{body}"
+    );
+    gateway.stop().await.unwrap();
+}

@@ -10,7 +10,10 @@
 //!   (`{"disposition": "safe", "note": "…"}`);
 //! - `GET /api/v1/reports/monthly?month=2026-11[&format=csv|html]`;
 //! - `GET /api/v1/audit[?since=2026-11-01&limit=N]`;
-//! - `GET /api/v1/meters/unregistered`.
+//! - `GET /api/v1/meters`, `GET /api/v1/meters/{id}` (the installation
+//!   check), `POST /api/v1/meters/import` (the installation CSV, all or
+//!   none, every problem by row and column), `GET /api/v1/meters/unregistered`;
+//! - `POST /api/v1/absences` (`{"meters": [...], "reason", "from", "until"}`).
 //!
 //! 401 says what is wrong with the token (missing, unknown, revoked); 403
 //! says which role may not do what. Failed attempts from one address are
@@ -68,6 +71,10 @@ pub fn routes() -> Router<HttpState> {
         .route("/api/v1/reports/monthly", get(monthly))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/meters/unregistered", get(unregistered))
+        .route("/api/v1/meters", get(meters))
+        .route("/api/v1/meters/import", post(import))
+        .route("/api/v1/meters/{id}", get(meter))
+        .route("/api/v1/absences", post(absence))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
@@ -426,5 +433,176 @@ async fn unregistered(
         )
         .into_response(),
         Err(refusal) => refusal,
+    }
+}
+
+async fn meters(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let actor = match who(&state, &headers, peer).await {
+        Ok(actor) => actor,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match read(&state, &actor, "meters.read", |store| {
+        Ok(store.list_meters()?)
+    })
+    .await
+    {
+        Ok(list) => Json(
+            list.into_iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "meter": m.meter_id, "resident": m.resident_name, "address": m.address,
+                        "category": m.category, "status": m.status,
+                        "last_reading_ts": m.last_reading_ts,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+/// The installation check: registration, contacts (phones masked), whether
+/// and when it has reported, its last values, how a platform names it.
+async fn meter(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let actor = match who(&state, &headers, peer).await {
+        Ok(actor) => actor,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let wanted = id.clone();
+    let found = read(&state, &actor, "meters.read", move |store| {
+        let details = store
+            .meter_details(&wanted, 0)?
+            .ok_or(ActionError::NotRegistered(wanted.clone()))?;
+        Ok((details, store.platform_device(&wanted)?))
+    })
+    .await;
+    let (details, platform) = match found {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let registration = details.registration.map(|r| {
+        serde_json::json!({
+            "status": r.status, "registered_at": r.registered_at, "replaced_by": r.replaced_by,
+            "resident": r.resident_name, "address": r.address, "category": r.category,
+            "timezone": r.timezone, "reporting_interval_min": r.reporting_interval_min,
+            "contacts": r.contacts.iter().map(|(step, name, phone)| serde_json::json!({
+                "step": step, "name": name, "phone": mask_phone(phone),
+            })).collect::<Vec<_>>(),
+        })
+    });
+    let reported = details.state.map(|s| {
+        serde_json::json!({
+            "first_seen": s.first_seen, "last_message": s.last_message,
+            "last_reading_ts": s.last_reading_ts, "last_total_l": s.last_total_l,
+            "last_battery_pct": s.last_battery_pct, "readings": s.readings,
+            "readings_missing": s.missing, "rejected": s.rejected,
+        })
+    });
+    Json(serde_json::json!({
+        "meter": details.meter_id,
+        "registration": registration,
+        "reported": reported,
+        "platform": platform.map(|p| serde_json::json!({
+            "platform": p.platform, "product_id": p.product_id, "device_id": p.device_id,
+            "imei": p.imei, "online": p.presence.map(|(online, _)| online),
+            "presence_at": p.presence.map(|(_, at)| at),
+        })),
+    }))
+    .into_response()
+}
+
+/// The installation CSV, as the command line imports it: all or none.
+async fn import(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let actor = match who(&state, &headers, peer).await {
+        Ok(actor) => actor,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let (store, defaults, now) = (
+        state.store.clone(),
+        state.registry.clone(),
+        state.clock.now().secs(),
+    );
+    let imported = tokio::task::spawn_blocking(move || {
+        actions::meters::import(&store, &actor, &body, &defaults, now)
+    })
+    .await;
+    match imported {
+        Ok(Ok(households)) => Json(serde_json::json!({ "households": households })).into_response(),
+        Ok(Err(actions::meters::ImportError::Rows(rows))) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({
+                "error": "nothing was imported: every problem is listed",
+                "problems": rows.iter().map(|r| serde_json::json!({
+                    "row": r.row, "column": r.column, "reason": r.reason,
+                })).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        Ok(Err(actions::meters::ImportError::Action(problem))) => refused(problem),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
+    }
+}
+
+#[derive(Deserialize)]
+struct AbsenceBody {
+    meters: Vec<String>,
+    reason: String,
+    /// Unix seconds; default now.
+    #[serde(default)]
+    from: Option<i64>,
+    until: i64,
+}
+
+async fn absence(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let actor = match who(&state, &headers, peer).await {
+        Ok(actor) => actor,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let absence: AbsenceBody = match serde_json::from_slice(&body) {
+        Ok(absence) => absence,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("body must be {{\"meters\": [\"ZS-0001\"], \"reason\": \"hospital\", \"until\": UNIX_SECONDS}}: {problem}"),
+            )
+        }
+    };
+    let (store, now) = (state.store.clone(), state.clock.now().secs());
+    let declared = tokio::task::spawn_blocking(move || {
+        actions::absences::declare(
+            &store,
+            &actor,
+            &absence.meters,
+            &absence.reason,
+            absence.from.unwrap_or(now),
+            absence.until,
+            now,
+        )
+    })
+    .await;
+    match declared {
+        Ok(Ok(households)) => Json(serde_json::json!({ "households": households })).into_response(),
+        Ok(Err(problem)) => refused(problem),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
     }
 }

@@ -47,6 +47,8 @@ pub struct HttpState {
     pub pushes: Arc<Pushes>,
     /// Failed API token checks per address.
     pub api_failures: Arc<ApiFailures>,
+    /// Household defaults for imports through the API.
+    pub registry: crate::config::RegistryDefaults,
 }
 
 pub fn router(state: HttpState) -> Router {
