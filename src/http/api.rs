@@ -111,6 +111,28 @@ async fn who(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> Result
     }
 }
 
+/// The caller, as their token names them; a request without a valid
+/// token is refused before the handler runs.
+pub struct Caller(Actor);
+
+impl axum::extract::FromRequestParts<HttpState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &HttpState,
+    ) -> Result<Self, Response> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |info| info.0);
+        who(state, &parts.headers, peer)
+            .await
+            .map(Caller)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
 /// An action's refusal as HTTP.
 fn refused(problem: ActionError) -> Response {
     let status = match &problem {
@@ -133,8 +155,16 @@ async fn read<T: Send + 'static>(
     read: impl FnOnce(&crate::store::Store) -> Result<T, ActionError> + Send + 'static,
 ) -> Result<T, Response> {
     actions::require(actor, what).map_err(refused)?;
+    run(state, read).await
+}
+
+/// Runs `work` on the store away from the async threads; its refusal as HTTP.
+async fn run<T: Send + 'static>(
+    state: &HttpState,
+    work: impl FnOnce(&crate::store::Store) -> Result<T, ActionError> + Send + 'static,
+) -> Result<T, Response> {
     let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || read(&store)).await {
+    match tokio::task::spawn_blocking(move || work(&store)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(problem)) => Err(refused(problem)),
         Err(_) => Err(error(
@@ -191,14 +221,9 @@ fn default_limit() -> usize {
 
 async fn alerts(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
     let limit = query.limit.min(1000);
     match read(&state, &actor, "alerts.read", move |store| {
         Ok(store.list_alerts(query.all, limit)?)
@@ -212,14 +237,9 @@ async fn alerts(
 
 async fn alert(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     Path(id): Path<i64>,
 ) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
     let found = read(&state, &actor, "alerts.read", move |store| {
         let alert = store.alert(id)?.ok_or(ActionError::NoSuchAlert(id))?;
         Ok((
@@ -256,15 +276,10 @@ struct CloseBody {
 
 async fn act(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     Path((id, action)): Path<(i64, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
     let now = state.clock.now().secs();
     let close = if action == "close" {
         match serde_json::from_slice::<CloseBody>(&body) {
@@ -290,14 +305,13 @@ async fn act(
     } else {
         None
     };
-    let store = state.store.clone();
-    let done = tokio::task::spawn_blocking(move || match (action.as_str(), close) {
+    let done = run(&state, move |store| match (action.as_str(), close) {
         ("acknowledge", _) => {
-            actions::alerts::acknowledge(&store, &actor, id, now).map(|()| "acknowledged")
+            actions::alerts::acknowledge(store, &actor, id, now).map(|()| "acknowledged")
         }
-        ("resolve", _) => actions::alerts::resolve(&store, &actor, id, now).map(|()| "resolved"),
+        ("resolve", _) => actions::alerts::resolve(store, &actor, id, now).map(|()| "resolved"),
         ("close", Some((disposition, note))) => {
-            actions::alerts::close(&store, &actor, id, disposition, &note, now).map(|()| "closed")
+            actions::alerts::close(store, &actor, id, disposition, &note, now).map(|()| "closed")
         }
         (other, _) => Err(ActionError::Invalid(format!(
             "{other:?} is not an action on alerts: acknowledge, resolve or close"
@@ -305,9 +319,8 @@ async fn act(
     })
     .await;
     match done {
-        Ok(Ok(state)) => Json(serde_json::json!({"id": id, "state": state})).into_response(),
-        Ok(Err(problem)) => refused(problem),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
+        Ok(state) => Json(serde_json::json!({"id": id, "state": state})).into_response(),
+        Err(refusal) => refusal,
     }
 }
 
@@ -320,14 +333,9 @@ struct MonthQuery {
 
 async fn monthly(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     Query(query): Query<MonthQuery>,
 ) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
     let month = match crate::report::Month::parse(&query.month) {
         Ok(month) => month,
         Err(problem) => return error(StatusCode::BAD_REQUEST, &format!("month: {problem}")),
@@ -371,14 +379,9 @@ struct AuditQuery {
 
 async fn audit(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     Query(query): Query<AuditQuery>,
 ) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
     let limit = query.limit.min(1000);
     match read(&state, &actor, "audit.read", move |store| {
         Ok(store.audit_log(query.since, limit)?)
@@ -401,15 +404,7 @@ async fn audit(
     }
 }
 
-async fn unregistered(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
+async fn unregistered(State(state): State<HttpState>, Caller(actor): Caller) -> Response {
     match read(&state, &actor, "meters.read", |store| {
         Ok(store.unregistered_meters()?)
     })
@@ -436,15 +431,7 @@ async fn unregistered(
     }
 }
 
-async fn meters(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
+async fn meters(State(state): State<HttpState>, Caller(actor): Caller) -> Response {
     match read(&state, &actor, "meters.read", |store| {
         Ok(store.list_meters()?)
     })
@@ -470,14 +457,9 @@ async fn meters(
 /// and when it has reported, its last values, how a platform names it.
 async fn meter(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
     let wanted = id.clone();
     let found = read(&state, &actor, "meters.read", move |store| {
         let details = store
@@ -524,14 +506,9 @@ async fn meter(
 /// The installation CSV, as the command line imports it: all or none.
 async fn import(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     body: axum::body::Bytes,
 ) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
     let (store, defaults, now) = (
         state.store.clone(),
         state.registry.clone(),
@@ -570,14 +547,9 @@ struct AbsenceBody {
 
 async fn absence(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Caller(actor): Caller,
     body: axum::body::Bytes,
 ) -> Response {
-    let actor = match who(&state, &headers, peer).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
-    };
     let absence: AbsenceBody = match serde_json::from_slice(&body) {
         Ok(absence) => absence,
         Err(problem) => {
@@ -587,10 +559,10 @@ async fn absence(
             )
         }
     };
-    let (store, now) = (state.store.clone(), state.clock.now().secs());
-    let declared = tokio::task::spawn_blocking(move || {
+    let now = state.clock.now().secs();
+    let declared = run(&state, move |store| {
         actions::absences::declare(
-            &store,
+            store,
             &actor,
             &absence.meters,
             &absence.reason,
@@ -601,8 +573,7 @@ async fn absence(
     })
     .await;
     match declared {
-        Ok(Ok(households)) => Json(serde_json::json!({ "households": households })).into_response(),
-        Ok(Err(problem)) => refused(problem),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
+        Ok(households) => Json(serde_json::json!({ "households": households })).into_response(),
+        Err(refusal) => refusal,
     }
 }

@@ -16,6 +16,16 @@ pub struct TokenRecord {
     pub revoked_at: Option<i64>,
 }
 
+fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        role: row.get(2)?,
+        created_at: row.get(3)?,
+        revoked_at: row.get(4)?,
+    })
+}
+
 impl TokenStore for Store {
     fn add_token(&self, name: &str, role: &str, hash: &[u8], now: i64) -> Result<i64, StoreError> {
         let _turn = self.turn();
@@ -31,15 +41,7 @@ impl TokenStore for Store {
         let connection = self.connect()?;
         let mut statement = connection
             .prepare("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")?;
-        let rows = statement.query_map([], |row| {
-            Ok(TokenRecord {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                role: row.get(2)?,
-                created_at: row.get(3)?,
-                revoked_at: row.get(4)?,
-            })
-        })?;
+        let rows = statement.query_map([], token_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -58,15 +60,7 @@ impl TokenStore for Store {
             .query_row(
                 "SELECT id, name, role, created_at, revoked_at FROM api_tokens WHERE hash = ?1",
                 [hash],
-                |row| {
-                    Ok(TokenRecord {
-                        id: row.get(0)?,
-                        name: row.get(1)?,
-                        role: row.get(2)?,
-                        created_at: row.get(3)?,
-                        revoked_at: row.get(4)?,
-                    })
-                },
+                token_from_row,
             )
             .optional()?)
     }
