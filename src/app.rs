@@ -366,6 +366,7 @@ impl Gateway {
             pushes,
             api_failures: Arc::default(),
             registry: config.registry.clone(),
+            rules: config.rules.clone(),
         });
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {

@@ -330,3 +330,59 @@ ZS-0001,张桂芳,民生路12号,李敏,13800138000
     );
     gateway.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_tune_thresholds_checked_as_the_configuration_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    register_household(&config);
+    let gateway = start_gateway(&config).await;
+    let api = Client::new(&gateway);
+    let operator = token(&gateway, "值班员", Role::Operator);
+    let monitor = token(&gateway, "李敏", Role::Monitor);
+    let set =
+        serde_json::json!({"category": "elderly_alone", "settings": {"warning_window": "8h"}});
+    let (status, _) = api.post("/api/v1/thresholds", &monitor, set.clone()).await;
+    assert_eq!(status, 403);
+    let (status, body) = api.post("/api/v1/thresholds", &operator, set).await;
+    assert_eq!(status, 200, "{body}");
+    // In force for the household, and said where it comes from.
+    let (status, shown) = api
+        .get("/api/v1/thresholds?meter=ZS-0001", Some(&operator))
+        .await;
+    assert_eq!(status, 200);
+    let window = shown["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key"] == "warning_window")
+        .unwrap()
+        .clone();
+    assert_eq!(window["value"], "8h", "{shown}");
+    assert!(
+        window["from"].as_str().unwrap().contains("elderly_alone"),
+        "{window}"
+    );
+    // Refused as the configuration file would refuse it, by name.
+    let (status, body) = api
+        .post(
+            "/api/v1/thresholds",
+            &operator,
+            serde_json::json!({"category": "elderly_alone", "settings": {"warning_windw": "8h"}}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("warning_windw"),
+        "{body}"
+    );
+    let (status, _) = api
+        .post(
+            "/api/v1/thresholds",
+            &operator,
+            serde_json::json!({"settings": {"warning_window": "8h"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "a category or a meter");
+    gateway.stop().await.unwrap();
+}

@@ -61,8 +61,19 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "http",
         &[
-            "actions", "clock", "config", "domain", "ingest", "metrics", "notify", "pipeline",
-            "report", "store", "wire",
+            "actions",
+            "clock",
+            "config",
+            "domain",
+            "ingest",
+            "metrics",
+            "notify",
+            "pipeline",
+            "policy",
+            "report",
+            "store",
+            "thresholds",
+            "wire",
         ],
     ),
     (

@@ -13,7 +13,11 @@
 //! - `GET /api/v1/meters`, `GET /api/v1/meters/{id}` (the installation
 //!   check), `POST /api/v1/meters/import` (the installation CSV, all or
 //!   none, every problem by row and column), `GET /api/v1/meters/unregistered`;
-//! - `POST /api/v1/absences` (`{"meters": [...], "reason", "from", "until"}`).
+//! - `POST /api/v1/absences` (`{"meters": [...], "reason", "from", "until"}`);
+//! - `GET /api/v1/thresholds?category=C|meter=ID` (those in force and where
+//!   each comes from), `POST /api/v1/thresholds`
+//!   (`{"category"|"meter": …, "settings": {"warning_window": "8h"}}`),
+//!   checked as the configuration file is and applied without a restart.
 //!
 //! 401 says what is wrong with the token (missing, unknown, revoked); 403
 //! says which role may not do what. Failed attempts from one address are
@@ -35,6 +39,7 @@ use super::{bearer_token, error, HttpState, Refusal};
 use crate::actions::{self, tokens, ActionError};
 use crate::domain::{mask_phone, Actor, Disposition};
 use crate::store::prelude::*;
+use crate::store::rules::RuleScope;
 
 /// Failed token checks from one address in a minute before it is refused (429).
 pub const FAILURES_PER_MINUTE: u32 = 20;
@@ -75,6 +80,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/api/v1/meters/import", post(import))
         .route("/api/v1/meters/{id}", get(meter))
         .route("/api/v1/absences", post(absence))
+        .route("/api/v1/thresholds", get(thresholds).post(set_thresholds))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
@@ -574,6 +580,114 @@ async fn absence(
     .await;
     match declared {
         Ok(households) => Json(serde_json::json!({ "households": households })).into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+#[derive(Deserialize)]
+struct ScopeQuery {
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    meter: Option<String>,
+}
+
+fn scope(category: Option<String>, meter: Option<String>) -> Result<RuleScope, Response> {
+    match (category, meter) {
+        (Some(category), None) => Ok(RuleScope::Category(category)),
+        (None, Some(meter)) => Ok(RuleScope::Meter(meter)),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "say either category or meter (one household)",
+        )),
+    }
+}
+
+async fn thresholds(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Query(query): Query<ScopeQuery>,
+) -> Response {
+    let scope = match scope(query.category, query.meter) {
+        Ok(scope) => scope,
+        Err(refusal) => return refusal,
+    };
+    let rules = state.rules.clone();
+    let resolved = read(&state, &actor, "rules.read", move |store| {
+        let category = match &scope {
+            RuleScope::Category(category) => category.clone(),
+            RuleScope::Meter(meter) => {
+                store
+                    .meter_details(meter, 0)?
+                    .and_then(|d| d.registration)
+                    .ok_or_else(|| ActionError::NotRegistered(meter.clone()))?
+                    .category
+            }
+        };
+        Ok(crate::thresholds::in_force(
+            &rules,
+            &category,
+            &store.rule_overrides(&scope)?,
+        ))
+    })
+    .await;
+    match resolved {
+        Ok(resolved) => Json(serde_json::json!({
+            "thresholds": crate::policy::Key::ALL.iter().map(|key| serde_json::json!({
+                "key": key.as_str(),
+                "value": key.format(resolved.policy.get(*key)),
+                "from": resolved.source(*key).to_string(),
+            })).collect::<Vec<_>>(),
+            "skipped": resolved.skipped,
+        }))
+        .into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+#[derive(Deserialize)]
+struct SetBody {
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    meter: Option<String>,
+    settings: std::collections::BTreeMap<String, String>,
+}
+
+async fn set_thresholds(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: SetBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("body must be {{\"category\": \"…\", \"settings\": {{\"warning_window\": \"8h\"}}}}: {problem}"),
+            )
+        }
+    };
+    let scope = match scope(body.category, body.meter) {
+        Ok(scope) => scope,
+        Err(refusal) => return refusal,
+    };
+    let mut settings = Vec::new();
+    for (key, value) in &body.settings {
+        match crate::policy::Setting::parse(key, value) {
+            Ok(setting) => settings.push(setting),
+            Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
+        }
+    }
+    let (rules, now) = (state.rules.clone(), state.clock.now().secs());
+    let set = run(&state, move |store| {
+        actions::rules::set(store, &actor, &rules, &scope, &settings, now)
+    })
+    .await;
+    match set {
+        Ok(warnings) => {
+            Json(serde_json::json!({ "set": body.settings, "warnings": warnings })).into_response()
+        }
         Err(refusal) => refusal,
     }
 }

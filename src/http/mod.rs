@@ -49,6 +49,8 @@ pub struct HttpState {
     pub api_failures: Arc<ApiFailures>,
     /// Household defaults for imports through the API.
     pub registry: crate::config::RegistryDefaults,
+    /// The thresholds of the configuration file (stored overrides win).
+    pub rules: crate::config::RulesConfig,
 }
 
 pub fn router(state: HttpState) -> Router {
