@@ -1,0 +1,280 @@
+//! The registry's side of the API: meters (the list, the installation
+//! check, the installation CSV), absences, thresholds.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::{read, refused, run, Caller};
+use crate::actions::{self, ActionError};
+use crate::domain::mask_phone;
+use crate::http::{error, HttpState, Refusal};
+use crate::store::prelude::*;
+use crate::store::rules::RuleScope;
+
+pub(super) fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/api/v1/meters", get(meters))
+        .route("/api/v1/meters/import", post(import))
+        .route("/api/v1/meters/{id}", get(meter))
+        .route("/api/v1/absences", post(absence))
+        .route("/api/v1/thresholds", get(thresholds).post(set_thresholds))
+}
+
+async fn meters(State(state): State<HttpState>, Caller(actor): Caller) -> Response {
+    match read(&state, &actor, "meters.read", |store| {
+        Ok(store.list_meters()?)
+    })
+    .await
+    {
+        Ok(list) => Json(
+            list.into_iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "meter": m.meter_id, "resident": m.resident_name, "address": m.address,
+                        "category": m.category, "status": m.status,
+                        "last_reading_ts": m.last_reading_ts,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+/// The installation check: registration, contacts (phones masked), whether
+/// and when it has reported, its last values, how a platform names it.
+async fn meter(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Response {
+    let wanted = id.clone();
+    let found = read(&state, &actor, "meters.read", move |store| {
+        let details = store
+            .meter_details(&wanted, 0)?
+            .ok_or(ActionError::NotRegistered(wanted.clone()))?;
+        Ok((details, store.platform_device(&wanted)?))
+    })
+    .await;
+    let (details, platform) = match found {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let registration = details.registration.map(|r| {
+        serde_json::json!({
+            "status": r.status, "registered_at": r.registered_at, "replaced_by": r.replaced_by,
+            "resident": r.resident_name, "address": r.address, "category": r.category,
+            "timezone": r.timezone, "reporting_interval_min": r.reporting_interval_min,
+            "contacts": r.contacts.iter().map(|(step, name, phone)| serde_json::json!({
+                "step": step, "name": name, "phone": mask_phone(phone),
+            })).collect::<Vec<_>>(),
+        })
+    });
+    let reported = details.state.map(|s| {
+        serde_json::json!({
+            "first_seen": s.first_seen, "last_message": s.last_message,
+            "last_reading_ts": s.last_reading_ts, "last_total_l": s.last_total_l,
+            "last_battery_pct": s.last_battery_pct, "readings": s.readings,
+            "readings_missing": s.missing, "rejected": s.rejected,
+        })
+    });
+    Json(serde_json::json!({
+        "meter": details.meter_id,
+        "registration": registration,
+        "reported": reported,
+        "platform": platform.map(|p| serde_json::json!({
+            "platform": p.platform, "product_id": p.product_id, "device_id": p.device_id,
+            "imei": p.imei, "online": p.presence.map(|(online, _)| online),
+            "presence_at": p.presence.map(|(_, at)| at),
+        })),
+    }))
+    .into_response()
+}
+
+/// The installation CSV, as the command line imports it: all or none.
+async fn import(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    body: axum::body::Bytes,
+) -> Response {
+    let (store, defaults, now) = (
+        state.store.clone(),
+        state.registry.clone(),
+        state.clock.now().secs(),
+    );
+    let imported = tokio::task::spawn_blocking(move || {
+        actions::meters::import(&store, &actor, &body, &defaults, now)
+    })
+    .await;
+    match imported {
+        Ok(Ok(households)) => Json(serde_json::json!({ "households": households })).into_response(),
+        Ok(Err(actions::meters::ImportError::Rows(rows))) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({
+                "error": "nothing was imported: every problem is listed",
+                "problems": rows.iter().map(|r| serde_json::json!({
+                    "row": r.row, "column": r.column, "reason": r.reason,
+                })).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        Ok(Err(actions::meters::ImportError::Action(problem))) => refused(problem),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
+    }
+}
+
+#[derive(Deserialize)]
+struct AbsenceBody {
+    meters: Vec<String>,
+    reason: String,
+    /// Unix seconds; default now.
+    #[serde(default)]
+    from: Option<i64>,
+    until: i64,
+}
+
+async fn absence(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    body: axum::body::Bytes,
+) -> Response {
+    let absence: AbsenceBody = match serde_json::from_slice(&body) {
+        Ok(absence) => absence,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("body must be {{\"meters\": [\"ZS-0001\"], \"reason\": \"hospital\", \"until\": UNIX_SECONDS}}: {problem}"),
+            )
+        }
+    };
+    let now = state.clock.now().secs();
+    let declared = run(&state, move |store| {
+        actions::absences::declare(
+            store,
+            &actor,
+            &absence.meters,
+            &absence.reason,
+            absence.from.unwrap_or(now),
+            absence.until,
+            now,
+        )
+    })
+    .await;
+    match declared {
+        Ok(households) => Json(serde_json::json!({ "households": households })).into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+#[derive(Deserialize)]
+struct ScopeQuery {
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    meter: Option<String>,
+}
+
+fn scope(category: Option<String>, meter: Option<String>) -> Result<RuleScope, Refusal> {
+    match (category, meter) {
+        (Some(category), None) => Ok(RuleScope::Category(category)),
+        (None, Some(meter)) => Ok(RuleScope::Meter(meter)),
+        _ => Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "say either category or meter (one household)".into(),
+        )),
+    }
+}
+
+async fn thresholds(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Query(query): Query<ScopeQuery>,
+) -> Response {
+    let scope = match scope(query.category, query.meter) {
+        Ok(scope) => scope,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let rules = state.rules.clone();
+    let resolved = read(&state, &actor, "rules.read", move |store| {
+        let category = match &scope {
+            RuleScope::Category(category) => category.clone(),
+            RuleScope::Meter(meter) => {
+                store
+                    .meter_details(meter, 0)?
+                    .and_then(|d| d.registration)
+                    .ok_or_else(|| ActionError::NotRegistered(meter.clone()))?
+                    .category
+            }
+        };
+        Ok(crate::thresholds::in_force(
+            &rules,
+            &category,
+            &store.rule_overrides(&scope)?,
+        ))
+    })
+    .await;
+    match resolved {
+        Ok(resolved) => Json(serde_json::json!({
+            "thresholds": crate::policy::Key::ALL.iter().map(|key| serde_json::json!({
+                "key": key.as_str(),
+                "value": key.format(resolved.policy.get(*key)),
+                "from": resolved.source(*key).to_string(),
+            })).collect::<Vec<_>>(),
+            "skipped": resolved.skipped,
+        }))
+        .into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+#[derive(Deserialize)]
+struct SetBody {
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    meter: Option<String>,
+    settings: std::collections::BTreeMap<String, String>,
+}
+
+async fn set_thresholds(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: SetBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("body must be {{\"category\": \"…\", \"settings\": {{\"warning_window\": \"8h\"}}}}: {problem}"),
+            )
+        }
+    };
+    let scope = match scope(body.category, body.meter) {
+        Ok(scope) => scope,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let mut settings = Vec::new();
+    for (key, value) in &body.settings {
+        match crate::policy::Setting::parse(key, value) {
+            Ok(setting) => settings.push(setting),
+            Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
+        }
+    }
+    let (rules, now) = (state.rules.clone(), state.clock.now().secs());
+    let set = run(&state, move |store| {
+        actions::rules::set(store, &actor, &rules, &scope, &settings, now)
+    })
+    .await;
+    match set {
+        Ok(warnings) => {
+            Json(serde_json::json!({ "set": body.settings, "warnings": warnings })).into_response()
+        }
+        Err(refusal) => refusal,
+    }
+}
