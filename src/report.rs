@@ -474,6 +474,60 @@ pub fn html(report: &MonthlyReport, language: Language) -> String {
     page
 }
 
+/// Water used per bucket (an hour or a day) in [from, to): the rise of the
+/// register between consecutive readings, counted in the bucket the later
+/// reading closes (a reading at 01:00 counts 00:00–01:00); a register reset
+/// is not use. Buckets start at whole hours, or at
+/// local midnights in `zone` for days. Buckets with no reading are `None`
+/// (nothing known), not 0.
+pub fn consumption(
+    readings: &[crate::domain::StoredReading],
+    from: i64,
+    to: i64,
+    daily: bool,
+    zone: chrono_tz::Tz,
+) -> Vec<(i64, Option<i64>)> {
+    let start_of = |ts: i64| -> i64 {
+        if daily {
+            let local = zone.timestamp_opt(ts, 0).earliest().map(|t| t.date_naive());
+            local
+                .and_then(|date| {
+                    zone.from_local_datetime(&date.and_hms_opt(0, 0, 0)?)
+                        .earliest()
+                })
+                .map_or(ts - ts.rem_euclid(86_400), |t| t.timestamp())
+        } else {
+            ts - ts.rem_euclid(3600)
+        }
+    };
+    let mut buckets: Vec<(i64, Option<i64>)> = Vec::new();
+    let mut at = start_of(from);
+    while at < to {
+        buckets.push((at, None));
+        let next = if daily {
+            start_of(at + 36 * 3600)
+        } else {
+            at + 3600
+        };
+        at = next.max(at + 3600);
+    }
+    for pair in readings.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        // The water was used before the reading that counts it: its bucket
+        // is the one its last second falls in.
+        let end = after.ts.secs() - 1;
+        if end < from || end >= to || after.register_reset {
+            continue;
+        }
+        let used = (after.total_l - before.total_l).max(0);
+        let bucket = start_of(end);
+        if let Some(slot) = buckets.iter_mut().find(|(start, _)| *start == bucket) {
+            slot.1 = Some(slot.1.unwrap_or(0) + used);
+        }
+    }
+    buckets
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,6 +615,47 @@ mod tests {
             page.contains("独居人员用水监测月报 2026-11")
                 && page.contains("<td class=\"n\">120</td>")
         );
+    }
+
+    #[test]
+    fn consumption_by_hour_and_by_day() {
+        use crate::domain::{StoredReading, Timestamp};
+        let reading = |ts: i64, total_l: i64, register_reset: bool| StoredReading {
+            ts: Timestamp::from_secs(ts),
+            total_l,
+            flow_lph: None,
+            battery_pct: None,
+            status: 0,
+            register_reset,
+        };
+        // 2026-12-01 00:00 +08:00, hourly: 5 L, 0 L, a reset, 7 L.
+        let t0 = 1_796_054_400;
+        let readings = [
+            reading(t0, 100, false),
+            reading(t0 + 3600, 105, false),
+            reading(t0 + 7200, 105, false),
+            reading(t0 + 10_800, 3, true),
+            reading(t0 + 14_400, 10, false),
+        ];
+        let hours = consumption(
+            &readings,
+            t0,
+            t0 + 5 * 3600,
+            false,
+            chrono_tz::Asia::Shanghai,
+        );
+        assert_eq!(
+            hours.iter().map(|(_, used)| *used).collect::<Vec<_>>(),
+            [Some(5), Some(0), None, Some(7), None]
+        );
+        let days = consumption(
+            &readings,
+            t0,
+            t0 + 2 * 86_400,
+            true,
+            chrono_tz::Asia::Shanghai,
+        );
+        assert_eq!(days, [(t0, Some(12)), (t0 + 86_400, None)]);
     }
 
     #[test]

@@ -179,6 +179,23 @@ async fn roles_decide_who_may_do_what_through_the_api() {
         "phones masked"
     );
 
+    // The household's water use by hour: known (zero) through the silent day.
+    let (status, used) = api
+        .get(
+            "/api/v1/meters/ZS-0001/consumption?by=hour&days=4",
+            Some(&monitor),
+        )
+        .await;
+    assert_eq!(status, 200, "{used}");
+    let known: Vec<i64> = used["litres"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|bucket| bucket["used"].as_i64())
+        .collect();
+    assert!(known.len() >= 24 && known.iter().all(|l| *l == 0), "{used}");
+    assert_eq!(used["zone"], "Asia/Shanghai");
+
     // The operator closes it with what was found, and reads the month.
     let (status, body) = api
         .post(

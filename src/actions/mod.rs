@@ -54,8 +54,8 @@ fn may(role: Role, what: &str) -> bool {
     match role {
         Role::Admin | Role::System => true,
         Role::Operator => !what.starts_with("meters.") && !what.starts_with("tokens."),
-        Role::Installer => what.starts_with("meters."),
-        Role::Monitor => what.starts_with("alerts."),
+        Role::Installer => what.starts_with("meters.") || what == "households.read",
+        Role::Monitor => what.starts_with("alerts.") || what == "households.read",
         Role::Resident => what == "alerts.safe",
     }
 }

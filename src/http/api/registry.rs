@@ -1,5 +1,6 @@
 //! The registry's side of the API: meters (the list, the installation
-//! check, the installation CSV), absences, thresholds.
+//! check, the installation CSV, a household's consumption), absences,
+//! thresholds.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -20,6 +21,7 @@ pub(super) fn routes() -> Router<HttpState> {
         .route("/api/v1/meters", get(meters))
         .route("/api/v1/meters/import", post(import))
         .route("/api/v1/meters/{id}", get(meter))
+        .route("/api/v1/meters/{id}/consumption", get(consumption))
         .route("/api/v1/absences", post(absence))
         .route("/api/v1/thresholds", get(thresholds).post(set_thresholds))
 }
@@ -277,4 +279,65 @@ async fn set_thresholds(
         }
         Err(refusal) => refusal,
     }
+}
+
+#[derive(Deserialize)]
+struct ConsumptionQuery {
+    /// `hour` (default) or `day`.
+    #[serde(default)]
+    by: Option<String>,
+    /// How far back: 7 days by hour, 90 by day, by default; at most 400.
+    #[serde(default)]
+    days: Option<i64>,
+}
+
+/// A household's water use: hourly for recent days, daily for months, in
+/// its own time zone; `null` where no reading says.
+async fn consumption(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<ConsumptionQuery>,
+) -> Response {
+    let daily = match query.by.as_deref() {
+        None | Some("hour") => false,
+        Some("day") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("by = {other:?}: must be hour or day"),
+            )
+        }
+    };
+    let days = query
+        .days
+        .unwrap_or(if daily { 90 } else { 7 })
+        .clamp(1, 400);
+    let now = state.clock.now().secs();
+    let from = now - days * 86_400;
+    let default_zone = state.registry.timezone;
+    let meter = id.clone();
+    let found = read(&state, &actor, "households.read", move |store| {
+        let zone = store
+            .meter_details(&meter, 0)?
+            .and_then(|d| d.registration)
+            .and_then(|r| r.timezone.parse().ok())
+            .unwrap_or(default_zone);
+        // One reading before the window, so its first bucket has a start.
+        let readings = store.readings(&meter, from - 2 * 86_400, now + 1)?;
+        Ok((zone, readings))
+    })
+    .await;
+    let (zone, readings): (chrono_tz::Tz, _) = match found {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let buckets = crate::report::consumption(&readings, from, now, daily, zone);
+    Json(serde_json::json!({
+        "meter": id,
+        "by": if daily { "day" } else { "hour" },
+        "zone": zone.name(),
+        "litres": buckets.iter().map(|(start, used)| serde_json::json!({"start": start, "used": used})).collect::<Vec<_>>(),
+    }))
+    .into_response()
 }
