@@ -53,7 +53,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "ingest",
         &["domain", "clock", "pipeline", "wire", "metrics", "config"],
     ),
-    ("report", &["config", "store"]),
+    ("report", &["config", "domain", "store"]),
     (
         "watch",
         &["clock", "config", "domain", "metrics", "notify", "store"],
