@@ -126,6 +126,13 @@ async fn roles_decide_who_may_do_what_through_the_api() {
     assert_eq!(status, 200);
     let (status, _) = api.get("/api/v1/meters/unregistered", Some(&monitor)).await;
     assert_eq!(status, 403);
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-zs-0001").await;
+    meter.send("meters/ZS-0001/reading", "not json").await;
+    meter.flush().await;
+    let (status, rejected) = api.get("/api/v1/ingest/rejected", Some(&installer)).await;
+    assert_eq!(status, 200);
+    assert_eq!(rejected[0]["reason"], "invalid_json", "{rejected}");
+    assert_eq!(rejected[0]["meter"], "ZS-0001", "{rejected}");
 
     // A silent home's alert, acknowledged by its monitor through the API.
     publish_hourly(&gateway, &silent_day()).await;

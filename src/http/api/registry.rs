@@ -1,6 +1,6 @@
 //! The registry's side of the API: meters (the list, the installation
-//! check, the installation CSV, a household's consumption), absences,
-//! thresholds.
+//! check, the installation CSV, a household's consumption, what ingest
+//! rejected), absences, thresholds.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<HttpState> {
         .route("/api/v1/meters/import", post(import))
         .route("/api/v1/meters/{id}", get(meter))
         .route("/api/v1/meters/{id}/consumption", get(consumption))
+        .route("/api/v1/ingest/rejected", get(rejected))
         .route("/api/v1/absences", post(absence))
         .route("/api/v1/thresholds", get(thresholds).post(set_thresholds))
 }
@@ -340,4 +341,42 @@ async fn consumption(
         "litres": buckets.iter().map(|(start, used)| serde_json::json!({"start": start, "used": used})).collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct RejectedQuery {
+    #[serde(default = "default_rejected")]
+    limit: usize,
+}
+
+fn default_rejected() -> usize {
+    50
+}
+
+/// What ingest could not use, newest first: for installers checking a meter.
+async fn rejected(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Query(query): Query<RejectedQuery>,
+) -> Response {
+    let limit = query.limit.min(500);
+    match read(&state, &actor, "meters.read", move |store| {
+        Ok(store.rejected_messages(limit)?)
+    })
+    .await
+    {
+        Ok(messages) => Json(
+            messages
+                .into_iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "received_at": m.received_at, "topic": m.topic, "meter": m.meter_id,
+                        "reason": m.reason, "detail": m.detail, "payload": m.payload,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(refusal) => refusal,
+    }
 }
