@@ -314,17 +314,35 @@ fn twilio_fields(
     }
 }
 
+/// A Twilio webhook's form fields, once the request is admitted and its
+/// signature checked: a request that is not Twilio's never reaches a handler.
+struct TwilioForm(Vec<(String, String)>);
+
+impl axum::extract::FromRequest<HttpState> for TwilioForm {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &HttpState,
+    ) -> Result<Self, Response> {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |info| info.0);
+        let (uri, headers) = (request.uri().clone(), request.headers().clone());
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        twilio_fields(&state.callbacks, peer, &uri, &headers, &body)
+            .map(TwilioForm)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
 async fn twilio_inbound(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    TwilioForm(fields): TwilioForm,
 ) -> Response {
-    let fields = match twilio_fields(&state.callbacks, peer, &uri, &headers, &body) {
-        Ok(fields) => fields,
-        Err(refused) => return refused.into_response(),
-    };
     let reply = match callbacks::twilio_reply(&fields) {
         Ok(reply) => reply,
         Err(problem) => return unreadable("twilio", problem),
@@ -344,17 +362,7 @@ async fn twilio_inbound(
     }
 }
 
-async fn twilio_status(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let fields = match twilio_fields(&state.callbacks, peer, &uri, &headers, &body) {
-        Ok(fields) => fields,
-        Err(refused) => return refused.into_response(),
-    };
+async fn twilio_status(State(state): State<HttpState>, TwilioForm(fields): TwilioForm) -> Response {
     let receipt = match callbacks::twilio_receipt(&fields) {
         Ok(receipt) => receipt,
         Err(problem) => return unreadable("twilio", problem),
