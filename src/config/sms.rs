@@ -108,6 +108,11 @@ impl AddressBlock {
         (prefix <= bits).then_some(Self { addr, prefix })
     }
 
+    /// Whether `blocks` let `ip` in: an empty list lets everyone in.
+    pub fn allows(blocks: &[AddressBlock], ip: IpAddr) -> bool {
+        blocks.is_empty() || blocks.iter().any(|block| block.contains(ip))
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),

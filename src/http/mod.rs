@@ -148,6 +148,16 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The address a request came from (the listener records it); loopback for
+/// a router served without it.
+fn peer(extensions: &axum::http::Extensions) -> std::net::SocketAddr {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), |info| {
+            info.0
+        })
+}
+
 /// Why a caller was turned away: small, so checks can return it.
 struct Refusal(StatusCode, String);
 

@@ -29,8 +29,8 @@ use axum::Router;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{error, HttpState, Refusal};
-use crate::config::{PlatformsConfig, Secret};
-use crate::domain::MeterId;
+use crate::config::{AddressBlock, PlatformsConfig, Secret};
+use crate::domain::{same_secret, MeterId};
 use crate::metrics::Metrics;
 use crate::pipeline::{Decoded, Message, RejectReason, Rejection};
 use crate::store::prelude::*;
@@ -62,11 +62,6 @@ pub fn routes() -> Router<HttpState> {
         .layer(axum::extract::DefaultBodyLimit::max(PUSH_LIMIT))
 }
 
-fn same_secret(a: &str, b: &str) -> bool {
-    let digest = |text: &str| ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    digest(a).as_ref() == digest(b).as_ref()
-}
-
 /// Whether this caller may push as `platform`: enabled (its secret set), from
 /// an allowed address, and (for a path token) with the right token.
 fn admit<'a>(
@@ -87,7 +82,7 @@ fn admit<'a>(
             format!("{} pushes are not enabled", platform.as_str()),
         ));
     };
-    if !config.allow.is_empty() && !config.allow.iter().any(|b| b.contains(peer.ip())) {
+    if !AddressBlock::allows(&config.allow, peer.ip()) {
         tracing::warn!(%peer, platform = platform.as_str(), "push refused: address not in platforms.allow");
         return Err(Refusal(
             StatusCode::FORBIDDEN,

@@ -26,6 +26,7 @@ use axum::Router;
 use super::{error, HttpState, Refusal};
 use crate::actions::replies;
 use crate::config::{AddressBlock, Secret};
+use crate::domain::same_secret;
 use crate::notify::callbacks::{self, InboundReply, Read};
 use crate::notify::sign;
 use crate::store::outbox::Receipt;
@@ -55,11 +56,6 @@ pub fn routes() -> Router<HttpState> {
 /// The largest callback body taken: a batch of receipts is a few kilobytes.
 const CALLBACK_LIMIT: usize = 256 * 1024;
 
-fn same_secret(a: &str, b: &str) -> bool {
-    // Equal digests, so the time taken says nothing about where they differ.
-    sign::sha256_hex(a.as_bytes()) == sign::sha256_hex(b.as_bytes())
-}
-
 /// Whether this caller may use `provider`'s callbacks: the provider is
 /// configured, the caller's address is allowed, and (for unsigned
 /// callbacks) the path holds the token.
@@ -75,7 +71,7 @@ fn admit(
             format!("{provider} is not a configured SMS provider"),
         ));
     }
-    if !callbacks.allow.is_empty() && !callbacks.allow.iter().any(|b| b.contains(peer.ip())) {
+    if !AddressBlock::allows(&callbacks.allow, peer.ip()) {
         tracing::warn!(%peer, provider, "SMS callback refused: address not in sms.callback_allow");
         return Err(Refusal(
             StatusCode::FORBIDDEN,
@@ -192,55 +188,14 @@ fn unreadable(provider: &str, problem: String) -> Response {
     error(StatusCode::BAD_REQUEST, &problem)
 }
 
-/// An unsigned provider's reply callback: admitted, read, acted on.
-async fn unsigned_replies(
-    state: &HttpState,
-    provider: &'static str,
-    peer: SocketAddr,
-    token: &str,
-    body: &[u8],
-    parse: fn(&[u8]) -> Result<Read<InboundReply>, String>,
-    answer: &'static str,
-) -> Response {
-    if let Err(refused) = admit(&state.callbacks, provider, peer, Some(token)) {
-        return refused.into_response();
-    }
-    let read = match parse(body) {
-        Ok(read) => read,
-        Err(problem) => return unreadable(provider, problem),
-    };
-    // Aliyun and Tencent send approved templates only, so the answer to a
-    // reply is not texted back; the alert's history records it.
-    match act_on(state, provider, read).await {
-        Ok(_) => json_answer(answer),
-        Err(failed) => failed,
-    }
+/// What an unsigned callback carries, and how its body is read.
+enum Unsigned {
+    Replies(fn(&[u8]) -> Result<Read<InboundReply>, String>),
+    Receipts(fn(&[u8]) -> Result<Read<Receipt>, String>),
 }
 
-/// An unsigned provider's receipt callback: admitted, read, recorded.
-async fn unsigned_receipts(
-    state: &HttpState,
-    provider: &'static str,
-    peer: SocketAddr,
-    token: &str,
-    body: &[u8],
-    parse: fn(&[u8]) -> Result<Read<Receipt>, String>,
-    answer: &'static str,
-) -> Response {
-    if let Err(refused) = admit(&state.callbacks, provider, peer, Some(token)) {
-        return refused.into_response();
-    }
-    let read = match parse(body) {
-        Ok(read) => read,
-        Err(problem) => return unreadable(provider, problem),
-    };
-    match record(state, provider, read).await {
-        Ok(()) => json_answer(answer),
-        Err(failed) => failed,
-    }
-}
-
-/// `POST /sms/{provider}/{token}/{what}`: Aliyun's and Tencent's callbacks.
+/// `POST /sms/{provider}/{token}/{what}`: Aliyun's and Tencent's callbacks,
+/// admitted, read, acted on, and answered as the provider documents.
 async fn unsigned_callback(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -248,25 +203,47 @@ async fn unsigned_callback(
     body: axum::body::Bytes,
 ) -> Response {
     use callbacks::{ALIYUN_ANSWER, TENCENT_ANSWER};
-    let (state, body) = (&state, &body[..]);
-    match (provider.as_str(), what.as_str()) {
-        ("aliyun", "reply") => {
-            let parse = callbacks::aliyun_replies;
-            unsigned_replies(state, "aliyun", peer, &token, body, parse, ALIYUN_ANSWER).await
-        }
-        ("aliyun", "report") => {
-            let parse = callbacks::aliyun_receipts;
-            unsigned_receipts(state, "aliyun", peer, &token, body, parse, ALIYUN_ANSWER).await
-        }
-        ("tencent", "reply") => {
-            let parse = callbacks::tencent_replies;
-            unsigned_replies(state, "tencent", peer, &token, body, parse, TENCENT_ANSWER).await
-        }
-        ("tencent", "status") => {
-            let parse = callbacks::tencent_receipts;
-            unsigned_receipts(state, "tencent", peer, &token, body, parse, TENCENT_ANSWER).await
-        }
-        _ => error(StatusCode::NOT_FOUND, "no such path"),
+    let (provider, answer, kind) = match (provider.as_str(), what.as_str()) {
+        ("aliyun", "reply") => (
+            "aliyun",
+            ALIYUN_ANSWER,
+            Unsigned::Replies(callbacks::aliyun_replies),
+        ),
+        ("aliyun", "report") => (
+            "aliyun",
+            ALIYUN_ANSWER,
+            Unsigned::Receipts(callbacks::aliyun_receipts),
+        ),
+        ("tencent", "reply") => (
+            "tencent",
+            TENCENT_ANSWER,
+            Unsigned::Replies(callbacks::tencent_replies),
+        ),
+        ("tencent", "status") => (
+            "tencent",
+            TENCENT_ANSWER,
+            Unsigned::Receipts(callbacks::tencent_receipts),
+        ),
+        _ => return error(StatusCode::NOT_FOUND, "no such path"),
+    };
+    if let Err(refused) = admit(&state.callbacks, provider, peer, Some(&token)) {
+        return refused.into_response();
+    }
+    // Aliyun and Tencent send approved templates only, so the answer to a
+    // reply is not texted back; the alert's history records it.
+    let handled = match kind {
+        Unsigned::Replies(parse) => match parse(&body) {
+            Ok(read) => act_on(&state, provider, read).await.map(|_| ()),
+            Err(problem) => return unreadable(provider, problem),
+        },
+        Unsigned::Receipts(parse) => match parse(&body) {
+            Ok(read) => record(&state, provider, read).await,
+            Err(problem) => return unreadable(provider, problem),
+        },
+    };
+    match handled {
+        Ok(()) => json_answer(answer),
+        Err(failed) => failed,
     }
 }
 
@@ -325,10 +302,7 @@ impl axum::extract::FromRequest<HttpState> for TwilioForm {
         request: axum::extract::Request,
         state: &HttpState,
     ) -> Result<Self, Response> {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |info| info.0);
+        let peer = super::peer(request.extensions());
         let (uri, headers) = (request.uri().clone(), request.headers().clone());
         let body = axum::body::Bytes::from_request(request, state)
             .await

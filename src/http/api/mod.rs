@@ -28,7 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -125,10 +125,7 @@ impl axum::extract::FromRequestParts<HttpState> for Caller {
         parts: &mut axum::http::request::Parts,
         state: &HttpState,
     ) -> Result<Self, Response> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |info| info.0);
+        let peer = super::peer(&parts.extensions);
         who(state, &parts.headers, peer)
             .await
             .map(Caller)
