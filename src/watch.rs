@@ -83,6 +83,14 @@ impl Condition {
         }
     }
 
+    /// What is wrong, in the texts' language.
+    pub fn words(&self, language: Language) -> &str {
+        match language {
+            Language::Zh => &self.zh,
+            Language::En => &self.en,
+        }
+    }
+
     /// `kind` or `kind/subject`, as `/metrics` lists it.
     pub fn label(&self) -> String {
         if self.subject.is_empty() {
@@ -330,7 +338,7 @@ impl Watch {
             let values = TemplateValues {
                 name: "Stillwater".into(),
                 meter: "system".into(),
-                flags: self.words(condition).to_string(),
+                flags: condition.words(self.language).to_string(),
                 ..TemplateValues::default()
             };
             let sms = Sms {
@@ -353,13 +361,6 @@ impl Watch {
                     }
                 }
             }
-        }
-    }
-
-    fn words<'a>(&self, condition: &'a Condition) -> &'a str {
-        match self.language {
-            Language::Zh => &condition.zh,
-            Language::En => &condition.en,
         }
     }
 }
@@ -387,10 +388,7 @@ fn apply(
         }
     }
     for condition in holding {
-        let words = match language {
-            Language::Zh => condition.zh.clone(),
-            Language::En => condition.en.clone(),
-        };
+        let words = condition.words(language).to_string();
         let texts = |id: i64, code_for: &dyn Fn(&str) -> Result<u32, crate::store::StoreError>| {
             admins
                 .iter()

@@ -2,8 +2,6 @@
 //! listed, revoked — by administrators, each change in the audit log — and
 //! the token presented to the API turned back into who is acting.
 
-use ring::rand::SecureRandom;
-
 use super::{require, stamp, ActionError};
 use crate::domain::{Actor, Channel, Role};
 use crate::store::prelude::*;
@@ -49,14 +47,9 @@ pub fn add(
             "a token's name must be 1 to 64 characters (who holds it)".into(),
         ));
     }
-    let mut bytes = [0u8; 24];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| ActionError::Invalid("the system's random source failed".into()))?;
-    let secret = format!(
-        "sw_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let random = crate::domain::random_hex(24)
+        .ok_or_else(|| ActionError::Invalid("the system's random source failed".into()))?;
+    let secret = format!("sw_{random}");
     let id = store.add_token(name, role.as_str(), &digest(&secret), now)?;
     store.write(|tx| {
         tx.audit(

@@ -151,9 +151,7 @@ pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<
 fn who<'a>(alert: &'a stillwater::store::alerts::AlertRecord, unknown: &'a str) -> &'a str {
     match &alert.resident_name {
         Some(name) => name,
-        None if alert.meter_id == "system" || alert.meter_id.starts_with("system/") => {
-            "the gateway itself"
-        }
+        None if stillwater::store::system::is_system_meter(&alert.meter_id) => "the gateway itself",
         None => unknown,
     }
 }

@@ -230,6 +230,20 @@ fn is_mainland_mobile(digits: &str) -> bool {
 /// What is stored of a meter's own MQTT password: SHA-256 over the meter id
 /// and the password. The passwords are random (128 bits, `actions::meters::
 /// new_login`), so a fast hash is enough: there is no dictionary to try.
+/// Bytes as lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `count` bytes from the system's random source, as hex; `None` in the
+/// unheard-of case that it fails.
+pub fn random_hex(count: usize) -> Option<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = vec![0u8; count];
+    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(hex(&bytes))
+}
+
 /// Whether two secrets are equal, compared as their SHA-256 digests so the
 /// time taken says nothing about where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {

@@ -4,8 +4,6 @@
 //! (string values only), and our idempotency key as `OutId`, which delivery
 //! receipts echo.
 
-use ring::rand::SecureRandom;
-
 use super::{exchange, params, sign, unreadable, SendError, SendFuture, Sent, Sms, SmsProvider};
 use crate::clock::SharedClock;
 use crate::config::AliyunConfig;
@@ -84,11 +82,9 @@ fn phone_number(e164: &str) -> String {
 }
 
 fn nonce() -> String {
-    let mut bytes = [0u8; 16];
     // The system's random source does not fail on the platforms we run on;
-    // a zero nonce would only make Aliyun refuse a replayed request.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // a fixed nonce would only make Aliyun refuse a replayed request.
+    crate::domain::random_hex(16).unwrap_or_else(|| "0".repeat(32))
 }
 
 #[derive(serde::Deserialize)]

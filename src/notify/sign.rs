@@ -5,6 +5,8 @@
 use base64::Engine as _;
 use ring::{digest, hmac};
 
+use crate::domain::hex;
+
 /// RFC 3986 percent-encoding as Aliyun's RPC signature wants it: everything
 /// but `A-Za-z0-9-_.~` is encoded, UTF-8 byte by byte (a space is `%20`, `*`
 /// is `%2A`).
@@ -53,10 +55,6 @@ pub fn aliyun_signature(access_key_secret: &str, string_to_sign: &str) -> String
 
 fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

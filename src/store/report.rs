@@ -107,7 +107,7 @@ impl ReportStore for Store {
                 Ok(AlertFact {
                     kind: row.get(0)?,
                     severity: row.get(1)?,
-                    system: meter == "system" || meter.starts_with("system/"),
+                    system: super::system::is_system_meter(&meter),
                     created_at: row.get(3)?,
                     acknowledged_at: row.get(4)?,
                     disposition: row.get(5)?,

@@ -30,6 +30,11 @@ pub struct ActiveSystemAlert {
     pub subject: String,
 }
 
+/// Whether an alert's `meter_id` is a system alert's (`system`, `system/…`).
+pub fn is_system_meter(meter_id: &str) -> bool {
+    meter_id == "system" || meter_id.starts_with("system/")
+}
+
 /// What `meter_id` a system alert about `subject` has.
 pub fn system_meter(subject: &str) -> String {
     if subject.is_empty() {
