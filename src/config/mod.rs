@@ -14,9 +14,11 @@ mod platforms;
 mod shape;
 mod sms;
 mod validate;
+mod watch;
 
 pub use platforms::*;
 pub use sms::*;
+pub use watch::*;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -56,7 +56,7 @@ fn token(
     if !enabled {
         return None;
     }
-    match env(name).filter(|value| !value.trim().is_empty()) {
+    match super::sms::from_env(env, name) {
         Some(value) => Some(Secret::new(value.trim().to_string())),
         None => {
             p.push(bad_value(
@@ -158,7 +158,7 @@ pub(super) fn validate_platforms(
         ),
         onenet_aes_key: onenet_token
             .as_ref()
-            .and(env(ONENET_AES_KEY_ENV).filter(|k| !k.trim().is_empty()))
+            .and(super::sms::from_env(env, ONENET_AES_KEY_ENV))
             .map(|key| Secret::new(key.trim().to_string())),
         onenet_token,
         iotda_token: token(

@@ -1,6 +1,5 @@
-//! The `[sms]` and `[watch]` sections: which providers send, their accounts
-//! and templates, where their callbacks may come from, and how the alarm
-//! watches itself. Secrets come from the environment or from a file only its
+//! The `[sms]` section: which providers send, their accounts and templates,
+//! and where their callbacks may come from. Secrets come from the environment or from a file only its
 //! owner can read.
 //!
 //! Long on purpose: each provider's keys, secrets and templates are checked
@@ -15,7 +14,7 @@ use serde::Deserialize;
 
 use super::validate::{at_least_one, duration, Problems};
 use super::*;
-use crate::domain::{parse_duration, PhoneNumber, TemplateValues};
+use crate::domain::{PhoneNumber, TemplateValues};
 
 /// A provider's registered template for one `<kind>.<purpose>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,20 +165,6 @@ impl SmsConfig {
     }
 }
 
-/// How the alarm watches itself.
-#[derive(Debug, Clone)]
-pub struct WatchConfig {
-    pub admins: Vec<PhoneNumber>,
-    /// Minutes after local midnight; `None`: no heartbeat.
-    pub heartbeat_at_min: Option<u32>,
-    pub ingest_silent_after_s: i64,
-    pub disk_min_free_bytes: u64,
-    pub provider_failures: u32,
-    pub receipts_within_s: i64,
-    pub engine_behind_s: i64,
-    pub check_every: Duration,
-}
-
 /// The environment variables of the SMS settings.
 pub const SMS_WEBHOOK_TOKEN_ENV: &str = "STILLWATER_SMS_WEBHOOK_TOKEN";
 pub const SMS_INBOUND_TOKEN_ENV: &str = "STILLWATER_SMS_INBOUND_TOKEN";
@@ -265,22 +250,9 @@ struct RawTwilio {
     rate_per_second: u32,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawWatch {
-    admins: Vec<String>,
-    heartbeat_at: String,
-    ingest_silent_after: String,
-    disk_min_free_mb: u64,
-    provider_failures: u32,
-    receipts_within: String,
-    engine_behind: String,
-    check_every: String,
-}
+pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-fn from_env(env: Env<'_>, name: &str) -> Option<String> {
+pub(super) fn from_env(env: Env<'_>, name: &str) -> Option<String> {
     env(name).filter(|value| !value.trim().is_empty())
 }
 
@@ -668,60 +640,6 @@ pub(super) fn validate_sms(mut raw: RawSms, env: Env<'_>, p: &mut Problems) -> O
         inbound_token: from_env(env, SMS_INBOUND_TOKEN_ENV).map(Secret::new),
         templates: raw.templates,
     })
-}
-
-pub(super) fn validate_watch(raw: RawWatch, p: &mut Problems) -> WatchConfig {
-    let mut admins = Vec::new();
-    for number in &raw.admins {
-        match PhoneNumber::parse(number) {
-            Ok(phone) => admins.push(phone),
-            Err(problem) => p.push(bad_value("watch.admins", number, problem.to_string())),
-        }
-    }
-    let heartbeat_at_min = if raw.heartbeat_at.is_empty() {
-        None
-    } else {
-        match chrono::NaiveTime::parse_from_str(&raw.heartbeat_at, "%H:%M") {
-            Ok(time) => {
-                use chrono::Timelike;
-                Some(time.hour() * 60 + time.minute())
-            }
-            Err(_) => {
-                p.push(bad_value(
-                    "watch.heartbeat_at",
-                    &raw.heartbeat_at,
-                    "must be a time of day such as \"09:00\", or \"\"",
-                ));
-                None
-            }
-        }
-    };
-    let positive = |key: &'static str, text: &str, p: &mut Problems| -> i64 {
-        match parse_duration(text) {
-            Ok(seconds) if seconds > 0 => seconds,
-            Ok(_) => {
-                p.push(bad_value(key, text, "must be longer than 0"));
-                1
-            }
-            Err(error) => {
-                p.push(bad_value(key, text, error.to_string()));
-                1
-            }
-        }
-    };
-    WatchConfig {
-        admins,
-        heartbeat_at_min,
-        ingest_silent_after_s: positive("watch.ingest_silent_after", &raw.ingest_silent_after, p),
-        disk_min_free_bytes: raw.disk_min_free_mb.saturating_mul(1024 * 1024),
-        provider_failures: p.take(at_least_one(
-            "watch.provider_failures",
-            raw.provider_failures,
-        )),
-        receipts_within_s: positive("watch.receipts_within", &raw.receipts_within, p),
-        engine_behind_s: positive("watch.engine_behind", &raw.engine_behind, p),
-        check_every: Duration::from_secs(positive("watch.check_every", &raw.check_every, p) as u64),
-    }
 }
 
 #[cfg(test)]

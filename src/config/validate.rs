@@ -46,7 +46,7 @@ pub(super) struct RawConfig {
     rules: RawRules,
     alerts: RawAlerts,
     sms: sms::RawSms,
-    watch: sms::RawWatch,
+    watch: watch::RawWatch,
     platforms: platforms::RawPlatforms,
 }
 
@@ -289,7 +289,7 @@ impl RawConfig {
         let rules = validate_rules(self.rules, p);
         let alerts = validate_alerts(self.alerts, p);
         let sms = sms::validate_sms(self.sms, env, p);
-        let watch = sms::validate_watch(self.watch, p);
+        let watch = watch::validate_watch(self.watch, p);
         let platforms = platforms::validate_platforms(self.platforms, env, p);
         if !p.0.is_empty() {
             return None;
