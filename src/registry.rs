@@ -208,9 +208,7 @@ impl HouseholdFields {
         };
         let imei = match self.imei.trim() {
             "" => None,
-            imei if imei.len() == 15 && imei.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(imei.to_string())
-            }
+            imei if crate::domain::is_imei(imei) => Some(imei.to_string()),
             imei => {
                 fail(
                     "imei",

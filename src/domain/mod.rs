@@ -230,6 +230,11 @@ fn is_mainland_mobile(digits: &str) -> bool {
 /// What is stored of a meter's own MQTT password: SHA-256 over the meter id
 /// and the password. The passwords are random (128 bits, `actions::meters::
 /// new_login`), so a fast hash is enough: there is no dictionary to try.
+/// Whether `text` is an IMEI as modules print it: 15 digits.
+pub fn is_imei(text: &str) -> bool {
+    text.len() == 15 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Bytes as lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

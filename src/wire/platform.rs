@@ -80,7 +80,7 @@ fn text(value: Option<&Value>) -> String {
 /// An IMEI as platforms send it: 15 digits; `"undefined"` and the like are none.
 fn imei(value: Option<&Value>) -> Option<String> {
     let imei = text(value);
-    (imei.len() == 15 && imei.bytes().all(|b| b.is_ascii_digit())).then_some(imei)
+    crate::domain::is_imei(&imei).then_some(imei)
 }
 
 fn json(body: &[u8], what: &str) -> Result<Value, String> {
