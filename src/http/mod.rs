@@ -195,7 +195,7 @@ async fn inbound_sms(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token);
-    if presented != Some(token.expose()) {
+    if !presented.is_some_and(|presented| crate::domain::same_secret(presented, token.expose())) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     let body = match body {
