@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "clock",
             "pipeline",
+            "policy",
             "thresholds",
         ],
     ),
@@ -62,6 +63,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "http",
         &[
             "actions",
+            "alert",
             "clock",
             "config",
             "domain",

@@ -135,7 +135,17 @@ fn transition(
     to: &str,
     now: i64,
 ) -> Result<(), ActionError> {
+    let before = tx.alert(id)?;
     if tx.set_alert_state(id, from, to, stamp(actor, now))? {
+        let (meter, was) = before
+            .map(|alert| (alert.meter_id, alert.state))
+            .unwrap_or_default();
+        tx.audit(
+            stamp(actor, now),
+            &format!("alert.{to}"),
+            &format!("alert {id} ({meter})"),
+            &format!("{was} → {to}"),
+        )?;
         return Ok(());
     }
     match tx.alert(id)? {

@@ -10,6 +10,7 @@
 
 pub mod absences;
 pub mod alerts;
+pub mod households;
 pub mod meters;
 pub mod readings;
 pub mod replies;
@@ -53,11 +54,29 @@ pub enum ActionError {
 fn may(role: Role, what: &str) -> bool {
     match role {
         Role::Admin | Role::System => true,
-        Role::Operator => !what.starts_with("meters.") && !what.starts_with("tokens."),
-        Role::Installer => what.starts_with("meters.") || what == "households.read",
-        Role::Monitor => what.starts_with("alerts.") || what == "households.read",
+        Role::Operator => {
+            !what.starts_with("meters.")
+                && !what.starts_with("tokens.")
+                && (!what.starts_with("households.") || what == "households.read")
+                && what != "personal.read"
+        }
+        Role::Installer => {
+            what.starts_with("meters.")
+                || what.starts_with("households.")
+                || what == "personal.read"
+        }
+        Role::Monitor => {
+            what.starts_with("alerts.") || what == "households.read" || what == "personal.read"
+        }
         Role::Resident => what == "alerts.safe",
     }
+}
+
+/// Whether `actor` may see residents' and contacts' names, addresses and
+/// phones in full (monitoring teams call them, installers enter them);
+/// others see them masked.
+pub fn sees_personal_data(actor: &Actor) -> bool {
+    may(actor.role, "personal.read")
 }
 
 /// Refuses an action the actor's role does not allow.

@@ -109,7 +109,7 @@ fn write(
         };
         let name = scope_name(scope);
         for (key, value) in changes {
-            tx.set_rule(
+            let before = tx.set_rule(
                 name,
                 &target,
                 key.as_str(),
@@ -120,7 +120,11 @@ fn write(
                 stamp(actor, now),
                 "rules.set",
                 &format!("{name} {target}"),
-                &format!("{key} = {}", value.as_deref().unwrap_or("(default)")),
+                &format!(
+                    "{key}: {} → {}",
+                    before.as_deref().unwrap_or("(default)"),
+                    value.as_deref().unwrap_or("(default)")
+                ),
             )?;
         }
         Ok(())

@@ -46,6 +46,7 @@ const SYSTEM: &str = "stillwater";
 pub mod codes;
 pub mod lifecycle;
 pub mod replay;
+pub mod what_if;
 
 use lifecycle::{Change, Facts, Recipients, Settings, Target};
 

@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 
 use stillwater::alert::lifecycle::Settings;
-use stillwater::alert::replay::{replay_with, Assume, Tally};
+use stillwater::alert::replay::Tally;
+use stillwater::alert::what_if::WhatIf;
 use stillwater::config::Config;
-use stillwater::detect::{warm_up_s, Learned};
 use stillwater::policy::Setting;
 
 use super::absences::parse_when;
@@ -187,49 +187,20 @@ fn replay_one(
     from: i64,
     to: i64,
 ) -> Outcome {
-    let work = || -> Result<Outcome, stillwater::store::StoreError> {
-        let Some(household) = store.household(meter)? else {
-            return Ok(Outcome::Unregistered(meter.to_string()));
-        };
-        let stored = store.rule_overrides(&RuleScope::Meter(meter.to_string()))?;
-        let current = stillwater::thresholds::in_force(&config.rules, &household.category, &stored);
-        let tried = current.policy.clone().with(what_if);
-        if let Err(problem) = tried.check() {
-            return Ok(Outcome::Refused(format!("for meter {meter}: {problem}")));
+    match stillwater::alert::what_if::what_if(
+        store,
+        &config.rules,
+        settings,
+        meter,
+        what_if,
+        from,
+        to,
+    ) {
+        Ok(WhatIf::Replayed(resident, now, then)) => {
+            Outcome::Replayed(meter.to_string(), resident, now, then)
         }
-        let history = warm_up_s(&current.policy).max(warm_up_s(&tried));
-        let readings = store.readings(meter, from - history, to)?;
-        // As live: no alert inside a declared absence, and the routine
-        // learns nothing from it or from alerts closed as away.
-        let periods = store.not_routine(household.id)?;
-        let assume = Assume {
-            absences: &periods.declared,
-            not_learned: &periods.closed_away,
-            ..Assume::default()
-        };
-        let now = replay_with(
-            &readings,
-            &Learned,
-            &current.policy,
-            settings,
-            &household,
-            &assume,
-        );
-        // The background is the same for both unless its window is what changed.
-        let known = (tried.background_s == current.policy.background_s)
-            .then_some(now.backgrounds.as_slice());
-        let assume = Assume {
-            backgrounds: known,
-            ..assume
-        };
-        let then = replay_with(&readings, &Learned, &tried, settings, &household, &assume);
-        let (now, then) = (now.tally(from, &household), then.tally(from, &household));
-        Ok(Outcome::Replayed(
-            meter.to_string(),
-            household.resident_name.clone(),
-            now,
-            then,
-        ))
-    };
-    work().unwrap_or_else(Outcome::Failed)
+        Ok(WhatIf::Unregistered) => Outcome::Unregistered(meter.to_string()),
+        Ok(WhatIf::Refused(problem)) => Outcome::Refused(problem),
+        Err(error) => Outcome::Failed(error),
+    }
 }

@@ -23,6 +23,21 @@ pub struct AlertHead {
     pub state: String,
 }
 
+/// A household as it is stored: what an edit starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HouseholdRecord {
+    pub id: i64,
+    pub resident_name: String,
+    pub address: String,
+    pub category: String,
+    pub timezone: String,
+    pub reporting_interval_min: i64,
+    pub notes: String,
+    pub check_in_phone: Option<String>,
+    /// (name, phone E.164) in escalation order.
+    pub contacts: Vec<(String, String)>,
+}
+
 /// When, by whom and through what an alert changed state.
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp<'a> {
@@ -58,6 +73,12 @@ pub trait Tx {
         household_id: i64,
         phone: Option<&str>,
     ) -> Result<(), StoreError>;
+
+    /// The household `meter` is actively registered to, with its contacts.
+    fn household(&mut self, meter: &str) -> Result<Option<HouseholdRecord>, StoreError>;
+
+    /// Rewrites household `id`'s details and contacts (its meters stay).
+    fn update_household(&mut self, id: i64, household: &NewHousehold) -> Result<(), StoreError>;
 
     fn alert(&mut self, id: i64) -> Result<Option<AlertHead>, StoreError>;
     /// The meter's open and acknowledged alerts.
@@ -96,7 +117,8 @@ pub trait Tx {
     /// Ends a current absence early; returns whether there was one to end.
     fn end_absence(&mut self, id: i64, now: i64) -> Result<bool, StoreError>;
 
-    /// Sets (`Some`) or removes (`None`) one rule override.
+    /// Sets (`Some`) or removes (`None`) one rule override; returns the
+    /// override it replaced.
     fn set_rule(
         &mut self,
         scope: &str,
@@ -104,7 +126,7 @@ pub trait Tx {
         key: &str,
         value: Option<&str>,
         stamp: Stamp<'_>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<String>, StoreError>;
 
     fn audit(
         &mut self,
@@ -248,6 +270,69 @@ impl Tx for SqliteTx<'_> {
             "UPDATE households SET check_in_phone = ?2 WHERE id = ?1",
             params![household_id, phone],
         )?;
+        Ok(())
+    }
+
+    fn household(&mut self, meter: &str) -> Result<Option<HouseholdRecord>, StoreError> {
+        let found = self
+            .0
+            .query_row(
+                "SELECT h.id, h.resident_name, h.address, h.category, h.timezone,
+                        h.reporting_interval_min, h.notes, h.check_in_phone
+                 FROM meters m JOIN households h ON h.id = m.household_id
+                 WHERE m.meter_id = ?1 AND m.status = 'active'",
+                [meter],
+                |row| {
+                    Ok(HouseholdRecord {
+                        id: row.get(0)?,
+                        resident_name: row.get(1)?,
+                        address: row.get(2)?,
+                        category: row.get(3)?,
+                        timezone: row.get(4)?,
+                        reporting_interval_min: row.get(5)?,
+                        notes: row.get(6)?,
+                        check_in_phone: row.get(7)?,
+                        contacts: Vec::new(),
+                    })
+                },
+            )
+            .optional()?;
+        let Some(mut household) = found else {
+            return Ok(None);
+        };
+        let mut statement = self.0.prepare(
+            "SELECT name, phone FROM contacts WHERE household_id = ?1 ORDER BY step, position",
+        )?;
+        household.contacts = statement
+            .query_map([household.id], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(household))
+    }
+
+    fn update_household(&mut self, id: i64, household: &NewHousehold) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE households SET resident_name = ?2, address = ?3, category = ?4, timezone = ?5,
+                    reporting_interval_min = ?6, notes = ?7, check_in_phone = ?8
+             WHERE id = ?1",
+            params![
+                id,
+                household.resident_name,
+                household.address,
+                household.category,
+                household.timezone.name(),
+                household.reporting_interval_min,
+                household.notes,
+                household.check_in_phone.as_ref().map(PhoneNumber::as_str)
+            ],
+        )?;
+        self.0
+            .execute("DELETE FROM contacts WHERE household_id = ?1", [id])?;
+        for (position, contact) in household.contacts.iter().enumerate() {
+            self.0.execute(
+                "INSERT INTO contacts (household_id, position, name, phone, step) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, position as i64 + 1, contact.name, contact.phone.as_str(), contact.step],
+            )?;
+        }
         Ok(())
     }
 
@@ -406,7 +491,15 @@ impl Tx for SqliteTx<'_> {
         key: &str,
         value: Option<&str>,
         stamp: Stamp<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
+        let before = self
+            .0
+            .query_row(
+                "SELECT value FROM rule_overrides WHERE scope = ?1 AND target = ?2 AND key = ?3",
+                params![scope, target, key],
+                |row| row.get(0),
+            )
+            .optional()?;
         match value {
             Some(value) => self.0.execute(
                 "INSERT INTO rule_overrides (scope, target, key, value, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -419,7 +512,7 @@ impl Tx for SqliteTx<'_> {
                 params![scope, target, key],
             )?,
         };
-        Ok(())
+        Ok(before)
     }
 
     fn audit(
