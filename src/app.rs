@@ -367,6 +367,8 @@ impl Gateway {
             api_failures: Arc::default(),
             registry: config.registry.clone(),
             rules: config.rules.clone(),
+            alerts: config.alerts.clone(),
+            sessions: Arc::default(),
         });
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {

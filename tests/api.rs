@@ -181,10 +181,21 @@ async fn roles_decide_who_may_do_what_through_the_api() {
             .any(|e| e["actor"] == "李敏" && e["channel"] == "api"),
         "the history says who, through the API: {shown}"
     );
-    assert!(
-        shown["texts"][0]["to"].as_str().unwrap().contains("****"),
-        "phones masked"
+    assert_eq!(
+        shown["texts"][0]["to"], "+8613800138000",
+        "the monitoring team sees the phone it may have to call"
     );
+    let (_, seen_by_operator) = api
+        .get(&format!("/api/v1/alerts/{id}"), Some(&operator))
+        .await;
+    assert!(
+        seen_by_operator["texts"][0]["to"]
+            .as_str()
+            .unwrap()
+            .contains("****"),
+        "an operator does not need it: masked"
+    );
+    assert_eq!(seen_by_operator["alert"]["resident"], "张**");
 
     // The household's water use by hour: known (zero) through the silent day.
     let (status, used) = api
@@ -316,14 +327,21 @@ ZS-0001,张桂芳,民生路12号,李敏,13800138000
     assert_eq!(status, 403, "registering meters is the installers'");
     let (status, body) = import(installer.clone(), good).await;
     assert_eq!((status, body["households"].as_u64()), (200, Some(1)));
-    // The installation check: registered, its contact's phone masked, no report yet.
+    // The installation check: registered, its contact's phone in full for
+    // the installer (masked for an operator), no report yet.
     let (status, meter) = api.get("/api/v1/meters/ZS-0001", Some(&installer)).await;
     assert_eq!(status, 200);
     assert_eq!(meter["registration"]["resident"], "张桂芳");
     assert_eq!(
         meter["registration"]["contacts"][0]["phone"],
+        "+8613800138000"
+    );
+    let (_, masked) = api.get("/api/v1/meters/ZS-0001", Some(&operator)).await;
+    assert_eq!(
+        masked["registration"]["contacts"][0]["phone"],
         "+86138****8000"
     );
+    assert_eq!(masked["registration"]["resident"], "张**");
     assert!(meter["reported"].is_null(), "{meter}");
 
     // An absence, by an operator; a monitor may not.

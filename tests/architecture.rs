@@ -66,6 +66,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "alert",
             "clock",
             "config",
+            "detect",
             "domain",
             "ingest",
             "metrics",

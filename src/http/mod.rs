@@ -18,12 +18,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 mod api;
+mod dashboard;
 mod platforms;
+mod session;
 mod sms;
 
 pub use api::{Failures as ApiFailures, FAILURES_PER_MINUTE as API_FAILURES_PER_MINUTE};
 
 pub use platforms::{settings as push_settings, Pushes};
+pub use session::Sessions;
 pub use sms::{settings as callback_settings, Callbacks};
 
 use crate::actions::replies;
@@ -51,6 +54,10 @@ pub struct HttpState {
     pub registry: crate::config::RegistryDefaults,
     /// The thresholds of the configuration file (stored overrides win).
     pub rules: crate::config::RulesConfig,
+    /// Escalation and reminders, for the threshold preview's replay.
+    pub alerts: crate::config::AlertsConfig,
+    /// The dashboard's signed-in browsers.
+    pub sessions: Arc<session::Sessions>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -64,6 +71,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(sms::routes())
         .merge(platforms::routes())
         .merge(api::routes())
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -93,6 +93,14 @@ pub struct MeterSummary {
     pub category: String,
     pub status: String,
     pub last_reading_ts: Option<i64>,
+    /// Wall clock: the last message naming it.
+    pub last_message: Option<i64>,
+    pub last_battery_pct: Option<u8>,
+    /// The status flags of its newest reading.
+    pub last_status: u16,
+    /// Readings its own counter says never arrived.
+    pub missing: i64,
+    pub rejected: i64,
 }
 
 /// A meter's registration and the state recovered from its readings.
@@ -117,6 +125,8 @@ pub struct Registration {
     pub timezone: String,
     pub reporting_interval_min: u32,
     pub notes: String,
+    /// The resident's own phone, asked first (E.164).
+    pub check_in_phone: Option<String>,
     /// (step, name, phone)
     pub contacts: Vec<(u32, String, String)>,
 }
@@ -359,7 +369,9 @@ impl RegistryStore for Store {
     fn list_meters(&self) -> Result<Vec<MeterSummary>, StoreError> {
         let connection = self.connect()?;
         let mut statement = connection.prepare(
-            "SELECT m.meter_id, h.resident_name, h.address, h.category, m.status, s.last_reading_ts
+            "SELECT m.meter_id, h.resident_name, h.address, h.category, m.status, s.last_reading_ts,
+                    s.last_message, s.last_battery_pct, coalesce(s.last_status, 0),
+                    coalesce(s.missing, 0), coalesce(s.rejected, 0)
              FROM meters m JOIN households h ON h.id = m.household_id
              LEFT JOIN meter_state s ON s.meter_id = m.meter_id
              ORDER BY m.status = 'active' DESC, m.meter_id",
@@ -372,6 +384,11 @@ impl RegistryStore for Store {
                 category: row.get(3)?,
                 status: row.get(4)?,
                 last_reading_ts: row.get(5)?,
+                last_message: row.get(6)?,
+                last_battery_pct: row.get(7)?,
+                last_status: row.get(8)?,
+                missing: row.get(9)?,
+                rejected: row.get(10)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -386,7 +403,7 @@ impl RegistryStore for Store {
         let registration = connection
             .query_row(
                 "SELECT m.household_id, m.status, m.registered_at, m.replaced_by, h.resident_name, h.address,
-                        h.category, h.timezone, h.reporting_interval_min, h.notes
+                        h.category, h.timezone, h.reporting_interval_min, h.notes, h.check_in_phone
                  FROM meters m JOIN households h ON h.id = m.household_id WHERE m.meter_id = ?1",
                 [meter],
                 |row| {
@@ -401,6 +418,7 @@ impl RegistryStore for Store {
                         timezone: row.get(7)?,
                         reporting_interval_min: row.get(8)?,
                         notes: row.get(9)?,
+                        check_in_phone: row.get(10)?,
                         contacts: Vec::new(),
                     })
                 },

@@ -35,9 +35,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+mod households;
 mod registry;
 
-use super::{bearer_token, error, HttpState, Refusal};
+use super::{bearer_token, error, session, HttpState, Refusal};
 use crate::actions::{self, tokens, ActionError};
 use crate::domain::{mask_phone, Actor, Disposition};
 use crate::store::prelude::*;
@@ -78,11 +79,39 @@ pub fn routes() -> Router<HttpState> {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/meters/unregistered", get(unregistered))
         .merge(registry::routes())
+        .merge(households::routes())
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
-/// Who is asking: the token's holder, in its role.
-async fn who(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> Result<Actor, Refusal> {
+/// Who is asking: the holder of the bearer token, or of the dashboard
+/// session whose cookie the request carries (then a change must also carry
+/// the session's CSRF token).
+async fn who(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    changes: bool,
+) -> Result<Actor, Refusal> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    if let Some(token) = bearer {
+        return check_token(state, peer, token).await;
+    }
+    if let Some(id) = session::cookie(headers) {
+        let (token, _) = session::token_of(state, headers, id, changes)?;
+        return check_token(state, peer, &token).await.map(session::web);
+    }
+    check_token(state, peer, "").await
+}
+
+/// The actor `token` names, or why not; failures from one address are counted.
+pub(super) async fn check_token(
+    state: &HttpState,
+    peer: SocketAddr,
+    token: &str,
+) -> Result<Actor, Refusal> {
     if state.api_failures.blocked(peer.ip()) {
         return Err(Refusal(
             StatusCode::TOO_MANY_REQUESTS,
@@ -93,15 +122,11 @@ async fn who(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> Result
         state.api_failures.failed(peer.ip());
         Err(Refusal(StatusCode::UNAUTHORIZED, why.to_string()))
     };
-    let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-    else {
+    if token.is_empty() {
         return refuse(
             "missing bearer token (Authorization: Bearer sw_…; `stillwater tokens add` makes one)",
         );
-    };
+    }
     let (store, token) = (state.store.clone(), token.to_string());
     match tokio::task::spawn_blocking(move || tokens::presented(&store, &token)).await {
         Ok(Ok(tokens::Presented::Valid(actor))) => Ok(actor),
@@ -126,7 +151,11 @@ impl axum::extract::FromRequestParts<HttpState> for Caller {
         state: &HttpState,
     ) -> Result<Self, Response> {
         let peer = super::peer(&parts.extensions);
-        who(state, &parts.headers, peer)
+        let changes = !matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        who(state, &parts.headers, peer, changes)
             .await
             .map(Caller)
             .map_err(IntoResponse::into_response)
@@ -189,12 +218,15 @@ struct AlertJson {
     note: Option<String>,
 }
 
-impl From<crate::store::alerts::AlertRecord> for AlertJson {
-    fn from(alert: crate::store::alerts::AlertRecord) -> Self {
+impl AlertJson {
+    /// An alert as `show` allows its resident's name to be seen.
+    fn shown(alert: crate::store::alerts::AlertRecord, show: bool) -> Self {
         Self {
             id: alert.id,
             meter: alert.meter_id,
-            resident: alert.resident_name,
+            resident: alert
+                .resident_name
+                .map(|name| households::personal(show, &name, crate::domain::mask_name)),
             kind: alert.kind,
             severity: alert.severity,
             state: alert.state,
@@ -213,6 +245,9 @@ struct ListQuery {
     all: bool,
     #[serde(default = "default_limit")]
     limit: usize,
+    /// One household's alerts only.
+    #[serde(default)]
+    meter: Option<String>,
 }
 
 fn default_limit() -> usize {
@@ -225,12 +260,23 @@ async fn alerts(
     Query(query): Query<ListQuery>,
 ) -> Response {
     let limit = query.limit.min(1000);
-    match read(&state, &actor, "alerts.read", move |store| {
-        Ok(store.list_alerts(query.all, limit)?)
+    let show = households::shows(&actor);
+    let meter = query.meter.clone();
+    let listed = read(&state, &actor, "alerts.read", move |store| {
+        // One household's: from all of them, newest first.
+        let cap = if meter.is_some() { 100_000 } else { limit };
+        Ok(store.list_alerts(query.all, cap)?)
     })
-    .await
-    {
-        Ok(list) => Json(list.into_iter().map(AlertJson::from).collect::<Vec<_>>()).into_response(),
+    .await;
+    match listed {
+        Ok(list) => Json(
+            list.into_iter()
+                .filter(|a| query.meter.as_deref().is_none_or(|m| a.meter_id == m))
+                .take(limit)
+                .map(|a| AlertJson::shown(a, show))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
         Err(refusal) => refusal,
     }
 }
@@ -249,15 +295,18 @@ async fn alert(
         ))
     })
     .await;
+    let show = households::shows(&actor);
     match found {
         Ok((alert, events, texts)) => Json(serde_json::json!({
-            "alert": AlertJson::from(alert),
+            "alert": AlertJson::shown(alert, show),
             "history": events.iter().map(|e| serde_json::json!({
                 "at": e.at, "actor": e.actor, "channel": e.channel,
                 "action": e.action, "detail": e.detail,
             })).collect::<Vec<_>>(),
             "texts": texts.iter().map(|t| serde_json::json!({
-                "to": mask_phone(&t.phone), "recipient": t.recipient, "step": t.step,
+                "to": households::personal(show, &t.phone, mask_phone),
+                "recipient": households::personal(show, &t.recipient, crate::domain::mask_name),
+                "step": t.step,
                 "purpose": t.purpose, "state": t.state, "attempts": t.attempts,
                 "provider": t.provider, "delivery": t.delivery,
             })).collect::<Vec<_>>(),

@@ -9,44 +9,101 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::households::{self, personal, shows};
 use super::{read, refused, run, Caller};
 use crate::actions::{self, ActionError};
-use crate::domain::mask_phone;
+use crate::domain::{mask_address, mask_name, mask_phone};
 use crate::http::{error, HttpState, Refusal};
 use crate::store::prelude::*;
 use crate::store::rules::RuleScope;
 
 pub(super) fn routes() -> Router<HttpState> {
     Router::new()
-        .route("/api/v1/meters", get(meters))
+        .route("/api/v1/meters", get(meters).post(households::register))
         .route("/api/v1/meters/import", post(import))
-        .route("/api/v1/meters/{id}", get(meter))
+        .route("/api/v1/meters/{id}", get(meter).delete(households::remove))
         .route("/api/v1/meters/{id}/consumption", get(consumption))
         .route("/api/v1/ingest/rejected", get(rejected))
-        .route("/api/v1/absences", post(absence))
+        .route("/api/v1/absences", get(households::absences).post(absence))
         .route("/api/v1/thresholds", get(thresholds).post(set_thresholds))
 }
 
-async fn meters(State(state): State<HttpState>, Caller(actor): Caller) -> Response {
-    match read(&state, &actor, "meters.read", |store| {
+#[derive(Deserialize)]
+struct MetersQuery {
+    /// Words that must all appear in the meter id, resident, address or category.
+    #[serde(default)]
+    q: String,
+    #[serde(default = "first_page")]
+    page: usize,
+    #[serde(default = "page_size")]
+    per_page: usize,
+}
+
+fn first_page() -> usize {
+    1
+}
+
+fn page_size() -> usize {
+    50
+}
+
+/// Meters and their households, active first, searched and paged; each with
+/// what the devices page needs (last reading, battery, readings lost).
+async fn meters(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Query(query): Query<MetersQuery>,
+) -> Response {
+    if query.page == 0 || !(1..=500).contains(&query.per_page) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "page starts at 1; per_page is 1 to 500",
+        );
+    }
+    let show = shows(&actor);
+    let list = match read(&state, &actor, "households.read", |store| {
         Ok(store.list_meters()?)
     })
     .await
     {
-        Ok(list) => Json(
-            list.into_iter()
-                .map(|m| {
-                    serde_json::json!({
-                        "meter": m.meter_id, "resident": m.resident_name, "address": m.address,
-                        "category": m.category, "status": m.status,
-                        "last_reading_ts": m.last_reading_ts,
-                    })
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(refusal) => refusal,
-    }
+        Ok(list) => list,
+        Err(refusal) => return refusal,
+    };
+    let words: Vec<String> = query.q.split_whitespace().map(str::to_lowercase).collect();
+    let found: Vec<_> = list
+        .into_iter()
+        .filter(|m| {
+            let text = format!(
+                "{} {} {} {}",
+                m.meter_id, m.resident_name, m.address, m.category
+            )
+            .to_lowercase();
+            words.iter().all(|w| text.contains(w.as_str()))
+        })
+        .collect();
+    let total = found.len();
+    let page: Vec<_> = found
+        .into_iter()
+        .skip((query.page - 1) * query.per_page)
+        .take(query.per_page)
+        .map(|m| {
+            let flags = crate::domain::StatusFlags::from_bits(m.last_status);
+            serde_json::json!({
+                "meter": m.meter_id,
+                "resident": personal(show, &m.resident_name, mask_name),
+                "address": personal(show, &m.address, mask_address),
+                "category": m.category, "status": m.status,
+                "last_reading_ts": m.last_reading_ts, "last_message": m.last_message,
+                "battery_pct": m.last_battery_pct,
+                "flags": flags.iter().map(|f| f.name()).collect::<Vec<_>>(),
+                "readings_missing": m.missing, "rejected": m.rejected,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "total": total, "page": query.page, "per_page": query.per_page, "meters": page,
+    }))
+    .into_response()
 }
 
 /// The installation check: registration, contacts (phones masked), whether
@@ -57,7 +114,7 @@ async fn meter(
     Path(id): Path<String>,
 ) -> Response {
     let wanted = id.clone();
-    let found = read(&state, &actor, "meters.read", move |store| {
+    let found = read(&state, &actor, "households.read", move |store| {
         let details = store
             .meter_details(&wanted, 0)?
             .ok_or(ActionError::NotRegistered(wanted.clone()))?;
@@ -68,13 +125,18 @@ async fn meter(
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
+    let show = shows(&actor);
     let registration = details.registration.map(|r| {
         serde_json::json!({
             "status": r.status, "registered_at": r.registered_at, "replaced_by": r.replaced_by,
-            "resident": r.resident_name, "address": r.address, "category": r.category,
+            "resident": personal(show, &r.resident_name, mask_name),
+            "address": personal(show, &r.address, mask_address),
+            "category": r.category, "notes": r.notes,
             "timezone": r.timezone, "reporting_interval_min": r.reporting_interval_min,
+            "check_in_phone": r.check_in_phone.as_deref().map(|p| personal(show, p, mask_phone)),
             "contacts": r.contacts.iter().map(|(step, name, phone)| serde_json::json!({
-                "step": step, "name": name, "phone": mask_phone(phone),
+                "step": step, "name": personal(show, name, mask_name),
+                "phone": personal(show, phone, mask_phone),
             })).collect::<Vec<_>>(),
         })
     });
@@ -133,7 +195,11 @@ async fn import(
 
 #[derive(Deserialize)]
 struct AbsenceBody {
+    /// The households' meters; or every active one of `category`.
+    #[serde(default)]
     meters: Vec<String>,
+    #[serde(default)]
+    category: Option<String>,
     reason: String,
     /// Unix seconds; default now.
     #[serde(default)]
@@ -151,16 +217,20 @@ async fn absence(
         Err(problem) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                &format!("body must be {{\"meters\": [\"ZS-0001\"], \"reason\": \"hospital\", \"until\": UNIX_SECONDS}}: {problem}"),
+                &format!("body must be {{\"meters\": [\"ZS-0001\"] or \"category\": \"…\", \"reason\": \"hospital\", \"until\": UNIX_SECONDS}}: {problem}"),
             )
         }
     };
     let now = state.clock.now().secs();
     let declared = run(&state, move |store| {
+        let mut meters = absence.meters.clone();
+        if let Some(category) = &absence.category {
+            meters.extend(store.active_meters(Some(category))?);
+        }
         actions::absences::declare(
             store,
             &actor,
-            &absence.meters,
+            &meters,
             &absence.reason,
             absence.from.unwrap_or(now),
             absence.until,
@@ -182,7 +252,7 @@ struct ScopeQuery {
     meter: Option<String>,
 }
 
-fn scope(category: Option<String>, meter: Option<String>) -> Result<RuleScope, Refusal> {
+pub(super) fn scope(category: Option<String>, meter: Option<String>) -> Result<RuleScope, Refusal> {
     match (category, meter) {
         (Some(category), None) => Ok(RuleScope::Category(category)),
         (None, Some(meter)) => Ok(RuleScope::Meter(meter)),

@@ -1,0 +1,489 @@
+//! Households through the API: register one (`POST /api/v1/meters`), edit
+//! its details, contacts and check-in phone (`PATCH …/{id}/household`),
+//! replace or remove its meter, its learned routine; absences (list, end);
+//! the threshold preview; who the caller is.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::{read, refused, run, Caller};
+use crate::actions::households::{EditError, HouseholdEdit};
+use crate::actions::{self, ActionError};
+use crate::domain::{mask_name, Actor, MeterId};
+use crate::http::{error, session, HttpState, Refusal};
+use crate::registry::{HouseholdFields, RowError};
+use crate::store::prelude::*;
+use crate::store::rules::RuleScope;
+
+pub(super) fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/api/v1/session", get(whoami))
+        .route("/api/v1/meters/{id}/household", patch(edit))
+        .route("/api/v1/meters/{id}/replace", post(replace))
+        .route("/api/v1/meters/{id}/routine", get(routine))
+        .route("/api/v1/absences/{id}", delete(end_absence))
+        .route("/api/v1/thresholds/preview", post(preview))
+}
+
+/// Who the caller is; with a dashboard session, the CSRF token to send.
+async fn whoami(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Caller(actor): Caller,
+) -> Response {
+    let csrf = session::cookie(&headers)
+        .and_then(|id| session::token_of(&state, &headers, id, false).ok())
+        .map(|(_, csrf)| csrf)
+        .unwrap_or_default();
+    Json(session::whoami(&actor, &csrf)).into_response()
+}
+
+#[derive(Deserialize, Clone)]
+pub(super) struct ContactBody {
+    name: String,
+    phone: String,
+}
+
+/// One household and its meter, as a row of the installation CSV.
+#[derive(Deserialize)]
+pub(super) struct NewHouseholdBody {
+    meter_id: String,
+    resident_name: String,
+    address: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    timezone: String,
+    #[serde(default)]
+    reporting_interval_min: Option<u32>,
+    #[serde(default)]
+    contacts: Vec<ContactBody>,
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    check_in_phone: String,
+    #[serde(default)]
+    imei: String,
+    #[serde(default)]
+    platform_device_id: String,
+}
+
+/// Every problem with the fields, by field; nothing was changed.
+fn problems(rows: &[RowError]) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({
+            "error": "nothing was changed: every problem is listed",
+            "problems": rows.iter().map(|r| serde_json::json!({
+                "field": r.column, "reason": r.reason,
+            })).collect::<Vec<_>>(),
+        })),
+    )
+        .into_response()
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, Refusal> {
+    serde_json::from_slice(bytes).map_err(|problem| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("body must be {shape}: {problem}"),
+        )
+    })
+}
+
+/// `POST /api/v1/meters`: registers one household at the door.
+pub(super) async fn register(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let new: NewHouseholdBody = match body(
+        &bytes,
+        "{\"meter_id\", \"resident_name\", \"address\", \"contacts\": [{\"name\", \"phone\"}], …}",
+    ) {
+        Ok(new) => new,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if let Err(problem) = actions::require(&actor, "meters.register") {
+        return refused(problem);
+    }
+    let fields = HouseholdFields {
+        meter_id: new.meter_id,
+        resident_name: new.resident_name,
+        address: new.address,
+        category: new.category,
+        timezone: new.timezone,
+        reporting_interval_min: new
+            .reporting_interval_min
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        contacts: new
+            .contacts
+            .into_iter()
+            .map(|c| (c.name, c.phone))
+            .collect(),
+        notes: new.notes,
+        check_in_phone: new.check_in_phone,
+        imei: new.imei,
+        platform_device_id: new.platform_device_id,
+    };
+    let household = match fields.validate(0, &state.registry) {
+        Ok(household) => household,
+        Err(rows) => return problems(&rows),
+    };
+    let meter = household.meter.to_string();
+    let now = state.clock.now().secs();
+    match run(&state, move |store| {
+        actions::meters::register(store, &actor, &[household], now)
+    })
+    .await
+    {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "meter": meter, "registered_at": now })),
+        )
+            .into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+/// Changes to a household; a field left out keeps its value.
+#[derive(Deserialize)]
+struct EditBody {
+    resident_name: Option<String>,
+    address: Option<String>,
+    category: Option<String>,
+    timezone: Option<String>,
+    reporting_interval_min: Option<u32>,
+    notes: Option<String>,
+    /// `""` stops asking the resident first.
+    check_in_phone: Option<String>,
+    /// The whole list, step 1 first.
+    contacts: Option<Vec<ContactBody>>,
+}
+
+async fn edit(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Path(meter): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let edit: EditBody = match body(
+        &bytes,
+        "{\"address\": \"…\", \"contacts\": [{\"name\", \"phone\"}], \"check_in_phone\": \"…\", …}",
+    ) {
+        Ok(edit) => edit,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let edit = HouseholdEdit {
+        resident_name: edit.resident_name,
+        address: edit.address,
+        category: edit.category,
+        timezone: edit.timezone,
+        reporting_interval_min: edit.reporting_interval_min.map(|m| m.to_string()),
+        notes: edit.notes,
+        check_in_phone: edit.check_in_phone,
+        contacts: edit
+            .contacts
+            .map(|list| list.into_iter().map(|c| (c.name, c.phone)).collect()),
+    };
+    let (store, defaults, now) = (
+        state.store.clone(),
+        state.registry.clone(),
+        state.clock.now().secs(),
+    );
+    let wanted = meter.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        actions::households::update(&store, &actor, &wanted, &edit, &defaults, now)
+    })
+    .await;
+    match done {
+        Ok(Ok(changed)) => {
+            Json(serde_json::json!({ "meter": meter, "changed": changed })).into_response()
+        }
+        Ok(Err(EditError::Fields(rows))) => problems(&rows),
+        Ok(Err(EditError::Action(problem))) => refused(problem),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReplaceBody {
+    new_meter: String,
+}
+
+async fn replace(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Path(old): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let new = match body::<ReplaceBody>(&bytes, "{\"new_meter\": \"ZS-0002\"}") {
+        Ok(body) => match MeterId::parse(body.new_meter.trim()) {
+            Ok(new) => new.to_string(),
+            Err(problem) => {
+                return error(StatusCode::BAD_REQUEST, &format!("new_meter: {problem}"))
+            }
+        },
+        Err(refusal) => return refusal.into_response(),
+    };
+    let now = state.clock.now().secs();
+    let (from, to) = (old.clone(), new.clone());
+    match run(&state, move |store| {
+        actions::meters::replace(store, &actor, &from, &to, now)
+    })
+    .await
+    {
+        Ok(()) => Json(serde_json::json!({ "meter": old, "replaced_by": new })).into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+/// `DELETE /api/v1/meters/{id}`: the meter's registration ends (readings kept).
+pub(super) async fn remove(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Path(meter): Path<String>,
+) -> Response {
+    let now = state.clock.now().secs();
+    let wanted = meter.clone();
+    match run(&state, move |store| {
+        actions::meters::remove(store, &actor, &wanted, now)
+    })
+    .await
+    {
+        Ok(()) => Json(serde_json::json!({ "meter": meter, "status": "removed" })).into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+/// The learned routine: how likely water is used in each local hour, when
+/// the resident usually gets up and goes to bed.
+async fn routine(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Path(meter): Path<String>,
+) -> Response {
+    let wanted = meter.clone();
+    let found = read(&state, &actor, "households.read", move |store| {
+        Ok(store
+            .meter_state(&wanted)?
+            .and_then(|s| s.routine)
+            .and_then(|bytes| crate::detect::Routine::decode(&bytes)))
+    })
+    .await;
+    let routine = match found {
+        Ok(Some(routine)) => routine,
+        Ok(None) => {
+            return Json(serde_json::json!({ "meter": meter, "learned": false })).into_response()
+        }
+        Err(refusal) => return refusal,
+    };
+    let hours = |weekend: bool| {
+        (0..24)
+            .map(|hour| (routine.probability(weekend, hour) * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>()
+    };
+    let minutes = |pair: Option<(u16, u16)>| pair.map(|(a, b)| [a, b]);
+    Json(serde_json::json!({
+        "meter": meter,
+        "learned": true,
+        "speaks": routine.speaks(),
+        "days_seen": routine.days_seen(),
+        "interval_s": routine.interval_s(),
+        "weekday": hours(false),
+        "weekend": hours(true),
+        "wake_weekday": minutes(routine.usual_wake(false)),
+        "wake_weekend": minutes(routine.usual_wake(true)),
+        "bed_weekday": minutes(routine.usual_bed(false)),
+        "bed_weekend": minutes(routine.usual_bed(true)),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub(super) struct AbsencesQuery {
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    meter: Option<String>,
+}
+
+/// `GET /api/v1/absences`: current and coming absences (`all`: past too).
+pub(super) async fn absences(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Query(query): Query<AbsencesQuery>,
+) -> Response {
+    let now = state.clock.now().secs();
+    let shows = actions::sees_personal_data(&actor);
+    match read(&state, &actor, "households.read", move |store| {
+        Ok(store.absences(query.all, now)?)
+    })
+    .await
+    {
+        Ok(list) => Json(
+            list.into_iter()
+                .filter(|a| {
+                    query
+                        .meter
+                        .as_deref()
+                        .is_none_or(|m| a.meters.split(", ").any(|x| x == m))
+                })
+                .map(|a| {
+                    serde_json::json!({
+                        "id": a.id, "meters": a.meters,
+                        "resident": personal(shows, &a.resident_name, mask_name),
+                        "reason": a.reason, "from": a.starts_at, "until": a.ends_at,
+                        "declared_by": a.declared_by, "ended_at": a.ended_at,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+async fn end_absence(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    Path(id): Path<i64>,
+) -> Response {
+    let now = state.clock.now().secs();
+    match run(&state, move |store| {
+        actions::absences::end(store, &actor, id, now)
+    })
+    .await
+    {
+        Ok(()) => Json(serde_json::json!({ "id": id, "ended_at": now })).into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+/// A name, address or phone as `shows` allows: in full or masked.
+pub(super) fn personal(shows: bool, text: &str, mask: fn(&str) -> String) -> String {
+    if shows {
+        text.to_string()
+    } else {
+        mask(text)
+    }
+}
+
+#[derive(Deserialize)]
+struct PreviewBody {
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    meter: Option<String>,
+    settings: std::collections::BTreeMap<String, String>,
+    /// How far back to replay: 30 days unless said (1 to 90).
+    #[serde(default)]
+    days: Option<i64>,
+}
+
+/// `POST /api/v1/thresholds/preview`: how many alerts and texts the stored
+/// readings of the last days would have caused with the new values, against
+/// those in force — before saving them. Nothing is stored or sent.
+async fn preview(
+    State(state): State<HttpState>,
+    Caller(actor): Caller,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let body: PreviewBody = match body(
+        &bytes,
+        "{\"category\": \"…\", \"settings\": {\"warning_window\": \"8h\"}}",
+    ) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let scope = match super::registry::scope(body.category, body.meter) {
+        Ok(scope) => scope,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let mut tried = Vec::new();
+    for (key, value) in &body.settings {
+        match crate::policy::Setting::parse(key, value) {
+            Ok(setting) => tried.push(setting),
+            Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
+        }
+    }
+    let days = body.days.unwrap_or(30).clamp(1, 90);
+    let to = state.clock.now().secs();
+    let from = to - days * 86_400;
+    let (rules, alerts) = (state.rules.clone(), state.alerts.clone());
+    let replayed = read(&state, &actor, "rules.read", move |store| {
+        preview_in(store, &rules, &alerts, &scope, &tried, from, to)
+    })
+    .await;
+    match replayed {
+        Ok(mut json) => {
+            json["days"] = days.into();
+            Json(json).into_response()
+        }
+        Err(refusal) => refusal,
+    }
+}
+
+fn preview_in(
+    store: &crate::store::Store,
+    rules: &crate::config::RulesConfig,
+    alerts: &crate::config::AlertsConfig,
+    scope: &RuleScope,
+    tried: &[crate::policy::Setting],
+    from: i64,
+    to: i64,
+) -> Result<serde_json::Value, ActionError> {
+    use crate::alert::replay::Tally;
+    use crate::alert::what_if::{what_if, WhatIf};
+    let meters = match scope {
+        RuleScope::Meter(meter) => vec![meter.clone()],
+        RuleScope::Category(category) => store.active_meters(Some(category))?,
+    };
+    let settings = crate::alert::lifecycle::Settings::new(alerts, rules);
+    let (mut before, mut after, mut households) = (Tally::default(), Tally::default(), 0);
+    for meter in &meters {
+        match what_if(store, rules, &settings, meter, tried, from, to)? {
+            WhatIf::Replayed(_, now, then) => {
+                households += 1;
+                before.add(&now);
+                after.add(&then);
+            }
+            WhatIf::Unregistered => return Err(ActionError::NotRegistered(meter.clone())),
+            WhatIf::Refused(problem) => return Err(ActionError::Invalid(problem)),
+        }
+    }
+    let kinds: std::collections::BTreeSet<_> = before
+        .alerts
+        .keys()
+        .chain(after.alerts.keys())
+        .copied()
+        .collect();
+    let total = |tally: &Tally| {
+        serde_json::json!({
+            "alerts": tally.alert_count(),
+            "contact_texts": tally.contact_texts,
+            "resident_prompts": tally.resident_prompts,
+            "maintenance_texts": tally.maintenance_texts,
+        })
+    };
+    Ok(serde_json::json!({
+        "households": households,
+        "current": total(&before),
+        "tried": total(&after),
+        "by_kind": kinds.iter().map(|(kind, severity)| serde_json::json!({
+            "kind": kind.as_str(), "severity": severity.as_str(),
+            "current": before.alerts.get(&(*kind, *severity)).copied().unwrap_or(0),
+            "tried": after.alerts.get(&(*kind, *severity)).copied().unwrap_or(0),
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// Whether `actor` sees personal data in full.
+pub(super) fn shows(actor: &Actor) -> bool {
+    actions::sees_personal_data(actor)
+}
