@@ -97,6 +97,8 @@ enum Command {
     Tokens(cli::report::TokensCommand),
     /// Print the default configuration, with every key explained.
     PrintConfig,
+    /// Print the API's OpenAPI document (as GET /api/v1/openapi.json serves it).
+    Openapi,
     /// Check a configuration file and say what is wrong with it.
     CheckConfig { path: PathBuf },
     /// Register, list, inspect, replace and remove meters.
@@ -445,25 +447,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::print_text(DEFAULT_TOML);
             return Ok(ExitCode::SUCCESS);
         }
-        Command::CheckConfig { path } => {
-            let problems: Vec<String> = match Config::load(path) {
-                Ok(config) => stillwater::notify::check(&config.sms),
-                Err(error) => error.problems().iter().map(|p| p.to_string()).collect(),
-            };
-            if problems.is_empty() {
-                out!("{}: ok", path.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-            eprintln!(
-                "{}: {}",
-                path.display(),
-                count(problems.len(), "problem", "problems")
-            );
-            for problem in problems {
-                eprintln!("  {problem}");
-            }
-            return Ok(ExitCode::FAILURE);
+        Command::Openapi => {
+            cli::print_text(&serde_json::to_string_pretty(&stillwater::http::openapi())?);
+            return Ok(ExitCode::SUCCESS);
         }
+        Command::CheckConfig { path } => return Ok(cli::check_config(path)),
         _ => {}
     }
     let config = load_config(&cli)?;
@@ -587,7 +575,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Absences(command) => return absences(&config, command),
         Command::Rules(command) => return rules(&config, command),
         Command::Tokens(command) => return cli::report::tokens(&config, command),
-        Command::PrintConfig | Command::CheckConfig { .. } => unreachable!("handled above"),
+        Command::PrintConfig | Command::Openapi | Command::CheckConfig { .. } => {
+            unreachable!("handled above")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

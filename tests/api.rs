@@ -6,67 +6,12 @@
 
 mod common;
 
+use common::api::{token, Client};
 use common::home::*;
 use common::*;
 use stillwater::actions::tokens;
-use stillwater::app::Gateway;
 use stillwater::domain::{Actor, Channel, Role};
 use stillwater::store::prelude::*;
-
-struct Client {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Client {
-    fn new(gateway: &Gateway) -> Self {
-        Self {
-            base: format!("http://{}", gateway.http_addr),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        token: &str,
-        body: serde_json::Value,
-    ) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
-    }
-}
-
-fn token(gateway: &Gateway, name: &str, role: Role) -> String {
-    let admin = Actor::new("cli", Role::Admin, Channel::Cli);
-    tokens::add(&gateway.store, &admin, name, role, 0)
-        .unwrap()
-        .1
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_decide_who_may_do_what_through_the_api() {

@@ -69,6 +69,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "detect",
             "domain",
             "ingest",
+            "registry",
             "metrics",
             "notify",
             "pipeline",

@@ -59,3 +59,24 @@ pub fn ago(ts: i64) -> String {
         s => format!("{} days ago", s / 86_400),
     }
 }
+
+/// `stillwater check-config PATH`: every problem of the file, or "ok".
+pub fn check_config(path: &std::path::Path) -> std::process::ExitCode {
+    let problems: Vec<String> = match stillwater::config::Config::load(path) {
+        Ok(config) => stillwater::notify::check(&config.sms),
+        Err(error) => error.problems().iter().map(|p| p.to_string()).collect(),
+    };
+    if problems.is_empty() {
+        out!("{}: ok", path.display());
+        return std::process::ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "{}: {}",
+        path.display(),
+        stillwater::domain::count(problems.len(), "problem", "problems")
+    );
+    for problem in problems {
+        eprintln!("  {problem}");
+    }
+    std::process::ExitCode::FAILURE
+}

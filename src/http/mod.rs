@@ -23,7 +23,7 @@ mod platforms;
 mod session;
 mod sms;
 
-pub use api::{Failures as ApiFailures, FAILURES_PER_MINUTE as API_FAILURES_PER_MINUTE};
+pub use api::{openapi, Failures as ApiFailures, FAILURES_PER_MINUTE as API_FAILURES_PER_MINUTE};
 
 pub use platforms::{settings as push_settings, Pushes};
 pub use session::Sessions;
@@ -93,7 +93,7 @@ async fn method_not_allowed() -> Response {
 /// connected and subscribed), every part runs and the database takes writes;
 /// 503 otherwise (with the reason when a part has stopped). The open system
 /// alerts are listed either way.
-async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
+pub(crate) async fn healthz(State(state): State<HttpState>) -> Response {
     let connected = state.metrics.mqtt_connected.load(Relaxed);
     let failure = state.metrics.failure().or_else(|| {
         let system = state.metrics.system_alerts();
@@ -119,10 +119,10 @@ async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
         "readings_accepted": state.metrics.readings_accepted.load(Relaxed),
         "system_alerts": state.metrics.system_alerts(),
     });
-    (status, Json(body))
+    (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(state): State<HttpState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -130,6 +130,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+        .into_response()
 }
 
 /// An SMS reply as an in-house gateway forwards it.

@@ -6,11 +6,13 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{read, refused, run, Caller};
+use super::{read, refused, run, Caller, Refusals};
 use crate::actions::households::{EditError, HouseholdEdit};
 use crate::actions::{self, ActionError};
 use crate::domain::{mask_name, Actor, MeterId};
@@ -19,17 +21,19 @@ use crate::registry::{HouseholdFields, RowError};
 use crate::store::prelude::*;
 use crate::store::rules::RuleScope;
 
-pub(super) fn routes() -> Router<HttpState> {
-    Router::new()
-        .route("/api/v1/session", get(whoami))
-        .route("/api/v1/meters/{id}/household", patch(edit))
-        .route("/api/v1/meters/{id}/replace", post(replace))
-        .route("/api/v1/meters/{id}/routine", get(routine))
-        .route("/api/v1/absences/{id}", delete(end_absence))
-        .route("/api/v1/thresholds/preview", post(preview))
+pub(super) fn routes() -> OpenApiRouter<HttpState> {
+    OpenApiRouter::new()
+        .routes(routes!(whoami))
+        .routes(routes!(edit))
+        .routes(routes!(replace))
+        .routes(routes!(routine))
+        .routes(routes!(end_absence))
+        .routes(routes!(preview))
 }
 
 /// Who the caller is; with a dashboard session, the CSRF token to send.
+#[utoipa::path(get, path = "/api/v1/session", tag = "session",
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn whoami(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -42,14 +46,15 @@ async fn whoami(
     Json(session::whoami(&actor, &csrf)).into_response()
 }
 
-#[derive(Deserialize, Clone)]
+/// A person to alert.
+#[derive(Deserialize, Clone, ToSchema)]
 pub(super) struct ContactBody {
     name: String,
     phone: String,
 }
 
 /// One household and its meter, as a row of the installation CSV.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(super) struct NewHouseholdBody {
     meter_id: String,
     resident_name: String,
@@ -96,6 +101,8 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, 
 }
 
 /// `POST /api/v1/meters`: registers one household at the door.
+#[utoipa::path(post, path = "/api/v1/meters", tag = "households", request_body = NewHouseholdBody,
+    responses((status = 201, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 pub(super) async fn register(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -152,7 +159,7 @@ pub(super) async fn register(
 }
 
 /// Changes to a household; a field left out keeps its value.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct EditBody {
     resident_name: Option<String>,
     address: Option<String>,
@@ -166,6 +173,10 @@ struct EditBody {
     contacts: Option<Vec<ContactBody>>,
 }
 
+/// Edits the household a meter is registered to; every problem is named by field.
+#[utoipa::path(patch, path = "/api/v1/meters/{id}/household", tag = "households",
+    params(("id" = String, Path, description = "The meter")), request_body = EditBody,
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn edit(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -211,11 +222,15 @@ async fn edit(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ReplaceBody {
     new_meter: String,
 }
 
+/// Moves a household to a new meter; the old one's active alerts are resolved.
+#[utoipa::path(post, path = "/api/v1/meters/{id}/replace", tag = "households",
+    params(("id" = String, Path, description = "The meter taken out")), request_body = ReplaceBody,
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn replace(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -244,6 +259,9 @@ async fn replace(
 }
 
 /// `DELETE /api/v1/meters/{id}`: the meter's registration ends (readings kept).
+#[utoipa::path(delete, path = "/api/v1/meters/{id}", tag = "households",
+    params(("id" = String, Path, description = "The meter")),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 pub(super) async fn remove(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -263,6 +281,9 @@ pub(super) async fn remove(
 
 /// The learned routine: how likely water is used in each local hour, when
 /// the resident usually gets up and goes to bed.
+#[utoipa::path(get, path = "/api/v1/meters/{id}/routine", tag = "households",
+    params(("id" = String, Path, description = "The meter")),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn routine(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -305,7 +326,8 @@ async fn routine(
     .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AbsencesQuery {
     #[serde(default)]
     all: bool,
@@ -314,6 +336,8 @@ pub(super) struct AbsencesQuery {
 }
 
 /// `GET /api/v1/absences`: current and coming absences (`all`: past too).
+#[utoipa::path(get, path = "/api/v1/absences", tag = "absences", params(AbsencesQuery),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 pub(super) async fn absences(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -349,6 +373,10 @@ pub(super) async fn absences(
     }
 }
 
+/// Ends a current absence early.
+#[utoipa::path(delete, path = "/api/v1/absences/{id}", tag = "absences",
+    params(("id" = i64, Path, description = "The absence")),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn end_absence(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -374,7 +402,7 @@ pub(super) fn personal(shows: bool, text: &str, mask: fn(&str) -> String) -> Str
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct PreviewBody {
     #[serde(default)]
     category: Option<String>,
@@ -389,6 +417,8 @@ struct PreviewBody {
 /// `POST /api/v1/thresholds/preview`: how many alerts and texts the stored
 /// readings of the last days would have caused with the new values, against
 /// those in force — before saving them. Nothing is stored or sent.
+#[utoipa::path(post, path = "/api/v1/thresholds/preview", tag = "thresholds", request_body = PreviewBody,
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn preview(
     State(state): State<HttpState>,
     Caller(actor): Caller,

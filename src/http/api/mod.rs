@@ -28,19 +28,26 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+mod alerts;
+mod doc;
 mod households;
 mod registry;
 
+use doc::Refusals;
+
 use super::{bearer_token, error, session, HttpState, Refusal};
 use crate::actions::{self, tokens, ActionError};
-use crate::domain::{mask_phone, Actor, Disposition};
+use crate::domain::Actor;
 use crate::store::prelude::*;
 
 /// Failed token checks from one address in a minute before it is refused (429).
@@ -70,17 +77,73 @@ impl Failures {
     }
 }
 
-pub fn routes() -> Router<HttpState> {
-    Router::new()
-        .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/alerts/{id}", get(alert))
-        .route("/api/v1/alerts/{id}/{action}", post(act))
-        .route("/api/v1/reports/monthly", get(monthly))
-        .route("/api/v1/audit", get(audit))
-        .route("/api/v1/meters/unregistered", get(unregistered))
+/// The API's routes, each with its entry in the OpenAPI document.
+fn api() -> OpenApiRouter<HttpState> {
+    OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
+        .routes(routes!(alerts::alerts))
+        .routes(routes!(alerts::alert))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alerts::resolve))
+        .routes(routes!(alerts::close))
+        .routes(routes!(monthly))
+        .routes(routes!(audit))
+        .routes(routes!(unregistered))
+        .routes(routes!(health))
+        .routes(routes!(metrics))
         .merge(registry::routes())
         .merge(households::routes())
+}
+
+/// The gateway's health, as `/healthz` says it: 200 while it works, 503
+/// (with the reason) when a part has stopped. No token needed.
+#[utoipa::path(get, path = "/api/v1/health", tag = "session",
+    responses((status = 200, body = serde_json::Value), (status = 503, body = serde_json::Value)))]
+async fn health(state: State<HttpState>) -> Response {
+    super::healthz(state).await
+}
+
+/// Prometheus metrics, as `/metrics` serves them. No token needed.
+#[utoipa::path(get, path = "/api/v1/metrics", tag = "session",
+    responses((status = 200, body = String, content_type = "text/plain")))]
+async fn metrics(state: State<HttpState>) -> Response {
+    super::metrics(state).await
+}
+
+/// The API's routes, and its OpenAPI document at `/api/v1/openapi.json`.
+pub fn routes() -> Router<HttpState> {
+    let (router, document) = api().split_for_parts();
+    let document = serde_json::to_value(&document).unwrap_or_default();
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document) }
+            }),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(time_limit))
+}
+
+/// How long a request may take before it is answered 503.
+pub const TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// Answers 503 when a request takes longer than [`TIME_LIMIT`] (a store
+/// read already started runs to its end; nothing half-written is kept, as
+/// every change is one transaction).
+async fn time_limit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(TIME_LIMIT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the request took longer than 30 s and was stopped; try a narrower one",
+        ),
+    }
+}
+
+/// The API's OpenAPI document, as `/api/v1/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
 }
 
 /// Who is asking: the holder of the bearer token, or of the dashboard
@@ -122,10 +185,13 @@ pub(super) async fn check_token(
         state.api_failures.failed(peer.ip());
         Err(Refusal(StatusCode::UNAUTHORIZED, why.to_string()))
     };
+    // A request without a token guesses nothing: refused, not counted.
     if token.is_empty() {
-        return refuse(
-            "missing bearer token (Authorization: Bearer sw_…; `stillwater tokens add` makes one)",
-        );
+        return Err(Refusal(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token (Authorization: Bearer sw_…; `stillwater tokens add` makes one)"
+                .into(),
+        ));
     }
     let (store, token) = (state.store.clone(), token.to_string());
     match tokio::task::spawn_blocking(move || tokens::presented(&store, &token)).await {
@@ -203,183 +269,25 @@ async fn run<T: Send + 'static>(
     }
 }
 
-#[derive(Serialize)]
-struct AlertJson {
-    id: i64,
-    meter: String,
-    resident: Option<String>,
-    kind: String,
-    severity: String,
-    state: String,
-    since: i64,
-    opened_at: i64,
-    detail: String,
-    disposition: Option<String>,
-    note: Option<String>,
-}
-
-impl AlertJson {
-    /// An alert as `show` allows its resident's name to be seen.
-    fn shown(alert: crate::store::alerts::AlertRecord, show: bool) -> Self {
-        Self {
-            id: alert.id,
-            meter: alert.meter_id,
-            resident: alert
-                .resident_name
-                .map(|name| households::personal(show, &name, crate::domain::mask_name)),
-            kind: alert.kind,
-            severity: alert.severity,
-            state: alert.state,
-            since: alert.since,
-            opened_at: alert.opened_at,
-            detail: alert.detail,
-            disposition: alert.disposition,
-            note: alert.note,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    #[serde(default)]
-    all: bool,
-    #[serde(default = "default_limit")]
-    limit: usize,
-    /// One household's alerts only.
-    #[serde(default)]
-    meter: Option<String>,
-}
-
-fn default_limit() -> usize {
+pub(super) fn default_limit() -> usize {
     100
 }
 
-async fn alerts(
-    State(state): State<HttpState>,
-    Caller(actor): Caller,
-    Query(query): Query<ListQuery>,
-) -> Response {
-    let limit = query.limit.min(1000);
-    let show = households::shows(&actor);
-    let meter = query.meter.clone();
-    let listed = read(&state, &actor, "alerts.read", move |store| {
-        // One household's: from all of them, newest first.
-        let cap = if meter.is_some() { 100_000 } else { limit };
-        Ok(store.list_alerts(query.all, cap)?)
-    })
-    .await;
-    match listed {
-        Ok(list) => Json(
-            list.into_iter()
-                .filter(|a| query.meter.as_deref().is_none_or(|m| a.meter_id == m))
-                .take(limit)
-                .map(|a| AlertJson::shown(a, show))
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(refusal) => refusal,
-    }
-}
-
-async fn alert(
-    State(state): State<HttpState>,
-    Caller(actor): Caller,
-    Path(id): Path<i64>,
-) -> Response {
-    let found = read(&state, &actor, "alerts.read", move |store| {
-        let alert = store.alert(id)?.ok_or(ActionError::NoSuchAlert(id))?;
-        Ok((
-            alert,
-            store.alert_events(id)?,
-            store.notifications(Some(id))?,
-        ))
-    })
-    .await;
-    let show = households::shows(&actor);
-    match found {
-        Ok((alert, events, texts)) => Json(serde_json::json!({
-            "alert": AlertJson::shown(alert, show),
-            "history": events.iter().map(|e| serde_json::json!({
-                "at": e.at, "actor": e.actor, "channel": e.channel,
-                "action": e.action, "detail": e.detail,
-            })).collect::<Vec<_>>(),
-            "texts": texts.iter().map(|t| serde_json::json!({
-                "to": households::personal(show, &t.phone, mask_phone),
-                "recipient": households::personal(show, &t.recipient, crate::domain::mask_name),
-                "step": t.step,
-                "purpose": t.purpose, "state": t.state, "attempts": t.attempts,
-                "provider": t.provider, "delivery": t.delivery,
-            })).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(refusal) => refusal,
-    }
-}
-
-#[derive(Deserialize, Default)]
-struct CloseBody {
-    disposition: String,
-    #[serde(default)]
-    note: String,
-}
-
-async fn act(
-    State(state): State<HttpState>,
-    Caller(actor): Caller,
-    Path((id, action)): Path<(i64, String)>,
-    body: axum::body::Bytes,
-) -> Response {
-    let now = state.clock.now().secs();
-    let close = if action == "close" {
-        match serde_json::from_slice::<CloseBody>(&body) {
-            Ok(close) => match Disposition::parse(&close.disposition) {
-                Some(disposition) => Some((disposition, close.note)),
-                None => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        &format!(
-                            "disposition {:?}: must be safe, away, needed_help, hospitalised, deceased, device_fault or other",
-                            close.disposition
-                        ),
-                    )
-                }
-            },
-            Err(problem) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("body must be {{\"disposition\": \"safe\", \"note\": \"…\"}}: {problem}"),
-                )
-            }
-        }
-    } else {
-        None
-    };
-    let done = run(&state, move |store| match (action.as_str(), close) {
-        ("acknowledge", _) => {
-            actions::alerts::acknowledge(store, &actor, id, now).map(|()| "acknowledged")
-        }
-        ("resolve", _) => actions::alerts::resolve(store, &actor, id, now).map(|()| "resolved"),
-        ("close", Some((disposition, note))) => {
-            actions::alerts::close(store, &actor, id, disposition, &note, now).map(|()| "closed")
-        }
-        (other, _) => Err(ActionError::Invalid(format!(
-            "{other:?} is not an action on alerts: acknowledge, resolve or close"
-        ))),
-    })
-    .await;
-    match done {
-        Ok(state) => Json(serde_json::json!({"id": id, "state": state})).into_response(),
-        Err(refusal) => refusal,
-    }
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MonthQuery {
+    /// YYYY-MM, in the gateway's time zone.
     month: String,
+    /// json (default), csv or html (a printable page).
     #[serde(default)]
     format: Option<String>,
 }
 
+/// The month's report for the civil-affairs bureau: coverage, alerts by
+/// kind and severity, time to acknowledge, dispositions, device faults, texts.
+#[utoipa::path(get, path = "/api/v1/reports/monthly", tag = "reports", params(MonthQuery),
+    responses((status = 200, content(
+        (serde_json::Value = "application/json"), (String = "text/csv"), (String = "text/html"))), Refusals), security(("token" = []), ("session" = [])))]
 async fn monthly(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -418,14 +326,19 @@ async fn monthly(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// From this time on (Unix seconds).
     #[serde(default)]
     since: i64,
     #[serde(default = "default_limit")]
     limit: usize,
 }
 
+/// Every change, newest first: who, when, through which channel, what, old → new.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "reports", params(AuditQuery),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn audit(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -453,6 +366,9 @@ async fn audit(
     }
 }
 
+/// Meters that publish but are not (or no longer) registered.
+#[utoipa::path(get, path = "/api/v1/meters/unregistered", tag = "devices",
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn unregistered(State(state): State<HttpState>, Caller(actor): Caller) -> Response {
     match read(&state, &actor, "meters.read", |store| {
         Ok(store.unregistered_meters()?)

@@ -5,36 +5,49 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::households::{self, personal, shows};
-use super::{read, refused, run, Caller};
+use super::{read, refused, run, Caller, Refusals};
 use crate::actions::{self, ActionError};
 use crate::domain::{mask_address, mask_name, mask_phone};
 use crate::http::{error, HttpState, Refusal};
 use crate::store::prelude::*;
 use crate::store::rules::RuleScope;
 
-pub(super) fn routes() -> Router<HttpState> {
-    Router::new()
-        .route("/api/v1/meters", get(meters).post(households::register))
-        .route("/api/v1/meters/import", post(import))
-        .route("/api/v1/meters/{id}", get(meter).delete(households::remove))
-        .route("/api/v1/meters/{id}/consumption", get(consumption))
-        .route("/api/v1/ingest/rejected", get(rejected))
-        .route("/api/v1/absences", get(households::absences).post(absence))
-        .route("/api/v1/thresholds", get(thresholds).post(set_thresholds))
+pub(super) fn routes() -> OpenApiRouter<HttpState> {
+    let (schemas, paths, import) = routes!(import);
+    OpenApiRouter::new()
+        .routes(routes!(meters, households::register))
+        .routes((
+            schemas,
+            paths,
+            import.layer(axum::extract::DefaultBodyLimit::max(CSV_LIMIT)),
+        ))
+        .routes(routes!(meter, households::remove))
+        .routes(routes!(consumption))
+        .routes(routes!(rejected))
+        .routes(routes!(households::absences, absence))
+        .routes(routes!(thresholds, set_thresholds))
 }
 
-#[derive(Deserialize)]
+/// The installation CSV may be larger than other bodies: a district's households.
+const CSV_LIMIT: usize = 1024 * 1024;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MetersQuery {
     /// Words that must all appear in the meter id, resident, address or category.
     #[serde(default)]
     q: String,
+    /// From 1.
     #[serde(default = "first_page")]
     page: usize,
+    /// 1 to 500; 50 unless said.
     #[serde(default = "page_size")]
     per_page: usize,
 }
@@ -49,6 +62,8 @@ fn page_size() -> usize {
 
 /// Meters and their households, active first, searched and paged; each with
 /// what the devices page needs (last reading, battery, readings lost).
+#[utoipa::path(get, path = "/api/v1/meters", tag = "households", params(MetersQuery),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn meters(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -108,6 +123,9 @@ async fn meters(
 
 /// The installation check: registration, contacts (phones masked), whether
 /// and when it has reported, its last values, how a platform names it.
+#[utoipa::path(get, path = "/api/v1/meters/{id}", tag = "households",
+    params(("id" = String, Path, description = "The meter")),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn meter(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -162,6 +180,9 @@ async fn meter(
 }
 
 /// The installation CSV, as the command line imports it: all or none.
+#[utoipa::path(post, path = "/api/v1/meters/import", tag = "households",
+    request_body(content = String, content_type = "text/csv", description = "The installation CSV (docs/registry.md)"),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn import(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -193,7 +214,7 @@ async fn import(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct AbsenceBody {
     /// The households' meters; or every active one of `category`.
     #[serde(default)]
@@ -207,6 +228,10 @@ struct AbsenceBody {
     until: i64,
 }
 
+/// Declares an absence for households (or every active one of a category):
+/// their welfare alerts stay silent while it lasts (at most 90 days).
+#[utoipa::path(post, path = "/api/v1/absences", tag = "absences", request_body = AbsenceBody,
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn absence(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -244,7 +269,8 @@ async fn absence(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ScopeQuery {
     #[serde(default)]
     category: Option<String>,
@@ -263,6 +289,9 @@ pub(super) fn scope(category: Option<String>, meter: Option<String>) -> Result<R
     }
 }
 
+/// The thresholds in force for a category or one household, and where each comes from.
+#[utoipa::path(get, path = "/api/v1/thresholds", tag = "thresholds", params(ScopeQuery),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn thresholds(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -305,7 +334,7 @@ async fn thresholds(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct SetBody {
     #[serde(default)]
     category: Option<String>,
@@ -314,6 +343,10 @@ struct SetBody {
     settings: std::collections::BTreeMap<String, String>,
 }
 
+/// Overrides thresholds for a category or one household, checked as the
+/// configuration file is; in force at once, without a restart.
+#[utoipa::path(post, path = "/api/v1/thresholds", tag = "thresholds", request_body = SetBody,
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn set_thresholds(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -352,7 +385,8 @@ async fn set_thresholds(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ConsumptionQuery {
     /// `hour` (default) or `day`.
     #[serde(default)]
@@ -364,6 +398,9 @@ struct ConsumptionQuery {
 
 /// A household's water use: hourly for recent days, daily for months, in
 /// its own time zone; `null` where no reading says.
+#[utoipa::path(get, path = "/api/v1/meters/{id}/consumption", tag = "households",
+    params(("id" = String, Path, description = "The meter"), ConsumptionQuery),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn consumption(
     State(state): State<HttpState>,
     Caller(actor): Caller,
@@ -413,7 +450,8 @@ async fn consumption(
     .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RejectedQuery {
     #[serde(default = "default_rejected")]
     limit: usize,
@@ -424,6 +462,8 @@ fn default_rejected() -> usize {
 }
 
 /// What ingest could not use, newest first: for installers checking a meter.
+#[utoipa::path(get, path = "/api/v1/ingest/rejected", tag = "devices", params(RejectedQuery),
+    responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn rejected(
     State(state): State<HttpState>,
     Caller(actor): Caller,
