@@ -57,9 +57,7 @@ pub fn end(store: &Store, actor: &Actor, id: i64, now: i64) -> Result<(), Action
     require(actor, "absences.end")?;
     store.write(|tx| {
         if !tx.end_absence(id, now)? {
-            return Err(ActionError::Invalid(format!(
-                "there is no current absence #{id}"
-            )));
+            return Err(ActionError::NoSuchAbsence(id));
         }
         tx.audit(stamp(actor, now), "absence.end", &id.to_string(), "")?;
         Ok(())

@@ -46,6 +46,8 @@ pub enum ActionError {
     AlreadyDone { id: i64, state: String },
     #[error("there is no alert {0}")]
     NoSuchAlert(i64),
+    #[error("there is no current absence #{0}")]
+    NoSuchAbsence(i64),
     #[error("{0}")]
     Invalid(String),
 }

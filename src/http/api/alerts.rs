@@ -60,6 +60,7 @@ pub(super) struct ListQuery {
     all: bool,
     /// At most this many, newest first (up to 1000).
     #[serde(default = "default_limit")]
+    #[param(minimum = 0)]
     limit: usize,
     /// One household's alerts only.
     #[serde(default)]
@@ -139,6 +140,7 @@ pub(super) async fn alert(
 #[derive(Deserialize, Default, ToSchema)]
 pub(super) struct CloseBody {
     /// safe, away, needed_help, hospitalised, deceased, device_fault or other.
+    #[schema(pattern = "^(safe|away|needed_help|hospitalised|deceased|device_fault|other)$")]
     disposition: String,
     #[serde(default)]
     note: String,

@@ -56,8 +56,12 @@ pub(super) struct ContactBody {
 /// One household and its meter, as a row of the installation CSV.
 #[derive(Deserialize, ToSchema)]
 pub(super) struct NewHouseholdBody {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     meter_id: String,
+    #[schema(pattern = "\\S")]
     resident_name: String,
+    /// Where the monitoring team goes.
+    #[schema(pattern = "\\S")]
     address: String,
     #[serde(default)]
     category: String,
@@ -65,7 +69,9 @@ pub(super) struct NewHouseholdBody {
     timezone: String,
     #[serde(default)]
     reporting_interval_min: Option<u32>,
+    /// In escalation order: step 1 first; at least one.
     #[serde(default)]
+    #[schema(min_items = 1)]
     contacts: Vec<ContactBody>,
     #[serde(default)]
     notes: String,
@@ -224,6 +230,8 @@ async fn edit(
 
 #[derive(Deserialize, ToSchema)]
 struct ReplaceBody {
+    /// The meter put in.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     new_meter: String,
 }
 

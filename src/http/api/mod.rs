@@ -122,7 +122,7 @@ pub fn routes() -> Router<HttpState> {
             }),
         )
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(time_limit))
+        .layer(axum::middleware::from_fn(guard))
 }
 
 /// How long a request may take before it is answered 503.
@@ -130,15 +130,31 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(30);
 
 /// Answers 503 when a request takes longer than [`TIME_LIMIT`] (a store
 /// read already started runs to its end; nothing half-written is kept, as
-/// every change is one transaction).
-async fn time_limit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    match tokio::time::timeout(TIME_LIMIT, next.run(request)).await {
+/// every change is one transaction), and makes every refusal JSON — those
+/// of axum's own extractors (a malformed query or path) are plain text.
+async fn guard(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = match tokio::time::timeout(TIME_LIMIT, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the request took longer than 30 s and was stopped; try a narrower one",
-        ),
+        Err(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the request took longer than 30 s and was stopped; try a narrower one",
+            )
+        }
+    };
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|kind| kind.starts_with("text/plain"));
+    if !(response.status().is_client_error() && plain) {
+        return response;
     }
+    let status = response.status();
+    let said = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    error(status, String::from_utf8_lossy(&said).trim())
 }
 
 /// The API's OpenAPI document, as `/api/v1/openapi.json` serves it.
@@ -232,7 +248,9 @@ impl axum::extract::FromRequestParts<HttpState> for Caller {
 fn refused(problem: ActionError) -> Response {
     let status = match &problem {
         ActionError::NotAllowed { .. } => StatusCode::FORBIDDEN,
-        ActionError::NoSuchAlert(_) | ActionError::NotRegistered(_) => StatusCode::NOT_FOUND,
+        ActionError::NoSuchAlert(_)
+        | ActionError::NoSuchAbsence(_)
+        | ActionError::NotRegistered(_) => StatusCode::NOT_FOUND,
         ActionError::AlreadyDone { .. } | ActionError::AlreadyRegistered { .. } => {
             StatusCode::CONFLICT
         }
@@ -277,10 +295,12 @@ pub(super) fn default_limit() -> usize {
 #[into_params(parameter_in = Query)]
 struct MonthQuery {
     /// YYYY-MM, in the gateway's time zone.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     month: String,
     /// json (default), csv or html (a printable page).
     #[serde(default)]
-    format: Option<String>,
+    #[param(inline)]
+    format: Option<Format>,
 }
 
 /// The month's report for the civil-affairs bureau: coverage, alerts by
@@ -307,23 +327,28 @@ async fn monthly(
         Ok(facts) => crate::report::monthly(month, zone, &facts),
         Err(refusal) => return refusal,
     };
-    match query.format.as_deref().unwrap_or("json") {
-        "json" => Json(report).into_response(),
-        "csv" => (
+    match query.format.unwrap_or(Format::Json) {
+        Format::Json => Json(report).into_response(),
+        Format::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             crate::report::csv(&report),
         )
             .into_response(),
-        "html" => (
+        Format::Html => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             crate::report::html(&report, state.language),
         )
             .into_response(),
-        other => error(
-            StatusCode::BAD_REQUEST,
-            &format!("format {other:?}: must be json, csv or html"),
-        ),
     }
+}
+
+/// How the monthly report is written.
+#[derive(Deserialize, utoipa::ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Format {
+    Json,
+    Csv,
+    Html,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -332,7 +357,9 @@ struct AuditQuery {
     /// From this time on (Unix seconds).
     #[serde(default)]
     since: i64,
+    /// At most this many, newest first (up to 1000).
     #[serde(default = "default_limit")]
+    #[param(minimum = 0)]
     limit: usize,
 }
 

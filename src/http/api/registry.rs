@@ -46,9 +46,11 @@ struct MetersQuery {
     q: String,
     /// From 1.
     #[serde(default = "first_page")]
+    #[param(minimum = 1)]
     page: usize,
     /// 1 to 500; 50 unless said.
     #[serde(default = "page_size")]
+    #[param(minimum = 1, maximum = 500)]
     per_page: usize,
 }
 
@@ -99,7 +101,7 @@ async fn meters(
     let total = found.len();
     let page: Vec<_> = found
         .into_iter()
-        .skip((query.page - 1) * query.per_page)
+        .skip((query.page - 1).saturating_mul(query.per_page))
         .take(query.per_page)
         .map(|m| {
             let flags = crate::domain::StatusFlags::from_bits(m.last_status);
@@ -221,6 +223,8 @@ struct AbsenceBody {
     meters: Vec<String>,
     #[serde(default)]
     category: Option<String>,
+    /// Why: a hospital stay, visiting family, …
+    #[schema(pattern = "\\S")]
     reason: String,
     /// Unix seconds; default now.
     #[serde(default)]
@@ -289,7 +293,8 @@ pub(super) fn scope(category: Option<String>, meter: Option<String>) -> Result<R
     }
 }
 
-/// The thresholds in force for a category or one household, and where each comes from.
+/// The thresholds in force for a category (`general` unless said) or one
+/// household, and where each comes from.
 #[utoipa::path(get, path = "/api/v1/thresholds", tag = "thresholds", params(ScopeQuery),
     responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn thresholds(
@@ -297,7 +302,12 @@ async fn thresholds(
     Caller(actor): Caller,
     Query(query): Query<ScopeQuery>,
 ) -> Response {
-    let scope = match scope(query.category, query.meter) {
+    // Neither: the households without a category of their own.
+    let (category, meter) = match (query.category, query.meter) {
+        (None, None) => (Some(crate::domain::Category::DEFAULT.to_string()), None),
+        given => given,
+    };
+    let scope = match scope(category, meter) {
         Ok(scope) => scope,
         Err(refusal) => return refusal.into_response(),
     };
@@ -390,10 +400,19 @@ async fn set_thresholds(
 struct ConsumptionQuery {
     /// `hour` (default) or `day`.
     #[serde(default)]
-    by: Option<String>,
+    #[param(inline)]
+    by: Option<Bucket>,
     /// How far back: 7 days by hour, 90 by day, by default; at most 400.
     #[serde(default)]
     days: Option<i64>,
+}
+
+/// How water use is summed.
+#[derive(Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Bucket {
+    Hour,
+    Day,
 }
 
 /// A household's water use: hourly for recent days, daily for months, in
@@ -407,16 +426,7 @@ async fn consumption(
     Path(id): Path<String>,
     Query(query): Query<ConsumptionQuery>,
 ) -> Response {
-    let daily = match query.by.as_deref() {
-        None | Some("hour") => false,
-        Some("day") => true,
-        Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("by = {other:?}: must be hour or day"),
-            )
-        }
-    };
+    let daily = query.by == Some(Bucket::Day);
     let days = query
         .days
         .unwrap_or(if daily { 90 } else { 7 })
@@ -453,7 +463,9 @@ async fn consumption(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct RejectedQuery {
+    /// At most this many, newest first (up to 500).
     #[serde(default = "default_rejected")]
+    #[param(minimum = 0)]
     limit: usize,
 }
 
