@@ -252,7 +252,7 @@ impl Gateway {
                 let sessions = StoredSessions::load(store.clone(), clock.clone())?;
                 let tls = match &config.mqtt.tls {
                     Some(files) => {
-                        let acceptor = server::tls_acceptor(&files.cert, &files.key)
+                        let acceptor = server::tls_acceptor("mqtt", &files.cert, &files.key)
                             .map_err(anyhow::Error::msg)?;
                         let listener = server::bind(files.listen).await?;
                         let tls_addr = local_address(&listener)?;
@@ -369,17 +369,39 @@ impl Gateway {
             rules: config.rules.clone(),
             alerts: config.alerts.clone(),
             sessions: Arc::default(),
+            secure_cookies: config.http.tls.is_some(),
         });
         let http_shutdown = shutdown.clone();
-        let http = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-        });
-        tracing::info!(%http_addr, "serving /healthz and /metrics");
+        let stopped = async move { http_shutdown.cancelled().await };
+        let http = match &config.http.tls {
+            None => tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stopped)
+                .await
+            }),
+            Some((cert, key)) => {
+                use axum::serve::ListenerExt;
+                let acceptor =
+                    server::tls_acceptor("http", cert, key).map_err(anyhow::Error::msg)?;
+                let listener = http::TlsListener::new(listener, acceptor)?.tap_io(|_| {});
+                tokio::spawn(async move {
+                    axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(stopped)
+                    .await
+                })
+            }
+        };
+        tracing::info!(
+            %http_addr,
+            https = config.http.tls.is_some(),
+            "serving the dashboard (/ui/), the API (/api/v1), /healthz and /metrics"
+        );
         Ok(Self {
             mqtt_addr,
             mqtt_tls_addr,

@@ -675,3 +675,41 @@ async fn installers_edit_households_and_every_change_is_audited_old_to_new() {
     assert_eq!(status, 413);
     gateway.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_and_dashboard_speak_https_with_secure_cookies_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    config.http.tls = Some((fixtures.join("server.pem"), fixtures.join("server.key")));
+    let gateway = start_gateway(&config).await;
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(fixtures.join("ca.pem")).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let base = format!("https://{}", gateway.http_addr);
+    // A client that never finishes its handshake holds up nobody.
+    let _silent = tokio::net::TcpStream::connect(gateway.http_addr)
+        .await
+        .unwrap();
+    let health = https
+        .get(format!("{base}/api/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let monitor = token(&gateway, "李敏", Role::Monitor);
+    let login = https
+        .post(format!("{base}/ui/login"))
+        .json(&json!({ "token": monitor }))
+        .send()
+        .await
+        .unwrap();
+    let (header, _) = session_cookie(&login);
+    assert!(header.contains("; Secure"), "{header}");
+    let plain = reqwest::get(format!("http://{}/api/v1/health", gateway.http_addr)).await;
+    assert!(plain.is_err(), "plain HTTP is not served: {plain:?}");
+    gateway.stop().await.unwrap();
+}

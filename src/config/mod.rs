@@ -210,6 +210,9 @@ pub struct StoreConfig {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// HTTPS on `listen` with this PEM certificate chain and key; plain
+    /// HTTP when `None` (behind a TLS-terminating proxy, or on loopback).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Household defaults used by the registry when an installer leaves them out.

@@ -112,6 +112,8 @@ pub(super) struct RawStore {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
     listen: String,
+    tls_cert_file: PathBuf,
+    tls_key_file: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +245,23 @@ impl RawConfig {
                 key: mqtt.tls_key_file.clone(),
             })
         };
+        let http = &self.http;
+        let http_tls = match (
+            http.tls_cert_file.as_os_str().is_empty(),
+            http.tls_key_file.as_os_str().is_empty(),
+        ) {
+            (true, true) => None,
+            (false, false) => Some((http.tls_cert_file.clone(), http.tls_key_file.clone())),
+            _ => {
+                p.take(check(
+                    false,
+                    "http.tls_cert_file",
+                    "",
+                    "and http.tls_key_file go together: name both PEM files, or neither",
+                ));
+                None
+            }
+        };
         p.take(check(
             (0..=86_400).contains(&mqtt.max_clock_ahead_secs),
             "mqtt.max_clock_ahead_secs",
@@ -319,6 +338,7 @@ impl RawConfig {
             },
             http: HttpConfig {
                 listen: http_listen?,
+                tls: http_tls,
             },
             registry: RegistryDefaults {
                 timezone,

@@ -1,10 +1,12 @@
-//! The HTTP listener: `/healthz`, Prometheus `/metrics`, inbound SMS replies,
-//! the SMS providers' callbacks (`sms`), the carrier IoT platforms'
-//! pushes of meter readings (`platforms`), and the API for people (`api`).
+//! The HTTP listener (HTTPS with `tls` when configured): `/healthz`,
+//! Prometheus `/metrics`, inbound SMS replies, the SMS providers' callbacks
+//! (`sms`), the carrier IoT platforms' pushes of meter readings
+//! (`platforms`), the API for people (`api`, with its OpenAPI document) and
+//! the web dashboard that uses it (`dashboard`, signed in through `session`).
 //!
-//! The API and dashboard of later issues join this router. Handlers read shared
-//! state or make one short store call; they never block ingest. This module owns
-//! the JSON shapes of the HTTP interface.
+//! Handlers read shared state or make one short store call away from the
+//! async threads; they never block ingest. This module owns the JSON shapes
+//! of the HTTP interface.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -22,12 +24,14 @@ mod dashboard;
 mod platforms;
 mod session;
 mod sms;
+mod tls;
 
 pub use api::{openapi, Failures as ApiFailures, FAILURES_PER_MINUTE as API_FAILURES_PER_MINUTE};
 
 pub use platforms::{settings as push_settings, Pushes};
 pub use session::Sessions;
 pub use sms::{settings as callback_settings, Callbacks};
+pub use tls::TlsListener;
 
 use crate::actions::replies;
 use crate::clock::SharedClock;
@@ -58,6 +62,8 @@ pub struct HttpState {
     pub alerts: crate::config::AlertsConfig,
     /// The dashboard's signed-in browsers.
     pub sessions: Arc<session::Sessions>,
+    /// The listener speaks HTTPS: the session cookie is marked `Secure`.
+    pub secure_cookies: bool,
 }
 
 pub fn router(state: HttpState) -> Router {

@@ -145,7 +145,9 @@ pub async fn login(
             "no randomness for a session id",
         );
     };
-    let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_S}");
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let cookie =
+        format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_S}{secure}");
     let mut response = Json(whoami(&actor, &csrf)).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
