@@ -82,9 +82,8 @@ enum Command {
         format: String,
     },
     /// Every change people made (meters, households, check-in phones,
-    /// thresholds, absences, imports), newest first: who, when, through
-    /// which channel, what. Alert state changes are in each alert's history
-    /// (`alerts show ID`).
+    /// thresholds, absences, imports, tokens, alert states), newest first:
+    /// who, when, through which channel, what, old → new.
     Audit {
         /// Only changes since (RFC 3339 or YYYY-MM-DD).
         #[arg(long)]
@@ -95,6 +94,8 @@ enum Command {
     /// API tokens: add (the secret is shown once), list, revoke.
     #[command(subcommand)]
     Tokens(cli::report::TokensCommand),
+    /// Copy the database to FILE while the gateway runs (a consistent snapshot).
+    Backup { to: PathBuf },
     /// Print the default configuration, with every key explained.
     PrintConfig,
     /// Print the API's OpenAPI document (as GET /api/v1/openapi.json serves it).
@@ -575,6 +576,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Absences(command) => return absences(&config, command),
         Command::Rules(command) => return rules(&config, command),
         Command::Tokens(command) => return cli::report::tokens(&config, command),
+        Command::Backup { to } => {
+            Store::open_existing(&config.store.path)?.backup_to(&to)?;
+            out!("backed up {} to {}", config.store.path.display(), to.display());
+        }
         Command::PrintConfig | Command::Openapi | Command::CheckConfig { .. } => {
             unreachable!("handled above")
         }

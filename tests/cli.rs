@@ -919,3 +919,16 @@ fn tokens_are_shown_once_listed_without_their_secret_and_revoked() {
     assert!(!bad.status.success() && text(&bad).contains("admin, operator, installer or monitor"));
     assert!(text(&stillwater(&db, &["audit"])).contains("token.add"));
 }
+
+#[test]
+fn a_backup_is_a_complete_database_and_never_overwrites_a_file() {
+    let (dir, db) = registered();
+    let backup = dir.path().join("backup.db");
+    let made = stillwater(&db, &["backup", backup.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", text(&made));
+    let listed = text(&stillwater(&backup, &["meters", "list"]));
+    assert!(listed.contains("ZS-0001"), "the copy holds the registry: {listed}");
+    let again = stillwater(&db, &["backup", backup.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+}

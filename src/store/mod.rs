@@ -72,6 +72,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("the directory {path} does not exist; create it, or choose another database path (--db or [store] path)")]
     NoDirectory { path: PathBuf },
+    #[error("{path} already exists; a backup is written to a new file")]
+    Exists { path: PathBuf },
     #[error("there is no database at {path}; check --db or [store] path (`stillwater serve` or `stillwater meters import` creates one)")]
     Missing { path: PathBuf },
 }
@@ -229,6 +231,20 @@ impl Store {
         let mut connection = store.connect()?;
         schema::migrate(&mut connection, &store.path)?;
         Ok(store)
+    }
+
+    /// Writes a consistent copy of the database to `to` (a new file) while
+    /// readers and writers go on: SQLite's `VACUUM INTO`, one read
+    /// transaction. The copy is a complete database, compacted.
+    pub fn backup_to(&self, to: &Path) -> Result<(), StoreError> {
+        if to.exists() {
+            return Err(StoreError::Exists {
+                path: to.to_path_buf(),
+            });
+        }
+        let connection = self.connect()?;
+        connection.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+        Ok(())
     }
 
     /// Opens a database that must already exist (commands that read or act on
