@@ -7,6 +7,7 @@
 //! using water six simulated hours in. A day later (in event time) the urgent
 //! `no_usage` alert opens and its texts are printed; the demo then answers the
 //! first text as the social worker would ("1"), which acknowledges the alert.
+//! A monitor's token is made for the dashboard, and printed with its address.
 //! Ports that are taken (say, by a Mosquitto already running) are replaced by
 //! free ones, and the demo says which.
 
@@ -98,7 +99,10 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
         crate::domain::Role::Admin,
         crate::domain::Channel::Cli,
     );
-    crate::actions::meters::register(&store, &demo, &households, chrono::Utc::now().timestamp())?;
+    let now = chrono::Utc::now().timestamp();
+    crate::actions::meters::register(&store, &demo, &households, now)?;
+    let (_, monitor) =
+        crate::actions::tokens::add(&store, &demo, "演示社工", crate::domain::Role::Monitor, now)?;
     let gateway = Gateway::start(&config).await?;
     println!("Stillwater demo");
     println!(
@@ -111,6 +115,10 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
         gateway.mqtt_addr
     );
     println!("  metrics:   http://{}/metrics", gateway.http_addr);
+    println!(
+        "  dashboard: http://{}/ui/ (sign in as a monitoring team with {monitor})",
+        gateway.http_addr
+    );
     println!(
         "  simulating {} homes for {} hours of event time, {}x real time",
         households.len(),

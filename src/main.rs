@@ -578,7 +578,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokens(command) => return cli::report::tokens(&config, command),
         Command::Backup { to } => {
             Store::open_existing(&config.store.path)?.backup_to(&to)?;
-            out!("backed up {} to {}", config.store.path.display(), to.display());
+            out!(
+                "backed up {} to {}",
+                config.store.path.display(),
+                to.display()
+            );
         }
         Command::PrintConfig | Command::Openapi | Command::CheckConfig { .. } => {
             unreachable!("handled above")

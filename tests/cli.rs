@@ -927,7 +927,10 @@ fn a_backup_is_a_complete_database_and_never_overwrites_a_file() {
     let made = stillwater(&db, &["backup", backup.to_str().unwrap()]);
     assert!(made.status.success(), "{}", text(&made));
     let listed = text(&stillwater(&backup, &["meters", "list"]));
-    assert!(listed.contains("ZS-0001"), "the copy holds the registry: {listed}");
+    assert!(
+        listed.contains("ZS-0001"),
+        "the copy holds the registry: {listed}"
+    );
     let again = stillwater(&db, &["backup", backup.to_str().unwrap()]);
     assert!(!again.status.success());
     assert!(text(&again).contains("already exists"), "{}", text(&again));
