@@ -194,6 +194,9 @@ struct RuleTarget {
     /// Every household of this category.
     #[arg(long)]
     category: Option<String>,
+    /// Every household (over the configuration file's [rules]).
+    #[arg(long)]
+    global: bool,
 }
 
 impl RuleTarget {
@@ -201,7 +204,7 @@ impl RuleTarget {
         match (&self.meter, &self.category) {
             (Some(meter), _) => RuleScope::Meter(meter.clone()),
             (None, Some(category)) => RuleScope::Category(category.clone()),
-            (None, None) => unreachable!("clap requires --meter or --category"),
+            (None, None) => RuleScope::Global,
         }
     }
 }

@@ -349,6 +349,8 @@ impl Policy {
 pub enum Source {
     /// The global `[rules]` (the file's, or the built-in default).
     Global,
+    /// Set for every household (`rules set --global`).
+    StoredGlobal { by: String, at: Timestamp },
     /// `[rules.categories.NAME]` in the config file.
     ConfigCategory(Category),
     /// Set with `stillwater rules set --category`.
@@ -365,6 +367,9 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Global => f.write_str("default"),
+            Source::StoredGlobal { by, at } => {
+                write!(f, "set for every household by {by} at {at}")
+            }
             Source::ConfigCategory(category) => write!(f, "config, category {category}"),
             Source::StoredCategory { category, by, at } => {
                 write!(f, "set for category {category} by {by} at {at}")

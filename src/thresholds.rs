@@ -18,24 +18,32 @@ pub fn in_force(rules: &RulesConfig, category: &str, stored: &[RuleOverride]) ->
     let mut layers = Vec::new();
     let mut unreadable = Vec::new();
     let category = Category::parse(category).unwrap_or_else(|_| Category::general());
-    if let Some(settings) = rules.categories.get(category.as_str()) {
-        layers.push(Layer {
+    // The more particular wins: the file's [rules], then operators' global
+    // overrides, the file's category, the category's overrides, the household's.
+    let (global, particular): (Vec<&RuleOverride>, Vec<&RuleOverride>) =
+        stored.iter().partition(|rule| rule.scope == "global");
+    let config_category = rules
+        .categories
+        .get(category.as_str())
+        .map(|settings| Layer {
             source: Source::ConfigCategory(category.clone()),
             settings: settings.clone(),
         });
-    }
-    // Stored rules come category first, then household (the store's order).
-    for rule in stored {
+    let mut pending = config_category;
+    for rule in global.into_iter().chain(particular) {
+        if rule.scope != "global" {
+            layers.extend(pending.take());
+        }
         let at = Timestamp::from_secs(rule.set_at);
         let by = rule.set_by.clone();
-        let source = if rule.scope == "category" {
-            Source::StoredCategory {
+        let source = match rule.scope.as_str() {
+            "global" => Source::StoredGlobal { by, at },
+            "category" => Source::StoredCategory {
                 category: category.clone(),
                 by,
                 at,
-            }
-        } else {
-            Source::StoredHousehold { by, at }
+            },
+            _ => Source::StoredHousehold { by, at },
         };
         match Setting::parse(&rule.key, &rule.value) {
             Ok(setting) => layers.push(Layer {
@@ -45,7 +53,46 @@ pub fn in_force(rules: &RulesConfig, category: &str, stored: &[RuleOverride]) ->
             Err(problem) => unreadable.push(format!("ignored a stored setting: {problem}")),
         }
     }
+    layers.extend(pending);
     let mut resolved = resolve(&rules.global, &layers);
     resolved.skipped.extend(unreadable);
     resolved
+}
+
+/// The policy every household starts from: the file's `[rules]` and the
+/// operators' global overrides, before any category's.
+pub fn global(rules: &RulesConfig, stored: &[RuleOverride]) -> Resolved {
+    let global: Vec<RuleOverride> = stored
+        .iter()
+        .filter(|rule| rule.scope == "global")
+        .cloned()
+        .collect();
+    let no_categories = RulesConfig {
+        categories: Default::default(),
+        ..rules.clone()
+    };
+    in_force(&no_categories, Category::DEFAULT, &global)
+}
+
+/// The thresholds in force for `scope`: every household's starting point,
+/// a category's, or one household's.
+pub fn for_scope(
+    store: &crate::store::Store,
+    rules: &RulesConfig,
+    scope: &crate::store::rules::RuleScope,
+) -> Result<Resolved, crate::store::StoreError> {
+    use crate::store::prelude::*;
+    use crate::store::rules::RuleScope;
+    let stored = store.rule_overrides(scope)?;
+    Ok(match scope {
+        RuleScope::Global => global(rules, &stored),
+        RuleScope::Category(category) => in_force(rules, category, &stored),
+        RuleScope::Meter(meter) => {
+            let category = store
+                .household(meter)?
+                .ok_or_else(|| crate::store::StoreError::NotRegistered(meter.clone()))?
+                .category;
+            in_force(rules, &category, &stored)
+        }
+    })
 }

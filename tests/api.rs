@@ -108,6 +108,14 @@ async fn roles_decide_who_may_do_what_through_the_api() {
         )
         .await;
     assert_eq!(status, 409, "already acknowledged");
+    let (_, acknowledged) = api
+        .get("/api/v1/alerts?state=acknowledged", Some(&monitor))
+        .await;
+    assert_eq!(acknowledged[0]["id"], id, "filtered by state");
+    let (_, flowing) = api
+        .get("/api/v1/alerts?kind=continuous_flow", Some(&monitor))
+        .await;
+    assert_eq!(flowing, serde_json::json!([]), "filtered by kind");
     let (_, shown) = api
         .get(&format!("/api/v1/alerts/{id}"), Some(&monitor))
         .await;
@@ -367,9 +375,9 @@ async fn operators_tune_thresholds_checked_as_the_configuration_is() {
         .post(
             "/api/v1/thresholds",
             &operator,
-            serde_json::json!({"settings": {"warning_window": "8h"}}),
+            serde_json::json!({"category": "elderly_alone", "meter": "ZS-0001", "settings": {"warning_window": "8h"}}),
         )
         .await;
-    assert_eq!(status, 400, "a category or a meter");
+    assert_eq!(status, 400, "a category or a meter, not both");
     gateway.stop().await.unwrap();
 }

@@ -713,3 +713,69 @@ async fn the_api_and_dashboard_speak_https_with_secure_cookies_when_configured()
     assert!(plain.is_err(), "plain HTTP is not served: {plain:?}");
     gateway.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_are_set_for_everyone_a_category_or_a_household_the_particular_winning() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    register_household(&config);
+    let gateway = start_gateway(&config).await;
+    let api = Client::new(&gateway);
+    let operator = token(&gateway, "值班员", Role::Operator);
+    let window = |shown: &serde_json::Value| {
+        let row = shown["thresholds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == "warning_window")
+            .unwrap()
+            .clone();
+        (
+            row["value"].as_str().unwrap().to_string(),
+            row["from"].as_str().unwrap().to_string(),
+        )
+    };
+    let set = |settings: serde_json::Value| api.post("/api/v1/thresholds", &operator, settings);
+
+    // For everyone: neither a category nor a meter.
+    let (status, body) = set(json!({"settings": {"warning_window": "10h"}})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, everyone) = api.get("/api/v1/thresholds", Some(&operator)).await;
+    let (value, from) = window(&everyone);
+    assert_eq!(value, "10h");
+    assert!(from.contains("every household"), "{from}");
+    let (_, household) = api
+        .get("/api/v1/thresholds?meter=ZS-0001", Some(&operator))
+        .await;
+    assert_eq!(window(&household).0, "10h", "a household starts from it");
+
+    // The category's own value wins over everyone's; the household's over both.
+    set(json!({"category": "elderly_alone", "settings": {"warning_window": "9h"}})).await;
+    let (_, household) = api
+        .get("/api/v1/thresholds?meter=ZS-0001", Some(&operator))
+        .await;
+    assert_eq!(window(&household).0, "9h");
+    set(json!({"meter": "ZS-0001", "settings": {"warning_window": "7h"}})).await;
+    let (_, household) = api
+        .get("/api/v1/thresholds?meter=ZS-0001", Some(&operator))
+        .await;
+    assert_eq!(window(&household).0, "7h");
+    let (_, everyone) = api.get("/api/v1/thresholds", Some(&operator)).await;
+    assert_eq!(window(&everyone).0, "10h", "everyone's is unchanged");
+
+    // A global value that would not hold is refused, naming where.
+    let (status, body) = set(json!({"settings": {"warning_window": "30h"}})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("for category"),
+        "{body}"
+    );
+    let (status, _) = api
+        .get(
+            "/api/v1/thresholds?meter=ZS-0001&category=general",
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(status, 400, "not both");
+    gateway.stop().await.unwrap();
+}

@@ -1,6 +1,7 @@
-//! Threshold overrides set by operators for a category or one household. The
-//! same checks as the configuration file: bounded values, and the thresholds
-//! every household concerned would run with must hold together.
+//! Threshold overrides set by operators for every household, a category or
+//! one household. The same checks as the configuration file: bounded values,
+//! and the thresholds every household concerned would run with must hold
+//! together (for a global change, those of every category).
 
 use super::{require, stamp, ActionError};
 use crate::config::RulesConfig;
@@ -21,7 +22,16 @@ pub fn set(
 ) -> Result<Vec<String>, ActionError> {
     require(actor, "rules.set")?;
     let mut warnings = Vec::new();
-    let category = match scope {
+    // The categories whose households the change reaches.
+    let categories = match scope {
+        RuleScope::Global => {
+            let mut all = store.categories_in_use()?;
+            all.extend(rules.categories.keys().cloned());
+            all.push(Category::DEFAULT.to_string());
+            all.sort();
+            all.dedup();
+            all
+        }
         RuleScope::Category(category) => {
             Category::parse(category).map_err(|e| ActionError::Invalid(e.to_string()))?;
             let in_use = store.categories_in_use()?;
@@ -35,32 +45,45 @@ pub fn set(
                     }
                 ));
             }
-            category.clone()
+            vec![category.clone()]
         }
-        RuleScope::Meter(meter) => store
+        RuleScope::Meter(meter) => vec![store
             .meter_details(meter, 0)?
             .and_then(|d| d.registration)
             .map(|r| r.category)
-            .ok_or_else(|| ActionError::NotRegistered(meter.clone()))?,
+            .ok_or_else(|| ActionError::NotRegistered(meter.clone()))?],
     };
     // The thresholds the households concerned would run with.
     let scope_name = scope_name(scope);
-    let mut stored = store.rule_overrides(scope)?;
-    for setting in settings {
-        stored.retain(|r| !(r.scope == scope_name && r.key == setting.key.as_str()));
-        stored.push(RuleOverride {
-            scope: scope_name.into(),
-            key: setting.key.as_str().into(),
-            value: setting.formatted_value(),
-            set_by: actor.name.clone(),
-            set_at: now,
+    for category in &categories {
+        let mut stored = match scope {
+            RuleScope::Global => store.rule_overrides(&RuleScope::Category(category.clone()))?,
+            _ => store.rule_overrides(scope)?,
+        };
+        for setting in settings {
+            stored.retain(|r| !(r.scope == scope_name && r.key == setting.key.as_str()));
+            stored.push(RuleOverride {
+                scope: scope_name.into(),
+                key: setting.key.as_str().into(),
+                value: setting.formatted_value(),
+                set_by: actor.name.clone(),
+                set_at: now,
+            });
+        }
+        // The store's order: global, category, household.
+        stored.sort_by_key(|r| match r.scope.as_str() {
+            "global" => 0,
+            "category" => 1,
+            _ => 2,
         });
-    }
-    let resolved = crate::thresholds::in_force(rules, &category, &stored);
-    if let Some(problem) = resolved.skipped.first() {
-        return Err(ActionError::Invalid(
-            problem.replace("ignored the settings", "the settings would not hold:"),
-        ));
+        let resolved = crate::thresholds::in_force(rules, category, &stored);
+        if let Some(problem) = resolved.skipped.first() {
+            let problem = problem.replace("ignored the settings", "the settings would not hold:");
+            return Err(ActionError::Invalid(match scope {
+                RuleScope::Global => format!("for category {category}: {problem}"),
+                _ => problem,
+            }));
+        }
     }
     write(
         store,
@@ -86,6 +109,7 @@ pub fn unset(
 
 fn scope_name(scope: &RuleScope) -> &'static str {
     match scope {
+        RuleScope::Global => "global",
         RuleScope::Category(_) => "category",
         RuleScope::Meter(_) => "household",
     }
@@ -100,6 +124,7 @@ fn write(
 ) -> Result<(), ActionError> {
     store.write(|tx| {
         let target = match scope {
+            RuleScope::Global => "*".to_string(),
             RuleScope::Category(category) => category.clone(),
             RuleScope::Meter(meter) => tx
                 .active_registration(meter)?

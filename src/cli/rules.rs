@@ -15,23 +15,14 @@ pub(crate) fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<Ex
     match command {
         RulesCommand::Show { target } => {
             let scope = target.scope();
-            let category = match &scope {
-                RuleScope::Category(category) => category.clone(),
-                RuleScope::Meter(meter) => {
-                    match store.meter_details(meter, 0)?.and_then(|d| d.registration) {
-                        Some(registration) => registration.category,
-                        None => {
-                            eprintln!("error: meter {meter} is not registered");
-                            return Ok(ExitCode::FAILURE);
-                        }
-                    }
+            let resolved = match stillwater::thresholds::for_scope(&store, &config.rules, &scope) {
+                Ok(resolved) => resolved,
+                Err(stillwater::store::StoreError::NotRegistered(meter)) => {
+                    eprintln!("error: meter {meter} is not registered");
+                    return Ok(ExitCode::FAILURE);
                 }
+                Err(error) => return Err(error.into()),
             };
-            let resolved = stillwater::thresholds::in_force(
-                &config.rules,
-                &category,
-                &store.rule_overrides(&scope)?,
-            );
             for key in stillwater::policy::Key::ALL {
                 out!(
                     "{:<20} {:<8} {}",
@@ -74,6 +65,7 @@ pub(crate) fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<Ex
                     .collect::<Vec<_>>()
                     .join(" "),
                 match &scope {
+                    RuleScope::Global => "every household".to_string(),
                     RuleScope::Category(category) => format!("category {category}"),
                     RuleScope::Meter(meter) => format!("the household of meter {meter}"),
                 }

@@ -9,7 +9,7 @@ use super::{Store, StoreError};
 /// One rule parameter set by an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleOverride {
-    /// `category` or `household`.
+    /// `global`, `category` or `household`.
     pub scope: String,
     pub key: String,
     pub value: String,
@@ -24,8 +24,9 @@ pub(super) fn rule_overrides(
 ) -> Result<Vec<RuleOverride>, StoreError> {
     let mut statement = connection.prepare_cached(
         "SELECT scope, key, value, set_by, set_at FROM rule_overrides
-         WHERE (scope = 'category' AND target = ?1) OR (scope = 'household' AND target = ?2)
-         ORDER BY scope = 'household', key",
+         WHERE scope = 'global' OR (scope = 'category' AND target = ?1)
+            OR (scope = 'household' AND target = ?2)
+         ORDER BY CASE scope WHEN 'global' THEN 0 WHEN 'category' THEN 1 ELSE 2 END, key",
     )?;
     let rows = statement.query_map(params![category, household_id.to_string()], |row| {
         Ok(RuleOverride {
@@ -42,6 +43,8 @@ pub(super) fn rule_overrides(
 /// Whom a rule override applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleScope {
+    /// Every household (over the configuration file's `[rules]`).
+    Global,
     Category(String),
     /// The household of this (active) meter.
     Meter(String),
@@ -51,6 +54,8 @@ impl RuleStore for Store {
     fn rule_overrides(&self, scope: &RuleScope) -> Result<Vec<RuleOverride>, StoreError> {
         let connection = self.connect()?;
         match scope {
+            // No category is named `*`: only the global overrides.
+            RuleScope::Global => rule_overrides(&connection, "*", -1),
             RuleScope::Category(category) => rule_overrides(&connection, category, -1),
             RuleScope::Meter(meter) => {
                 let household = household_of(&connection, meter)?

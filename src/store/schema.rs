@@ -299,6 +299,21 @@ const MIGRATIONS: &[&str] = &[
         revoked_at INTEGER
     );
     ",
+    // 14: threshold overrides for every household (scope 'global', target '*').
+    "
+    CREATE TABLE rule_overrides_14 (
+        scope  TEXT NOT NULL CHECK (scope IN ('global', 'category', 'household')),
+        target TEXT NOT NULL,              -- '*', a category name, or a household id
+        key    TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, target, key)
+    ) WITHOUT ROWID;
+    INSERT INTO rule_overrides_14 SELECT scope, target, key, value, set_by, set_at FROM rule_overrides;
+    DROP TABLE rule_overrides;
+    ALTER TABLE rule_overrides_14 RENAME TO rule_overrides;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -65,9 +65,16 @@ pub(super) struct ListQuery {
     /// One household's alerts only.
     #[serde(default)]
     meter: Option<String>,
+    /// One kind only (no_usage, continuous_flow, …).
+    #[serde(default)]
+    kind: Option<String>,
+    /// One state only (open, acknowledged, resolved, closed).
+    #[serde(default)]
+    state: Option<String>,
 }
 
-/// Alerts, newest first: the active ones, or all with `all=true`.
+/// Alerts, newest first: the active ones, or all with `all=true`; filtered
+/// by household, kind or state.
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(ListQuery),
     responses((status = 200, body = [AlertJson]), Refusals), security(("token" = []), ("session" = [])))]
 pub(super) async fn alerts(
@@ -77,17 +84,20 @@ pub(super) async fn alerts(
 ) -> Response {
     let limit = query.limit.min(1000);
     let show = households::shows(&actor);
-    let meter = query.meter.clone();
+    // Filtered: from all of them, newest first.
+    let filtered = query.meter.is_some() || query.kind.is_some() || query.state.is_some();
+    let all = query.all;
     let listed = read(&state, &actor, "alerts.read", move |store| {
-        // One household's: from all of them, newest first.
-        let cap = if meter.is_some() { 100_000 } else { limit };
-        Ok(store.list_alerts(query.all, cap)?)
+        let cap = if filtered { 100_000 } else { limit };
+        Ok(store.list_alerts(all, cap)?)
     })
     .await;
     match listed {
         Ok(list) => Json(
             list.into_iter()
                 .filter(|a| query.meter.as_deref().is_none_or(|m| a.meter_id == m))
+                .filter(|a| query.kind.as_deref().is_none_or(|k| a.kind == k))
+                .filter(|a| query.state.as_deref().is_none_or(|s| a.state == s))
                 .take(limit)
                 .map(|a| AlertJson::shown(a, show))
                 .collect::<Vec<_>>(),

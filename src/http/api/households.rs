@@ -481,6 +481,7 @@ fn preview_in(
     let meters = match scope {
         RuleScope::Meter(meter) => vec![meter.clone()],
         RuleScope::Category(category) => store.active_meters(Some(category))?,
+        RuleScope::Global => store.active_meters(None)?,
     };
     let settings = crate::alert::lifecycle::Settings::new(alerts, rules);
     let (mut before, mut after, mut households) = (Tally::default(), Tally::default(), 0);

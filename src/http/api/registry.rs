@@ -282,19 +282,22 @@ struct ScopeQuery {
     meter: Option<String>,
 }
 
+/// Neither: every household; a category; one household — not both.
 pub(super) fn scope(category: Option<String>, meter: Option<String>) -> Result<RuleScope, Refusal> {
     match (category, meter) {
+        (None, None) => Ok(RuleScope::Global),
         (Some(category), None) => Ok(RuleScope::Category(category)),
         (None, Some(meter)) => Ok(RuleScope::Meter(meter)),
         _ => Err(Refusal(
             StatusCode::BAD_REQUEST,
-            "say either category or meter (one household)".into(),
+            "say a category or a meter (one household), not both; neither means every household"
+                .into(),
         )),
     }
 }
 
-/// The thresholds in force for a category (`general` unless said) or one
-/// household, and where each comes from.
+/// The thresholds in force for every household (neither parameter), a
+/// category or one household, and where each comes from.
 #[utoipa::path(get, path = "/api/v1/thresholds", tag = "thresholds", params(ScopeQuery),
     responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn thresholds(
@@ -302,32 +305,13 @@ async fn thresholds(
     Caller(actor): Caller,
     Query(query): Query<ScopeQuery>,
 ) -> Response {
-    // Neither: the households without a category of their own.
-    let (category, meter) = match (query.category, query.meter) {
-        (None, None) => (Some(crate::domain::Category::DEFAULT.to_string()), None),
-        given => given,
-    };
-    let scope = match scope(category, meter) {
+    let scope = match scope(query.category, query.meter) {
         Ok(scope) => scope,
         Err(refusal) => return refusal.into_response(),
     };
     let rules = state.rules.clone();
     let resolved = read(&state, &actor, "rules.read", move |store| {
-        let category = match &scope {
-            RuleScope::Category(category) => category.clone(),
-            RuleScope::Meter(meter) => {
-                store
-                    .meter_details(meter, 0)?
-                    .and_then(|d| d.registration)
-                    .ok_or_else(|| ActionError::NotRegistered(meter.clone()))?
-                    .category
-            }
-        };
-        Ok(crate::thresholds::in_force(
-            &rules,
-            &category,
-            &store.rule_overrides(&scope)?,
-        ))
+        Ok(crate::thresholds::for_scope(store, &rules, &scope)?)
     })
     .await;
     match resolved {
@@ -353,8 +337,9 @@ struct SetBody {
     settings: std::collections::BTreeMap<String, String>,
 }
 
-/// Overrides thresholds for a category or one household, checked as the
-/// configuration file is; in force at once, without a restart.
+/// Overrides thresholds for every household (neither `category` nor
+/// `meter`), a category or one household, checked as the configuration file
+/// is (a global change against every category); in force at once.
 #[utoipa::path(post, path = "/api/v1/thresholds", tag = "thresholds", request_body = SetBody,
     responses((status = 200, body = serde_json::Value), Refusals), security(("token" = []), ("session" = [])))]
 async fn set_thresholds(

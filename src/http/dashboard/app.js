@@ -28,7 +28,7 @@ const TEXT = {
     device_fault: "设备故障", other: "其他", no_usage: "长时间未用水", continuous_flow: "持续用水",
     high_usage: "用水量过高", meter_offline: "水表离线", device_fault_kind: "设备故障",
     warning: "预警", urgent: "紧急", info: "提示", open: "未确认", acknowledged: "已确认", resolved: "已解除", closed: "已结案",
-    failed: "操作失败", changed: "已修改", replace: "更换水表", new_meter: "新表号",
+    failed: "操作失败", changed: "已修改", replace: "更换水表", new_meter: "新表号", everyone: "所有住户",
   },
   en: {
     sign_in: "Sign in", token: "Access token", token_hint: "An administrator makes one with stillwater tokens add.",
@@ -52,7 +52,7 @@ const TEXT = {
     device_fault: "Device fault", other: "Other", no_usage: "No water use", continuous_flow: "Continuous flow",
     high_usage: "Very high use", meter_offline: "Meter offline", device_fault_kind: "Device fault",
     warning: "warning", urgent: "urgent", info: "info", open: "open", acknowledged: "acknowledged", resolved: "resolved", closed: "closed",
-    failed: "Failed", changed: "Changed", replace: "Replace meter", new_meter: "New meter id",
+    failed: "Failed", changed: "Changed", replace: "Replace meter", new_meter: "New meter id", everyone: "Every household",
   },
 };
 const DISPOSITIONS = ["safe", "away", "needed_help", "hospitalised", "deceased", "device_fault", "other"];
@@ -264,7 +264,8 @@ async function householdPage(meter) {
     h("p", {}, `${t("last_reading")}: ${when(s.last_reading_ts)} · ${t("battery")}: ${s.last_battery_pct ?? "–"}% · ${t("missing")}: ${s.readings_missing ?? 0} · ${t("rejected")}: ${s.rejected ?? 0}`),
     alerts.length ? h("h2", {}, t("alerts")) : null,
     alerts.length ? h("ul", {}, alerts.map((a) => h("li", {}, `${when(a.opened_at)} · ${kindName(a.kind)} · ${t(a.severity)} · ${t(a.state)}${a.disposition ? " · " + t(a.disposition) : ""}`))) : null,
-    ["admin", "installer"].includes(me.role) ? editForm(meter, r) : null);
+    ["admin", "installer"].includes(me.role) ? editForm(meter, r) : null,
+    ["admin", "installer"].includes(me.role) && r.status === "active" ? replaceForm(meter) : null);
   await drawUse(chart, meter, "hour", alerts, absences);
   try {
     const learned = await api("GET", `/api/v1/meters/${encodeURIComponent(meter)}/routine`);
@@ -352,6 +353,22 @@ function editForm(meter, r) {
   return form;
 }
 
+function replaceForm(meter) {
+  const input = h("input", { name: "new_meter", id: "new-meter", required: true, autocapitalize: "characters" });
+  const result = h("p", { role: "status" });
+  const form = h("form", { class: "card", id: "replace" },
+    h("h2", {}, t("replace")), h("label", {}, h("span", {}, t("new_meter")), input),
+    h("button", { type: "submit", class: "secondary" }, t("replace")), result);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const done = await api("POST", `/api/v1/meters/${encodeURIComponent(meter)}/replace`, { new_meter: input.value.trim() });
+      location.hash = `#/household/${encodeURIComponent(done.replaced_by)}`;
+    } catch (error) { result.replaceChildren(failure(error)); }
+  });
+  return form;
+}
+
 // ---- devices: offline, low battery, losing readings, unregistered, rejected.
 
 async function devicesPage() {
@@ -383,14 +400,17 @@ async function devicesPage() {
 
 async function thresholdsPage(category) {
   const scope = h("input", { id: "scope", value: category || "general", "aria-label": t("category") });
-  const isMeter = h("select", { id: "scope-kind", "aria-label": t("category") }, h("option", { value: "category" }, t("category")), h("option", { value: "meter" }, t("meter")));
+  const isMeter = h("select", { id: "scope-kind", "aria-label": t("category") },
+    h("option", { value: "category" }, t("category")), h("option", { value: "meter" }, t("meter")), h("option", { value: "global" }, t("everyone")));
   const table = h("div", { id: "values" });
   const result = h("div", { id: "preview", role: "status" });
   const inputs = {};
-  const which = () => ({ [isMeter.value]: scope.value.trim() });
+  const which = () => (isMeter.value === "global" ? {} : { [isMeter.value]: scope.value.trim() });
   const load = async () => {
+    scope.hidden = isMeter.value === "global";
     try {
-      const shown = await api("GET", `/api/v1/thresholds?${isMeter.value}=${encodeURIComponent(scope.value.trim())}`);
+      const query = isMeter.value === "global" ? "" : `?${isMeter.value}=${encodeURIComponent(scope.value.trim())}`;
+      const shown = await api("GET", `/api/v1/thresholds${query}`);
       table.replaceChildren(h("table", {}, h("tbody", {}, shown.thresholds.map((row) => {
         inputs[row.key] = h("input", { name: row.key, value: row.value, "data-was": row.value });
         return h("tr", {}, h("td", {}, row.key), h("td", {}, inputs[row.key]), h("td", { class: "muted hide-narrow" }, row.from));
