@@ -252,7 +252,7 @@ async function householdPage(meter) {
   const byDay = h("button", { type: "button", class: "secondary" }, t("daily"));
   byHour.onclick = () => drawUse(chart, meter, "hour", alerts, absences);
   byDay.onclick = () => drawUse(chart, meter, "day", alerts, absences);
-  body.replaceChildren(
+  body.replaceChildren(...[
     h("h1", {}, `${r.resident || meter} · ${meter}`),
     h("p", { class: "muted" }, [r.address, r.category, r.status].filter(Boolean).join(" · ")),
     h("h2", {}, t("water_use")), h("div", { class: "actions" }, byHour, byDay), chart,
@@ -265,7 +265,8 @@ async function householdPage(meter) {
     alerts.length ? h("h2", {}, t("alerts")) : null,
     alerts.length ? h("ul", {}, alerts.map((a) => h("li", {}, `${when(a.opened_at)} · ${kindName(a.kind)} · ${t(a.severity)} · ${t(a.state)}${a.disposition ? " · " + t(a.disposition) : ""}`))) : null,
     ["admin", "installer"].includes(me.role) ? editForm(meter, r) : null,
-    ["admin", "installer"].includes(me.role) && r.status === "active" ? replaceForm(meter) : null);
+    ["admin", "installer"].includes(me.role) && r.status === "active" ? replaceForm(meter) : null,
+  ].filter(Boolean));
   await drawUse(chart, meter, "hour", alerts, absences);
   try {
     const learned = await api("GET", `/api/v1/meters/${encodeURIComponent(meter)}/routine`);
