@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::api::{token, Client};
+use common::api::{sms_sink, token, with_household, Client};
 use common::home::*;
 use common::*;
 use stillwater::actions::tokens;
@@ -15,17 +15,9 @@ use stillwater::store::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_decide_who_may_do_what_through_the_api() {
-    let sms = wiremock::MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::any())
-        .respond_with(wiremock::ResponseTemplate::new(200))
-        .mount(&sms)
-        .await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.sms.provider = stillwater::config::ProviderChoice::Webhook {
-        url: format!("{}/sms", sms.uri()),
-        token: None,
-    };
+    let _sms = sms_sink(&mut config).await;
     register_household(&config);
     let gateway = start_gateway(&config).await;
     let api = Client::new(&gateway);
@@ -329,10 +321,7 @@ ZS-0001,张桂芳,民生路12号,李敏,13800138000
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_tune_thresholds_checked_as_the_configuration_is() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
-    register_household(&config);
-    let gateway = start_gateway(&config).await;
-    let api = Client::new(&gateway);
+    let (gateway, api) = with_household(dir.path()).await;
     let operator = token(&gateway, "值班员", Role::Operator);
     let monitor = token(&gateway, "李敏", Role::Monitor);
     let set =

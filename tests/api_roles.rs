@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::api::{token, Client};
+use common::api::{token, with_household};
 use common::home::*;
 use common::*;
 use serde_json::json;
@@ -227,12 +227,9 @@ fn table(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_allows_exactly_its_roles() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
-    register_household(&config);
-    let gateway = start_gateway(&config).await;
+    let (gateway, api) = with_household(dir.path()).await;
     publish_hourly(&gateway, &silent_day()).await;
     let alert = gateway.store.list_alerts(false, 1).unwrap()[0].id;
-    let api = Client::new(&gateway);
     let month = chrono::Utc::now().format("%Y-%m").to_string();
     let table = table(alert, &month);
 
@@ -324,12 +321,9 @@ fn session_cookie(response: &reqwest::Response) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_session_is_an_httponly_cookie_and_changes_need_its_csrf_token() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
-    register_household(&config);
-    let gateway = start_gateway(&config).await;
+    let (gateway, api) = with_household(dir.path()).await;
     publish_hourly(&gateway, &silent_day()).await;
     let alert = gateway.store.list_alerts(false, 1).unwrap()[0].id;
-    let api = Client::new(&gateway);
     let monitor = token(&gateway, "李敏", Role::Monitor);
     let login = |token: String| {
         api.http
@@ -445,10 +439,7 @@ async fn the_dashboard_session_is_an_httponly_cookie_and_changes_need_its_csrf_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn installers_edit_households_and_every_change_is_audited_old_to_new() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
-    register_household(&config);
-    let gateway = start_gateway(&config).await;
-    let api = Client::new(&gateway);
+    let (gateway, api) = with_household(dir.path()).await;
     let installer = token(&gateway, "装表员", Role::Installer);
     let operator = token(&gateway, "值班员", Role::Operator);
     let admin = token(&gateway, "管理员", Role::Admin);
@@ -717,10 +708,7 @@ async fn the_api_and_dashboard_speak_https_with_secure_cookies_when_configured()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thresholds_are_set_for_everyone_a_category_or_a_household_the_particular_winning() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
-    register_household(&config);
-    let gateway = start_gateway(&config).await;
-    let api = Client::new(&gateway);
+    let (gateway, api) = with_household(dir.path()).await;
     let operator = token(&gateway, "值班员", Role::Operator);
     let window = |shown: &serde_json::Value| {
         let row = shown["thresholds"]

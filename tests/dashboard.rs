@@ -59,17 +59,9 @@ async fn monitors_installers_and_operators_work_in_a_phone_sized_browser() {
     if !enabled() {
         return;
     }
-    let sms = wiremock::MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::any())
-        .respond_with(wiremock::ResponseTemplate::new(200))
-        .mount(&sms)
-        .await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.sms.provider = stillwater::config::ProviderChoice::Webhook {
-        url: format!("{}/sms", sms.uri()),
-        token: None,
-    };
+    let _sms = common::api::sms_sink(&mut config).await;
     register_household(&config);
     let gateway = start_gateway(&config).await;
     let base = format!("http://{}", gateway.http_addr);

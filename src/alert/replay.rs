@@ -73,6 +73,15 @@ impl Tally {
     pub fn alert_count(&self) -> usize {
         self.alerts.values().sum()
     }
+
+    /// The (kind, grade) pairs either tally counted, in order.
+    pub fn kinds(&self, other: &Tally) -> std::collections::BTreeSet<(Kind, Severity)> {
+        self.alerts
+            .keys()
+            .chain(other.alerts.keys())
+            .copied()
+            .collect()
+    }
 }
 
 impl Replayed {

@@ -127,12 +127,7 @@ pub(crate) fn replay(config: &Config, scope: Scope) -> anyhow::Result<ExitCode> 
                 .join(" ")
         }
     );
-    let kinds: std::collections::BTreeSet<_> = before
-        .alerts
-        .keys()
-        .chain(after.alerts.keys())
-        .copied()
-        .collect();
+    let kinds = before.kinds(&after);
     for (kind, severity) in kinds {
         let (a, b) = (
             before.alerts.get(&(kind, severity)).copied().unwrap_or(0),

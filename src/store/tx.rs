@@ -181,6 +181,22 @@ fn head(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertHead> {
     })
 }
 
+impl SqliteTx<'_> {
+    fn write_contacts(
+        &mut self,
+        household_id: i64,
+        contacts: &[crate::domain::Contact],
+    ) -> Result<(), StoreError> {
+        for (position, contact) in contacts.iter().enumerate() {
+            self.0.execute(
+                "INSERT INTO contacts (household_id, position, name, phone, step) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![household_id, position as i64 + 1, contact.name, contact.phone.as_str(), contact.step],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl Tx for SqliteTx<'_> {
     fn active_registration(&mut self, meter: &str) -> Result<Option<(i64, String)>, StoreError> {
         Ok(self
@@ -195,27 +211,14 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn insert_household(&mut self, household: &NewHousehold, now: i64) -> Result<i64, StoreError> {
+        // The row, then its details as an edit writes them.
         self.0.execute(
-            "INSERT INTO households (resident_name, address, category, timezone, reporting_interval_min, notes, created_at, check_in_phone)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                household.resident_name,
-                household.address,
-                household.category,
-                household.timezone.name(),
-                household.reporting_interval_min,
-                household.notes,
-                now,
-                household.check_in_phone.as_ref().map(PhoneNumber::as_str)
-            ],
+            "INSERT INTO households (resident_name, address, category, timezone, reporting_interval_min, notes, created_at)
+             VALUES ('', '', '', '', 0, '', ?1)",
+            [now],
         )?;
         let id = self.0.last_insert_rowid();
-        for (position, contact) in household.contacts.iter().enumerate() {
-            self.0.execute(
-                "INSERT INTO contacts (household_id, position, name, phone, step) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, position as i64 + 1, contact.name, contact.phone.as_str(), contact.step],
-            )?;
-        }
+        self.update_household(id, household)?;
         Ok(id)
     }
 
@@ -274,39 +277,29 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn household(&mut self, meter: &str) -> Result<Option<HouseholdRecord>, StoreError> {
-        let found = self
-            .0
-            .query_row(
-                "SELECT h.id, h.resident_name, h.address, h.category, h.timezone,
-                        h.reporting_interval_min, h.notes, h.check_in_phone
-                 FROM meters m JOIN households h ON h.id = m.household_id
-                 WHERE m.meter_id = ?1 AND m.status = 'active'",
-                [meter],
-                |row| {
-                    Ok(HouseholdRecord {
-                        id: row.get(0)?,
-                        resident_name: row.get(1)?,
-                        address: row.get(2)?,
-                        category: row.get(3)?,
-                        timezone: row.get(4)?,
-                        reporting_interval_min: row.get(5)?,
-                        notes: row.get(6)?,
-                        check_in_phone: row.get(7)?,
-                        contacts: Vec::new(),
-                    })
-                },
-            )
-            .optional()?;
-        let Some(mut household) = found else {
+        let Some(info) = super::engine::household_of(&self.0, meter)? else {
             return Ok(None);
         };
-        let mut statement = self.0.prepare(
-            "SELECT name, phone FROM contacts WHERE household_id = ?1 ORDER BY step, position",
+        let notes = self.0.query_row(
+            "SELECT notes FROM households WHERE id = ?1",
+            [info.id],
+            |row| row.get(0),
         )?;
-        household.contacts = statement
-            .query_map([household.id], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(Some(household))
+        Ok(Some(HouseholdRecord {
+            id: info.id,
+            resident_name: info.resident_name,
+            address: info.address,
+            category: info.category,
+            timezone: info.timezone,
+            reporting_interval_min: i64::from(info.reporting_interval_min),
+            notes,
+            check_in_phone: info.check_in_phone,
+            contacts: info
+                .contacts
+                .into_iter()
+                .map(|(_, name, phone)| (name, phone))
+                .collect(),
+        }))
     }
 
     fn update_household(&mut self, id: i64, household: &NewHousehold) -> Result<(), StoreError> {
@@ -327,13 +320,7 @@ impl Tx for SqliteTx<'_> {
         )?;
         self.0
             .execute("DELETE FROM contacts WHERE household_id = ?1", [id])?;
-        for (position, contact) in household.contacts.iter().enumerate() {
-            self.0.execute(
-                "INSERT INTO contacts (household_id, position, name, phone, step) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, position as i64 + 1, contact.name, contact.phone.as_str(), contact.step],
-            )?;
-        }
-        Ok(())
+        self.write_contacts(id, &household.contacts)
     }
 
     fn set_meter_login(

@@ -63,3 +63,27 @@ pub fn token(gateway: &Gateway, name: &str, role: Role) -> String {
         .unwrap()
         .1
 }
+
+/// A gateway with the sample household (`home::register_household`)
+/// registered, its database in `dir`, and a client for its API.
+pub async fn with_household(dir: &std::path::Path) -> (Gateway, Client) {
+    let config = super::test_config(dir);
+    super::home::register_household(&config);
+    let gateway = super::start_gateway(&config).await;
+    let client = Client::new(&gateway);
+    (gateway, client)
+}
+
+/// An SMS gateway that takes every text, set as `config`'s provider.
+pub async fn sms_sink(config: &mut stillwater::config::Config) -> wiremock::MockServer {
+    let sms = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&sms)
+        .await;
+    config.sms.provider = stillwater::config::ProviderChoice::Webhook {
+        url: format!("{}/sms", sms.uri()),
+        token: None,
+    };
+    sms
+}

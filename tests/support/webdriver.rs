@@ -62,17 +62,12 @@ impl Driver {
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap();
-        let created: Value = http
-            .post(format!("{}/session", self.base))
-            .json(&json!({"capabilities": {"alwaysMatch": {
+        let created = ask(http.post(format!("{}/session", self.base)).json(
+            &json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome", "goog:chromeOptions": options,
-            }}}))
-            .send()
-            .await
-            .expect("chromedriver answers")
-            .json()
-            .await
-            .unwrap();
+            }}}),
+        ))
+        .await;
         let id = created["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no browser session: {created}"))
@@ -95,6 +90,17 @@ impl Drop for Driver {
     }
 }
 
+/// Chromedriver's answer to `request`.
+async fn ask(request: reqwest::RequestBuilder) -> Value {
+    request
+        .send()
+        .await
+        .expect("chromedriver answers")
+        .json()
+        .await
+        .unwrap()
+}
+
 /// One browser session.
 pub struct Browser {
     http: reqwest::Client,
@@ -115,13 +121,7 @@ impl Browser {
             "DELETE" => self.http.delete(&url),
             _ => self.http.post(&url).json(&body),
         };
-        let answer: Value = request
-            .send()
-            .await
-            .expect("chromedriver answers")
-            .json()
-            .await
-            .unwrap();
+        let answer = ask(request).await;
         if let Some(error) = answer["value"]["error"].as_str() {
             panic!(
                 "WebDriver {method} {path}: {error}: {}",

@@ -172,15 +172,14 @@ pub(super) async fn acknowledge(
     Caller(actor): Caller,
     Path(id): Path<i64>,
 ) -> Response {
-    let now = state.clock.now().secs();
-    moved(
+    plainly(
+        state,
+        actor,
         id,
         "acknowledged",
-        run(&state, move |store| {
-            actions::alerts::acknowledge(store, &actor, id, now)
-        })
-        .await,
+        actions::alerts::acknowledge,
     )
+    .await
 }
 
 /// Resolves an open or acknowledged alert.
@@ -192,14 +191,22 @@ pub(super) async fn resolve(
     Caller(actor): Caller,
     Path(id): Path<i64>,
 ) -> Response {
+    plainly(state, actor, id, "resolved", actions::alerts::resolve).await
+}
+
+/// An action on an alert that takes nothing but the alert.
+async fn plainly(
+    state: HttpState,
+    actor: crate::domain::Actor,
+    id: i64,
+    to: &str,
+    action: fn(&crate::store::Store, &crate::domain::Actor, i64, i64) -> Result<(), ActionError>,
+) -> Response {
     let now = state.clock.now().secs();
     moved(
         id,
-        "resolved",
-        run(&state, move |store| {
-            actions::alerts::resolve(store, &actor, id, now)
-        })
-        .await,
+        to,
+        run(&state, move |store| action(store, &actor, id, now)).await,
     )
 }
 

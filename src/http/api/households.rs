@@ -496,12 +496,7 @@ fn preview_in(
             WhatIf::Refused(problem) => return Err(ActionError::Invalid(problem)),
         }
     }
-    let kinds: std::collections::BTreeSet<_> = before
-        .alerts
-        .keys()
-        .chain(after.alerts.keys())
-        .copied()
-        .collect();
+    let kinds = before.kinds(&after);
     let total = |tally: &Tally| {
         serde_json::json!({
             "alerts": tally.alert_count(),
