@@ -531,6 +531,21 @@ async fn installers_edit_households_and_every_change_is_audited_old_to_new() {
     }))
     .await;
     assert_eq!((status, body["changed"].as_u64()), (200, Some(3)), "{body}");
+    let (status, body) = edit(json!({"reporting_interval_min": 30.5})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("reporting_interval_min"),
+        "{body}"
+    );
+    let (status, body) = edit(json!({"reporting_interval_min": 30.0})).await;
+    assert_eq!(
+        (status, body["changed"].as_u64()),
+        (200, Some(1)),
+        "JSON's 30.0 is 30: {body}"
+    );
     let (_, same) = edit(json!({"address": "中山市石岐区民生路14号2楼"})).await;
     assert_eq!(same["changed"], 0, "nothing new, nothing audited");
     let details = gateway.store.meter_details("ZS-0001", 0).unwrap().unwrap();
@@ -765,5 +780,9 @@ async fn thresholds_are_set_for_everyone_a_category_or_a_household_the_particula
         )
         .await;
     assert_eq!(status, 400, "not both");
+    let (status, body) = api
+        .get("/api/v1/thresholds?meter=ZS-9999", Some(&operator))
+        .await;
+    assert_eq!(status, 404, "an unknown household: {body}");
     gateway.stop().await.unwrap();
 }

@@ -67,7 +67,7 @@ pub(super) struct NewHouseholdBody {
     category: String,
     #[serde(default)]
     timezone: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_minutes")]
     reporting_interval_min: Option<u32>,
     /// In escalation order: step 1 first; at least one.
     #[serde(default)]
@@ -81,6 +81,28 @@ pub(super) struct NewHouseholdBody {
     imei: String,
     #[serde(default)]
     platform_device_id: String,
+}
+
+/// Minutes as JSON writes a whole number: `60` or `60.0` (JSON does not
+/// tell them apart); anything else is refused by the field's name.
+fn whole_minutes<'de, D: serde::Deserializer<'de>>(from: D) -> Result<Option<u32>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(from)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|m| u32::try_from(m).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "reporting_interval_min {number} is not a whole number of minutes"
+            ))
+        })
 }
 
 /// Every problem with the fields, by field; nothing was changed.
@@ -171,6 +193,7 @@ struct EditBody {
     address: Option<String>,
     category: Option<String>,
     timezone: Option<String>,
+    #[serde(default, deserialize_with = "whole_minutes")]
     reporting_interval_min: Option<u32>,
     notes: Option<String>,
     /// `""` stops asking the resident first.

@@ -250,7 +250,8 @@ fn refused(problem: ActionError) -> Response {
         ActionError::NotAllowed { .. } => StatusCode::FORBIDDEN,
         ActionError::NoSuchAlert(_)
         | ActionError::NoSuchAbsence(_)
-        | ActionError::NotRegistered(_) => StatusCode::NOT_FOUND,
+        | ActionError::NotRegistered(_)
+        | ActionError::Store(crate::store::StoreError::NotRegistered(_)) => StatusCode::NOT_FOUND,
         ActionError::AlreadyDone { .. } | ActionError::AlreadyRegistered { .. } => {
             StatusCode::CONFLICT
         }
