@@ -91,6 +91,13 @@ async fn monitors_installers_and_operators_work_in_a_phone_sized_browser() {
     browser.find("#token").await.clear().await;
     sign_in(&browser, &base, &monitor).await;
     browser.find("#alerts p.muted").await;
+    // Chinese by default; English a tap away, and back.
+    assert_eq!(browser.find("#nav-alerts").await.text().await, "告警");
+    browser.find("#lang").await.click().await;
+    assert_eq!(browser.find("#nav-alerts").await.text().await, "Alerts");
+    browser.find("#lang").await.click().await;
+    assert_eq!(browser.find("#nav-alerts").await.text().await, "告警");
+    browser.find("#alerts p.muted").await;
     publish_hourly(&gateway, &silent_day()).await;
     let card = browser.find("article.alert[data-state='open']").await;
     let text = card.text().await;

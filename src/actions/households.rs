@@ -131,7 +131,8 @@ fn changes(before: &HouseholdRecord, after: &NewHousehold) -> Vec<(String, Strin
         &after.reporting_interval_min.to_string(),
         plain,
     );
-    field("notes", &before.notes, &after.notes, plain);
+    // Free text may name anyone: the log says only that it changed.
+    field("notes", &before.notes, &after.notes, withheld);
     field(
         "check_in_phone",
         before.check_in_phone.as_deref().unwrap_or(""),
@@ -159,6 +160,10 @@ fn changes(before: &HouseholdRecord, after: &NewHousehold) -> Vec<(String, Strin
         out.push(("contacts".into(), listed(&old), listed(&new)));
     }
     out
+}
+
+fn withheld(_: &str) -> String {
+    "…".into()
 }
 
 fn plain(text: &str) -> String {

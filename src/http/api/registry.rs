@@ -151,7 +151,8 @@ async fn meter(
             "status": r.status, "registered_at": r.registered_at, "replaced_by": r.replaced_by,
             "resident": personal(show, &r.resident_name, mask_name),
             "address": personal(show, &r.address, mask_address),
-            "category": r.category, "notes": r.notes,
+            "category": r.category,
+            "notes": personal(show, &r.notes, |_| "***".into()),
             "timezone": r.timezone, "reporting_interval_min": r.reporting_interval_min,
             "check_in_phone": r.check_in_phone.as_deref().map(|p| personal(show, p, mask_phone)),
             "contacts": r.contacts.iter().map(|(step, name, phone)| serde_json::json!({
