@@ -401,7 +401,13 @@ async fn the_dashboard_session_is_an_httponly_cookie_and_changes_need_its_csrf_t
         "{events:?}"
     );
 
-    // Signing out ends the session; so does revoking its token.
+    // Signing out ends the session (not from another site: it needs the
+    // CSRF token too); so does revoking its token.
+    let forged = with_cookie(reqwest::Method::POST, "/ui/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
     let out = with_cookie(reqwest::Method::POST, "/ui/logout")
         .header("x-csrf-token", &csrf)
         .send()
@@ -413,6 +419,15 @@ async fn the_dashboard_session_is_an_httponly_cookie_and_changes_need_its_csrf_t
         .await
         .unwrap();
     assert_eq!(after.status().as_u16(), 401);
+    let again = with_cookie(reqwest::Method::POST, "/ui/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status().as_u16(),
+        204,
+        "an ended session just clears the cookie"
+    );
     let response = login(monitor.clone()).await.unwrap();
     let (_, cookie) = session_cookie(&response);
     let admin = Actor::new("cli", Role::Admin, Channel::Cli);

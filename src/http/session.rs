@@ -155,13 +155,15 @@ pub async fn login(
     response
 }
 
-/// `POST /ui/logout`: ends the session, clears the cookie.
+/// `POST /ui/logout`: ends the session (a live one only with its CSRF
+/// token, so another site cannot sign anyone out), clears the cookie.
 pub async fn logout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers) {
-        if let Err(refusal) = token_of(&state, &headers, id, true) {
-            return refusal.into_response();
+        match token_of(&state, &headers, id, true) {
+            Ok(_) => state.sessions.close(id),
+            Err(Refusal(StatusCode::UNAUTHORIZED, _)) => {} // already ended
+            Err(refusal) => return refusal.into_response(),
         }
-        state.sessions.close(id);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
