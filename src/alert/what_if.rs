@@ -73,3 +73,35 @@ pub fn what_if(
         then.tally(from, &household),
     ))
 }
+
+/// [`what_if`] for each of `meters`, in order: households are independent,
+/// so they are replayed on every core.
+pub fn what_if_each(
+    store: &Store,
+    rules: &RulesConfig,
+    settings: &Settings,
+    meters: &[String],
+    tried: &[Setting],
+    from: i64,
+    to: i64,
+) -> Vec<Result<WhatIf, StoreError>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = meters.len().div_ceil(cores).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = meters
+            .chunks(chunk)
+            .map(|meters| {
+                scope.spawn(move || {
+                    meters
+                        .iter()
+                        .map(|meter| what_if(store, rules, settings, meter, tried, from, to))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a replay thread"))
+            .collect()
+    })
+}

@@ -60,27 +60,26 @@ pub(crate) fn replay(config: &Config, scope: Scope) -> anyhow::Result<ExitCode> 
         "contacts texted",
         "prompts"
     );
-    // Households are independent: replay them on every core, print in order.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = meters.len().div_ceil(cores).max(1);
-    let results: Vec<Outcome> = std::thread::scope(|scope| {
-        let workers: Vec<_> = meters
-            .chunks(chunk)
-            .map(|meters| {
-                let (store, what_if, settings) = (&store, &what_if, &settings);
-                scope.spawn(move || {
-                    meters
-                        .iter()
-                        .map(|meter| replay_one(store, config, meter, what_if, settings, from, to))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a replay thread"))
-            .collect()
-    });
+    let replayed = stillwater::alert::what_if::what_if_each(
+        &store,
+        &config.rules,
+        &settings,
+        &meters,
+        &what_if,
+        from,
+        to,
+    );
+    let results = meters
+        .iter()
+        .zip(replayed)
+        .map(|(meter, result)| match result {
+            Ok(WhatIf::Replayed(resident, now, then)) => {
+                Outcome::Replayed(meter.clone(), resident, now, then)
+            }
+            Ok(WhatIf::Unregistered) => Outcome::Unregistered(meter.clone()),
+            Ok(WhatIf::Refused(problem)) => Outcome::Refused(problem),
+            Err(error) => Outcome::Failed(error),
+        });
     for result in results {
         let (meter, resident, now, then) = match result {
             Outcome::Replayed(meter, resident, now, then) => (meter, resident, now, then),
@@ -170,32 +169,4 @@ enum Outcome {
     Unregistered(String),
     Refused(String),
     Failed(stillwater::store::StoreError),
-}
-
-/// Replays one meter's household with the settings in force and with `what_if`.
-fn replay_one(
-    store: &Store,
-    config: &Config,
-    meter: &str,
-    what_if: &[Setting],
-    settings: &Settings,
-    from: i64,
-    to: i64,
-) -> Outcome {
-    match stillwater::alert::what_if::what_if(
-        store,
-        &config.rules,
-        settings,
-        meter,
-        what_if,
-        from,
-        to,
-    ) {
-        Ok(WhatIf::Replayed(resident, now, then)) => {
-            Outcome::Replayed(meter.to_string(), resident, now, then)
-        }
-        Ok(WhatIf::Unregistered) => Outcome::Unregistered(meter.to_string()),
-        Ok(WhatIf::Refused(problem)) => Outcome::Refused(problem),
-        Err(error) => Outcome::Failed(error),
-    }
 }

@@ -500,7 +500,7 @@ fn preview_in(
     to: i64,
 ) -> Result<serde_json::Value, ActionError> {
     use crate::alert::replay::Tally;
-    use crate::alert::what_if::{what_if, WhatIf};
+    use crate::alert::what_if::{what_if_each, WhatIf};
     let meters = match scope {
         RuleScope::Meter(meter) => vec![meter.clone()],
         RuleScope::Category(category) => store.active_meters(Some(category))?,
@@ -508,8 +508,9 @@ fn preview_in(
     };
     let settings = crate::alert::lifecycle::Settings::new(alerts, rules);
     let (mut before, mut after, mut households) = (Tally::default(), Tally::default(), 0);
-    for meter in &meters {
-        match what_if(store, rules, &settings, meter, tried, from, to)? {
+    let replayed = what_if_each(store, rules, &settings, &meters, tried, from, to);
+    for (meter, result) in meters.iter().zip(replayed) {
+        match result? {
             WhatIf::Replayed(_, now, then) => {
                 households += 1;
                 before.add(&now);
