@@ -801,3 +801,65 @@ async fn thresholds_are_set_for_everyone_a_category_or_a_household_the_particula
     assert_eq!(status, 404, "an unknown household: {body}");
     gateway.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devices_lists_are_chosen_by_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, api) = with_household(dir.path()).await;
+    let installer = token(&gateway, "装表员", Role::Installer);
+    let (status, _) = api
+        .post(
+            "/api/v1/meters",
+            &installer,
+            json!({"meter_id": "ZS-0002", "resident_name": "李淑珍", "address": "中山市东区兴文路8号",
+                   "contacts": [{"name": "王芳", "phone": "13900139000"}]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // ZS-0001 fell silent two days ago; ZS-0002 reports now, on a low battery,
+    // and one of its messages is rejected.
+    publish_hourly(&gateway, &silent_day()).await;
+    let mut meter = Publisher::connect(gateway.mqtt_addr, "meter-zs-0002").await;
+    let now = chrono::Utc::now().to_rfc3339();
+    meter
+        .send(
+            "meters/ZS-0002/reading",
+            format!(r#"{{"ts":"{now}","total_l":120,"battery_pct":15}}"#),
+        )
+        .await;
+    meter.send("meters/ZS-0002/reading", "not json").await;
+    meter.flush().await;
+    wait_for_readings(&gateway.store, 27).await;
+    let needing = |need: &'static str| {
+        let api = &api;
+        let installer = installer.clone();
+        async move {
+            let (status, found) = api
+                .get(&format!("/api/v1/meters?needs={need}"), Some(&installer))
+                .await;
+            assert_eq!(status, 200, "{found}");
+            found["meters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["meter"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(needing("offline").await, ["ZS-0001"]);
+    assert_eq!(needing("low_battery").await, ["ZS-0002"]);
+    wait_until("the rejected message is counted", || async {
+        gateway
+            .store
+            .meter_state("ZS-0002")
+            .unwrap()
+            .is_some_and(|s| s.rejected == 1)
+    })
+    .await;
+    assert_eq!(needing("losing").await, ["ZS-0002"]);
+    let (status, _) = api
+        .get("/api/v1/meters?needs=broken", Some(&installer))
+        .await;
+    assert_eq!(status, 400);
+    gateway.stop().await.unwrap();
+}

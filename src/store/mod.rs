@@ -103,6 +103,9 @@ pub struct MeterSummary {
     /// Readings its own counter says never arrived.
     pub missing: i64,
     pub rejected: i64,
+    pub registered_at: i64,
+    /// Minutes between the household's readings, as registered.
+    pub reporting_interval_min: u32,
 }
 
 /// A meter's registration and the state recovered from its readings.

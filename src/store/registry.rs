@@ -102,7 +102,8 @@ impl RegistryStore for Store {
         let mut statement = connection.prepare(
             "SELECT m.meter_id, h.resident_name, h.address, h.category, m.status, s.last_reading_ts,
                     s.last_message, s.last_battery_pct, coalesce(s.last_status, 0),
-                    coalesce(s.missing, 0), coalesce(s.rejected, 0)
+                    coalesce(s.missing, 0), coalesce(s.rejected, 0), m.registered_at,
+                    h.reporting_interval_min
              FROM meters m JOIN households h ON h.id = m.household_id
              LEFT JOIN meter_state s ON s.meter_id = m.meter_id
              ORDER BY m.status = 'active' DESC, m.meter_id",
@@ -120,6 +121,8 @@ impl RegistryStore for Store {
                 last_status: row.get(8)?,
                 missing: row.get(9)?,
                 rejected: row.get(10)?,
+                registered_at: row.get(11)?,
+                reporting_interval_min: row.get(12)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -52,6 +52,50 @@ struct MetersQuery {
     #[serde(default = "page_size")]
     #[param(minimum = 1, maximum = 500)]
     per_page: usize,
+    /// Only active meters that need an installer.
+    #[serde(default)]
+    #[param(inline)]
+    needs: Option<Need>,
+}
+
+/// What a meter may need an installer for.
+#[derive(Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Need {
+    /// No valid reading for as long as makes a `meter_offline` alert.
+    Offline,
+    /// Its newest reading says under `LOW_BATTERY_PCT` or carries the low-battery flag.
+    LowBattery,
+    /// Readings its counter says never arrived, or messages rejected.
+    Losing,
+}
+
+/// A battery below this (percent) is low on the devices page.
+const LOW_BATTERY_PCT: u8 = 20;
+
+fn needs(
+    need: Need,
+    meter: &crate::store::MeterSummary,
+    settings: &crate::alert::lifecycle::Settings,
+    now: i64,
+) -> bool {
+    if meter.status != "active" {
+        return false;
+    }
+    let flags = crate::domain::StatusFlags::from_bits(meter.last_status);
+    match need {
+        Need::Offline => {
+            let since = meter.last_reading_ts.unwrap_or(meter.registered_at);
+            now - since >= settings.offline_after_s(meter.reporting_interval_min)
+        }
+        Need::LowBattery => {
+            meter
+                .last_battery_pct
+                .is_some_and(|pct| pct < LOW_BATTERY_PCT)
+                || flags.contains(crate::domain::StatusFlag::LowBattery)
+        }
+        Need::Losing => meter.missing > 0 || meter.rejected > 0,
+    }
 }
 
 fn first_page() -> usize {
@@ -87,8 +131,15 @@ async fn meters(
         Err(refusal) => return refusal,
     };
     let words: Vec<String> = query.q.split_whitespace().map(str::to_lowercase).collect();
+    let settings = crate::alert::lifecycle::Settings::new(&state.alerts, &state.rules);
+    let now = state.clock.now().secs();
     let found: Vec<_> = list
         .into_iter()
+        .filter(|m| {
+            query
+                .needs
+                .is_none_or(|need| needs(need, m, &settings, now))
+        })
         .filter(|m| {
             let text = format!(
                 "{} {} {} {}",
