@@ -2,8 +2,9 @@
 //! (Debian's `chromium` and `chromium-driver`), on a phone-sized window.
 //! A monitor signs in, sees the alert a silent home's published readings
 //! open appear by itself, acknowledges it and sees its state change; an
-//! installer registers a meter at the door; an operator previews a
-//! threshold against the stored readings and saves it. Screenshots of each
+//! installer registers a meter at the door; an operator sees the silent
+//! meter among the offline devices, previews a threshold against the stored
+//! readings and saves it. Screenshots of each
 //! step are kept under the target directory (`dashboard-screenshots/`).
 //!
 //! Enabled by `STILLWATER_TEST_BROWSER=1` (`.ci/run` sets it and installs the
@@ -173,6 +174,11 @@ async fn monitors_installers_and_operators_work_in_a_phone_sized_browser() {
     // The operator previews a shorter warning window over the stored
     // readings (the page shows what the API's replay says), then saves it.
     sign_in(&browser, &base, &operator).await;
+    // The devices page: the silent meter is offline.
+    browser.go(&format!("{base}/ui/#/devices")).await;
+    let offline = browser.find("#offline li").await.text().await;
+    assert!(offline.contains("ZS-0001"), "{offline}");
+    browser.screenshot(&shots.join("5-operator-devices.png")).await;
     browser
         .go(&format!("{base}/ui/#/thresholds/elderly_alone"))
         .await;
