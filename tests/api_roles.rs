@@ -650,11 +650,18 @@ async fn installers_edit_households_and_every_change_is_audited_old_to_new() {
     );
     assert!(has("contacts: 李* +86138****8000, 张* +86139****9000 → 李* +86138****8000, 陈* +86137****7001"), "{entries:#?}");
     assert!(
-        has("装表员 meter.replace ZS-0003 replaced by ZS-0004"),
+        has("装表员 meter.replace ZS-0003 active → replaced by ZS-0004"),
         "{entries:#?}"
     );
     assert!(has("值班员 absence.declare ZS-0001"), "{entries:#?}");
-    assert!(has(&format!("值班员 absence.end {id}")), "{entries:#?}");
+    assert!(
+        has(&format!("值班员 absence.end {id} current → ended")),
+        "{entries:#?}"
+    );
+    assert!(
+        has("cli token.add 3 (none) → 管理员 (admin), active"),
+        "{entries:#?}"
+    );
     assert!(
         !entries
             .iter()

@@ -178,7 +178,9 @@ async fn monitors_installers_and_operators_work_in_a_phone_sized_browser() {
     browser.go(&format!("{base}/ui/#/devices")).await;
     let offline = browser.find("#offline li").await.text().await;
     assert!(offline.contains("ZS-0001"), "{offline}");
-    browser.screenshot(&shots.join("5-operator-devices.png")).await;
+    browser
+        .screenshot(&shots.join("5-operator-devices.png"))
+        .await;
     browser
         .go(&format!("{base}/ui/#/thresholds/elderly_alone"))
         .await;

@@ -45,7 +45,7 @@ pub fn declare(
                 stamp(actor, now),
                 "absence.declare",
                 meter,
-                &format!("#{id} {reason} {starts_at}..{ends_at}"),
+                &format!("(none) → #{id} {reason} {starts_at}..{ends_at}"),
             )?;
         }
         Ok(meters.len())
@@ -59,7 +59,12 @@ pub fn end(store: &Store, actor: &Actor, id: i64, now: i64) -> Result<(), Action
         if !tx.end_absence(id, now)? {
             return Err(ActionError::NoSuchAbsence(id));
         }
-        tx.audit(stamp(actor, now), "absence.end", &id.to_string(), "")?;
+        tx.audit(
+            stamp(actor, now),
+            "absence.end",
+            &id.to_string(),
+            &format!("current → ended at {now}"),
+        )?;
         Ok(())
     })
 }

@@ -3,7 +3,7 @@
 
 use super::{require, stamp, ActionError};
 use crate::config::RegistryDefaults;
-use crate::domain::{Actor, PhoneNumber};
+use crate::domain::{mask_phone, Actor, PhoneNumber};
 use crate::registry::{self, NewHousehold, RowError};
 use crate::store::prelude::*;
 use crate::store::tx::Tx;
@@ -109,7 +109,7 @@ pub fn replace(
             stamp(actor, now),
             "meter.replace",
             old,
-            &format!("replaced by {new}"),
+            &format!("active → replaced by {new}"),
         )?;
         Ok(())
     })
@@ -123,7 +123,7 @@ pub fn remove(store: &Store, actor: &Actor, meter: &str, now: i64) -> Result<(),
             .ok_or_else(|| ActionError::NotRegistered(meter.to_string()))?;
         tx.end_meter(meter, None, now)?;
         resolve_alerts_of(tx, actor, meter, "meter removed", now)?;
-        tx.audit(stamp(actor, now), "meter.remove", meter, "")?;
+        tx.audit(stamp(actor, now), "meter.remove", meter, "active → removed")?;
         Ok(())
     })
 }
@@ -192,12 +192,17 @@ pub fn set_check_in_phone(
 ) -> Result<(), ActionError> {
     require(actor, "meters.check_in")?;
     store.write(|tx| {
-        let (household, _) = tx
-            .active_registration(meter)?
+        let household = tx
+            .household(meter)?
             .ok_or_else(|| ActionError::NotRegistered(meter.to_string()))?;
-        tx.set_check_in_phone(household, phone.map(PhoneNumber::as_str))?;
-        let detail = if phone.is_some() { "on" } else { "off" };
-        tx.audit(stamp(actor, now), "household.check_in", meter, detail)?;
+        tx.set_check_in_phone(household.id, phone.map(PhoneNumber::as_str))?;
+        let shown = |phone: Option<&str>| phone.map_or("(none)".to_string(), mask_phone);
+        let detail = format!(
+            "check_in_phone: {} → {}",
+            shown(household.check_in_phone.as_deref()),
+            shown(phone.map(PhoneNumber::as_str))
+        );
+        tx.audit(stamp(actor, now), "household.check_in", meter, &detail)?;
         Ok(())
     })
 }

@@ -56,7 +56,7 @@ pub fn add(
             stamp(actor, now),
             "token.add",
             &id.to_string(),
-            &format!("{name} ({role})"),
+            &format!("(none) → {name} ({role}), active"),
         )?;
         Ok::<_, ActionError>(())
     })?;
@@ -72,7 +72,12 @@ pub fn revoke(store: &Store, actor: &Actor, id: i64, now: i64) -> Result<(), Act
         )));
     }
     store.write(|tx| {
-        tx.audit(stamp(actor, now), "token.revoke", &id.to_string(), "")?;
+        tx.audit(
+            stamp(actor, now),
+            "token.revoke",
+            &id.to_string(),
+            "active → revoked",
+        )?;
         Ok::<_, ActionError>(())
     })
 }
