@@ -6,6 +6,16 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::traits::*;
 use super::{Store, StoreError};
 
+/// Which alerts a list shows: `None` is any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    /// Resolved and closed ones too (a `state` implies it).
+    pub all: bool,
+    pub meter: Option<String>,
+    pub kind: Option<String>,
+    pub state: Option<String>,
+}
+
 /// An alert as operators see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRecord {
@@ -95,12 +105,33 @@ impl Store {
 
 impl AlertStore for Store {
     fn list_alerts(&self, all: bool, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
-        let filter = if all {
-            ""
-        } else {
-            "WHERE a.state IN ('open', 'acknowledged')"
-        };
-        self.query_alerts(filter, params![limit as i64])
+        self.find_alerts(
+            &AlertFilter {
+                all,
+                ..AlertFilter::default()
+            },
+            limit,
+        )
+    }
+
+    fn find_alerts(
+        &self,
+        filter: &AlertFilter,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        // Each condition's value is a parameter (?2, ?3, ?4), bound or NULL.
+        let mut conditions = vec![
+            "(?2 IS NULL OR a.meter_id = ?2)",
+            "(?3 IS NULL OR a.kind = ?3)",
+            "(?4 IS NULL OR a.state = ?4)",
+        ];
+        if !filter.all && filter.state.is_none() {
+            conditions.push("a.state IN ('open', 'acknowledged')");
+        }
+        self.query_alerts(
+            &format!("WHERE {}", conditions.join(" AND ")),
+            params![limit as i64, filter.meter, filter.kind, filter.state],
+        )
     }
 
     fn alert(&self, id: i64) -> Result<Option<AlertRecord>, StoreError> {

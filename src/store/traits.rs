@@ -83,6 +83,13 @@ pub trait AlertStore {
     /// Alerts, newest first; only active ones unless `all`.
     fn list_alerts(&self, all: bool, limit: usize) -> Result<Vec<AlertRecord>, StoreError>;
 
+    /// Alerts as `filter` chooses them, newest first (open ones first).
+    fn find_alerts(
+        &self,
+        filter: &super::alerts::AlertFilter,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError>;
+
     /// One alert, if it exists.
     fn alert(&self, id: i64) -> Result<Option<AlertRecord>, StoreError>;
 

@@ -84,21 +84,19 @@ pub(super) async fn alerts(
 ) -> Response {
     let limit = query.limit.min(1000);
     let show = households::shows(&actor);
-    // Filtered: from all of them, newest first.
-    let filtered = query.meter.is_some() || query.kind.is_some() || query.state.is_some();
-    let all = query.all;
+    let filter = crate::store::alerts::AlertFilter {
+        all: query.all,
+        meter: query.meter,
+        kind: query.kind,
+        state: query.state,
+    };
     let listed = read(&state, &actor, "alerts.read", move |store| {
-        let cap = if filtered { 100_000 } else { limit };
-        Ok(store.list_alerts(all, cap)?)
+        Ok(store.find_alerts(&filter, limit)?)
     })
     .await;
     match listed {
         Ok(list) => Json(
             list.into_iter()
-                .filter(|a| query.meter.as_deref().is_none_or(|m| a.meter_id == m))
-                .filter(|a| query.kind.as_deref().is_none_or(|k| a.kind == k))
-                .filter(|a| query.state.as_deref().is_none_or(|s| a.state == s))
-                .take(limit)
                 .map(|a| AlertJson::shown(a, show))
                 .collect::<Vec<_>>(),
         )
