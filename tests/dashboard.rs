@@ -4,7 +4,8 @@
 //! open appear by itself, acknowledges it and sees its state change; an
 //! installer registers a meter at the door; an operator sees the silent
 //! meter among the offline devices, previews a threshold against the stored
-//! readings and saves it. Screenshots of each
+//! readings, saves it, and finds the change in the audit log beside the
+//! month's report. Screenshots of each
 //! step are kept under the target directory (`dashboard-screenshots/`).
 //!
 //! Enabled by `STILLWATER_TEST_BROWSER=1` (`.ci/run` sets it and installs the
@@ -219,6 +220,17 @@ async fn monitors_installers_and_operators_work_in_a_phone_sized_browser() {
             .any(|o| o.key == "warning_window" && o.value == "20h"),
         "{stored:?}"
     );
+    // The month's report and the audit log, with the change just made.
+    browser.go(&format!("{base}/ui/#/reports")).await;
+    browser.find("#report table").await;
+    let audit = browser.find("#audit table").await.text().await;
+    assert!(
+        audit.contains("rules.set") && audit.contains("warning_window: (default) → 20h"),
+        "{audit}"
+    );
+    browser
+        .screenshot(&shots.join("7-operator-reports.png"))
+        .await;
     browser.close().await;
     gateway.stop().await.unwrap();
 }

@@ -52,7 +52,7 @@ pub fn register(
                 stamp(actor, now),
                 "meter.register",
                 household.meter.as_str(),
-                &format!("household {id}"),
+                &format!("(none) → household {id}"),
             )?;
         }
         Ok(())

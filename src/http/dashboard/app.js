@@ -29,6 +29,9 @@ const TEXT = {
     high_usage: "用水量过高", meter_offline: "水表离线", device_fault_kind: "设备故障",
     warning: "预警", urgent: "紧急", info: "提示", open: "未确认", acknowledged: "已确认", resolved: "已解除", closed: "已结案",
     failed: "操作失败", changed: "已修改", replace: "更换水表", new_meter: "新表号", everyone: "所有住户",
+    reports: "报表", month: "月份", households_covered: "覆盖住户", meters_reporting: "在报水表", false_alarms: "误报（平安、外出）",
+    needed_help: "确需帮助", ack_median: "确认用时中位数（分钟）", ack_p90: "确认用时 P90（分钟）", texts_sent: "已发短信",
+    segments: "计费条数", printable: "打印版", audit: "操作记录",
   },
   en: {
     sign_in: "Sign in", token: "Access token", token_hint: "An administrator makes one with stillwater tokens add.",
@@ -53,6 +56,9 @@ const TEXT = {
     high_usage: "Very high use", meter_offline: "Meter offline", device_fault_kind: "Device fault",
     warning: "warning", urgent: "urgent", info: "info", open: "open", acknowledged: "acknowledged", resolved: "resolved", closed: "closed",
     failed: "Failed", changed: "Changed", replace: "Replace meter", new_meter: "New meter id", everyone: "Every household",
+    reports: "Reports", month: "Month", households_covered: "Households covered", meters_reporting: "Meters reporting", false_alarms: "False alarms (safe, away)",
+    needed_help: "Needed help", ack_median: "Time to acknowledge, median (min)", ack_p90: "Time to acknowledge, p90 (min)", texts_sent: "Texts sent",
+    segments: "Segments billed", printable: "Printable page", audit: "Audit log",
   },
 };
 const DISPOSITIONS = ["safe", "away", "needed_help", "hospitalised", "deceased", "device_fault", "other"];
@@ -128,6 +134,7 @@ const PAGES = {
   thresholds: { roles: ["admin", "operator"], show: thresholdsPage },
   absences: { roles: ["admin", "operator"], show: absencesPage },
   register: { roles: ["admin", "installer"], show: registerPage },
+  reports: { roles: ["admin", "operator"], show: reportsPage },
 };
 
 function signedIn(who) {
@@ -515,6 +522,39 @@ function registerPage() {
     } catch (error) { result.replaceChildren(failure(error)); }
   });
   view(h("h1", {}, t("register")), form);
+}
+
+// ---- the month's report for the bureau, and the audit log.
+
+async function reportsPage() {
+  const month = h("input", { type: "month", id: "month", value: new Date().toISOString().slice(0, 7), "aria-label": t("month") });
+  const summary = h("div", { id: "report" });
+  const log = h("div", { id: "audit" });
+  const load = async () => {
+    const m = month.value;
+    try {
+      const r = await api("GET", `/api/v1/reports/monthly?month=${m}`);
+      const row = (label, value) => h("tr", {}, h("td", {}, t(label)), h("td", {}, value ?? "–"));
+      summary.replaceChildren(
+        h("table", {}, h("tbody", {},
+          row("households_covered", r.households_covered), row("meters_reporting", r.meters_reporting),
+          row("alerts_count", r.alerts_total), row("false_alarms", r.false_alarms), row("needed_help", r.needed_help),
+          row("ack_median", r.acknowledgement.median_minutes), row("ack_p90", r.acknowledgement.p90_minutes),
+          row("texts_sent", r.texts.sent), row("segments", r.texts.segments))),
+        h("div", { class: "actions" },
+          h("a", { href: `/api/v1/reports/monthly?month=${m}&format=html`, target: "_blank", rel: "noopener" }, t("printable")),
+          h("a", { href: `/api/v1/reports/monthly?month=${m}&format=csv`, download: `stillwater-${m}.csv` }, "CSV")));
+    } catch (error) { summary.replaceChildren(failure(error)); }
+  };
+  month.addEventListener("change", load);
+  view(h("h1", {}, t("reports")), month, summary, h("h2", {}, t("audit")), log);
+  await load();
+  try {
+    const entries = await api("GET", "/api/v1/audit?limit=50");
+    log.replaceChildren(h("table", {}, h("tbody", {}, entries.map((e) => h("tr", {},
+      h("td", { class: "muted" }, when(e.at)), h("td", {}, `${e.actor} (${e.channel})`),
+      h("td", {}, `${e.action} ${e.subject}`), h("td", {}, e.detail))))));
+  } catch (error) { log.replaceChildren(failure(error)); }
 }
 
 // ---- start.
