@@ -216,23 +216,20 @@ pub(super) async fn close(
     State(state): State<HttpState>,
     Caller(actor): Caller,
     Path(id): Path<i64>,
-    body: axum::body::Bytes,
+    bytes: axum::body::Bytes,
 ) -> Response {
-    let close: CloseBody = match serde_json::from_slice(&body) {
+    let close: CloseBody = match super::body(&bytes, "{\"disposition\": \"safe\", \"note\": \"…\"}")
+    {
         Ok(close) => close,
-        Err(problem) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("body must be {{\"disposition\": \"safe\", \"note\": \"…\"}}: {problem}"),
-            )
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     let Some(disposition) = Disposition::parse(&close.disposition) else {
         return error(
             StatusCode::BAD_REQUEST,
             &format!(
-                "disposition {:?}: must be safe, away, needed_help, hospitalised, deceased, device_fault or other",
-                close.disposition
+                "disposition {:?}: must be one of {}",
+                close.disposition,
+                Disposition::names()
             ),
         );
     };

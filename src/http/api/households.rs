@@ -12,11 +12,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{read, refused, run, Caller, Refusals};
+use super::{body, read, refused, run, Caller, Refusals};
 use crate::actions::households::{EditError, HouseholdEdit};
 use crate::actions::{self, ActionError};
 use crate::domain::{mask_name, Actor, MeterId};
-use crate::http::{error, session, HttpState, Refusal};
+use crate::http::{error, session, HttpState};
 use crate::registry::{HouseholdFields, RowError};
 use crate::store::prelude::*;
 use crate::store::rules::RuleScope;
@@ -117,15 +117,6 @@ fn problems(rows: &[RowError]) -> Response {
         })),
     )
         .into_response()
-}
-
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, Refusal> {
-    serde_json::from_slice(bytes).map_err(|problem| {
-        Refusal(
-            StatusCode::BAD_REQUEST,
-            format!("body must be {shape}: {problem}"),
-        )
-    })
 }
 
 /// `POST /api/v1/meters`: registers one household at the door.

@@ -261,6 +261,16 @@ fn refused(problem: ActionError) -> Response {
     error(status, &problem.to_string())
 }
 
+/// A JSON body as `T`, or a 400 showing its `shape` and what is wrong.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, Refusal> {
+    serde_json::from_slice(bytes).map_err(|problem| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("body must be {shape}: {problem}"),
+        )
+    })
+}
+
 /// Runs `read` on the store after checking `actor` may do `what`.
 async fn read<T: Send + 'static>(
     state: &HttpState,

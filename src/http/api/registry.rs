@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::households::{self, personal, shows};
-use super::{read, refused, run, Caller, Refusals};
+use super::{body, read, refused, run, Caller, Refusals};
 use crate::actions::{self, ActionError};
 use crate::domain::{mask_address, mask_name, mask_phone};
 use crate::http::{error, HttpState, Refusal};
@@ -291,16 +291,14 @@ struct AbsenceBody {
 async fn absence(
     State(state): State<HttpState>,
     Caller(actor): Caller,
-    body: axum::body::Bytes,
+    bytes: axum::body::Bytes,
 ) -> Response {
-    let absence: AbsenceBody = match serde_json::from_slice(&body) {
+    let absence: AbsenceBody = match body(
+        &bytes,
+        "{\"meters\": [\"ZS-0001\"] or \"category\": \"…\", \"reason\": \"hospital\", \"until\": UNIX_SECONDS}",
+    ) {
         Ok(absence) => absence,
-        Err(problem) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("body must be {{\"meters\": [\"ZS-0001\"] or \"category\": \"…\", \"reason\": \"hospital\", \"until\": UNIX_SECONDS}}: {problem}"),
-            )
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     let now = state.clock.now().secs();
     let declared = run(&state, move |store| {
@@ -397,16 +395,14 @@ struct SetBody {
 async fn set_thresholds(
     State(state): State<HttpState>,
     Caller(actor): Caller,
-    body: axum::body::Bytes,
+    bytes: axum::body::Bytes,
 ) -> Response {
-    let body: SetBody = match serde_json::from_slice(&body) {
+    let body: SetBody = match body(
+        &bytes,
+        "{\"category\": \"…\", \"settings\": {\"warning_window\": \"8h\"}}",
+    ) {
         Ok(body) => body,
-        Err(problem) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("body must be {{\"category\": \"…\", \"settings\": {{\"warning_window\": \"8h\"}}}}: {problem}"),
-            )
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     let scope = match scope(body.category, body.meter) {
         Ok(scope) => scope,
