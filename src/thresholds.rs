@@ -11,17 +11,11 @@ use crate::policy::{resolve, Layer, Resolved, Setting, Source};
 use crate::store::rules::RuleOverride;
 
 /// The policy of a household in `category`, given the operators' stored
-/// overrides (its category's, then its own). A stored value that no longer
-/// parses, or a layer that would make the policy inconsistent, is left out
-/// and named in `skipped`.
+/// overrides (everyone's, its category's, then its own). A stored value that
+/// no longer parses, or a layer that would make the policy inconsistent, is
+/// left out and named in `skipped`.
 pub fn in_force(rules: &RulesConfig, category: &str, stored: &[RuleOverride]) -> Resolved {
-    let mut layers = Vec::new();
-    let mut unreadable = Vec::new();
     let category = Category::parse(category).unwrap_or_else(|_| Category::general());
-    // The more particular wins: the file's [rules], then operators' global
-    // overrides, the file's category, the category's overrides, the household's.
-    let (global, particular): (Vec<&RuleOverride>, Vec<&RuleOverride>) =
-        stored.iter().partition(|rule| rule.scope == "global");
     let config_category = rules
         .categories
         .get(category.as_str())
@@ -29,11 +23,34 @@ pub fn in_force(rules: &RulesConfig, category: &str, stored: &[RuleOverride]) ->
             source: Source::ConfigCategory(category.clone()),
             settings: settings.clone(),
         });
-    let mut pending = config_category;
-    for rule in global.into_iter().chain(particular) {
-        if rule.scope != "global" {
-            layers.extend(pending.take());
-        }
+    layered(rules, &category, config_category, stored)
+}
+
+/// The policy every household starts from: the file's `[rules]` and the
+/// operators' global overrides, before any category's.
+pub fn global(rules: &RulesConfig, stored: &[RuleOverride]) -> Resolved {
+    let global: Vec<RuleOverride> = stored
+        .iter()
+        .filter(|rule| rule.scope == "global")
+        .cloned()
+        .collect();
+    layered(rules, &Category::general(), None, &global)
+}
+
+/// The more particular wins: the file's `[rules]`, then operators' global
+/// overrides, the file's category (`config_category`), the category's
+/// overrides, the household's.
+fn layered(
+    rules: &RulesConfig,
+    category: &Category,
+    config_category: Option<Layer>,
+    stored: &[RuleOverride],
+) -> Resolved {
+    let (global, particular): (Vec<&RuleOverride>, Vec<&RuleOverride>) =
+        stored.iter().partition(|rule| rule.scope == "global");
+    let mut layers = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut add = |rule: &RuleOverride, layers: &mut Vec<Layer>| {
         let at = Timestamp::from_secs(rule.set_at);
         let by = rule.set_by.clone();
         let source = match rule.scope.as_str() {
@@ -52,26 +69,17 @@ pub fn in_force(rules: &RulesConfig, category: &str, stored: &[RuleOverride]) ->
             }),
             Err(problem) => unreadable.push(format!("ignored a stored setting: {problem}")),
         }
+    };
+    for rule in global {
+        add(rule, &mut layers);
     }
-    layers.extend(pending);
+    layers.extend(config_category);
+    for rule in particular {
+        add(rule, &mut layers);
+    }
     let mut resolved = resolve(&rules.global, &layers);
     resolved.skipped.extend(unreadable);
     resolved
-}
-
-/// The policy every household starts from: the file's `[rules]` and the
-/// operators' global overrides, before any category's.
-pub fn global(rules: &RulesConfig, stored: &[RuleOverride]) -> Resolved {
-    let global: Vec<RuleOverride> = stored
-        .iter()
-        .filter(|rule| rule.scope == "global")
-        .cloned()
-        .collect();
-    let no_categories = RulesConfig {
-        categories: Default::default(),
-        ..rules.clone()
-    };
-    in_force(&no_categories, Category::DEFAULT, &global)
 }
 
 /// The thresholds in force for `scope`: every household's starting point,
