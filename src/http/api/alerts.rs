@@ -83,7 +83,7 @@ pub(super) async fn alerts(
     Query(query): Query<ListQuery>,
 ) -> Response {
     let limit = query.limit.min(1000);
-    let show = households::shows(&actor);
+    let show = actions::sees_personal_data(&actor);
     let filter = crate::store::alerts::AlertFilter {
         all: query.all,
         meter: query.meter,
@@ -123,7 +123,7 @@ pub(super) async fn alert(
         ))
     })
     .await;
-    let show = households::shows(&actor);
+    let show = actions::sees_personal_data(&actor);
     match found {
         Ok((alert, events, texts)) => Json(serde_json::json!({
             "alert": AlertJson::shown(alert, show),

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::{body, read, refused, run, Caller, Refusals};
 use crate::actions::households::{EditError, HouseholdEdit};
 use crate::actions::{self, ActionError};
-use crate::domain::{mask_name, Actor, MeterId};
+use crate::domain::{mask_name, MeterId};
 use crate::http::{error, session, HttpState};
 use crate::registry::{HouseholdFields, RowError};
 use crate::store::prelude::*;
@@ -530,9 +530,4 @@ fn preview_in(
             "tried": after.alerts.get(&(*kind, *severity)).copied().unwrap_or(0),
         })).collect::<Vec<_>>(),
     }))
-}
-
-/// Whether `actor` sees personal data in full.
-pub(super) fn shows(actor: &Actor) -> bool {
-    actions::sees_personal_data(actor)
 }

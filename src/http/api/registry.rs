@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::households::{self, personal, shows};
+use super::households::{self, personal};
 use super::{body, read, refused, run, Caller, Refusals};
 use crate::actions::{self, ActionError};
 use crate::domain::{mask_address, mask_name, mask_phone};
@@ -121,7 +121,7 @@ async fn meters(
             "page starts at 1; per_page is 1 to 500",
         );
     }
-    let show = shows(&actor);
+    let show = actions::sees_personal_data(&actor);
     let list = match read(&state, &actor, "households.read", |store| {
         Ok(store.list_meters()?)
     })
@@ -196,7 +196,7 @@ async fn meter(
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
-    let show = shows(&actor);
+    let show = actions::sees_personal_data(&actor);
     let registration = details.registration.map(|r| {
         serde_json::json!({
             "status": r.status, "registered_at": r.registered_at, "replaced_by": r.replaced_by,
