@@ -112,13 +112,14 @@ async fn metrics(state: State<HttpState>) -> Response {
 /// The API's routes, and its OpenAPI document at `/api/v1/openapi.json`.
 pub fn routes() -> Router<HttpState> {
     let (router, document) = api().split_for_parts();
-    let document = serde_json::to_value(&document).unwrap_or_default();
+    // Written once; each request gets the same bytes.
+    let document = bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
     router
         .route(
             "/api/v1/openapi.json",
             get(move || {
                 let document = document.clone();
-                async move { Json(document) }
+                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
             }),
         )
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
