@@ -170,7 +170,8 @@ fn plain(text: &str) -> String {
     text.to_string()
 }
 
-fn shown(text: &str, mask: fn(&str) -> String) -> String {
+/// A value as the audit log shows it: masked, or `(none)`.
+pub(super) fn shown(text: &str, mask: fn(&str) -> String) -> String {
     if text.is_empty() {
         "(none)".into()
     } else {

@@ -1,6 +1,7 @@
 //! Registering households and their meters, swapping and removing meters, and
 //! the resident's check-in phone.
 
+use super::households::shown;
 use super::{require, stamp, ActionError};
 use crate::config::RegistryDefaults;
 use crate::domain::{mask_phone, Actor, PhoneNumber};
@@ -196,11 +197,13 @@ pub fn set_check_in_phone(
             .household(meter)?
             .ok_or_else(|| ActionError::NotRegistered(meter.to_string()))?;
         tx.set_check_in_phone(household.id, phone.map(PhoneNumber::as_str))?;
-        let shown = |phone: Option<&str>| phone.map_or("(none)".to_string(), mask_phone);
         let detail = format!(
             "check_in_phone: {} → {}",
-            shown(household.check_in_phone.as_deref()),
-            shown(phone.map(PhoneNumber::as_str))
+            shown(
+                household.check_in_phone.as_deref().unwrap_or(""),
+                mask_phone
+            ),
+            shown(phone.map_or("", PhoneNumber::as_str), mask_phone)
         );
         tx.audit(stamp(actor, now), "household.check_in", meter, &detail)?;
         Ok(())
