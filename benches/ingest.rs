@@ -568,7 +568,7 @@ fn bytes_per_reading(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64
     drop(writer);
     store.checkpoint()?;
     let written = hours * meters;
-    let bytes = std::fs::metadata(store.path())?.len() as f64;
+    let bytes = std::fs::metadata(store.path().unwrap())?.len() as f64;
     Ok((
         bytes / written as f64,
         written as f64 / elapsed.as_secs_f64(),

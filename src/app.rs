@@ -211,7 +211,7 @@ impl Gateway {
             meters = writer.meters_known(),
             folded,
             millis = recovery.elapsed().as_millis() as u64,
-            path = %store.path().display(),
+            path = %store.describe(),
             "store open; per-meter state recovered"
         );
         // Everything that can fail on the operator's settings comes first, before

@@ -107,7 +107,7 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     println!("Stillwater demo");
     println!(
         "  database:  {} ({} sample households)",
-        store.path().display(),
+        store.describe(),
         households.len()
     );
     println!(
@@ -188,7 +188,7 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
         println!(
             "  no alert was texted; see `{} --db {} alerts list --all`",
             command_name(),
-            store.path().display()
+            store.describe()
         );
     }
     println!();
@@ -196,7 +196,7 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     let command = command_name();
     let show = format!("alerts show {}", acknowledged.unwrap_or(1));
     for args in ["alerts list --all", &show, "meters show DEMO-00000"] {
-        println!("    {command} --db {} {args}", store.path().display());
+        println!("    {command} --db {} {args}", store.describe());
     }
     if options.once {
         return gateway.stop().await;

@@ -239,7 +239,10 @@ impl Watch {
         let within = self.config.receipts_within_s;
         let gathered = tokio::task::spawn_blocking(move || {
             let store_error = store.mark_writable(now).err().map(|e| e.to_string());
-            let disk = store.path().parent().and_then(disk_free);
+            let disk = store
+                .path()
+                .and_then(std::path::Path::parent)
+                .and_then(disk_free);
             let receipts: Vec<(&'static str, u32, u32)> = receipt_providers
                 .into_iter()
                 .filter_map(|name| {

@@ -119,7 +119,7 @@ fn an_absence_is_bounded_and_audited() {
         absences::declare(&store, &operator, &meters, "hospital", T0, T0 + 86_400, T0).unwrap(),
         1
     );
-    let connection = rusqlite::Connection::open(store.path()).unwrap();
+    let connection = rusqlite::Connection::open(store.path().unwrap()).unwrap();
     let (role, channel): (String, String) = connection
         .query_row(
             "SELECT role, channel FROM audit_log WHERE action = 'absence.declare'",

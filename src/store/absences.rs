@@ -1,6 +1,6 @@
 //! Declared absences and the meters they cover.
 
-use rusqlite::{params, Connection};
+use super::db::{args, Db};
 
 use super::traits::*;
 use super::{Store, StoreError};
@@ -44,14 +44,11 @@ impl NotRoutine {
 }
 
 /// [`NotRoutine`] of a household, on any connection (the store's or the engine's transaction).
-pub(crate) fn not_routine(
-    connection: &Connection,
-    household_id: i64,
-) -> Result<NotRoutine, StoreError> {
+pub(crate) fn not_routine(db: &dyn Db, household_id: i64) -> Result<NotRoutine, StoreError> {
     let periods = |sql: &str| -> Result<Vec<(i64, i64)>, StoreError> {
-        let mut statement = connection.prepare_cached(sql)?;
-        let rows = statement.query_map([household_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        db.query_all(sql, args![household_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
     };
     Ok(NotRoutine {
         declared: periods(
@@ -67,18 +64,18 @@ pub(crate) fn not_routine(
 
 impl AbsenceStore for Store {
     fn not_routine(&self, household_id: i64) -> Result<NotRoutine, StoreError> {
-        not_routine(&self.connect()?, household_id)
+        not_routine(&self.db()?, household_id)
     }
 
     fn absences(&self, all: bool, now: i64) -> Result<Vec<Absence>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection.prepare(
+        let db = self.db()?;
+        (&db as &dyn Db).query_all(
             "SELECT a.id, a.household_id, h.resident_name, a.reason, a.starts_at, a.ends_at, a.declared_by, a.ended_at,
-                    (SELECT group_concat(m.meter_id, ', ') FROM meters m WHERE m.household_id = h.id AND m.status = 'active')
+                    (SELECT string_agg(m.meter_id, ', ') FROM meters m WHERE m.household_id = h.id AND m.status = 'active')
              FROM absences a JOIN households h ON h.id = a.household_id
              WHERE ?1 OR coalesce(a.ended_at, a.ends_at) > ?2 ORDER BY a.id DESC",
-        )?;
-        let rows = statement.query_map(params![all, now], |row| {
+            args![all, now],
+            |row| {
             Ok(Absence {
                 id: row.get(0)?,
                 household_id: row.get(1)?,
@@ -88,9 +85,9 @@ impl AbsenceStore for Store {
                 ends_at: row.get(5)?,
                 declared_by: row.get(6)?,
                 ended_at: row.get(7)?,
-                meters: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                meters: row.get::<Option<String>>(8)?.unwrap_or_default(),
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        },
+        )
     }
 }

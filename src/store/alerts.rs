@@ -1,7 +1,7 @@
 //! Alerts as operators see them: listings, one alert with its history, and
 //! the look-ups a reply needs (codes, contact names, check-in phones).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::db::{args, Db, Param};
 
 use super::traits::*;
 use super::{Store, StoreError};
@@ -46,7 +46,7 @@ pub struct AlertEvent {
 }
 
 pub(super) fn record_event(
-    connection: &Connection,
+    db: &dyn Db,
     id: i64,
     at: i64,
     actor: &str,
@@ -54,9 +54,10 @@ pub(super) fn record_event(
     action: &str,
     detail: &str,
 ) -> Result<(), StoreError> {
-    connection
-        .prepare_cached("INSERT INTO alert_events (alert_id, at, actor, channel, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-        .execute(params![id, at, actor, channel, action, detail])?;
+    db.execute(
+        "INSERT INTO alert_events (alert_id, at, actor, channel, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        args![id, at, actor, channel, action, detail],
+    )?;
     Ok(())
 }
 
@@ -65,19 +66,19 @@ impl Store {
     fn query_alerts(
         &self,
         filter: &str,
-        parameters: &[&dyn rusqlite::ToSql],
+        parameters: &[&dyn Param],
     ) -> Result<Vec<AlertRecord>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection.prepare(&format!(
+        let db = self.db()?;
+        let sql = format!(
             "SELECT a.id, a.meter_id, h.resident_name, a.kind, a.severity, a.state, a.since, a.opened_at, a.detail,
                     a.acknowledged_at, a.acknowledged_by, a.acknowledged_via, a.resolved_at, a.resolved_by, a.resolved_via,
                     a.closed_at, a.closed_by, a.closed_via, a.disposition, a.note
              FROM alerts a LEFT JOIN households h ON h.id = a.household_id {filter}
              ORDER BY a.state = 'open' DESC, a.id DESC LIMIT ?1"
-        ))?;
-        let rows = statement.query_map(parameters, |row| {
-            let triple = |at: usize| -> rusqlite::Result<Option<(i64, String, String)>> {
-                Ok(match row.get::<_, Option<i64>>(at)? {
+        );
+        (&db as &dyn Db).query_all(&sql, parameters, |row| {
+            let triple = |at: usize| -> Result<Option<(i64, String, String)>, StoreError> {
+                Ok(match row.get::<Option<i64>>(at)? {
                     Some(when) => Some((when, row.get(at + 1)?, row.get(at + 2)?)),
                     None => None,
                 })
@@ -98,8 +99,7 @@ impl Store {
                 disposition: row.get(18)?,
                 note: row.get(19)?,
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 }
 
@@ -121,72 +121,72 @@ impl AlertStore for Store {
     ) -> Result<Vec<AlertRecord>, StoreError> {
         // Each condition's value is a parameter (?2, ?3, ?4), bound or NULL.
         let mut conditions = vec![
-            "(?2 IS NULL OR a.meter_id = ?2)",
-            "(?3 IS NULL OR a.kind = ?3)",
-            "(?4 IS NULL OR a.state = ?4)",
+            "(CAST(?2 AS TEXT) IS NULL OR a.meter_id = ?2)",
+            "(CAST(?3 AS TEXT) IS NULL OR a.kind = ?3)",
+            "(CAST(?4 AS TEXT) IS NULL OR a.state = ?4)",
         ];
         if !filter.all && filter.state.is_none() {
             conditions.push("a.state IN ('open', 'acknowledged')");
         }
         self.query_alerts(
             &format!("WHERE {}", conditions.join(" AND ")),
-            params![limit as i64, filter.meter, filter.kind, filter.state],
+            args![limit, filter.meter, filter.kind, filter.state],
         )
     }
 
     fn alert(&self, id: i64) -> Result<Option<AlertRecord>, StoreError> {
         Ok(self
-            .query_alerts("WHERE a.id = ?2", params![1, id])?
+            .query_alerts("WHERE a.id = ?2", args![1, id])?
             .into_iter()
             .next())
     }
 
     fn alert_events(&self, id: i64) -> Result<Vec<AlertEvent>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement =
-            connection.prepare("SELECT at, actor, channel, action, detail FROM alert_events WHERE alert_id = ?1 ORDER BY rowid")?;
-        let rows = statement.query_map([id], |row| {
-            Ok(AlertEvent {
-                at: row.get(0)?,
-                actor: row.get(1)?,
-                channel: row.get(2)?,
-                action: row.get(3)?,
-                detail: row.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let db = self.db()?;
+        let db: &dyn Db = &db;
+        db.query_all(
+            db.pick(
+                "SELECT at, actor, channel, action, detail FROM alert_events WHERE alert_id = ?1 ORDER BY rowid",
+                "SELECT at, actor, channel, action, detail FROM alert_events WHERE alert_id = ?1 ORDER BY id",
+            ),
+            args![id],
+            |row| {
+                Ok(AlertEvent {
+                    at: row.get(0)?,
+                    actor: row.get(1)?,
+                    channel: row.get(2)?,
+                    action: row.get(3)?,
+                    detail: row.get(4)?,
+                })
+            },
+        )
     }
 
     fn alert_for_code(&self, phone: &str, code: i64) -> Result<Option<(i64, String)>, StoreError> {
-        let connection = self.connect()?;
-        Ok(connection
-            .query_row(
-                "SELECT a.id, a.state FROM sms_codes c JOIN alerts a ON a.id = c.alert_id WHERE c.phone = ?1 AND c.code = ?2",
-                params![phone, code],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?)
+        let db = self.db()?;
+        (&db as &dyn Db).query_opt(
+            "SELECT a.id, a.state FROM sms_codes c JOIN alerts a ON a.id = c.alert_id WHERE c.phone = ?1 AND c.code = ?2",
+            args![phone, code],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
     }
 
     fn contact_name(&self, phone: &str) -> Result<Option<String>, StoreError> {
-        let connection = self.connect()?;
-        Ok(connection
-            .query_row(
-                "SELECT name FROM contacts WHERE phone = ?1
-                 UNION ALL SELECT resident_name FROM households WHERE check_in_phone = ?1 LIMIT 1",
-                [phone],
-                |row| row.get(0),
-            )
-            .optional()?)
+        let db = self.db()?;
+        (&db as &dyn Db).query_opt(
+            "SELECT name FROM contacts WHERE phone = ?1
+             UNION ALL SELECT resident_name FROM households WHERE check_in_phone = ?1 LIMIT 1",
+            args![phone],
+            |row| row.get(0),
+        )
     }
 
     fn is_check_in_phone(&self, alert_id: i64, phone: &str) -> Result<bool, StoreError> {
-        let connection = self.connect()?;
-        Ok(connection.query_row(
+        let db = self.db()?;
+        (&db as &dyn Db).query_value(
             "SELECT EXISTS (SELECT 1 FROM alerts a JOIN households h ON h.id = a.household_id
                             WHERE a.id = ?1 AND h.check_in_phone = ?2)",
-            params![alert_id, phone],
-            |row| row.get(0),
-        )?)
+            args![alert_id, phone],
+        )
     }
 }

@@ -3,15 +3,16 @@
 //! the outbox — all in one [`AlertTx`], so an alert and the texts it causes
 //! commit together. Plain reads and writes: the decisions are the lifecycle's.
 //!
-//! Long on purpose: the engine's transaction trait and its SQLite
-//! implementation, method by method, read best side by side.
+//! Long on purpose: the engine's transaction trait and its implementation
+//! (one, for both backends), method by method, read best side by side.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::Connection;
 
 use super::alerts::record_event;
 use super::chunk;
+use super::db::{args, Db, Row};
 use super::rules::{rule_overrides, RuleOverride};
-use super::{Store, StoreError};
+use super::{pg, Backend, Store, StoreError, TxConn};
 use crate::domain::{StoredReading, Timestamp};
 
 /// What the engine needs to evaluate one meter.
@@ -97,15 +98,20 @@ pub struct QueuedText<'a> {
     pub template_values: &'a str,
 }
 
-/// The engine's own connection.
+/// The engine's own connection (SQLite), or the pool it takes one from.
 pub struct AlertDb {
-    connection: Connection,
+    connection: EngineConnection,
     store: Store,
+}
+
+enum EngineConnection {
+    Sqlite(Connection),
+    Postgres(std::sync::Arc<pg::Pool>),
 }
 
 pub struct AlertTx<'a> {
     // Declared first: the transaction ends before the turn is given up.
-    tx: Transaction<'a>,
+    tx: TxConn<'a>,
     _turn: super::gate::Turn,
 }
 
@@ -113,7 +119,7 @@ const ACTIVE_COLUMNS: &str =
     "id, meter_id, household_id, kind, severity, state, since, opened_at, notified_step,
      last_notified_at, reminders, check_in_until, clear_since, acknowledged_at";
 
-fn active_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveAlert> {
+fn active_from_row(row: &Row) -> Result<ActiveAlert, StoreError> {
     Ok(ActiveAlert {
         id: row.get(0)?,
         meter_id: row.get(1)?,
@@ -134,43 +140,56 @@ fn active_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActiveAlert> {
 
 impl AlertDb {
     pub fn open(store: &Store) -> Result<Self, StoreError> {
+        let connection = match &store.backend {
+            Backend::Sqlite(_) => EngineConnection::Sqlite(store.connect()?),
+            Backend::Postgres(pool) => EngineConnection::Postgres(pool.clone()),
+        };
         Ok(Self {
-            connection: store.connect()?,
+            connection,
             store: store.clone(),
         })
     }
 
     pub fn transaction(&mut self) -> Result<AlertTx<'_>, StoreError> {
         let turn = self.store.turn();
-        Ok(AlertTx {
-            tx: self
-                .connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)?,
-            _turn: turn,
-        })
+        let tx = match &mut self.connection {
+            EngineConnection::Sqlite(connection) => TxConn::Sqlite(
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
+            ),
+            EngineConnection::Postgres(pool) => TxConn::Postgres(pool.begin_write()?),
+        };
+        Ok(AlertTx { tx, _turn: turn })
     }
 
     /// Meters with readings detection has not evaluated (newer ones, or late
     /// ones from before its cursor).
     pub fn pending_meters(&self) -> Result<Vec<String>, StoreError> {
-        let mut statement = self.connection.prepare(
-            "SELECT meter_id FROM meter_state
+        const PENDING: &str = "SELECT meter_id FROM meter_state
              WHERE last_reading_ts IS NOT NULL
-               AND (evaluated_through IS NULL OR last_reading_ts > evaluated_through OR late_from IS NOT NULL)",
-        )?;
-        let rows = statement.query_map([], |row| row.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+               AND (evaluated_through IS NULL OR last_reading_ts > evaluated_through OR late_from IS NOT NULL)";
+        match &self.connection {
+            EngineConnection::Sqlite(connection) => {
+                (connection as &dyn Db).query_all(PENDING, args![], |row| row.get(0))
+            }
+            EngineConnection::Postgres(pool) => {
+                (&pool.connect()? as &dyn Db).query_all(PENDING, args![], |row| row.get(0))
+            }
+        }
     }
 }
 
 impl AlertTx<'_> {
     pub fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit()?)
+        self.tx.commit()
+    }
+
+    fn db(&self) -> &dyn Db {
+        &self.tx
     }
 }
 
 /// The engine's transaction: what it reads to judge meters and what it writes
-/// for the lifecycle's changes. [`AlertTx`] is the SQLite one.
+/// for the lifecycle's changes. [`AlertTx`] implements it on either backend.
 pub trait EngineTx {
     /// The readings and household of `meter`, reaching `history_s` before the
     /// oldest reading not yet evaluated.
@@ -279,13 +298,11 @@ pub trait EngineTx {
 impl EngineTx for AlertTx<'_> {
     fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError> {
         type State = (i64, Option<i64>, Option<i64>, Option<Vec<u8>>, Option<i64>);
-        let state: Option<State> = self
-            .tx
-            .prepare_cached(
-                "SELECT meter_key, evaluated_through, last_reading_ts, routine, late_from
-                 FROM meter_state WHERE meter_id = ?1",
-            )?
-            .query_row([meter], |row| {
+        let state: Option<State> = self.db().query_opt(
+            "SELECT meter_key, evaluated_through, last_reading_ts, routine, late_from
+             FROM meter_state WHERE meter_id = ?1",
+            args![meter],
+            |row| {
                 Ok((
                     row.get(0)?,
                     row.get(1)?,
@@ -293,8 +310,8 @@ impl EngineTx for AlertTx<'_> {
                     row.get(3)?,
                     row.get(4)?,
                 ))
-            })
-            .optional()?;
+            },
+        )?;
         let Some((key, evaluated_through, Some(newest), routine, late_from)) = state else {
             return Ok(None);
         };
@@ -304,7 +321,7 @@ impl EngineTx for AlertTx<'_> {
             evaluated_through
                 .is_some_and(|through| *late <= through && *late >= through - history_s)
         });
-        let household = household_of(&self.tx, meter)?;
+        let household = household_of(self.db(), meter)?;
         if household.is_none() {
             // Readings of unregistered meters never alarm: nothing to load.
             return Ok(Some(MeterWork {
@@ -321,14 +338,14 @@ impl EngineTx for AlertTx<'_> {
             .min(newest)
             .min(late_from.unwrap_or(i64::MAX))
             - history_s;
-        let mut statement = self.tx.prepare_cached(
-            "SELECT day, data FROM reading_chunks WHERE meter_key = ?1 AND day >= ?2 ORDER BY day",
-        )?;
         let from = Timestamp::from_secs(from);
-        let mut rows = statement.query(params![key, chunk::day_of(from)])?;
+        let rows = self.db().query(
+            "SELECT day, data FROM reading_chunks WHERE meter_key = ?1 AND day >= ?2 ORDER BY day",
+            args![key, chunk::day_of(from)],
+        )?;
         let mut readings = Vec::new();
-        while let Some(row) = rows.next()? {
-            let day = chunk::decode(row.get(0)?, &row.get::<_, Vec<u8>>(1)?)?;
+        for row in &rows {
+            let day = chunk::decode(row.get(0)?, &row.get::<Vec<u8>>(1)?)?;
             readings.extend(day.into_iter().filter(|r| r.ts >= from));
         }
         Ok(Some(MeterWork {
@@ -342,7 +359,7 @@ impl EngineTx for AlertTx<'_> {
     }
 
     fn rule_overrides(&self, household: &HouseholdInfo) -> Result<Vec<RuleOverride>, StoreError> {
-        rule_overrides(&self.tx, &household.category, household.id)
+        rule_overrides(self.db(), &household.category, household.id)
     }
 
     fn set_evaluated_through(
@@ -351,68 +368,62 @@ impl EngineTx for AlertTx<'_> {
         ts: i64,
         routine: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "UPDATE meter_state SET evaluated_through = ?2, routine = coalesce(?3, routine), late_from = NULL
-                 WHERE meter_id = ?1",
-            )?
-            .execute(params![meter, ts, routine])?;
+        self.db().execute(
+            "UPDATE meter_state SET evaluated_through = ?2, routine = coalesce(?3, routine), late_from = NULL
+             WHERE meter_id = ?1",
+            args![meter, ts, routine],
+        )?;
         Ok(())
     }
 
     fn not_routine(&self, household_id: i64) -> Result<super::absences::NotRoutine, StoreError> {
-        super::absences::not_routine(&self.tx, household_id)
+        super::absences::not_routine(self.db(), household_id)
     }
 
     fn active_alerts(&self, meter: &str) -> Result<Vec<ActiveAlert>, StoreError> {
-        let mut statement = self.tx.prepare_cached(&format!(
-            "SELECT {ACTIVE_COLUMNS} FROM alerts WHERE meter_id = ?1 AND state IN ('open', 'acknowledged')"
-        ))?;
-        let rows = statement.query_map([meter], active_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_all(
+            &format!(
+                "SELECT {ACTIVE_COLUMNS} FROM alerts WHERE meter_id = ?1 AND state IN ('open', 'acknowledged')"
+            ),
+            args![meter],
+            active_from_row,
+        )
     }
 
     fn open_alerts(&self) -> Result<Vec<ActiveAlert>, StoreError> {
-        let mut statement = self.tx.prepare_cached(&format!(
-            "SELECT {ACTIVE_COLUMNS} FROM alerts WHERE state = 'open' ORDER BY id"
-        ))?;
-        let rows = statement.query_map([], active_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_all(
+            &format!("SELECT {ACTIVE_COLUMNS} FROM alerts WHERE state = 'open' ORDER BY id"),
+            args![],
+            active_from_row,
+        )
     }
 
     fn household(&self, household_id: i64) -> Result<Option<HouseholdInfo>, StoreError> {
-        let meter: Option<String> = self
-            .tx
-            .query_row(
-                "SELECT meter_id FROM meters WHERE household_id = ?1 ORDER BY status = 'active' DESC LIMIT 1",
-                [household_id],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let meter: Option<String> = self.db().query_opt(
+            "SELECT meter_id FROM meters WHERE household_id = ?1 ORDER BY status = 'active' DESC LIMIT 1",
+            args![household_id],
+            |row| row.get(0),
+        )?;
         match meter {
-            Some(meter) => household_of(&self.tx, &meter),
+            Some(meter) => household_of(self.db(), &meter),
             None => Ok(None),
         }
     }
 
     fn absence_at(&self, household_id: i64, at: i64) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT reason FROM absences WHERE household_id = ?1 AND starts_at <= ?2 AND ?2 < coalesce(ended_at, ends_at)
-                 ORDER BY id LIMIT 1",
-            )?
-            .query_row(params![household_id, at], |row| row.get(0))
-            .optional()?)
+        self.db().query_opt(
+            "SELECT reason FROM absences WHERE household_id = ?1 AND starts_at <= ?2 AND ?2 < coalesce(ended_at, ends_at)
+             ORDER BY id LIMIT 1",
+            args![household_id, at],
+            |row| row.get(0),
+        )
     }
 
     fn insert_alert(&self, alert: &NewAlert<'_>) -> Result<i64, StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6, ?7, ?8)",
-            )?
-            .execute(params![
+        self.db().insert(
+            "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at)
+             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6, ?7, ?8) RETURNING id",
+            args![
                 alert.meter_id,
                 alert.household_id,
                 alert.kind,
@@ -421,8 +432,8 @@ impl EngineTx for AlertTx<'_> {
                 alert.opened_at,
                 alert.detail,
                 alert.created_at
-            ])?;
-        Ok(self.tx.last_insert_rowid())
+            ],
+        )
     }
 
     fn update_detection(
@@ -432,11 +443,10 @@ impl EngineTx for AlertTx<'_> {
         at: i64,
         detail: &str,
     ) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "UPDATE alerts SET severity = ?2, last_detected_at = ?3, detail = ?4 WHERE id = ?1",
-            )?
-            .execute(params![id, severity, at, detail])?;
+        self.db().execute(
+            "UPDATE alerts SET severity = ?2, last_detected_at = ?3, detail = ?4 WHERE id = ?1",
+            args![id, severity, at, detail],
+        )?;
         Ok(())
     }
 
@@ -448,39 +458,38 @@ impl EngineTx for AlertTx<'_> {
         reminders: u32,
         check_in_until: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "UPDATE alerts SET notified_step = ?2, last_notified_at = ?3, reminders = ?4, check_in_until = ?5 WHERE id = ?1",
-            )?
-            .execute(params![id, step, at, reminders, check_in_until])?;
+        self.db().execute(
+            "UPDATE alerts SET notified_step = ?2, last_notified_at = ?3, reminders = ?4, check_in_until = ?5 WHERE id = ?1",
+            args![id, step, at, reminders, check_in_until],
+        )?;
         Ok(())
     }
 
     fn resolve(&self, id: i64, at: i64, by: &str, via: &str) -> Result<(), StoreError> {
-        resolve(&self.tx, id, at, by, via)
+        resolve(self.db(), id, at, by, via)
     }
 
     fn set_clear_since(&self, id: i64, clear_since: Option<i64>) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("UPDATE alerts SET clear_since = ?2 WHERE id = ?1")?
-            .execute(params![id, clear_since])?;
+        self.db().execute(
+            "UPDATE alerts SET clear_since = ?2 WHERE id = ?1",
+            args![id, clear_since],
+        )?;
         Ok(())
     }
 
     fn cover(&self, meter: &str) -> Result<Option<(String, i64)>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT severity, answered_at FROM check_in_covers WHERE meter_id = ?1",
-            )?
-            .query_row([meter], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?)
+        self.db().query_opt(
+            "SELECT severity, answered_at FROM check_in_covers WHERE meter_id = ?1",
+            args![meter],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
     }
 
     fn clear_cover(&self, meter: &str) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("DELETE FROM check_in_covers WHERE meter_id = ?1")?
-            .execute([meter])?;
+        self.db().execute(
+            "DELETE FROM check_in_covers WHERE meter_id = ?1",
+            args![meter],
+        )?;
         Ok(())
     }
 
@@ -491,10 +500,8 @@ impl EngineTx for AlertTx<'_> {
         recipient: Option<&str>,
         since: i64,
     ) -> Result<u32, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached(TEXTS_SINCE)?
-            .query_row(params![meter, purpose, recipient, since], |row| row.get(0))?)
+        self.db()
+            .query_value(TEXTS_SINCE, args![meter, purpose, recipient, since])
     }
 
     fn record_event(
@@ -506,37 +513,33 @@ impl EngineTx for AlertTx<'_> {
         action: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        record_event(&self.tx, id, at, actor, channel, action, detail)
+        record_event(self.db(), id, at, actor, channel, action, detail)
     }
 
     fn codes_in_use(&self, phone: &str) -> Result<Vec<(u32, i64)>, StoreError> {
-        let mut statement = self.tx.prepare_cached(
+        self.db().query_all(
             "SELECT c.code, c.alert_id FROM sms_codes c JOIN alerts a ON a.id = c.alert_id
              WHERE c.phone = ?1 AND a.state IN ('open', 'acknowledged') ORDER BY c.code",
-        )?;
-        let rows = statement.query_map([phone], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![phone],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
     }
 
     fn assign_code(&self, phone: &str, code: u32, alert_id: i64) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO sms_codes (phone, code, alert_id) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (phone, code) DO UPDATE SET alert_id = excluded.alert_id",
-            )?
-            .execute(params![phone, code, alert_id])?;
+        self.db().execute(
+            "INSERT INTO sms_codes (phone, code, alert_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (phone, code) DO UPDATE SET alert_id = excluded.alert_id",
+            args![phone, code, alert_id],
+        )?;
         Ok(())
     }
 
     fn enqueue(&self, text: &QueuedText<'_>, now: i64) -> Result<bool, StoreError> {
-        let inserted = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO notifications (alert_id, phone, recipient, step, purpose, text, idempotency_key, state, due_at, created_at,
-                                            template, template_values)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10) ON CONFLICT (idempotency_key) DO NOTHING",
-            )?
-            .execute(params![
+        let inserted = self.db().execute(
+            "INSERT INTO notifications (alert_id, phone, recipient, step, purpose, text, idempotency_key, state, due_at, created_at,
+                                        template, template_values)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10) ON CONFLICT (idempotency_key) DO NOTHING",
+            args![
                 text.alert_id,
                 text.phone,
                 text.recipient,
@@ -547,53 +550,62 @@ impl EngineTx for AlertTx<'_> {
                 now,
                 text.template,
                 text.template_values
-            ])?;
+            ],
+        )?;
         Ok(inserted == 1)
     }
 
     fn recipients(&self, alert_id: i64) -> Result<Vec<(String, String, u32, String)>, StoreError> {
-        let mut statement = self.tx.prepare_cached(
+        self.db().query_all(
             "SELECT phone, recipient, step, text FROM notifications n
              WHERE alert_id = ?1 AND purpose = 'alert' AND state IN ('pending', 'sent')
                AND id = (SELECT min(id) FROM notifications m WHERE m.alert_id = n.alert_id AND m.phone = n.phone
                          AND m.purpose = 'alert')
              ORDER BY step, phone",
-        )?;
-        let rows = statement.query_map([alert_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![alert_id],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
     }
 
     fn silent_meters(&self, now: i64, at_least_s: i64) -> Result<Vec<SilentMeter>, StoreError> {
         // The offline rule's silence (`lifecycle::offline`: three reporting
         // intervals, and at least `at_least_s`), so a tick does not load
         // every meter that reports less often than hourly.
-        let mut statement = self.tx.prepare_cached(
-            "SELECT m.meter_id, m.household_id, s.last_received, m.registered_at
-             FROM meters m JOIN households h ON h.id = m.household_id
-                  LEFT JOIN meter_state s ON s.meter_id = m.meter_id
-             WHERE m.status = 'active'
-               AND coalesce(s.last_received, m.registered_at) < ?1 - max(?2, 180 * h.reporting_interval_min)
-               AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.meter_id = m.meter_id AND a.kind = 'meter_offline'
-                               AND a.state IN ('open', 'acknowledged'))",
-        )?;
-        let rows = statement.query_map(params![now, at_least_s], |row| {
-            Ok(SilentMeter {
-                meter_id: row.get(0)?,
-                household_id: row.get(1)?,
-                last_received: row.get(2)?,
-                registered_at: row.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let db = self.db();
+        db.query_all(
+            db.pick(
+                "SELECT m.meter_id, m.household_id, s.last_received, m.registered_at
+                 FROM meters m JOIN households h ON h.id = m.household_id
+                      LEFT JOIN meter_state s ON s.meter_id = m.meter_id
+                 WHERE m.status = 'active'
+                   AND coalesce(s.last_received, m.registered_at) < ?1 - max(?2, 180 * h.reporting_interval_min)
+                   AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.meter_id = m.meter_id AND a.kind = 'meter_offline'
+                                   AND a.state IN ('open', 'acknowledged'))",
+                "SELECT m.meter_id, m.household_id, s.last_received, m.registered_at
+                 FROM meters m JOIN households h ON h.id = m.household_id
+                      LEFT JOIN meter_state s ON s.meter_id = m.meter_id
+                 WHERE m.status = 'active'
+                   AND coalesce(s.last_received, m.registered_at) < ?1 - greatest(?2, 180 * h.reporting_interval_min)
+                   AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.meter_id = m.meter_id AND a.kind = 'meter_offline'
+                                   AND a.state IN ('open', 'acknowledged'))",
+            ),
+            args![now, at_least_s],
+            |row| {
+                Ok(SilentMeter {
+                    meter_id: row.get(0)?,
+                    household_id: row.get(1)?,
+                    last_received: row.get(2)?,
+                    registered_at: row.get(3)?,
+                })
+            },
+        )
     }
 }
 
 /// Texts of one purpose (and recipient) about a meter's alerts since a time,
 /// one per alert and step.
 pub(super) const TEXTS_SINCE: &str = "SELECT count(DISTINCT n.alert_id || ':' || n.step) FROM notifications n JOIN alerts a ON a.id = n.alert_id
-     WHERE a.meter_id = ?1 AND n.purpose = ?2 AND (?3 IS NULL OR n.recipient = ?3) AND n.created_at >= ?4";
+     WHERE a.meter_id = ?1 AND n.purpose = ?2 AND (CAST(?3 AS TEXT) IS NULL OR n.recipient = ?3) AND n.created_at >= ?4";
 
 /// A registered meter that has not reported for a while.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -606,16 +618,12 @@ pub struct SilentMeter {
     pub registered_at: i64,
 }
 
-pub(super) fn household_of(
-    connection: &Connection,
-    meter: &str,
-) -> Result<Option<HouseholdInfo>, StoreError> {
-    let household = connection
-        .prepare_cached(
-            "SELECT h.id, h.resident_name, h.address, h.category, h.timezone, h.reporting_interval_min, h.check_in_phone
-             FROM meters m JOIN households h ON h.id = m.household_id WHERE m.meter_id = ?1 AND m.status = 'active'",
-        )?
-        .query_row([meter], |row| {
+pub(super) fn household_of(db: &dyn Db, meter: &str) -> Result<Option<HouseholdInfo>, StoreError> {
+    let household = db.query_opt(
+        "SELECT h.id, h.resident_name, h.address, h.category, h.timezone, h.reporting_interval_min, h.check_in_phone
+         FROM meters m JOIN households h ON h.id = m.household_id WHERE m.meter_id = ?1 AND m.status = 'active'",
+        args![meter],
+        |row| {
             Ok(HouseholdInfo {
                 id: row.get(0)?,
                 resident_name: row.get(1)?,
@@ -626,45 +634,40 @@ pub(super) fn household_of(
                 check_in_phone: row.get(6)?,
                 contacts: Vec::new(),
             })
-        })
-        .optional()?;
+        },
+    )?;
     let Some(mut household) = household else {
         return Ok(None);
     };
-    let mut statement = connection.prepare_cached(
+    household.contacts = db.query_all(
         "SELECT step, name, phone FROM contacts WHERE household_id = ?1 ORDER BY step, position",
+        args![household.id],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
     )?;
-    household.contacts = statement
-        .query_map([household.id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?
-        .collect::<Result<_, _>>()?;
     Ok(Some(household))
 }
 
 pub(super) fn resolve(
-    connection: &Connection,
+    db: &dyn Db,
     id: i64,
     at: i64,
     by: &str,
     via: &str,
 ) -> Result<(), StoreError> {
-    connection
-        .prepare_cached(
-            "UPDATE alerts SET state = 'resolved', resolved_at = ?2, resolved_by = ?3, resolved_via = ?4
-             WHERE id = ?1 AND state IN ('open', 'acknowledged')",
-        )?
-        .execute(params![id, at, by, via])?;
-    cancel_pending(connection, id)
+    db.execute(
+        "UPDATE alerts SET state = 'resolved', resolved_at = ?2, resolved_by = ?3, resolved_via = ?4
+         WHERE id = ?1 AND state IN ('open', 'acknowledged')",
+        args![id, at, by, via],
+    )?;
+    cancel_pending(db, id)
 }
 
 /// Pending alert texts and reminders are not sent once someone has acted.
-fn cancel_pending(connection: &Connection, id: i64) -> Result<(), StoreError> {
-    connection
-        .prepare_cached(
-            "UPDATE notifications SET state = 'cancelled'
-             WHERE alert_id = ?1 AND state = 'pending' AND purpose IN ('alert', 'reminder', 'check_in')",
-        )?
-        .execute([id])?;
+fn cancel_pending(db: &dyn Db, id: i64) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE notifications SET state = 'cancelled'
+         WHERE alert_id = ?1 AND state = 'pending' AND purpose IN ('alert', 'reminder', 'check_in')",
+        args![id],
+    )?;
     Ok(())
 }

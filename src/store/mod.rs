@@ -20,10 +20,13 @@
 pub mod absences;
 pub mod alerts;
 pub mod chunk;
+pub(crate) mod db;
 pub mod engine;
 mod gate;
 mod log;
 pub mod outbox;
+mod pg;
+mod pg_schema;
 mod registry;
 pub mod report;
 pub mod rules;
@@ -47,8 +50,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use thiserror::Error;
+
+use db::{args, Db};
 
 pub use crate::domain::StoredReading;
 use crate::domain::Timestamp;
@@ -76,14 +81,93 @@ pub enum StoreError {
     Exists { path: PathBuf },
     #[error("there is no database at {path}; check --db or [store] path (`stillwater serve` or `stillwater meters import` creates one)")]
     Missing { path: PathBuf },
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    #[error("unexpected column: {0}")]
+    Column(String),
 }
 
-/// A handle to the database file. Cheap to clone; every call opens its own connection.
+/// A handle to the database: a SQLite file, or a PostgreSQL server. Cheap
+/// to clone; every call takes its own connection (SQLite opens one,
+/// PostgreSQL takes one from the pool).
 #[derive(Debug, Clone)]
 pub struct Store {
-    path: PathBuf,
+    backend: Backend,
     /// Write transactions of this process take turns here (see `gate`).
     gate: Arc<gate::WriteGate>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(PathBuf),
+    Postgres(Arc<pg::Pool>),
+}
+
+/// A connection of either backend, outside any transaction.
+pub(crate) enum Conn {
+    Sqlite(Connection),
+    Postgres(pg::PgConn),
+}
+
+/// A write transaction of either backend.
+pub(crate) enum TxConn<'c> {
+    Sqlite(rusqlite::Transaction<'c>),
+    Postgres(pg::PgConn),
+}
+
+impl TxConn<'_> {
+    pub(crate) fn commit(self) -> Result<(), StoreError> {
+        match self {
+            TxConn::Sqlite(tx) => Ok(tx.commit()?),
+            TxConn::Postgres(tx) => tx.commit(),
+        }
+    }
+}
+
+impl db::Db for TxConn<'_> {
+    fn dialect(&self) -> db::Dialect {
+        match self {
+            TxConn::Sqlite(_) => db::Dialect::Sqlite,
+            TxConn::Postgres(_) => db::Dialect::Postgres,
+        }
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn db::Param]) -> Result<u64, StoreError> {
+        match self {
+            TxConn::Sqlite(c) => db::Db::execute(&**c, sql, params),
+            TxConn::Postgres(c) => c.execute(sql, params),
+        }
+    }
+
+    fn query(&self, sql: &str, params: &[&dyn db::Param]) -> Result<Vec<db::Row>, StoreError> {
+        match self {
+            TxConn::Sqlite(c) => db::Db::query(&**c, sql, params),
+            TxConn::Postgres(c) => c.query(sql, params),
+        }
+    }
+}
+
+impl db::Db for Conn {
+    fn dialect(&self) -> db::Dialect {
+        match self {
+            Conn::Sqlite(c) => c.dialect(),
+            Conn::Postgres(c) => c.dialect(),
+        }
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn db::Param]) -> Result<u64, StoreError> {
+        match self {
+            Conn::Sqlite(c) => db::Db::execute(c, sql, params),
+            Conn::Postgres(c) => c.execute(sql, params),
+        }
+    }
+
+    fn query(&self, sql: &str, params: &[&dyn db::Param]) -> Result<Vec<db::Row>, StoreError> {
+        match self {
+            Conn::Sqlite(c) => db::Db::query(c, sql, params),
+            Conn::Postgres(c) => c.query(sql, params),
+        }
+    }
 }
 
 /// What `meters list` shows for each registered meter.
@@ -185,11 +269,8 @@ pub struct PlatformDevice {
     pub presence: Option<(bool, i64)>,
 }
 
-fn platform_device_from(
-    row: &rusqlite::Row<'_>,
-    at: usize,
-) -> rusqlite::Result<Option<PlatformDevice>> {
-    let Some(platform) = row.get::<_, Option<String>>(at)? else {
+fn platform_device_from(row: &db::Row, at: usize) -> Result<Option<PlatformDevice>, StoreError> {
+    let Some(platform) = row.get::<Option<String>>(at)? else {
         return Ok(None);
     };
     let online: Option<bool> = row.get(at + 4)?;
@@ -228,12 +309,67 @@ impl Store {
             }
         }
         let store = Self {
-            path,
+            backend: Backend::Sqlite(path.clone()),
             gate: Arc::default(),
         };
         let mut connection = store.connect()?;
-        schema::migrate(&mut connection, &store.path)?;
+        schema::migrate(&mut connection, &path)?;
         Ok(store)
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://user@host:port/database`;
+    /// `password`, when given, wins over one in the URL) and runs pending
+    /// migrations.
+    pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let pool = Arc::new(pg::Pool::new(url, password)?);
+        pg_schema::migrate(&pool)?;
+        Ok(Self {
+            backend: Backend::Postgres(pool),
+            gate: Arc::default(),
+        })
+    }
+
+    /// Where the data is, for messages: the file, or the server's URL
+    /// without its password.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(path) => path.display().to_string(),
+            Backend::Postgres(pool) => pool.shown().to_string(),
+        }
+    }
+
+    /// A connection outside any transaction.
+    pub(crate) fn db(&self) -> Result<Conn, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(_) => Conn::Sqlite(self.connect()?),
+            Backend::Postgres(pool) => Conn::Postgres(pool.connect()?),
+        })
+    }
+
+    /// Runs `work` in one write transaction, in this process's turn:
+    /// committed when it returns `Ok`, rolled back when it returns an error.
+    pub(crate) fn transact<T, E: From<StoreError>>(
+        &self,
+        work: impl FnOnce(&dyn db::Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _turn = self.turn();
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let mut connection = self.connect()?;
+                let tx = connection
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(StoreError::from)?;
+                let value = work(&*tx)?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(value)
+            }
+            Backend::Postgres(pool) => {
+                let connection = pool.begin_write()?;
+                let value = work(&connection)?;
+                connection.commit()?;
+                Ok(value)
+            }
+        }
     }
 
     /// Writes a consistent copy of the database to `to` (a new file) while
@@ -244,6 +380,12 @@ impl Store {
             return Err(StoreError::Exists {
                 path: to.to_path_buf(),
             });
+        }
+        if let Backend::Postgres(pool) = &self.backend {
+            return Err(StoreError::Postgres(format!(
+                "back up {} with pg_dump (docs/operations.md); `stillwater backup` copies a SQLite file",
+                pool.shown()
+            )));
         }
         let connection = self.connect()?;
         connection.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
@@ -262,8 +404,12 @@ impl Store {
         Self::open(path)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite file, when the store is one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(path) => Some(path),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// This process's turn to write, in the order asked for: taken before
@@ -274,7 +420,12 @@ impl Store {
 
     /// A new connection with the store's pragmas.
     pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
-        let connection = Connection::open(&self.path)?;
+        let Backend::Sqlite(path) = &self.backend else {
+            return Err(StoreError::Postgres(
+                "this part of stillwater does not run on PostgreSQL yet".into(),
+            ));
+        };
+        let connection = Connection::open(path)?;
         connection.busy_timeout(Duration::from_secs(10))?;
         // Only takes effect when the file is created. Small pages: a transaction
         // writes every page it touches to the WAL, and ingest touches a few rows
@@ -289,6 +440,9 @@ impl Store {
     /// Writes everything to the main file and truncates the write-ahead log, so
     /// the file's size is the data's size. Used by backups and the benchmark.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
+        if let Backend::Postgres(_) = &self.backend {
+            return Ok(()); // PostgreSQL checkpoints by itself.
+        }
         let connection = self.connect()?;
         connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
@@ -297,99 +451,117 @@ impl Store {
 
 impl ReadingStore for Store {
     fn unregistered_meters(&self) -> Result<Vec<UnregisteredMeter>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection.prepare(
+        let db = self.db()?;
+        (&db as &dyn Db).query_all(
             "SELECT s.meter_id, s.first_seen, s.last_message, s.readings, m.status,
                     p.platform, p.product_id, p.device_id, p.imei, p.online, p.presence_at
              FROM meter_state s LEFT JOIN meters m ON m.meter_id = s.meter_id
                   LEFT JOIN platform_devices p ON p.meter_id = s.meter_id
              WHERE m.status IS NULL OR m.status != 'active'
              ORDER BY s.last_message DESC, s.meter_id",
-        )?;
-        let rows = statement.query_map([], |row| {
-            Ok(UnregisteredMeter {
-                meter_id: row.get(0)?,
-                first_seen: row.get(1)?,
-                last_message: row.get(2)?,
-                readings: row.get(3)?,
-                former_status: row.get(4)?,
-                platform: platform_device_from(row, 5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![],
+            |row| {
+                Ok(UnregisteredMeter {
+                    meter_id: row.get(0)?,
+                    first_seen: row.get(1)?,
+                    last_message: row.get(2)?,
+                    readings: row.get(3)?,
+                    former_status: row.get(4)?,
+                    platform: platform_device_from(row, 5)?,
+                })
+            },
+        )
     }
 
     fn rejected_messages(&self, limit: usize) -> Result<Vec<RejectedMessage>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection.prepare(
+        let db = self.db()?;
+        (&db as &dyn Db).query_all(
             "SELECT received_at, topic, meter_id, reason, detail, payload FROM rejected_messages
              ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = statement.query_map([limit as i64], |row| {
-            Ok(RejectedMessage {
-                received_at: row.get(0)?,
-                topic: row.get(1)?,
-                meter_id: row.get(2)?,
-                reason: row.get(3)?,
-                detail: row.get(4)?,
-                payload: String::from_utf8_lossy(&row.get::<_, Vec<u8>>(5)?).into_owned(),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![limit],
+            |row| {
+                Ok(RejectedMessage {
+                    received_at: row.get(0)?,
+                    topic: row.get(1)?,
+                    meter_id: row.get(2)?,
+                    reason: row.get(3)?,
+                    detail: row.get(4)?,
+                    payload: String::from_utf8_lossy(&row.get::<Vec<u8>>(5)?).into_owned(),
+                })
+            },
+        )
     }
 
     fn readings(&self, meter: &str, from: i64, to: i64) -> Result<Vec<StoredReading>, StoreError> {
-        let connection = self.connect()?;
         // One snapshot for the chunks and the log not yet folded into them.
-        let snapshot = connection.unchecked_transaction()?;
-        let mut statement = snapshot.prepare(
-            "SELECT c.day, c.data FROM reading_chunks c JOIN meter_state s ON s.meter_key = c.meter_key
-             WHERE s.meter_id = ?1 AND c.day BETWEEN ?2 AND ?3 ORDER BY c.day",
-        )?;
-        let (from, to) = (Timestamp::from_secs(from), Timestamp::from_secs(to));
-        let mut rows = statement.query(params![meter, chunk::day_of(from), chunk::day_of(to)])?;
-        let mut readings = Vec::new();
-        while let Some(row) = rows.next()? {
-            let day = chunk::decode(row.get(0)?, &row.get::<_, Vec<u8>>(1)?)?;
-            readings.extend(day.into_iter().filter(|r| r.ts >= from && r.ts < to));
-        }
-        for reading in unfolded_readings(&snapshot, meter)? {
-            if reading.ts >= from && reading.ts < to {
-                chunk::insert(&mut readings, reading);
+        self.snapshot(|db| {
+            let (from, to) = (Timestamp::from_secs(from), Timestamp::from_secs(to));
+            let rows = db.query(
+                "SELECT c.day, c.data FROM reading_chunks c JOIN meter_state s ON s.meter_key = c.meter_key
+                 WHERE s.meter_id = ?1 AND c.day BETWEEN ?2 AND ?3 ORDER BY c.day",
+                args![meter, chunk::day_of(from), chunk::day_of(to)],
+            )?;
+            let mut readings = Vec::new();
+            for row in &rows {
+                let day = chunk::decode(row.get(0)?, &row.get::<Vec<u8>>(1)?)?;
+                readings.extend(day.into_iter().filter(|r| r.ts >= from && r.ts < to));
             }
-        }
-        Ok(readings)
+            for reading in unfolded_readings(db, meter)? {
+                if reading.ts >= from && reading.ts < to {
+                    chunk::insert(&mut readings, reading);
+                }
+            }
+            Ok(readings)
+        })
     }
 
     fn reading_count(&self) -> Result<i64, StoreError> {
-        let connection = self.connect()?;
-        Ok(connection.query_row(
-            "SELECT coalesce(sum(readings), 0) FROM meter_state",
-            [],
-            |row| row.get(0),
-        )?)
+        let db = self.db()?;
+        (&db as &dyn Db).query_value(
+            "SELECT CAST(coalesce(sum(readings), 0) AS BIGINT) FROM meter_state",
+            args![],
+        )
     }
 
     fn meter_state(&self, meter: &str) -> Result<Option<MeterState>, StoreError> {
-        read_state(&self.connect()?, meter)
+        read_state(&self.db()?, meter)
+    }
+}
+
+impl Store {
+    /// Runs `reads` in one read transaction: everything it reads is of one moment.
+    pub(crate) fn snapshot<T>(
+        &self,
+        reads: impl FnOnce(&dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let connection = self.connect()?;
+                let snapshot = connection.unchecked_transaction()?;
+                reads(&*snapshot)
+            }
+            Backend::Postgres(pool) => {
+                let snapshot = pool.begin()?;
+                let value = reads(&snapshot)?;
+                snapshot.commit()?;
+                Ok(value)
+            }
+        }
     }
 }
 
 /// The readings of `meter` committed to the reading log and not yet folded
 /// into its chunks (the gateway folds within two seconds; after a crash they
 /// wait for the next start), sorted.
-fn unfolded_readings(
-    connection: &Connection,
-    meter: &str,
-) -> Result<Vec<StoredReading>, StoreError> {
-    let mut statement = connection.prepare_cached(
+fn unfolded_readings(db: &dyn Db, meter: &str) -> Result<Vec<StoredReading>, StoreError> {
+    let rows = db.query(
         "SELECT l.data, s.meter_key FROM reading_log l, meter_state s WHERE s.meter_id = ?1 ORDER BY l.id",
+        args![meter],
     )?;
-    let mut rows = statement.query([meter])?;
     let mut readings = Vec::new();
-    while let Some(row) = rows.next()? {
+    for row in &rows {
         let key: i64 = row.get(1)?;
-        for entry in log::decode(&row.get::<_, Vec<u8>>(0)?)? {
+        for entry in log::decode(&row.get::<Vec<u8>>(0)?)? {
             if entry.meter_key == key {
                 chunk::insert(&mut readings, entry.reading);
             }
@@ -398,33 +570,31 @@ fn unfolded_readings(
     Ok(readings)
 }
 
-fn read_state(connection: &Connection, meter: &str) -> Result<Option<MeterState>, StoreError> {
-    Ok(connection
-        .query_row(
-            "SELECT first_seen, last_message, last_reading_ts, last_consumption_ts, last_total_l,
-                    last_battery_pct, last_status, readings, register_resets, rejected, evaluated_through, routine,
-                    missing
-             FROM meter_state WHERE meter_id = ?1",
-            [meter],
-            |row| {
-                Ok(MeterState {
-                    first_seen: row.get(0)?,
-                    last_message: row.get(1)?,
-                    last_reading_ts: row.get(2)?,
-                    last_consumption_ts: row.get(3)?,
-                    last_total_l: row.get(4)?,
-                    last_battery_pct: row.get(5)?,
-                    last_status: row.get(6)?,
-                    readings: row.get(7)?,
-                    register_resets: row.get(8)?,
-                    rejected: row.get(9)?,
-                    evaluated_through: row.get(10)?,
-                    routine: row.get(11)?,
-                    missing: row.get(12)?,
-                })
-            },
-        )
-        .optional()?)
+fn read_state(db: &dyn Db, meter: &str) -> Result<Option<MeterState>, StoreError> {
+    db.query_opt(
+        "SELECT first_seen, last_message, last_reading_ts, last_consumption_ts, last_total_l,
+                last_battery_pct, last_status, readings, register_resets, rejected, evaluated_through, routine,
+                missing
+         FROM meter_state WHERE meter_id = ?1",
+        args![meter],
+        |row| {
+            Ok(MeterState {
+                first_seen: row.get(0)?,
+                last_message: row.get(1)?,
+                last_reading_ts: row.get(2)?,
+                last_consumption_ts: row.get(3)?,
+                last_total_l: row.get(4)?,
+                last_battery_pct: row.get(5)?,
+                last_status: row.get(6)?,
+                readings: row.get(7)?,
+                register_resets: row.get(8)?,
+                rejected: row.get(9)?,
+                evaluated_through: row.get(10)?,
+                routine: row.get(11)?,
+                missing: row.get(12)?,
+            })
+        },
+    )
 }
 
 #[cfg(test)]

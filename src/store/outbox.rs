@@ -1,9 +1,8 @@
 //! The outbox as the notifier and operators see it: texts due, delivery
 //! attempts and their outcome.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
-
 use super::alerts::record_event;
+use super::db::{args, Db, Row};
 use super::traits::*;
 use super::{Store, StoreError};
 
@@ -108,7 +107,7 @@ const NOTIFICATION_QUERY: &str =
             n.provider, n.provider_ref, n.delivery
      FROM notifications n JOIN alerts a ON a.id = n.alert_id";
 
-fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
+fn notification_from_row(row: &Row) -> Result<Notification, StoreError> {
     Ok(Notification {
         id: row.get(0)?,
         alert_id: row.get(1)?,
@@ -133,117 +132,124 @@ fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notificati
 
 impl OutboxStore for Store {
     fn notifications(&self, alert_id: Option<i64>) -> Result<Vec<Notification>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection.prepare(&format!(
-            "{NOTIFICATION_QUERY} WHERE ?1 IS NULL OR n.alert_id = ?1 ORDER BY n.id"
-        ))?;
-        let rows = statement.query_map([alert_id], notification_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let db = self.db()?;
+        (&db as &dyn Db).query_all(
+            &format!(
+                "{NOTIFICATION_QUERY} WHERE CAST(?1 AS BIGINT) IS NULL OR n.alert_id = ?1 ORDER BY n.id"
+            ),
+            args![alert_id],
+            notification_from_row,
+        )
     }
 
     fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<Notification>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection.prepare(&format!(
-            "{NOTIFICATION_QUERY} WHERE n.state = 'pending' AND n.due_at <= ?1 ORDER BY n.due_at, n.id LIMIT ?2"
-        ))?;
-        let rows = statement.query_map(params![now, limit as i64], notification_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let db = self.db()?;
+        (&db as &dyn Db).query_all(
+            &format!(
+                "{NOTIFICATION_QUERY} WHERE n.state = 'pending' AND n.due_at <= ?1 ORDER BY n.due_at, n.id LIMIT ?2"
+            ),
+            args![now, limit],
+            notification_from_row,
+        )
     }
 
     fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        let connection = self.connect()?;
-        Ok(connection.query_row(
+        let db = self.db()?;
+        (&db as &dyn Db).query_value(
             "SELECT min(due_at) FROM notifications WHERE state = 'pending'",
-            [],
-            |row| row.get(0),
-        )?)
+            args![],
+        )
     }
 
     fn notification_queued_at(&self, id: i64) -> Result<i64, StoreError> {
-        let connection = self.connect()?;
-        Ok(connection.query_row(
+        let db = self.db()?;
+        (&db as &dyn Db).query_value(
             "SELECT created_at FROM notifications WHERE id = ?1",
-            [id],
-            |row| row.get(0),
-        )?)
+            args![id],
+        )
     }
 
     fn record_attempt(&self, id: i64, attempt: &Attempt, now: i64) -> Result<(), StoreError> {
-        let _turn = self.turn();
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for (provider, error) in &attempt.failovers {
+        self.transact(|tx| {
+            for (provider, error) in &attempt.failovers {
+                tx.execute(
+                    "INSERT INTO notification_attempts (notification_id, at, outcome, error, provider) VALUES (?1, ?2, 'failover', ?3, ?4)",
+                    args![id, now, error, provider],
+                )?;
+            }
+            let end = &attempt.end;
+            let (label, error) = match end {
+                AttemptEnd::Sent { .. } => ("sent", None),
+                AttemptEnd::Retry { error, .. } => ("retry", Some(error.as_str())),
+                AttemptEnd::Failed { error } => ("failed", Some(error.as_str())),
+            };
+            let changed = match end {
+                AttemptEnd::Sent { provider, reference, segments } => tx.execute(
+                    "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?2,
+                            provider = ?3, provider_ref = ?4, segments = ?5
+                     WHERE id = ?1 AND state = 'pending'",
+                    args![id, now, provider, reference, segments],
+                )?,
+                AttemptEnd::Retry { error, at, pin } => tx.execute(
+                    "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3,
+                            provider = coalesce(?4, provider)
+                     WHERE id = ?1 AND state = 'pending'",
+                    args![id, error, at, pin],
+                )?,
+                AttemptEnd::Failed { error } => tx.execute(
+                    "UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+                    args![id, error],
+                )?,
+            };
+            let outcome = if changed == 0 { "sent_after_cancel" } else { label };
             tx.execute(
-                "INSERT INTO notification_attempts (notification_id, at, outcome, error, provider) VALUES (?1, ?2, 'failover', ?3, ?4)",
-                params![id, now, error, provider],
+                "INSERT INTO notification_attempts (notification_id, at, outcome, error, provider) VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![id, now, outcome, error, attempt.provider],
             )?;
-        }
-        let end = &attempt.end;
-        let (label, error) = match end {
-            AttemptEnd::Sent { .. } => ("sent", None),
-            AttemptEnd::Retry { error, .. } => ("retry", Some(error.as_str())),
-            AttemptEnd::Failed { error } => ("failed", Some(error.as_str())),
-        };
-        let changed = match end {
-            AttemptEnd::Sent { provider, reference, segments } => tx.execute(
-                "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?2,
-                        provider = ?3, provider_ref = ?4, segments = ?5
-                 WHERE id = ?1 AND state = 'pending'",
-                params![id, now, provider, reference, segments],
-            )?,
-            AttemptEnd::Retry { error, at, pin } => tx.execute(
-                "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3,
-                        provider = coalesce(?4, provider)
-                 WHERE id = ?1 AND state = 'pending'",
-                params![id, error, at, pin],
-            )?,
-            AttemptEnd::Failed { error } => tx.execute(
-                "UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'",
-                params![id, error],
-            )?,
-        };
-        tx.execute(
-            "INSERT INTO notification_attempts (notification_id, at, outcome, error, provider) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, now, if changed == 0 { "sent_after_cancel" } else { label }, error, attempt.provider],
-        )?;
-        if let (AttemptEnd::Failed { error }, 1) = (end, changed) {
-            let (alert_id, phone, attempts): (i64, String, u32) = tx.query_row(
-                "SELECT alert_id, phone, attempts FROM notifications WHERE id = ?1",
-                [id],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )?;
-            record_event(
-                &tx,
-                alert_id,
-                now,
-                "stillwater",
-                "sms",
-                "text_failed",
-                &format!(
-                    "the text to {} was not delivered after {} attempt(s): {error}",
-                    crate::domain::mask_phone(&phone),
-                    attempts
-                ),
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+            if let (AttemptEnd::Failed { error }, 1) = (end, changed) {
+                let (alert_id, phone, attempts): (i64, String, u32) = tx
+                    .query_opt(
+                        "SELECT alert_id, phone, attempts FROM notifications WHERE id = ?1",
+                        args![id],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )?
+                    .ok_or_else(|| StoreError::NotFound(format!("no text {id}")))?;
+                record_event(
+                    tx,
+                    alert_id,
+                    now,
+                    "stillwater",
+                    "sms",
+                    "text_failed",
+                    &format!(
+                        "the text to {} was not delivered after {} attempt(s): {error}",
+                        crate::domain::mask_phone(&phone),
+                        attempts
+                    ),
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn notification_attempts(&self, id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection.prepare(
-            "SELECT at, outcome, error, provider FROM notification_attempts WHERE notification_id = ?1 ORDER BY rowid",
-        )?;
-        let rows = statement.query_map([id], |row| {
-            Ok(AttemptRecord {
-                at: row.get(0)?,
-                outcome: row.get(1)?,
-                error: row.get(2)?,
-                provider: row.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let db = self.db()?;
+        let db: &dyn Db = &db;
+        db.query_all(
+            db.pick(
+                "SELECT at, outcome, error, provider FROM notification_attempts WHERE notification_id = ?1 ORDER BY rowid",
+                "SELECT at, outcome, error, provider FROM notification_attempts WHERE notification_id = ?1 ORDER BY id",
+            ),
+            args![id],
+            |row| {
+                Ok(AttemptRecord {
+                    at: row.get(0)?,
+                    outcome: row.get(1)?,
+                    error: row.get(2)?,
+                    provider: row.get(3)?,
+                })
+            },
+        )
     }
 
     fn texts_sent_since(
@@ -253,83 +259,75 @@ impl OutboxStore for Store {
         template: &str,
         since: i64,
     ) -> Result<u32, StoreError> {
-        let connection = self.connect()?;
-        Ok(connection.query_row(
+        let db = self.db()?;
+        (&db as &dyn Db).query_value(
             "SELECT count(*) FROM notifications
              WHERE phone = ?1 AND state = 'sent' AND sent_at >= ?2 AND provider = ?3 AND template = ?4",
-            params![phone, since, provider, template],
-            |row| row.get(0),
-        )?)
+            args![phone, since, provider, template],
+        )
     }
 
     fn record_receipt(&self, receipt: &Receipt, now: i64) -> Result<Option<i64>, StoreError> {
-        let _turn = self.turn();
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // By the provider's id, then by our key: each look-up has its index.
-        let row =
-            |row: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, String, Option<String>)> {
+        self.transact(|tx| {
+            // By the provider's id, then by our key: each look-up has its index.
+            let row = |row: &Row| -> Result<(i64, i64, String, Option<String>), StoreError> {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             };
-        let by_reference = tx
-            .query_row(
+            let by_reference = tx.query_opt(
                 "SELECT id, alert_id, phone, delivery FROM notifications
                  WHERE provider = ?1 AND provider_ref = ?2 ORDER BY id LIMIT 1",
-                params![receipt.provider, receipt.reference],
+                args![receipt.provider, receipt.reference],
                 row,
-            )
-            .optional()?;
-        let found = match by_reference {
-            Some(found) => Some(found),
-            None => tx
-                .query_row(
+            )?;
+            let found = match by_reference {
+                Some(found) => Some(found),
+                None => tx.query_opt(
                     "SELECT id, alert_id, phone, delivery FROM notifications WHERE idempotency_key = ?1",
-                    params![receipt.key],
+                    args![receipt.key],
                     row,
-                )
-                .optional()?,
-        };
-        let Some((id, alert_id, phone, before)) = found else {
-            return Ok(None);
-        };
-        let delivery = if receipt.delivered {
-            "delivered"
-        } else {
-            "undelivered"
-        };
-        // A provider may post a receipt twice; the history says it once.
-        if before.as_deref() != Some(delivery) {
-            tx.execute(
-                "UPDATE notifications SET delivery = ?2, delivered_at = ?3 WHERE id = ?1",
-                params![id, delivery, now],
-            )?;
-            let who = crate::domain::mask_phone(&phone);
-            record_event(
-                &tx,
-                alert_id,
-                now,
-                receipt.provider,
-                "sms",
-                if receipt.delivered {
-                    "text_delivered"
-                } else {
-                    "text_undelivered"
-                },
-                &if receipt.delivered {
-                    format!(
-                        "{} reports the text to {who} delivered ({})",
-                        receipt.provider, receipt.detail
-                    )
-                } else {
-                    format!(
-                        "{} reports the text to {who} NOT delivered: {}",
-                        receipt.provider, receipt.detail
-                    )
-                },
-            )?;
-        }
-        tx.commit()?;
-        Ok(Some(alert_id))
+                )?,
+            };
+            let Some((id, alert_id, phone, before)) = found else {
+                return Ok(None);
+            };
+            let delivery = if receipt.delivered {
+                "delivered"
+            } else {
+                "undelivered"
+            };
+            // A provider may post a receipt twice; the history says it once.
+            if before.as_deref() != Some(delivery) {
+                tx.execute(
+                    "UPDATE notifications SET delivery = ?2, delivered_at = ?3 WHERE id = ?1",
+                    args![id, delivery, now],
+                )?;
+                let who = crate::domain::mask_phone(&phone);
+                record_event(
+                    tx,
+                    alert_id,
+                    now,
+                    receipt.provider,
+                    "sms",
+                    if receipt.delivered {
+                        "text_delivered"
+                    } else {
+                        "text_undelivered"
+                    },
+                    &if receipt.delivered {
+                        format!(
+                            "{} reports the text to {who} delivered ({})",
+                            receipt.provider, receipt.detail
+                        )
+                    } else {
+                        format!(
+                            "{} reports the text to {who} NOT delivered: {}",
+                            receipt.provider, receipt.detail
+                        )
+                    },
+                )?;
+            }
+            Ok(Some(alert_id))
+        })
     }
 
     fn awaiting_receipts(
@@ -338,12 +336,14 @@ impl OutboxStore for Store {
         from: i64,
         to: i64,
     ) -> Result<(u32, u32), StoreError> {
-        let connection = self.connect()?;
-        Ok(connection.query_row(
-            "SELECT count(*), count(delivery) FROM notifications
-             WHERE provider = ?1 AND state = 'sent' AND sent_at >= ?2 AND sent_at < ?3",
-            params![provider, from, to],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?)
+        let db = self.db()?;
+        (&db as &dyn Db)
+            .query_opt(
+                "SELECT count(*), count(delivery) FROM notifications
+                 WHERE provider = ?1 AND state = 'sent' AND sent_at >= ?2 AND sent_at < ?3",
+                args![provider, from, to],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map(Option::unwrap_or_default)
     }
 }

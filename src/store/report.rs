@@ -3,8 +3,7 @@
 //! The report itself (`crate::report`) is computed from these rows. And the
 //! audit log: every change people made, newest first.
 
-use rusqlite::params;
-
+use super::db::{args, Db};
 use super::traits::*;
 use super::{Store, StoreError};
 
@@ -58,83 +57,81 @@ pub struct MonthFacts {
 
 impl ReportStore for Store {
     fn audit_log(&self, since: i64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection.prepare(
+        let db = self.db()?;
+        (&db as &dyn Db).query_all(
             "SELECT at, actor, role, channel, action, subject, detail FROM audit_log
              WHERE at >= ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = statement.query_map(params![since, limit as i64], |row| {
-            Ok(AuditEntry {
-                at: row.get(0)?,
-                actor: row.get(1)?,
-                role: row.get(2)?,
-                channel: row.get(3)?,
-                action: row.get(4)?,
-                subject: row.get(5)?,
-                detail: row.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![since, limit],
+            |row| {
+                Ok(AuditEntry {
+                    at: row.get(0)?,
+                    actor: row.get(1)?,
+                    role: row.get(2)?,
+                    channel: row.get(3)?,
+                    action: row.get(4)?,
+                    subject: row.get(5)?,
+                    detail: row.get(6)?,
+                })
+            },
+        )
     }
 
     fn month_facts(&self, from: i64, to: i64) -> Result<MonthFacts, StoreError> {
-        let connection = self.connect()?;
-        let count = |sql: &str| -> Result<u64, StoreError> {
-            Ok(connection.query_row(sql, params![from, to], |row| row.get::<_, i64>(0))? as u64)
-        };
-        let households_covered = count(
-            "SELECT count(DISTINCT household_id) FROM meters
-             WHERE registered_at < ?2 AND (ended_at IS NULL OR ended_at >= ?1)",
-        )?;
-        let meters_installed =
-            count("SELECT count(*) FROM meters WHERE registered_at >= ?1 AND registered_at < ?2")?;
-        // Readings are kept per UTC day: the days that overlap the month.
-        let meters_reporting = connection.query_row(
-            "SELECT count(DISTINCT s.meter_id) FROM reading_chunks c
-             JOIN meter_state s ON s.meter_key = c.meter_key
-             JOIN meters m ON m.meter_id = s.meter_id
-             WHERE c.day >= ?1 / 86400 AND c.day <= (?2 - 1) / 86400",
-            params![from, to],
-            |row| row.get::<_, i64>(0),
-        )? as u64;
-        let mut statement = connection.prepare(
-            "SELECT kind, severity, meter_id, created_at, acknowledged_at, disposition FROM alerts
-             WHERE created_at >= ?1 AND created_at < ?2 AND kind != 'heartbeat' ORDER BY id",
-        )?;
-        let alerts = statement
-            .query_map(params![from, to], |row| {
-                let meter: String = row.get(2)?;
-                Ok(AlertFact {
-                    kind: row.get(0)?,
-                    severity: row.get(1)?,
-                    system: super::system::is_system_meter(&meter),
-                    created_at: row.get(3)?,
-                    acknowledged_at: row.get(4)?,
-                    disposition: row.get(5)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut statement = connection.prepare(
-            "SELECT purpose, state, provider, segments, delivery FROM notifications
-             WHERE created_at >= ?1 AND created_at < ?2 ORDER BY id",
-        )?;
-        let texts = statement
-            .query_map(params![from, to], |row| {
-                Ok(TextFact {
-                    purpose: row.get(0)?,
-                    state: row.get(1)?,
-                    provider: row.get(2)?,
-                    segments: row.get(3)?,
-                    delivery: row.get(4)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(MonthFacts {
-            households_covered,
-            meters_installed,
-            meters_reporting,
-            alerts,
-            texts,
+        self.snapshot(|db| {
+            let count = |sql: &str| -> Result<u64, StoreError> {
+                db.query_value(sql, args![from, to])
+            };
+            let households_covered = count(
+                "SELECT count(DISTINCT household_id) FROM meters
+                 WHERE registered_at < ?2 AND (ended_at IS NULL OR ended_at >= ?1)",
+            )?;
+            let meters_installed = count(
+                "SELECT count(*) FROM meters WHERE registered_at >= ?1 AND registered_at < ?2",
+            )?;
+            // Readings are kept per UTC day: the days that overlap the month.
+            let meters_reporting = count(
+                "SELECT count(DISTINCT s.meter_id) FROM reading_chunks c
+                 JOIN meter_state s ON s.meter_key = c.meter_key
+                 JOIN meters m ON m.meter_id = s.meter_id
+                 WHERE c.day >= ?1 / 86400 AND c.day <= (?2 - 1) / 86400",
+            )?;
+            let alerts = db.query_all(
+                "SELECT kind, severity, meter_id, created_at, acknowledged_at, disposition FROM alerts
+                 WHERE created_at >= ?1 AND created_at < ?2 AND kind != 'heartbeat' ORDER BY id",
+                args![from, to],
+                |row| {
+                    let meter: String = row.get(2)?;
+                    Ok(AlertFact {
+                        kind: row.get(0)?,
+                        severity: row.get(1)?,
+                        system: super::system::is_system_meter(&meter),
+                        created_at: row.get(3)?,
+                        acknowledged_at: row.get(4)?,
+                        disposition: row.get(5)?,
+                    })
+                },
+            )?;
+            let texts = db.query_all(
+                "SELECT purpose, state, provider, segments, delivery FROM notifications
+                 WHERE created_at >= ?1 AND created_at < ?2 ORDER BY id",
+                args![from, to],
+                |row| {
+                    Ok(TextFact {
+                        purpose: row.get(0)?,
+                        state: row.get(1)?,
+                        provider: row.get(2)?,
+                        segments: row.get(3)?,
+                        delivery: row.get(4)?,
+                    })
+                },
+            )?;
+            Ok(MonthFacts {
+                households_covered,
+                meters_installed,
+                meters_reporting,
+                alerts,
+                texts,
+            })
         })
     }
 }

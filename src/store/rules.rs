@@ -1,7 +1,6 @@
 //! Operators' threshold overrides as stored.
 
-use rusqlite::{params, Connection};
-
+use super::db::{args, Db};
 use super::engine::household_of;
 use super::traits::*;
 use super::{Store, StoreError};
@@ -18,26 +17,26 @@ pub struct RuleOverride {
 }
 
 pub(super) fn rule_overrides(
-    connection: &Connection,
+    db: &dyn Db,
     category: &str,
     household_id: i64,
 ) -> Result<Vec<RuleOverride>, StoreError> {
-    let mut statement = connection.prepare_cached(
+    db.query_all(
         "SELECT scope, key, value, set_by, set_at FROM rule_overrides
          WHERE scope = 'global' OR (scope = 'category' AND target = ?1)
             OR (scope = 'household' AND target = ?2)
          ORDER BY CASE scope WHEN 'global' THEN 0 WHEN 'category' THEN 1 ELSE 2 END, key",
-    )?;
-    let rows = statement.query_map(params![category, household_id.to_string()], |row| {
-        Ok(RuleOverride {
-            scope: row.get(0)?,
-            key: row.get(1)?,
-            value: row.get(2)?,
-            set_by: row.get(3)?,
-            set_at: row.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        args![category, household_id.to_string()],
+        |row| {
+            Ok(RuleOverride {
+                scope: row.get(0)?,
+                key: row.get(1)?,
+                value: row.get(2)?,
+                set_by: row.get(3)?,
+                set_at: row.get(4)?,
+            })
+        },
+    )
 }
 
 /// Whom a rule override applies to.
@@ -52,15 +51,15 @@ pub enum RuleScope {
 
 impl RuleStore for Store {
     fn rule_overrides(&self, scope: &RuleScope) -> Result<Vec<RuleOverride>, StoreError> {
-        let connection = self.connect()?;
+        let db = self.db()?;
         match scope {
             // No category is named `*`: only the global overrides.
-            RuleScope::Global => rule_overrides(&connection, "*", -1),
-            RuleScope::Category(category) => rule_overrides(&connection, category, -1),
+            RuleScope::Global => rule_overrides(&db, "*", -1),
+            RuleScope::Category(category) => rule_overrides(&db, category, -1),
             RuleScope::Meter(meter) => {
-                let household = household_of(&connection, meter)?
+                let household = household_of(&db, meter)?
                     .ok_or_else(|| StoreError::NotRegistered(meter.clone()))?;
-                rule_overrides(&connection, &household.category, household.id)
+                rule_overrides(&db, &household.category, household.id)
             }
         }
     }

@@ -5,9 +5,8 @@
 //! texts go to the administrators through the same outbox; a heartbeat text is
 //! pinned to the provider it tests.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
-
 use super::alerts::record_event;
+use super::db::{args, Db};
 use super::traits::*;
 use super::{Store, StoreError};
 
@@ -46,21 +45,21 @@ pub fn system_meter(subject: &str) -> String {
 
 impl SystemStore for Store {
     fn active_system_alerts(&self) -> Result<Vec<ActiveSystemAlert>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection.prepare(
+        let db = self.db()?;
+        (&db as &dyn Db).query_all(
             "SELECT id, kind, meter_id FROM alerts
              WHERE household_id IS NULL AND (meter_id = 'system' OR meter_id LIKE 'system/%')
                AND state IN ('open', 'acknowledged') ORDER BY id",
-        )?;
-        let rows = statement.query_map([], |row| {
-            let meter: String = row.get(2)?;
-            Ok(ActiveSystemAlert {
-                id: row.get(0)?,
-                kind: row.get(1)?,
-                subject: meter.strip_prefix("system/").unwrap_or("").to_string(),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![],
+            |row| {
+                let meter: String = row.get(2)?;
+                Ok(ActiveSystemAlert {
+                    id: row.get(0)?,
+                    kind: row.get(1)?,
+                    subject: meter.strip_prefix("system/").unwrap_or("").to_string(),
+                })
+            },
+        )
     }
 
     fn open_system_alert(
@@ -71,74 +70,65 @@ impl SystemStore for Store {
         now: i64,
         texts: &dyn Fn(i64, &dyn Fn(&str) -> Result<u32, StoreError>) -> Vec<AdminText>,
     ) -> Result<Option<i64>, StoreError> {
-        let _turn = self.turn();
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let meter = system_meter(subject);
-        let active: Option<i64> = tx
-            .query_row(
+        self.transact(|tx| {
+            let meter = system_meter(subject);
+            let active: Option<i64> = tx.query_opt(
                 "SELECT id FROM alerts WHERE meter_id = ?1 AND kind = ?2 AND state IN ('open', 'acknowledged')",
-                params![meter, kind],
+                args![meter, kind],
                 |row| row.get(0),
-            )
-            .optional()?;
-        if let Some(id) = active {
-            tx.execute(
-                "UPDATE alerts SET last_detected_at = ?2, detail = ?3 WHERE id = ?1",
-                params![id, now, detail],
             )?;
-            tx.commit()?;
-            return Ok(None);
-        }
-        tx.execute(
-            "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at)
-             VALUES (?1, NULL, ?2, 'urgent', 'open', ?3, ?3, ?3, ?4, ?3)",
-            params![meter, kind, now, detail],
-        )?;
-        let id = tx.last_insert_rowid();
-        record_event(&tx, id, now, "stillwater", "watch", "opened", detail)?;
-        // Each administrator's reply code: the smallest free one on that phone.
-        let code_for = |phone: &str| -> Result<u32, StoreError> {
-            let mut statement = tx.prepare_cached(
-                "SELECT c.code FROM sms_codes c JOIN alerts a ON a.id = c.alert_id
-                 WHERE c.phone = ?1 AND a.state IN ('open', 'acknowledged') ORDER BY c.code",
+            if let Some(id) = active {
+                tx.execute(
+                    "UPDATE alerts SET last_detected_at = ?2, detail = ?3 WHERE id = ?1",
+                    args![id, now, detail],
+                )?;
+                return Ok(None);
+            }
+            let id = tx.insert(
+                "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at)
+                 VALUES (?1, NULL, ?2, 'urgent', 'open', ?3, ?3, ?3, ?4, ?3) RETURNING id",
+                args![meter, kind, now, detail],
             )?;
-            let used: Vec<u32> = statement
-                .query_map([phone], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
-            let code = (1..).find(|c| !used.contains(c)).expect("a free code");
-            tx.execute(
-                "INSERT INTO sms_codes (phone, code, alert_id) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (phone, code) DO UPDATE SET alert_id = excluded.alert_id",
-                params![phone, code, id],
-            )?;
-            Ok(code)
-        };
-        for text in texts(id, &code_for) {
-            enqueue(&tx, id, &text, now)?;
-        }
-        tx.commit()?;
-        Ok(Some(id))
+            record_event(tx, id, now, "stillwater", "watch", "opened", detail)?;
+            // Each administrator's reply code: the smallest free one on that phone.
+            let code_for = |phone: &str| -> Result<u32, StoreError> {
+                let used: Vec<u32> = tx.query_all(
+                    "SELECT c.code FROM sms_codes c JOIN alerts a ON a.id = c.alert_id
+                     WHERE c.phone = ?1 AND a.state IN ('open', 'acknowledged') ORDER BY c.code",
+                    args![phone],
+                    |row| row.get(0),
+                )?;
+                let code = (1..).find(|c| !used.contains(c)).expect("a free code");
+                tx.execute(
+                    "INSERT INTO sms_codes (phone, code, alert_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (phone, code) DO UPDATE SET alert_id = excluded.alert_id",
+                    args![phone, code, id],
+                )?;
+                Ok(code)
+            };
+            for text in texts(id, &code_for) {
+                enqueue(tx, id, &text, now)?;
+            }
+            Ok(Some(id))
+        })
     }
 
     fn resolve_system_alert(&self, id: i64, detail: &str, now: i64) -> Result<(), StoreError> {
-        let _turn = self.turn();
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
-            "UPDATE alerts SET state = 'resolved', resolved_at = ?2, resolved_by = 'stillwater', resolved_via = 'watch'
-             WHERE id = ?1 AND state IN ('open', 'acknowledged')",
-            params![id, now],
-        )?;
-        if changed == 1 {
-            record_event(&tx, id, now, "stillwater", "watch", "resolved", detail)?;
-            tx.execute(
-                "UPDATE notifications SET state = 'cancelled' WHERE alert_id = ?1 AND state = 'pending'",
-                [id],
+        self.transact(|tx| {
+            let changed = tx.execute(
+                "UPDATE alerts SET state = 'resolved', resolved_at = ?2, resolved_by = 'stillwater', resolved_via = 'watch'
+                 WHERE id = ?1 AND state IN ('open', 'acknowledged')",
+                args![id, now],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            if changed == 1 {
+                record_event(tx, id, now, "stillwater", "watch", "resolved", detail)?;
+                tx.execute(
+                    "UPDATE notifications SET state = 'cancelled' WHERE alert_id = ?1 AND state = 'pending'",
+                    args![id],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn queue_heartbeat(
@@ -148,31 +138,28 @@ impl SystemStore for Store {
         texts: &[AdminText],
         now: i64,
     ) -> Result<bool, StoreError> {
-        let _turn = self.turn();
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let meter = format!("system/heartbeat-{day}");
-        let done: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM alerts WHERE meter_id = ?1 AND kind = 'heartbeat')",
-            [&meter],
-            |row| row.get(0),
-        )?;
-        if done {
-            return Ok(false);
-        }
-        tx.execute(
-            "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at,
-                                 resolved_at, resolved_by, resolved_via)
-             VALUES (?1, NULL, 'heartbeat', 'info', 'resolved', ?2, ?2, ?2, ?3, ?2, ?2, 'stillwater', 'watch')",
-            params![meter, now, detail],
-        )?;
-        let id = tx.last_insert_rowid();
-        record_event(&tx, id, now, "stillwater", "watch", "heartbeat", detail)?;
-        for text in texts {
-            enqueue(&tx, id, text, now)?;
-        }
-        tx.commit()?;
-        Ok(true)
+        self.transact(|tx| {
+            let meter = format!("system/heartbeat-{day}");
+            let done: bool = tx.query_value(
+                "SELECT EXISTS (SELECT 1 FROM alerts WHERE meter_id = ?1 AND kind = 'heartbeat')",
+                args![meter],
+            )?;
+            if done {
+                return Ok(false);
+            }
+            let id = tx.insert(
+                "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at,
+                                     resolved_at, resolved_by, resolved_via)
+                 VALUES (?1, NULL, 'heartbeat', 'info', 'resolved', ?2, ?2, ?2, ?3, ?2, ?2, 'stillwater', 'watch')
+                 RETURNING id",
+                args![meter, now, detail],
+            )?;
+            record_event(tx, id, now, "stillwater", "watch", "heartbeat", detail)?;
+            for text in texts {
+                enqueue(tx, id, text, now)?;
+            }
+            Ok(true)
+        })
     }
 
     fn record_past_system_alert(
@@ -182,53 +169,46 @@ impl SystemStore for Store {
         since: i64,
         until: i64,
     ) -> Result<i64, StoreError> {
-        let _turn = self.turn();
-        let mut connection = self.connect()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at,
-                                 resolved_at, resolved_by, resolved_via)
-             VALUES ('system', NULL, ?1, 'urgent', 'resolved', ?2, ?2, ?3, ?4, ?3, ?3, 'stillwater', 'watch')",
-            params![kind, since, until, detail],
-        )?;
-        let id = tx.last_insert_rowid();
-        record_event(&tx, id, since, "stillwater", "watch", "opened", detail)?;
-        record_event(
-            &tx,
-            id,
-            until,
-            "stillwater",
-            "watch",
-            "resolved",
-            "the condition has cleared",
-        )?;
-        tx.commit()?;
-        Ok(id)
+        self.transact(|tx| {
+            let id = tx.insert(
+                "INSERT INTO alerts (meter_id, household_id, kind, severity, state, since, opened_at, last_detected_at, detail, created_at,
+                                     resolved_at, resolved_by, resolved_via)
+                 VALUES ('system', NULL, ?1, 'urgent', 'resolved', ?2, ?2, ?3, ?4, ?3, ?3, 'stillwater', 'watch')
+                 RETURNING id",
+                args![kind, since, until, detail],
+            )?;
+            record_event(tx, id, since, "stillwater", "watch", "opened", detail)?;
+            record_event(
+                tx,
+                id,
+                until,
+                "stillwater",
+                "watch",
+                "resolved",
+                "the condition has cleared",
+            )?;
+            Ok(id)
+        })
     }
 
     fn mark_writable(&self, now: i64) -> Result<(), StoreError> {
-        let _turn = self.turn();
-        let connection = self.connect()?;
-        connection.execute(
-            "INSERT INTO watch (name, at) VALUES ('writable', ?1) ON CONFLICT (name) DO UPDATE SET at = excluded.at",
-            [now],
-        )?;
+        self.transact(|tx| {
+            tx.execute(
+                "INSERT INTO watch (name, at) VALUES ('writable', ?1) ON CONFLICT (name) DO UPDATE SET at = excluded.at",
+                args![now],
+            )
+        })?;
         Ok(())
     }
 }
 
-fn enqueue(
-    tx: &rusqlite::Transaction<'_>,
-    alert_id: i64,
-    text: &AdminText,
-    now: i64,
-) -> Result<(), StoreError> {
+fn enqueue(tx: &dyn Db, alert_id: i64, text: &AdminText, now: i64) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO notifications (alert_id, phone, recipient, step, purpose, text, idempotency_key, state, due_at, created_at,
                                     template, template_values, provider)
          VALUES (?1, ?2, 'administrator', 1, 'alert', ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8)
          ON CONFLICT (idempotency_key) DO NOTHING",
-        params![
+        args![
             alert_id,
             text.phone,
             text.text,

@@ -38,11 +38,61 @@ impl Backend for Store {
     }
 }
 
-/// Every backend the suite runs on, fresh and empty.
-fn backends() -> Vec<(tempfile::TempDir, Box<dyn Backend>)> {
+/// Every backend the suite runs on, fresh and empty: SQLite, and PostgreSQL
+/// when `STILLWATER_TEST_POSTGRES` names a server (then it must answer).
+fn stores() -> Vec<(Box<dyn std::any::Any>, Store)> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Store::open(dir.path().join("test.db")).unwrap();
-    vec![(dir, Box::new(sqlite))]
+    let mut stores: Vec<(Box<dyn std::any::Any>, Store)> = vec![(Box::new(dir), sqlite)];
+    if let Some((schema, store)) = postgres_store() {
+        stores.push((Box::new(schema), store));
+    }
+    stores
+}
+
+/// [`stores`] as the suite's [`Backend`].
+fn backends() -> Vec<(Box<dyn std::any::Any>, Box<dyn Backend>)> {
+    stores()
+        .into_iter()
+        .map(|(guard, store)| (guard, Box::new(store) as Box<dyn Backend>))
+        .collect()
+}
+
+/// A store in a new PostgreSQL schema of its own (dropped with the guard),
+/// when `STILLWATER_TEST_POSTGRES` is set.
+pub(crate) fn postgres_store() -> Option<(PostgresSchema, Store)> {
+    let url = std::env::var("STILLWATER_TEST_POSTGRES").ok()?;
+    let name = format!("sw_test_{:016x}", rand_u64());
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!("STILLWATER_TEST_POSTGRES is set but {url} does not answer: {e}")
+    });
+    client
+        .batch_execute(&format!("CREATE SCHEMA {name}"))
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{separator}options=-c%20search_path%3D{name}");
+    let store = Store::open_postgres(&scoped, None).unwrap();
+    Some((PostgresSchema { client, name }, store))
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    u64::from_le_bytes(bytes)
+}
+
+/// Drops its test schema when dropped.
+pub(crate) struct PostgresSchema {
+    client: postgres::Client,
+    name: String,
+}
+
+impl Drop for PostgresSchema {
+    fn drop(&mut self) {
+        let _ = self
+            .client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+    }
 }
 
 fn temp_store() -> (tempfile::TempDir, Store) {
@@ -100,7 +150,7 @@ const T0: i64 = 1_795_392_000;
 #[test]
 fn migrations_run_once_and_a_newer_schema_is_refused() {
     let (dir, store) = temp_store();
-    Store::open(store.path()).unwrap(); // a second open applies nothing and succeeds
+    Store::open(store.path().unwrap()).unwrap(); // a second open applies nothing and succeeds
     let connection = store.connect().unwrap();
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -306,3 +356,5 @@ fn counting_a_meters_recent_texts_reads_only_its_alerts_and_their_texts() {
         "a scan grows with every alert ever raised: {plan:?}"
     );
 }
+
+mod round_trips;

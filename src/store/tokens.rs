@@ -1,7 +1,7 @@
 //! API tokens: each kept as its SHA-256 only, with the name and role it was
 //! given; revoked, never deleted, so the audit log's names stay meaningful.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{args, Db, Row};
 
 use super::traits::*;
 use super::{Store, StoreError};
@@ -16,7 +16,7 @@ pub struct TokenRecord {
     pub revoked_at: Option<i64>,
 }
 
-fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+fn token_from_row(row: &Row) -> Result<TokenRecord, StoreError> {
     Ok(TokenRecord {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -28,40 +28,39 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
 
 impl TokenStore for Store {
     fn add_token(&self, name: &str, role: &str, hash: &[u8], now: i64) -> Result<i64, StoreError> {
-        let _turn = self.turn();
-        let connection = self.connect()?;
-        connection.execute(
-            "INSERT INTO api_tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, role, hash, now],
-        )?;
-        Ok(connection.last_insert_rowid())
+        self.transact(|db| {
+            db.insert(
+                "INSERT INTO api_tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                args![name, role, hash, now],
+            )
+        })
     }
 
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let connection = self.connect()?;
-        let mut statement = connection
-            .prepare("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")?;
-        let rows = statement.query_map([], token_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let db = self.db()?;
+        (&db as &dyn Db).query_all(
+            "SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id",
+            args![],
+            token_from_row,
+        )
     }
 
     fn revoke_token(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        let _turn = self.turn();
-        let connection = self.connect()?;
-        Ok(connection.execute(
-            "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, now],
-        )? == 1)
+        let changed = self.transact(|db| {
+            db.execute(
+                "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                args![id, now],
+            )
+        })?;
+        Ok(changed == 1)
     }
 
     fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
-        let connection = self.connect()?;
-        Ok(connection
-            .query_row(
-                "SELECT id, name, role, created_at, revoked_at FROM api_tokens WHERE hash = ?1",
-                [hash],
-                token_from_row,
-            )
-            .optional()?)
+        let db = self.db()?;
+        (&db as &dyn Db).query_opt(
+            "SELECT id, name, role, created_at, revoked_at FROM api_tokens WHERE hash = ?1",
+            args![hash],
+            token_from_row,
+        )
     }
 }

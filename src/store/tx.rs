@@ -5,10 +5,9 @@
 //! composes these primitives inside [`Store::write`], so everything an action
 //! changes commits together or not at all.
 //!
-//! [`Tx`] is the seam a second backend implements; [`SqliteTx`] is this one.
+//! [`Tx`] is the seam; [`SqlTx`] implements it on either backend's transaction.
 
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
-
+use super::db::{args, Db, Row};
 use super::{Store, StoreError};
 use crate::domain::Actor;
 use crate::domain::{NewHousehold, PhoneNumber};
@@ -149,8 +148,8 @@ pub trait Tx {
     fn mark_evaluated(&mut self, meter: &str, ts: i64) -> Result<(), StoreError>;
 }
 
-/// The SQLite transaction behind [`Tx`].
-pub struct SqliteTx<'a>(Transaction<'a>);
+/// A write transaction of either backend, as [`Tx`].
+pub struct SqlTx<'a>(&'a dyn Db);
 
 impl Store {
     /// Runs `work` in one write transaction: committed when it returns `Ok`,
@@ -159,19 +158,11 @@ impl Store {
         &self,
         work: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
     ) -> Result<T, E> {
-        let _turn = self.turn();
-        let mut connection = self.connect()?;
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let mut tx = SqliteTx(tx);
-        let value = work(&mut tx)?;
-        tx.0.commit().map_err(StoreError::from)?;
-        Ok(value)
+        self.transact(|db| work(&mut SqlTx(db)))
     }
 }
 
-fn head(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertHead> {
+fn head(row: &Row) -> Result<AlertHead, StoreError> {
     Ok(AlertHead {
         id: row.get(0)?,
         meter_id: row.get(1)?,
@@ -181,7 +172,7 @@ fn head(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertHead> {
     })
 }
 
-impl SqliteTx<'_> {
+impl SqlTx<'_> {
     fn write_contacts(
         &mut self,
         household_id: i64,
@@ -190,34 +181,30 @@ impl SqliteTx<'_> {
         for (position, contact) in contacts.iter().enumerate() {
             self.0.execute(
                 "INSERT INTO contacts (household_id, position, name, phone, step) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![household_id, position as i64 + 1, contact.name, contact.phone.as_str(), contact.step],
+                args![household_id, position as i64 + 1, contact.name, contact.phone.as_str(), contact.step],
             )?;
         }
         Ok(())
     }
 }
 
-impl Tx for SqliteTx<'_> {
+impl Tx for SqlTx<'_> {
     fn active_registration(&mut self, meter: &str) -> Result<Option<(i64, String)>, StoreError> {
-        Ok(self
-            .0
-            .query_row(
-                "SELECT h.id, h.resident_name FROM meters m JOIN households h ON h.id = m.household_id
+        self.0.query_opt(
+            "SELECT h.id, h.resident_name FROM meters m JOIN households h ON h.id = m.household_id
                  WHERE m.meter_id = ?1 AND m.status = 'active'",
-                [meter],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?)
+            args![meter],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
     }
 
     fn insert_household(&mut self, household: &NewHousehold, now: i64) -> Result<i64, StoreError> {
         // The row, then its details as an edit writes them.
-        self.0.execute(
+        let id = self.0.insert(
             "INSERT INTO households (resident_name, address, category, timezone, reporting_interval_min, notes, created_at)
-             VALUES ('', '', '', '', 0, '', ?1)",
-            [now],
+             VALUES ('', '', '', '', 0, '', ?1) RETURNING id",
+            args![now],
         )?;
-        let id = self.0.last_insert_rowid();
         self.update_household(id, household)?;
         Ok(id)
     }
@@ -230,7 +217,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.0.execute(
             "UPDATE meters SET imei = ?2, platform_device_id = ?3 WHERE meter_id = ?1",
-            params![meter, imei, platform_device_id],
+            args![meter, imei, platform_device_id],
         )?;
         Ok(())
     }
@@ -241,7 +228,7 @@ impl Tx for SqliteTx<'_> {
              VALUES (?1, ?2, 'active', ?3, NULL, NULL)
              ON CONFLICT (meter_id) DO UPDATE SET household_id = excluded.household_id,
                status = 'active', registered_at = excluded.registered_at, ended_at = NULL, replaced_by = NULL",
-            params![meter, household_id, now],
+            args![meter, household_id, now],
         )?;
         Ok(())
     }
@@ -259,7 +246,7 @@ impl Tx for SqliteTx<'_> {
         };
         self.0.execute(
             "UPDATE meters SET status = ?2, ended_at = ?3, replaced_by = ?4 WHERE meter_id = ?1",
-            params![meter, status, now, replaced_by],
+            args![meter, status, now, replaced_by],
         )?;
         Ok(())
     }
@@ -271,20 +258,18 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.0.execute(
             "UPDATE households SET check_in_phone = ?2 WHERE id = ?1",
-            params![household_id, phone],
+            args![household_id, phone],
         )?;
         Ok(())
     }
 
     fn household(&mut self, meter: &str) -> Result<Option<HouseholdRecord>, StoreError> {
-        let Some(info) = super::engine::household_of(&self.0, meter)? else {
+        let Some(info) = super::engine::household_of(self.0, meter)? else {
             return Ok(None);
         };
-        let notes = self.0.query_row(
-            "SELECT notes FROM households WHERE id = ?1",
-            [info.id],
-            |row| row.get(0),
-        )?;
+        let notes = self
+            .0
+            .query_value("SELECT notes FROM households WHERE id = ?1", args![info.id])?;
         Ok(Some(HouseholdRecord {
             id: info.id,
             resident_name: info.resident_name,
@@ -307,7 +292,7 @@ impl Tx for SqliteTx<'_> {
             "UPDATE households SET resident_name = ?2, address = ?3, category = ?4, timezone = ?5,
                     reporting_interval_min = ?6, notes = ?7, check_in_phone = ?8
              WHERE id = ?1",
-            params![
+            args![
                 id,
                 household.resident_name,
                 household.address,
@@ -319,7 +304,7 @@ impl Tx for SqliteTx<'_> {
             ],
         )?;
         self.0
-            .execute("DELETE FROM contacts WHERE household_id = ?1", [id])?;
+            .execute("DELETE FROM contacts WHERE household_id = ?1", args![id])?;
         self.write_contacts(id, &household.contacts)
     }
 
@@ -333,33 +318,30 @@ impl Tx for SqliteTx<'_> {
             Some(hash) => self.0.execute(
                 "INSERT INTO meter_logins (meter_id, hash, created_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (meter_id) DO UPDATE SET hash = ?2, created_at = ?3",
-                params![meter, hash, now],
+                args![meter, hash, now],
             )?,
             None => self
                 .0
-                .execute("DELETE FROM meter_logins WHERE meter_id = ?1", [meter])?,
+                .execute("DELETE FROM meter_logins WHERE meter_id = ?1", args![meter])?,
         };
         Ok(())
     }
 
     fn alert(&mut self, id: i64) -> Result<Option<AlertHead>, StoreError> {
-        Ok(self
-            .0
-            .query_row(
-                "SELECT id, meter_id, kind, severity, state FROM alerts WHERE id = ?1",
-                [id],
-                head,
-            )
-            .optional()?)
+        self.0.query_opt(
+            "SELECT id, meter_id, kind, severity, state FROM alerts WHERE id = ?1",
+            args![id],
+            head,
+        )
     }
 
     fn active_alerts(&mut self, meter: &str) -> Result<Vec<AlertHead>, StoreError> {
-        let mut statement = self.0.prepare_cached(
+        self.0.query_all(
             "SELECT id, meter_id, kind, severity, state FROM alerts
              WHERE meter_id = ?1 AND state IN ('open', 'acknowledged') ORDER BY id",
-        )?;
-        let rows = statement.query_map([meter], head)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![meter],
+            head,
+        )
     }
 
     fn set_alert_state(
@@ -387,7 +369,7 @@ impl Tx for SqliteTx<'_> {
         };
         let changed = self.0.execute(
             &format!("UPDATE alerts SET state = ?2, {columns} WHERE id = ?1 AND state = ?6"),
-            params![
+            args![
                 id,
                 to,
                 stamp.at,
@@ -407,7 +389,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.0.execute(
             "UPDATE alerts SET disposition = ?2, note = ?3 WHERE id = ?1",
-            params![id, disposition, note],
+            args![id, disposition, note],
         )?;
         Ok(())
     }
@@ -416,7 +398,7 @@ impl Tx for SqliteTx<'_> {
         self.0.execute(
             "UPDATE notifications SET state = 'cancelled'
              WHERE alert_id = ?1 AND state = 'pending' AND purpose IN ('alert', 'reminder', 'check_in')",
-            [id],
+            args![id],
         )?;
         Ok(())
     }
@@ -429,7 +411,7 @@ impl Tx for SqliteTx<'_> {
         detail: &str,
     ) -> Result<(), StoreError> {
         super::alerts::record_event(
-            &self.0,
+            self.0,
             id,
             stamp.at,
             &stamp.actor.name,
@@ -443,7 +425,7 @@ impl Tx for SqliteTx<'_> {
         self.0.execute(
             "INSERT INTO check_in_covers (meter_id, severity, answered_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (meter_id) DO UPDATE SET severity = excluded.severity, answered_at = excluded.answered_at",
-            params![meter, severity, now],
+            args![meter, severity, now],
         )?;
         Ok(())
     }
@@ -456,17 +438,17 @@ impl Tx for SqliteTx<'_> {
         ends_at: i64,
         stamp: Stamp<'_>,
     ) -> Result<i64, StoreError> {
-        self.0.execute(
-            "INSERT INTO absences (household_id, reason, starts_at, ends_at, declared_by, declared_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![household_id, reason, starts_at, ends_at, stamp.actor.name, stamp.at],
-        )?;
-        Ok(self.0.last_insert_rowid())
+        self.0.insert(
+            "INSERT INTO absences (household_id, reason, starts_at, ends_at, declared_by, declared_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            args![household_id, reason, starts_at, ends_at, stamp.actor.name, stamp.at],
+        )
     }
 
     fn end_absence(&mut self, id: i64, now: i64) -> Result<bool, StoreError> {
         let changed = self.0.execute(
             "UPDATE absences SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL AND ends_at > ?2",
-            params![id, now],
+            args![id, now],
         )?;
         Ok(changed == 1)
     }
@@ -479,24 +461,21 @@ impl Tx for SqliteTx<'_> {
         value: Option<&str>,
         stamp: Stamp<'_>,
     ) -> Result<Option<String>, StoreError> {
-        let before = self
-            .0
-            .query_row(
-                "SELECT value FROM rule_overrides WHERE scope = ?1 AND target = ?2 AND key = ?3",
-                params![scope, target, key],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let before = self.0.query_opt(
+            "SELECT value FROM rule_overrides WHERE scope = ?1 AND target = ?2 AND key = ?3",
+            args![scope, target, key],
+            |row| row.get(0),
+        )?;
         match value {
             Some(value) => self.0.execute(
                 "INSERT INTO rule_overrides (scope, target, key, value, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (scope, target, key) DO UPDATE SET value = excluded.value, set_by = excluded.set_by,
                    set_at = excluded.set_at",
-                params![scope, target, key, value, stamp.actor.name, stamp.at],
+                args![scope, target, key, value, stamp.actor.name, stamp.at],
             )?,
             None => self.0.execute(
                 "DELETE FROM rule_overrides WHERE scope = ?1 AND target = ?2 AND key = ?3",
-                params![scope, target, key],
+                args![scope, target, key],
             )?,
         };
         Ok(before)
@@ -511,7 +490,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.0.execute(
             "INSERT INTO audit_log (at, actor, role, channel, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+            args![
                 stamp.at,
                 stamp.actor.name,
                 stamp.actor.role.as_str(),
@@ -528,7 +507,7 @@ impl Tx for SqliteTx<'_> {
         self.0.execute(
             "UPDATE meter_state SET evaluated_through = ?2
              WHERE meter_id = ?1 AND (evaluated_through IS NULL OR evaluated_through < ?2)",
-            params![meter, ts],
+            args![meter, ts],
         )?;
         Ok(())
     }

@@ -29,13 +29,17 @@ mod sql;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
 use self::memory::{Cursor, Memory, MeterChange};
-use self::sql::{chunk_holds, fold, load_meters, slot_for, Statements};
+use self::sql::{
+    chunk_holds, fold, load_meters, lock_meters, slot_for, PortableOps, Rejected, SqliteOps,
+    WriteOps,
+};
+use super::db::{args, Db};
 use super::log::{self, Entry};
-use super::{chunk, Store, StoreError};
+use super::{chunk, pg, Backend, Store, StoreError};
 use crate::domain::{Litres, MeterId, Reading, StatusFlags, StoredReading, Timestamp};
 use crate::metrics::Metrics;
 use crate::pipeline::{BatchOutcome, Decoded, Message, TouchedMeters, REJECTED_PAYLOAD_BYTES};
@@ -58,7 +62,7 @@ const FOLD_IDLE: Duration = Duration::from_millis(5);
 const FOLD_READINGS: usize = 400_000;
 
 pub struct Writer {
-    connection: Connection,
+    db: WriterDb,
     store: Store,
     /// Where the meters of each fold go (the alert engine).
     listener: Option<Arc<TouchedMeters>>,
@@ -70,6 +74,15 @@ pub struct Writer {
     metrics: Arc<Metrics>,
 }
 
+/// The writer's database. SQLite's writer is the only one, keeps every
+/// meter's cursor in memory and commits to the reading log; PostgreSQL's may
+/// be one of several gateways' writers, so it reads and locks the cursors of
+/// each batch's meters and folds in the batch's own transaction.
+enum WriterDb {
+    Sqlite(Connection),
+    Postgres(Arc<pg::Pool>),
+}
+
 impl Writer {
     /// Opens the write connection and recovers every meter's state from disk.
     /// The gateway's writer then calls [`Writer::recover`].
@@ -78,18 +91,33 @@ impl Writer {
         rejected_keep: u32,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
-        let connection = store.connect()?;
-        // The writer touches a few rows on many pages: keep the hot pages cached
-        // (128 MiB) and checkpoint the WAL in larger steps (16 MiB).
-        connection.pragma_update(None, "cache_size", -131_072)?;
-        connection.pragma_update(None, "wal_autocheckpoint", 16_384)?;
-        let meters = load_meters(&connection)?;
-        metrics.meters_known.store(
-            meters.ids.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let (db, meters) = match &store.backend {
+            Backend::Sqlite(_) => {
+                let connection = store.connect()?;
+                // The writer touches a few rows on many pages: keep the hot pages cached
+                // (128 MiB) and checkpoint the WAL in larger steps (16 MiB).
+                connection.pragma_update(None, "cache_size", -131_072)?;
+                connection.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+                let meters = load_meters(&connection)?;
+                (WriterDb::Sqlite(connection), meters)
+            }
+            Backend::Postgres(pool) => {
+                let known: i64 = (&pool.connect()? as &dyn Db)
+                    .query_value("SELECT count(*) FROM meter_state", args![])?;
+                metrics
+                    .meters_known
+                    .store(known as u64, std::sync::atomic::Ordering::Relaxed);
+                (WriterDb::Postgres(pool.clone()), memory::Meters::default())
+            }
+        };
+        if matches!(db, WriterDb::Sqlite(_)) {
+            metrics.meters_known.store(
+                meters.ids.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         Ok(Self {
-            connection,
+            db,
             store: store.clone(),
             listener: None,
             memory: Memory {
@@ -126,8 +154,13 @@ impl Writer {
     /// Loads the meters' cursors afresh and folds the log, after a transaction
     /// failed part way. Returns the number of readings folded.
     fn reload(&mut self) -> Result<usize, StoreError> {
+        let meters = match &self.db {
+            WriterDb::Sqlite(connection) => load_meters(connection)?,
+            // PostgreSQL's writer loads each batch's meters as it goes.
+            WriterDb::Postgres(_) => memory::Meters::default(),
+        };
         self.memory = Memory {
-            meters: load_meters(&self.connection)?,
+            meters,
             ..Memory::default()
         };
         self.fold_log()
@@ -136,11 +169,16 @@ impl Writer {
     /// Folds every row of the reading log into chunks and state, from the
     /// cursors in memory; memory is current once it succeeds.
     fn fold_log(&mut self) -> Result<usize, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = self
-            .connection
-            .prepare("SELECT id, data FROM reading_log ORDER BY id")?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        // Only SQLite's writer appends to the reading log.
+        let WriterDb::Sqlite(connection) = &self.db else {
+            self.stale = false;
+            return Ok(0);
+        };
+        let rows: Vec<(i64, Vec<u8>)> = (connection as &dyn Db).query_all(
+            "SELECT id, data FROM reading_log ORDER BY id",
+            args![],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         let (Some((first, _)), Some((last, _))) = (rows.first(), rows.last()) else {
             self.stale = false;
             return Ok(0);
@@ -149,7 +187,7 @@ impl Writer {
             .map(|(slot, cursor)| (cursor.key, slot as u32))
             .collect();
         let (first, last) = (*first, *last);
-        let outcome = self.transaction(|tx, st, memory| {
+        let outcome = self.transaction(|ops, memory| {
             let mut outcome = BatchOutcome::default();
             for (_, data) in &rows {
                 for entry in log::decode(data)? {
@@ -166,11 +204,11 @@ impl Writer {
                         seq: entry.seq,
                     };
                     let at = (slot, entry.received_at);
-                    accept(st, memory, at, &reading, None, &mut outcome)?;
+                    accept(ops, memory, at, &reading, None, &mut outcome)?;
                 }
             }
             memory.unfolded.log_rows = vec![first, last];
-            fold(tx, st, &memory.unfolded)?;
+            fold(ops, &memory.unfolded)?;
             Ok(outcome)
         })?;
         let unfolded = std::mem::take(&mut self.memory.unfolded);
@@ -295,20 +333,27 @@ impl Writer {
         if self.stale {
             self.reload()?;
         }
+        // Several gateways may write to PostgreSQL: each batch folds at once,
+        // from its meters' cursors as the database has them.
+        let folding = folding || matches!(self.db, WriterDb::Postgres(_));
         let rejected_keep = self.rejected_keep;
-        let (outcome, new_meters, row) = self.transaction(|tx, st, memory| {
+        let (outcome, new_meters, row) = self.transaction(|ops, memory| {
+            let mut created = 0;
+            if let Some(db) = ops.shared() {
+                let (meters, new) = lock_meters(db, batch)?;
+                memory.meters = meters;
+                created = new;
+            }
             let mut log = log::Encoder::default();
             let logging = (!folding).then_some(&mut log);
-            let (outcome, new_meters) = stage(tx, st, memory, rejected_keep, batch, logging)?;
+            let (outcome, new_meters) = stage(ops, memory, rejected_keep, batch, logging)?;
             let mut row = None;
             if folding {
-                fold(tx, st, &memory.unfolded)?;
+                fold(ops, &memory.unfolded)?;
             } else if log.entries() > 0 {
-                st.append_log
-                    .execute(params![log.entries() as i64, log.bytes()])?;
-                row = Some(tx.last_insert_rowid());
+                row = Some(ops.append_log(log.entries() as i64, log.bytes())?);
             }
-            Ok((outcome, new_meters, row))
+            Ok((outcome, new_meters + created, row))
         })?;
         if folding {
             let unfolded = std::mem::take(&mut self.memory.unfolded);
@@ -331,7 +376,7 @@ impl Writer {
             // Loading afresh folds the whole log.
             return self.reload().map(|_| ());
         }
-        self.transaction(|tx, st, memory| fold(tx, st, &memory.unfolded))?;
+        self.transaction(|ops, memory| fold(ops, &memory.unfolded))?;
         let unfolded = std::mem::take(&mut self.memory.unfolded);
         self.metrics
             .folds
@@ -344,19 +389,29 @@ impl Writer {
     /// commits. Memory counts as stale until the commit succeeds.
     fn transaction<T>(
         &mut self,
-        work: impl FnOnce(&Connection, &mut Statements<'_>, &mut Memory) -> Result<T, StoreError>,
+        work: impl FnOnce(&mut dyn WriteOps, &mut Memory) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let _turn = self.store.turn();
-        let tx = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut st = Statements::new(&tx)?;
-        self.stale = true;
-        let value = work(&tx, &mut st, &mut self.memory)?;
-        drop(st);
-        tx.commit()?;
-        self.stale = false;
-        Ok(value)
+        match &mut self.db {
+            WriterDb::Sqlite(connection) => {
+                let _turn = self.store.turn();
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut ops = SqliteOps::new(&tx)?;
+                self.stale = true;
+                let value = work(&mut ops, &mut self.memory)?;
+                drop(ops);
+                tx.commit()?;
+                self.stale = false;
+                Ok(value)
+            }
+            WriterDb::Postgres(pool) => {
+                let tx = pool.begin()?;
+                self.stale = true;
+                let value = work(&mut PortableOps(&tx), &mut self.memory)?;
+                tx.commit()?;
+                self.stale = false;
+                Ok(value)
+            }
+        }
     }
 
     /// Names the meters of `slots` to the listener.
@@ -381,8 +436,7 @@ impl super::traits::ReadingWriter for Writer {
 /// `memory.unfolded` (and in `log`, when given) to be folded. Returns what
 /// the batch did and how many meters were new.
 fn stage(
-    tx: &Connection,
-    st: &mut Statements<'_>,
+    ops: &mut dyn WriteOps,
     memory: &mut Memory,
     rejected_keep: u32,
     batch: &[Message],
@@ -398,44 +452,34 @@ fn stage(
             rejections,
         } = &message.decoded;
         for reading in readings {
-            let slot = slot_for(tx, &mut memory.meters, &reading.meter, message.received_at)?;
+            let slot = slot_for(ops, &mut memory.meters, &reading.meter, message.received_at)?;
             let at = (slot, message.received_at);
-            accept(st, memory, at, reading, log.as_deref_mut(), &mut outcome)?;
+            accept(ops, memory, at, reading, log.as_deref_mut(), &mut outcome)?;
         }
         if !rejections.is_empty() {
             let payload =
                 &message.payload_head[..message.payload_head.len().min(REJECTED_PAYLOAD_BYTES)];
             for rejection in rejections {
-                tx.prepare_cached(
-                    "INSERT INTO rejected_messages (received_at, topic, meter_id, reason, detail, payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    message.received_at.secs(),
-                    message.topic,
-                    meter.as_ref().map(MeterId::as_str),
-                    rejection.reason.as_str(),
-                    rejection.detail,
-                    payload
-                ])?;
+                ops.reject(&Rejected {
+                    received_at: message.received_at.secs(),
+                    topic: &message.topic,
+                    meter: meter.as_ref().map(MeterId::as_str),
+                    reason: rejection.reason.as_str(),
+                    detail: &rejection.detail,
+                    payload,
+                })?;
             }
             outcome.rejected += rejections.len() as u64;
             if let Some(meter) = meter {
-                let slot = slot_for(tx, &mut memory.meters, meter, message.received_at)?;
+                let slot = slot_for(ops, &mut memory.meters, meter, message.received_at)?;
                 let key = memory.meters.cursors[slot as usize].key;
-                tx.prepare_cached(
-                    "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
-                     WHERE meter_key = ?1",
-                )?
-                .execute(params![key, rejections.len() as i64, message.received_at.secs()])?;
+                let at = message.received_at.secs();
+                ops.count_rejected(key, rejections.len() as i64, at)?;
             }
         }
     }
     if outcome.rejected > 0 {
-        tx.prepare_cached(
-            "DELETE FROM rejected_messages WHERE id <= (SELECT max(id) FROM rejected_messages) - ?1",
-        )?
-        .execute([i64::from(rejected_keep)])?;
+        ops.trim_rejected(i64::from(rejected_keep))?;
     }
     Ok((outcome, (memory.meters.ids.len() - known) as u64))
 }
@@ -443,7 +487,7 @@ fn stage(
 /// Decides on one reading of the meter in slot `at.0`, received at `at.1`: a
 /// duplicate, a late reading or the meter's newest.
 fn accept(
-    st: &mut Statements<'_>,
+    ops: &mut dyn WriteOps,
     memory: &mut Memory,
     (slot, received_at): (u32, Timestamp),
     reading: &Reading,
@@ -456,7 +500,7 @@ fn accept(
     let newest = cursor.last_reading_ts.is_none_or(|last| reading.ts > last);
     // Only a reading at or before the meter's newest can be a duplicate.
     if !newest
-        && (memory.unfolded.holds(key, day, reading.ts) || chunk_holds(st, key, day, reading.ts)?)
+        && (memory.unfolded.holds(key, day, reading.ts) || chunk_holds(ops, key, day, reading.ts)?)
     {
         outcome.duplicates += 1;
         let change = memory.unfolded.change(key);

@@ -1,26 +1,155 @@
-//! The writer's SQL: its prepared statements, a meter's first state row, the
+//! The writer's SQL, behind [`WriteOps`]: SQLite's prepared statements
+//! ([`SqliteOps`]) and the same work in either dialect through [`Db`]
+//! ([`PortableOps`], PostgreSQL's). Also a meter's first state row, the
 //! duplicate check against a stored chunk, and the fold.
 
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
-use super::memory::{Cursor, Meters, Unfolded};
+use super::memory::{Cursor, MeterChange, Meters, Unfolded};
 use crate::domain::{MeterId, StoredReading, Timestamp};
+use crate::pipeline::Message;
+use crate::store::db::{args, Db};
 use crate::store::{chunk, StoreError};
 
-/// The statements the writer uses per reading or per meter, prepared once per
-/// transaction (looking each up in the statement cache hashed its whole SQL
-/// text, per reading).
-pub(super) struct Statements<'t> {
+/// A rejected message as stored.
+pub(super) struct Rejected<'a> {
+    pub(super) received_at: i64,
+    pub(super) topic: &'a str,
+    pub(super) meter: Option<&'a str>,
+    pub(super) reason: &'a str,
+    pub(super) detail: &'a str,
+    pub(super) payload: &'a [u8],
+}
+
+/// What the writer does to the database inside one transaction.
+pub(super) trait WriteOps {
+    /// A state row for a meter never seen before; its key.
+    fn new_meter(&mut self, meter: &MeterId, received_at: Timestamp) -> Result<i64, StoreError>;
+    /// The stored readings of (`key`, `day`), sorted; empty when there are none.
+    fn stored_chunk(&mut self, key: i64, day: i64) -> Result<Vec<StoredReading>, StoreError>;
+    fn upsert_chunk(&mut self, key: i64, day: i64, data: &[u8]) -> Result<(), StoreError>;
+    fn reject(&mut self, rejected: &Rejected<'_>) -> Result<(), StoreError>;
+    /// Counts `n` rejections against meter `key`, one received at `at`.
+    fn count_rejected(&mut self, key: i64, n: i64, at: i64) -> Result<(), StoreError>;
+    /// Keeps only the newest `keep` rejected messages.
+    fn trim_rejected(&mut self, keep: i64) -> Result<(), StoreError>;
+    /// Applies what unfolded readings change in meter `key`'s state row.
+    fn update_state(&mut self, key: i64, change: &MeterChange) -> Result<(), StoreError>;
+    fn meter_event(&mut self, key: i64, ts: i64, detail: &str) -> Result<(), StoreError>;
+    /// Appends a reading-log row; its id.
+    fn append_log(&mut self, entries: i64, data: &[u8]) -> Result<i64, StoreError>;
+    fn delete_log(&mut self, first: i64, last: i64) -> Result<(), StoreError>;
+    /// The transaction, when writers on other gateways share the database
+    /// (their cursors must then be read and locked per batch).
+    fn shared(&self) -> Option<&dyn Db>;
+}
+
+/// The state row's columns of a change, as bound: (last message, newest
+/// reading's time, when it came, its register, flow, battery, status, last
+/// consumption, readings, resets, counted?, seq, missing, late from).
+type StateArgs = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<u8>,
+    Option<u16>,
+    Option<i64>,
+    i64,
+    i64,
+    bool,
+    Option<i64>,
+    i64,
+    Option<i64>,
+);
+
+fn state_args(change: &MeterChange) -> StateArgs {
+    let newest = change.newest.as_ref();
+    let (counted, seq, missing) = match change.counted {
+        Some((seq, missing)) => (
+            true,
+            seq.map(|seq| seq.min(i64::MAX as u64) as i64),
+            missing,
+        ),
+        None => (false, None, 0),
+    };
+    (
+        change.last_message.map(Timestamp::secs),
+        newest.map(|(r, _)| r.ts.secs()),
+        newest.map(|(_, received)| received.secs()),
+        newest.map(|(r, _)| r.total_l),
+        newest.and_then(|(r, _)| r.flow_lph),
+        newest.and_then(|(r, _)| r.battery_pct),
+        newest.map(|(r, _)| r.status),
+        change.last_consumption.map(Timestamp::secs),
+        change.readings,
+        change.resets.len() as i64,
+        counted,
+        seq,
+        missing,
+        change.late_from.map(Timestamp::secs),
+    )
+}
+
+/// The state update in both dialects: ?3 is the newest reading's time when
+/// the fold has one (its columns move only then).
+const UPDATE_STATE: [&str; 2] = [
+    "UPDATE meter_state SET
+        last_message = max(last_message, coalesce(?2, last_message)),
+        last_reading_ts = coalesce(?3, last_reading_ts),
+        last_received = CASE WHEN ?3 IS NULL THEN last_received ELSE ?4 END,
+        last_total_l = CASE WHEN ?3 IS NULL THEN last_total_l ELSE ?5 END,
+        last_flow_lph = CASE WHEN ?3 IS NULL THEN last_flow_lph ELSE ?6 END,
+        last_battery_pct = CASE WHEN ?3 IS NULL THEN last_battery_pct ELSE ?7 END,
+        last_status = CASE WHEN ?3 IS NULL THEN last_status ELSE ?8 END,
+        last_consumption_ts = coalesce(?9, last_consumption_ts),
+        readings = readings + ?10, register_resets = register_resets + ?11,
+        last_seq = CASE WHEN ?12 THEN ?13 ELSE last_seq END,
+        missing = CASE WHEN ?12 THEN ?14 ELSE missing END,
+        late_from = CASE WHEN ?15 IS NULL THEN late_from
+                         ELSE min(coalesce(late_from, ?15), ?15) END
+     WHERE meter_key = ?1",
+    "UPDATE meter_state SET
+        last_message = greatest(last_message, coalesce(?2, last_message)),
+        last_reading_ts = coalesce(?3, last_reading_ts),
+        last_received = CASE WHEN ?3::bigint IS NULL THEN last_received ELSE ?4 END,
+        last_total_l = CASE WHEN ?3::bigint IS NULL THEN last_total_l ELSE ?5 END,
+        last_flow_lph = CASE WHEN ?3::bigint IS NULL THEN last_flow_lph ELSE ?6 END,
+        last_battery_pct = CASE WHEN ?3::bigint IS NULL THEN last_battery_pct ELSE ?7 END,
+        last_status = CASE WHEN ?3::bigint IS NULL THEN last_status ELSE ?8 END,
+        last_consumption_ts = coalesce(?9, last_consumption_ts),
+        readings = readings + ?10, register_resets = register_resets + ?11,
+        last_seq = CASE WHEN ?12::bigint <> 0 THEN ?13 ELSE last_seq END,
+        missing = CASE WHEN ?12::bigint <> 0 THEN ?14 ELSE missing END,
+        late_from = CASE WHEN ?15::bigint IS NULL THEN late_from
+                         ELSE least(coalesce(late_from, ?15), ?15) END
+     WHERE meter_key = ?1",
+];
+
+const INSERT_REJECTED: &str =
+    "INSERT INTO rejected_messages (received_at, topic, meter_id, reason, detail, payload)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const TRIM_REJECTED: &str =
+    "DELETE FROM rejected_messages WHERE id <= (SELECT max(id) FROM rejected_messages) - ?1";
+const METER_EVENT: &str =
+    "INSERT INTO meter_events (meter_key, ts, kind, detail) VALUES (?1, ?2, 'register_reset', ?3)";
+
+/// SQLite's statements, prepared once per transaction (looking each up in
+/// the statement cache hashed its whole SQL text, per reading).
+pub(super) struct SqliteOps<'t> {
+    tx: &'t Connection,
     chunk: CachedStatement<'t>,
     upsert_chunk: CachedStatement<'t>,
     state: CachedStatement<'t>,
-    pub(super) append_log: CachedStatement<'t>,
+    append_log: CachedStatement<'t>,
     delete_log: CachedStatement<'t>,
 }
 
-impl<'t> Statements<'t> {
+impl<'t> SqliteOps<'t> {
     pub(super) fn new(tx: &'t Connection) -> Result<Self, StoreError> {
         Ok(Self {
+            tx,
             chunk: tx.prepare_cached(
                 "SELECT data FROM reading_chunks WHERE meter_key = ?1 AND day = ?2",
             )?,
@@ -28,25 +157,7 @@ impl<'t> Statements<'t> {
                 "INSERT INTO reading_chunks (meter_key, day, data) VALUES (?1, ?2, ?3)
                  ON CONFLICT (meter_key, day) DO UPDATE SET data = excluded.data",
             )?,
-            // ?3 is the newest reading's time when the fold has one: its
-            // columns move only then.
-            state: tx.prepare_cached(
-                "UPDATE meter_state SET
-                    last_message = max(last_message, coalesce(?2, last_message)),
-                    last_reading_ts = coalesce(?3, last_reading_ts),
-                    last_received = CASE WHEN ?3 IS NULL THEN last_received ELSE ?4 END,
-                    last_total_l = CASE WHEN ?3 IS NULL THEN last_total_l ELSE ?5 END,
-                    last_flow_lph = CASE WHEN ?3 IS NULL THEN last_flow_lph ELSE ?6 END,
-                    last_battery_pct = CASE WHEN ?3 IS NULL THEN last_battery_pct ELSE ?7 END,
-                    last_status = CASE WHEN ?3 IS NULL THEN last_status ELSE ?8 END,
-                    last_consumption_ts = coalesce(?9, last_consumption_ts),
-                    readings = readings + ?10, register_resets = register_resets + ?11,
-                    last_seq = CASE WHEN ?12 THEN ?13 ELSE last_seq END,
-                    missing = CASE WHEN ?12 THEN ?14 ELSE missing END,
-                    late_from = CASE WHEN ?15 IS NULL THEN late_from
-                                     ELSE min(coalesce(late_from, ?15), ?15) END
-                 WHERE meter_key = ?1",
-            )?,
+            state: tx.prepare_cached(UPDATE_STATE[0])?,
             append_log: tx
                 .prepare_cached("INSERT INTO reading_log (readings, data) VALUES (?1, ?2)")?,
             delete_log: tx.prepare_cached("DELETE FROM reading_log WHERE id BETWEEN ?1 AND ?2")?,
@@ -54,10 +165,194 @@ impl<'t> Statements<'t> {
     }
 }
 
+impl WriteOps for SqliteOps<'_> {
+    fn new_meter(&mut self, meter: &MeterId, received_at: Timestamp) -> Result<i64, StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)",
+            )?
+            .execute(params![meter.as_str(), received_at.secs()])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn stored_chunk(&mut self, key: i64, day: i64) -> Result<Vec<StoredReading>, StoreError> {
+        let data: Option<Vec<u8>> = self
+            .chunk
+            .query_row(params![key, day], |row| row.get(0))
+            .optional()?;
+        Ok(match data {
+            Some(data) => chunk::decode(day, &data)?,
+            None => Vec::new(),
+        })
+    }
+
+    fn upsert_chunk(&mut self, key: i64, day: i64, data: &[u8]) -> Result<(), StoreError> {
+        self.upsert_chunk.execute(params![key, day, data])?;
+        Ok(())
+    }
+
+    fn reject(&mut self, r: &Rejected<'_>) -> Result<(), StoreError> {
+        self.tx.prepare_cached(INSERT_REJECTED)?.execute(params![
+            r.received_at,
+            r.topic,
+            r.meter,
+            r.reason,
+            r.detail,
+            r.payload
+        ])?;
+        Ok(())
+    }
+
+    fn count_rejected(&mut self, key: i64, n: i64, at: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
+                 WHERE meter_key = ?1",
+            )?
+            .execute(params![key, n, at])?;
+        Ok(())
+    }
+
+    fn trim_rejected(&mut self, keep: i64) -> Result<(), StoreError> {
+        self.tx.prepare_cached(TRIM_REJECTED)?.execute([keep])?;
+        Ok(())
+    }
+
+    fn update_state(&mut self, key: i64, change: &MeterChange) -> Result<(), StoreError> {
+        let a = state_args(change);
+        self.state.execute(params![
+            key, a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, a.9, a.10, a.11, a.12, a.13
+        ])?;
+        Ok(())
+    }
+
+    fn meter_event(&mut self, key: i64, ts: i64, detail: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(METER_EVENT)?
+            .execute(params![key, ts, detail])?;
+        Ok(())
+    }
+
+    fn append_log(&mut self, entries: i64, data: &[u8]) -> Result<i64, StoreError> {
+        self.append_log.execute(params![entries, data])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn delete_log(&mut self, first: i64, last: i64) -> Result<(), StoreError> {
+        self.delete_log.execute([first, last])?;
+        Ok(())
+    }
+
+    fn shared(&self) -> Option<&dyn Db> {
+        None
+    }
+}
+
+/// The writer's work in either dialect, through [`Db`] (PostgreSQL's).
+pub(super) struct PortableOps<'t>(pub(super) &'t dyn Db);
+
+impl WriteOps for PortableOps<'_> {
+    fn new_meter(&mut self, meter: &MeterId, received_at: Timestamp) -> Result<i64, StoreError> {
+        self.0.insert(
+            "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)
+             RETURNING meter_key",
+            args![meter.as_str(), received_at.secs()],
+        )
+    }
+
+    fn stored_chunk(&mut self, key: i64, day: i64) -> Result<Vec<StoredReading>, StoreError> {
+        let data: Option<Vec<u8>> = self.0.query_opt(
+            "SELECT data FROM reading_chunks WHERE meter_key = ?1 AND day = ?2",
+            args![key, day],
+            |row| row.get(0),
+        )?;
+        Ok(match data {
+            Some(data) => chunk::decode(day, &data)?,
+            None => Vec::new(),
+        })
+    }
+
+    fn upsert_chunk(&mut self, key: i64, day: i64, data: &[u8]) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO reading_chunks (meter_key, day, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT (meter_key, day) DO UPDATE SET data = excluded.data",
+            args![key, day, data],
+        )?;
+        Ok(())
+    }
+
+    fn reject(&mut self, r: &Rejected<'_>) -> Result<(), StoreError> {
+        self.0.execute(
+            INSERT_REJECTED,
+            args![
+                r.received_at,
+                r.topic,
+                r.meter,
+                r.reason,
+                r.detail,
+                r.payload
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn count_rejected(&mut self, key: i64, n: i64, at: i64) -> Result<(), StoreError> {
+        self.0.execute(
+            self.0.pick(
+                "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
+                 WHERE meter_key = ?1",
+                "UPDATE meter_state SET rejected = rejected + ?2, last_message = greatest(last_message, ?3)
+                 WHERE meter_key = ?1",
+            ),
+            args![key, n, at],
+        )?;
+        Ok(())
+    }
+
+    fn trim_rejected(&mut self, keep: i64) -> Result<(), StoreError> {
+        self.0.execute(TRIM_REJECTED, args![keep])?;
+        Ok(())
+    }
+
+    fn update_state(&mut self, key: i64, change: &MeterChange) -> Result<(), StoreError> {
+        let a = state_args(change);
+        let sql = self.0.pick(UPDATE_STATE[0], UPDATE_STATE[1]);
+        self.0.execute(
+            sql,
+            args![key, a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, a.9, a.10, a.11, a.12, a.13],
+        )?;
+        Ok(())
+    }
+
+    fn meter_event(&mut self, key: i64, ts: i64, detail: &str) -> Result<(), StoreError> {
+        self.0.execute(METER_EVENT, args![key, ts, detail])?;
+        Ok(())
+    }
+
+    fn append_log(&mut self, entries: i64, data: &[u8]) -> Result<i64, StoreError> {
+        self.0.insert(
+            "INSERT INTO reading_log (readings, data) VALUES (?1, ?2) RETURNING id",
+            args![entries, data],
+        )
+    }
+
+    fn delete_log(&mut self, first: i64, last: i64) -> Result<(), StoreError> {
+        self.0.execute(
+            "DELETE FROM reading_log WHERE id BETWEEN ?1 AND ?2",
+            args![first, last],
+        )?;
+        Ok(())
+    }
+
+    fn shared(&self) -> Option<&dyn Db> {
+        Some(self.0)
+    }
+}
+
 /// The slot of `meter`; a meter never seen before gets its state row and a
 /// slot at the end.
 pub(super) fn slot_for(
-    tx: &Connection,
+    ops: &mut dyn WriteOps,
     meters: &mut Meters,
     meter: &MeterId,
     received_at: Timestamp,
@@ -65,120 +360,125 @@ pub(super) fn slot_for(
     if let Some(slot) = meters.slots.get(meter) {
         return Ok(*slot);
     }
-    tx.prepare_cached(
-        "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)",
-    )?
-    .execute(params![meter.as_str(), received_at.secs()])?;
-    meters.push(meter.clone(), Cursor::new(tx.last_insert_rowid()));
+    let key = ops.new_meter(meter, received_at)?;
+    meters.push(meter.clone(), Cursor::new(key));
     Ok((meters.ids.len() - 1) as u32)
 }
 
+const CURSOR_COLUMNS: &str =
+    "meter_key, meter_id, last_reading_ts, last_total_l, last_seq, missing";
+
+fn push_cursor(meters: &mut Meters, row: &crate::store::db::Row) -> Result<(), StoreError> {
+    meters.push(
+        MeterId::parse(&row.get::<String>(1)?)
+            .map_err(|_| chunk::ChunkError("a meter id in meter_state is not valid"))?,
+        Cursor {
+            key: row.get(0)?,
+            last_reading_ts: row.get::<Option<i64>>(2)?.map(Timestamp::from_secs),
+            last_total_l: row.get(3)?,
+            last_seq: row.get::<Option<i64>>(4)?.map(|seq| seq as u64),
+            missing: row.get(5)?,
+        },
+    );
+    Ok(())
+}
+
 /// Every meter's cursor as the database has it.
-pub(super) fn load_meters(connection: &Connection) -> Result<Meters, StoreError> {
+pub(super) fn load_meters(db: &dyn Db) -> Result<Meters, StoreError> {
     let mut meters = Meters::default();
-    let mut statement = connection.prepare(
-        "SELECT meter_key, meter_id, last_reading_ts, last_total_l, last_seq, missing FROM meter_state",
-    )?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        meters.push(
-            MeterId::parse(&row.get::<_, String>(1)?)
-                .map_err(|_| chunk::ChunkError("a meter id in meter_state is not valid"))?,
-            Cursor {
-                key: row.get(0)?,
-                last_reading_ts: row.get::<_, Option<i64>>(2)?.map(Timestamp::from_secs),
-                last_total_l: row.get(3)?,
-                last_seq: row.get::<_, Option<i64>>(4)?.map(|seq| seq as u64),
-                missing: row.get(5)?,
-            },
-        );
+    for row in db.query(
+        &format!("SELECT {CURSOR_COLUMNS} FROM meter_state"),
+        args![],
+    )? {
+        push_cursor(&mut meters, &row)?;
     }
     Ok(meters)
 }
 
-/// The stored readings of (`key`, `day`), sorted; empty when there are none.
-fn stored_chunk(
-    st: &mut Statements<'_>,
-    key: i64,
-    day: i64,
-) -> Result<Vec<StoredReading>, StoreError> {
-    let data: Option<Vec<u8>> = st
-        .chunk
-        .query_row(params![key, day], |row| row.get(0))
-        .optional()?;
-    Ok(match data {
-        Some(data) => chunk::decode(day, &data)?,
-        None => Vec::new(),
-    })
+/// The cursors of the meters `batch` names as the database has them now, each state row
+/// created when missing and locked until the transaction ends (in the order
+/// of their ids, so that writers on several gateways never wait on each
+/// other in a circle).
+pub(super) fn lock_meters(db: &dyn Db, batch: &[Message]) -> Result<(Meters, u64), StoreError> {
+    let received_at = batch_time(batch);
+    let mut meters = Meters::default();
+    let mut created = 0;
+    for id in batch_meters(batch) {
+        created += db.execute(
+            "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)
+             ON CONFLICT (meter_id) DO NOTHING",
+            args![id.as_str(), received_at.secs()],
+        )?;
+        let rows = db.query(
+            &format!("SELECT {CURSOR_COLUMNS} FROM meter_state WHERE meter_id = ?1 FOR UPDATE"),
+            args![id.as_str()],
+        )?;
+        for row in &rows {
+            push_cursor(&mut meters, row)?;
+        }
+    }
+    Ok((meters, created))
+}
+
+/// Every meter a batch names, each once, sorted.
+fn batch_meters(batch: &[Message]) -> Vec<&MeterId> {
+    let mut ids: Vec<&MeterId> = batch
+        .iter()
+        .flat_map(|m| {
+            m.decoded
+                .readings
+                .iter()
+                .map(|r| &r.meter)
+                .chain(&m.decoded.meter)
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// When a batch's first message came (a new meter's first sight).
+fn batch_time(batch: &[Message]) -> Timestamp {
+    batch
+        .first()
+        .map_or(Timestamp::from_secs(0), |m| m.received_at)
 }
 
 /// Whether the stored chunk of (`key`, `day`) has a reading at `ts`.
 pub(super) fn chunk_holds(
-    st: &mut Statements<'_>,
+    ops: &mut dyn WriteOps,
     key: i64,
     day: i64,
     ts: Timestamp,
 ) -> Result<bool, StoreError> {
-    Ok(stored_chunk(st, key, day)?
+    Ok(ops
+        .stored_chunk(key, day)?
         .binary_search_by_key(&ts, |r| r.ts)
         .is_ok())
 }
 
 /// Writes `unfolded` into the chunks, the meters' state rows and their
 /// events, and deletes the reading-log rows that held it.
-pub(super) fn fold(
-    tx: &Connection,
-    st: &mut Statements<'_>,
-    unfolded: &Unfolded,
-) -> Result<(), StoreError> {
+pub(super) fn fold(ops: &mut dyn WriteOps, unfolded: &Unfolded) -> Result<(), StoreError> {
     for (&(key, day), readings) in &unfolded.chunks {
-        let mut merged = stored_chunk(st, key, day)?;
+        let mut merged = ops.stored_chunk(key, day)?;
         for reading in readings {
             chunk::insert(&mut merged, *reading);
         }
-        st.upsert_chunk
-            .execute(params![key, day, chunk::encode(day, &merged)])?;
+        ops.upsert_chunk(key, day, &chunk::encode(day, &merged))?;
     }
     // Only the gateway's writer appends to the log: its rows are one run of ids.
     if let (Some(first), Some(last)) = (unfolded.log_rows.first(), unfolded.log_rows.last()) {
-        st.delete_log.execute([first, last])?;
+        ops.delete_log(*first, *last)?;
     }
     for (&key, change) in &unfolded.meters {
-        let newest = change.newest.as_ref();
-        let (counted, seq, missing) = match change.counted {
-            Some((seq, missing)) => (
-                true,
-                seq.map(|seq| seq.min(i64::MAX as u64) as i64),
-                missing,
-            ),
-            None => (false, None, 0),
-        };
-        st.state.execute(params![
-            key,
-            change.last_message.map(Timestamp::secs),
-            newest.map(|(r, _)| r.ts.secs()),
-            newest.map(|(_, received)| received.secs()),
-            newest.map(|(r, _)| r.total_l),
-            newest.and_then(|(r, _)| r.flow_lph),
-            newest.and_then(|(r, _)| r.battery_pct),
-            newest.map(|(r, _)| r.status),
-            change.last_consumption.map(Timestamp::secs),
-            change.readings,
-            change.resets.len() as i64,
-            counted,
-            seq,
-            missing,
-            change.late_from.map(Timestamp::secs),
-        ])?;
+        ops.update_state(key, change)?;
         for (ts, before, after) in &change.resets {
-            tx.prepare_cached(
-                "INSERT INTO meter_events (meter_key, ts, kind, detail) VALUES (?1, ?2, 'register_reset', ?3)",
-            )?
-            .execute(params![
+            ops.meter_event(
                 key,
                 ts.secs(),
-                format!("register went from {before} L to {after} L")
-            ])?;
+                &format!("register went from {before} L to {after} L"),
+            )?;
         }
     }
     Ok(())
