@@ -21,6 +21,11 @@
 //! runs part 2 alone, for a profiler; BENCH_RATIO_ONLY=1 parts 1 and 2;
 //! BENCH_STORE_ONLY=1 part 4 alone (the store writer, for an instruction count);
 //! BENCH_STARTUP_ONLY=1 part 3 alone.
+//!
+//! BENCH_POSTGRES=postgres://USER@HOST/DB runs part 4 against PostgreSQL
+//! instead (in a schema of its own, dropped after; BENCH_STORED readings,
+//! 1,000,000 unless set): the bytes of every table and index per reading, and
+//! the rate of one writer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -67,6 +72,12 @@ fn main() -> anyhow::Result<()> {
     if std::env::var("BENCH_STARTUP_ONLY").is_ok() {
         let (startup, rss_mib, peak_mib) = startup(dir.path(), registered)?;
         println!("3. start-up with {registered} meters:     {startup:>10.2} s to healthy; resident {rss_mib:.0} MiB (peak {peak_mib:.0} MiB)");
+        return Ok(());
+    }
+    if let Ok(url) = std::env::var("BENCH_POSTGRES") {
+        let count = env_size("BENCH_STORED", 1_000_000);
+        let (bytes, write_rate) = postgres_bytes_per_reading(&url, count)?;
+        println!("4. PostgreSQL after {count} readings:   {bytes:>10.2} bytes per reading, tables and indexes (one writer: {write_rate:.0} readings/s without MQTT)");
         return Ok(());
     }
     if std::env::var("BENCH_STORE_ONLY").is_ok() {
@@ -537,10 +548,44 @@ fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64
 /// Stores `count` hourly readings over 10,000 meters in arrival order and
 /// returns the file's bytes per reading and the write rate.
 fn bytes_per_reading(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64)> {
-    let meters = 10_000.min(count);
-    let hours = count / meters;
     let store = Store::open(dir.join("size.db"))?;
-    let mut writer = Writer::open(&store, 100, Arc::new(Metrics::default()))?;
+    let (written, rate) = write_hourly(&store, count, 10_000)?;
+    store.checkpoint()?;
+    let bytes = std::fs::metadata(store.path().unwrap())?.len() as f64;
+    Ok((bytes / written as f64, rate))
+}
+
+/// Part 4 on PostgreSQL: 1,000 meters' hourly readings in a new schema.
+fn postgres_bytes_per_reading(url: &str, count: usize) -> anyhow::Result<(f64, f64)> {
+    let schema = format!("sw_bench_{}", std::process::id());
+    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    client.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    let measured = (|| {
+        let store = Store::open_postgres(&scoped, None)?;
+        let (written, rate) = write_hourly(&store, count, 1_000)?;
+        client.batch_execute("VACUUM ANALYZE")?;
+        let bytes: i64 = client
+            .query_one(
+                "SELECT CAST(sum(pg_total_relation_size(c.oid)) AS BIGINT) FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relkind = 'r'",
+                &[&schema],
+            )?
+            .get(0);
+        anyhow::Ok((bytes as f64 / written as f64, rate))
+    })();
+    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
+    measured
+}
+
+/// Writes `count` hourly readings of up to `most_meters` meters through the
+/// store's writer, 4,096 to a batch; (readings written, readings a second).
+fn write_hourly(store: &Store, count: usize, most_meters: usize) -> anyhow::Result<(usize, f64)> {
+    let meters = most_meters.min(count);
+    let hours = count / meters;
+    let mut writer = Writer::open(store, 100, Arc::new(Metrics::default()))?;
     let ids: Vec<String> = (0..meters).map(|m| format!("SIZE-{m:05}")).collect();
     let start = chrono::Utc::now().timestamp() / 3600 * 3600 - hours as i64 * 3600;
     let mut rng = firmware_sim::Rng::new(7);
@@ -565,14 +610,8 @@ fn bytes_per_reading(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64
     }
     writer.write_batch(&batch)?;
     let elapsed = began.elapsed();
-    drop(writer);
-    store.checkpoint()?;
     let written = hours * meters;
-    let bytes = std::fs::metadata(store.path().unwrap())?.len() as f64;
-    Ok((
-        bytes / written as f64,
-        written as f64 / elapsed.as_secs_f64(),
-    ))
+    Ok((written, written as f64 / elapsed.as_secs_f64()))
 }
 
 /// The benchmark registers its households as an administrator would.
