@@ -572,22 +572,16 @@ impl EngineTx for AlertTx<'_> {
         // intervals, and at least `at_least_s`), so a tick does not load
         // every meter that reports less often than hourly.
         let db = self.db();
+        let larger = db.pick("max", "greatest");
         db.query_all(
-            db.pick(
+            &format!(
                 "SELECT m.meter_id, m.household_id, s.last_received, m.registered_at
                  FROM meters m JOIN households h ON h.id = m.household_id
                       LEFT JOIN meter_state s ON s.meter_id = m.meter_id
                  WHERE m.status = 'active'
-                   AND coalesce(s.last_received, m.registered_at) < ?1 - max(?2, 180 * h.reporting_interval_min)
+                   AND coalesce(s.last_received, m.registered_at) < ?1 - {larger}(?2, 180 * h.reporting_interval_min)
                    AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.meter_id = m.meter_id AND a.kind = 'meter_offline'
-                                   AND a.state IN ('open', 'acknowledged'))",
-                "SELECT m.meter_id, m.household_id, s.last_received, m.registered_at
-                 FROM meters m JOIN households h ON h.id = m.household_id
-                      LEFT JOIN meter_state s ON s.meter_id = m.meter_id
-                 WHERE m.status = 'active'
-                   AND coalesce(s.last_received, m.registered_at) < ?1 - greatest(?2, 180 * h.reporting_interval_min)
-                   AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.meter_id = m.meter_id AND a.kind = 'meter_offline'
-                                   AND a.state IN ('open', 'acknowledged'))",
+                                   AND a.state IN ('open', 'acknowledged'))"
             ),
             args![now, at_least_s],
             |row| {

@@ -127,6 +127,9 @@ const UPDATE_STATE: [&str; 2] = [
      WHERE meter_key = ?1",
 ];
 
+const SELECT_CHUNK: &str = "SELECT data FROM reading_chunks WHERE meter_key = ?1 AND day = ?2";
+const UPSERT_CHUNK: &str = "INSERT INTO reading_chunks (meter_key, day, data) VALUES (?1, ?2, ?3)
+     ON CONFLICT (meter_key, day) DO UPDATE SET data = excluded.data";
 const INSERT_REJECTED: &str =
     "INSERT INTO rejected_messages (received_at, topic, meter_id, reason, detail, payload)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -150,13 +153,8 @@ impl<'t> SqliteOps<'t> {
     pub(super) fn new(tx: &'t Connection) -> Result<Self, StoreError> {
         Ok(Self {
             tx,
-            chunk: tx.prepare_cached(
-                "SELECT data FROM reading_chunks WHERE meter_key = ?1 AND day = ?2",
-            )?,
-            upsert_chunk: tx.prepare_cached(
-                "INSERT INTO reading_chunks (meter_key, day, data) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (meter_key, day) DO UPDATE SET data = excluded.data",
-            )?,
+            chunk: tx.prepare_cached(SELECT_CHUNK)?,
+            upsert_chunk: tx.prepare_cached(UPSERT_CHUNK)?,
             state: tx.prepare_cached(UPDATE_STATE[0])?,
             append_log: tx
                 .prepare_cached("INSERT INTO reading_log (readings, data) VALUES (?1, ?2)")?,
@@ -261,11 +259,9 @@ impl WriteOps for PortableOps<'_> {
     }
 
     fn stored_chunk(&mut self, key: i64, day: i64) -> Result<Vec<StoredReading>, StoreError> {
-        let data: Option<Vec<u8>> = self.0.query_opt(
-            "SELECT data FROM reading_chunks WHERE meter_key = ?1 AND day = ?2",
-            args![key, day],
-            |row| row.get(0),
-        )?;
+        let data: Option<Vec<u8>> = self
+            .0
+            .query_opt(SELECT_CHUNK, args![key, day], |row| row.get(0))?;
         Ok(match data {
             Some(data) => chunk::decode(day, &data)?,
             None => Vec::new(),
@@ -273,11 +269,7 @@ impl WriteOps for PortableOps<'_> {
     }
 
     fn upsert_chunk(&mut self, key: i64, day: i64, data: &[u8]) -> Result<(), StoreError> {
-        self.0.execute(
-            "INSERT INTO reading_chunks (meter_key, day, data) VALUES (?1, ?2, ?3)
-             ON CONFLICT (meter_key, day) DO UPDATE SET data = excluded.data",
-            args![key, day, data],
-        )?;
+        self.0.execute(UPSERT_CHUNK, args![key, day, data])?;
         Ok(())
     }
 
