@@ -91,7 +91,7 @@ impl Writer {
         rejected_keep: u32,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
-        let (db, meters) = match &store.backend {
+        let (db, meters, known) = match &store.backend {
             Backend::Sqlite(_) => {
                 let connection = store.connect()?;
                 // The writer touches a few rows on many pages: keep the hot pages cached
@@ -99,23 +99,22 @@ impl Writer {
                 connection.pragma_update(None, "cache_size", -131_072)?;
                 connection.pragma_update(None, "wal_autocheckpoint", 16_384)?;
                 let meters = load_meters(&connection)?;
-                (WriterDb::Sqlite(connection), meters)
+                let known = meters.ids.len() as i64;
+                (WriterDb::Sqlite(connection), meters, known)
             }
             Backend::Postgres(pool) => {
-                let known: i64 = (&pool.connect()? as &dyn Db)
+                let known = (&pool.connect()? as &dyn Db)
                     .query_value("SELECT count(*) FROM meter_state", args![])?;
-                metrics
-                    .meters_known
-                    .store(known as u64, std::sync::atomic::Ordering::Relaxed);
-                (WriterDb::Postgres(pool.clone()), memory::Meters::default())
+                (
+                    WriterDb::Postgres(pool.clone()),
+                    memory::Meters::default(),
+                    known,
+                )
             }
         };
-        if matches!(db, WriterDb::Sqlite(_)) {
-            metrics.meters_known.store(
-                meters.ids.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
+        metrics
+            .meters_known
+            .store(known as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
             db,
             store: store.clone(),
