@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use stillwater::app::Gateway;
-use stillwater::config::{BrokerChoice, Config};
+use stillwater::config::{BrokerChoice, Config, StoreLocation};
 use stillwater::domain::{Litres, MeterId, Reading, StatusFlags, Timestamp};
 use stillwater::metrics::Metrics;
 use stillwater::pipeline::{Decoded, Message};
@@ -205,12 +205,12 @@ async fn alert_latency(dir: &std::path::Path, homes: usize) -> anyhow::Result<Ve
         listen: "127.0.0.1:0".parse()?,
     };
     config.http.listen = "127.0.0.1:0".parse()?;
-    config.store.path = dir.join("latency.db");
+    config.store.location = StoreLocation::Sqlite(dir.join("latency.db"));
     config.sms.provider = stillwater::config::ProviderChoice::Webhook {
         url: format!("http://{receiver}/sms"),
         token: None,
     };
-    let store = Store::open(&config.store.path)?;
+    let store = Store::from_config(&config.store)?;
     let households = sample_households("LAT-", homes);
     stillwater::actions::meters::register(
         &store,
@@ -366,7 +366,7 @@ async fn gateway(dir: &std::path::Path, readings: usize, meters: usize) -> anyho
         listen: "127.0.0.1:0".parse()?,
     };
     config.http.listen = "127.0.0.1:0".parse()?;
-    config.store.path = dir.join("ingest.db");
+    config.store.location = StoreLocation::Sqlite(dir.join("ingest.db"));
     let gateway = Gateway::start(&config).await?;
     while !gateway.metrics.mqtt_connected.load(Relaxed) {
         tokio::time::sleep(Duration::from_millis(10)).await;

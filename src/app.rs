@@ -199,8 +199,12 @@ impl Gateway {
     /// Starts every part with `parts` (tests pass a manual clock, or a detector).
     pub async fn start_with(config: &Config, parts: Parts) -> anyhow::Result<Self> {
         let Parts { clock, detector } = parts;
-        let store = Store::open(&config.store.path)
-            .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
+        let store = Store::from_config(&config.store).with_context(|| {
+            format!(
+                "cannot open the store {}",
+                crate::store::shown_url(&config.store.location.describe())
+            )
+        })?;
         let metrics = Arc::new(Metrics::default());
         let recovery = Instant::now();
         let mut writer = Writer::open(&store, config.store.rejected_keep, metrics.clone())?;
@@ -226,7 +230,11 @@ impl Gateway {
             wake_notifier.clone(),
             clock.clone(),
         )?
-        .with_detector(detector);
+        .with_detector(detector)
+        .in_cluster(crate::alert::Cluster {
+            holder: config.mqtt.client_id.clone(),
+            lease_s: config.store.lease.as_secs() as i64,
+        });
         let last_tick = engine.last_tick();
         let providers = notify::build(&config.sms, &clock)?;
         for problem in notify::check(&config.sms) {
@@ -317,6 +325,10 @@ impl Gateway {
                 clock: clock.clone(),
                 max_attempts: config.sms.max_attempts,
                 parallel: config.sms.parallel,
+                claim: crate::store::outbox::Claim {
+                    holder: config.mqtt.client_id.clone(),
+                    lease_s: config.store.lease.as_secs() as i64,
+                },
             }
             .run(shutdown.clone()),
         );
@@ -347,6 +359,7 @@ impl Gateway {
                     keep_alive: config.mqtt.keep_alive,
                     max_clock_ahead_s: config.mqtt.max_clock_ahead_s,
                     watch_broker_drops: true,
+                    share_group: config.mqtt.share_group.clone(),
                 },
                 outbox,
                 metrics.clone(),

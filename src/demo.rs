@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use crate::app::Gateway;
-use crate::config::{BrokerChoice, Config, ProviderChoice};
+use crate::config::{BrokerChoice, Config, ProviderChoice, StoreLocation};
 use crate::domain::{mask_phone, PhoneNumber};
 use crate::registry;
 use crate::store::prelude::*;
@@ -80,7 +80,7 @@ fn fresh_database(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()> {
-    config.store.path = options.database.clone();
+    config.store.location = StoreLocation::Sqlite(options.database.clone());
     config.sms.provider = ProviderChoice::Log;
     if let BrokerChoice::Embedded { listen } = config.mqtt.broker {
         config.mqtt.broker = BrokerChoice::Embedded {
@@ -90,8 +90,8 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     config.http.listen = free_or_any(config.http.listen, "HTTP");
     config.alerts.tick = Duration::from_secs(1);
 
-    fresh_database(&config.store.path)?;
-    let store = Store::open(&config.store.path)?;
+    fresh_database(&options.database)?;
+    let store = Store::from_config(&config.store)?;
     let households = registry::parse_csv(HOUSEHOLDS_CSV, &config.registry)
         .map_err(|errors| anyhow::anyhow!("demo households: {}", errors[0]))?;
     let demo = crate::domain::Actor::new(

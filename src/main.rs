@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use stillwater::actions::ActionError;
 use stillwater::app::{Gateway, Parts};
 use stillwater::clock::ScaledClock;
-use stillwater::config::{Config, DEFAULT_TOML};
+use stillwater::config::{Config, StoreLocation, DEFAULT_TOML};
 use stillwater::demo::{self, DemoOptions};
 use stillwater::domain::{count, mask_phone, Actor, Channel, Role, StatusFlags, Timestamp};
 use stillwater::registry::HouseholdFields;
@@ -38,9 +38,9 @@ struct Cli {
     /// Configuration file (TOML); keys it leaves out keep their defaults.
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Database file, overriding [store] path.
-    #[arg(long, global = true, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// Database file, or a postgres:// URL, overriding [store].
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    db: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -400,7 +400,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         None => Config::from_toml("", &|name| std::env::var(name).ok())?,
     };
     if let Some(db) = &cli.db {
-        config.store.path = db.clone();
+        config.store.location = StoreLocation::from_argument(db, &|name| std::env::var(name).ok())
+            .map_err(|why| anyhow::anyhow!("--db {}: {why}", stillwater::store::shown_url(db)))?;
     }
     Ok(config)
 }
@@ -497,10 +498,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { once, hours, speed } => {
             init_logging("warn");
             let options = DemoOptions {
-                database: cli
-                    .db
-                    .clone()
-                    .unwrap_or_else(|| DemoOptions::default().database),
+                database: match &config.store.location {
+                    _ if cli.db.is_none() => DemoOptions::default().database,
+                    StoreLocation::Sqlite(path) => path.clone(),
+                    StoreLocation::Postgres { .. } => {
+                        anyhow::bail!("the demo runs on a fresh SQLite file; --db names a file")
+                    }
+                },
                 hours,
                 speed,
                 once,
@@ -558,7 +562,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return cli::report::audit(&config, since.as_deref(), limit)
         }
         Command::Ingest(IngestCommand::Rejected { limit }) => {
-            let store = Store::open_existing(&config.store.path)?;
+            let store = Store::existing_from_config(&config.store)?;
             let rejected = store.rejected_messages(limit)?;
             if rejected.is_empty() {
                 out!("no rejected messages");
@@ -580,10 +584,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(command) => return rules(&config, command),
         Command::Tokens(command) => return cli::report::tokens(&config, command),
         Command::Backup { to } => {
-            Store::open_existing(&config.store.path)?.backup_to(&to)?;
+            Store::existing_from_config(&config.store)?.backup_to(&to)?;
             out!(
                 "backed up {} to {}",
-                config.store.path.display(),
+                config.store.location.describe(),
                 to.display()
             );
         }

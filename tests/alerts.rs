@@ -240,7 +240,7 @@ async fn a_declared_absence_keeps_the_contacts_quiet() {
     let server = mock_gateway().await;
     let dir = tempfile::tempdir().unwrap();
     let config = alert_config(dir.path(), &server.uri());
-    let store = Store::open(&config.store.path).unwrap();
+    let store = Store::from_config(&config.store).unwrap();
     let now = chrono::Utc::now().timestamp();
     let operator = Actor::new("operator", Role::Operator, Channel::Cli);
     actions::absences::declare(
@@ -643,7 +643,7 @@ async fn evaluate_scores_what_the_gateway_did_against_ground_truth() {
     .unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_stillwater"))
         .arg("--db")
-        .arg(&config.store.path)
+        .arg(config.store.file().unwrap())
         .args([
             "evaluate",
             "--truth",

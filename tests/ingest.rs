@@ -313,7 +313,7 @@ async fn installers_see_rejected_messages_on_the_command_line() {
     gateway.stop().await.unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_stillwater"))
         .arg("--db")
-        .arg(&config.store.path)
+        .arg(config.store.file().unwrap())
         .args(["ingest", "rejected"])
         .output()
         .unwrap();
@@ -696,7 +696,7 @@ async fn a_meter_with_its_own_login_publishes_only_its_own_readings() {
     let mut config = test_config(dir.path());
     config.mqtt.meter_logins = true;
     shared_login(&mut config, "concentrator", "c0nc3ntr4t0r");
-    let store = stillwater::store::Store::open(&config.store.path).unwrap();
+    let store = stillwater::store::Store::from_config(&config.store).unwrap();
     let households =
         stillwater::registry::parse_csv(include_str!("fixtures/csv/good.csv"), &config.registry)
             .unwrap();

@@ -14,7 +14,7 @@ use common::home::*;
 use common::*;
 use firmware_sim::platform::{self as sim, Device, Hours};
 use stillwater::app::Gateway;
-use stillwater::config::{Config, ProviderChoice, Secret};
+use stillwater::config::{Config, ProviderChoice, Secret, StoreLocation};
 use stillwater::store::prelude::*;
 use stillwater::wire::platform::{FieldMap, ProductDecoder};
 use wiremock::matchers::any;
@@ -50,7 +50,7 @@ fn platform_config(dir: &std::path::Path) -> Config {
 
 /// Registers the installation CSV's households.
 fn register(config: &Config, csv: &str) {
-    let store = stillwater::store::Store::open(&config.store.path).unwrap();
+    let store = stillwater::store::Store::from_config(&config.store).unwrap();
     let households = stillwater::registry::parse_csv(csv, &config.registry).unwrap();
     let installer = stillwater::domain::Actor::new(
         "installer",
@@ -262,7 +262,7 @@ async fn onenet_checks_the_url_and_every_signature() {
     demo.platforms.onenet_token = Some(Secret::new("abcdefghijkmlnopqrstuvwxyz".into()));
     let real = r#"{"msg":{"at":1576828182709,"imei":"869975037677104","type":1,"ds_id":"3200_0_5750","value":"681071565022180400810CECCE09001D06B7E6282733167516","dev_id":576096445},"msg_signature":"H60kU2LlDEahPJB99zBj8Q==","nonce":"_wk73A)a"}"#;
     let second = tempfile::tempdir().unwrap();
-    demo.store.path = second.path().join("demo.db");
+    demo.store.location = StoreLocation::Sqlite(second.path().join("demo.db"));
     demo.http.listen = "127.0.0.1:0".parse().unwrap();
     let wasion = start_gateway(&demo).await;
     let (status, _) = push(&wasion, "/ingest/onenet", real).await;

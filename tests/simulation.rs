@@ -88,7 +88,7 @@ async fn simulated_residents_answer_their_check_ins_and_the_one_who_fell_cannot(
     };
     config.sms.inbound_token = Some(Secret::new(TOKEN.into()));
     config.alerts.tick = Duration::from_millis(50);
-    let store = Store::open(&config.store.path).unwrap();
+    let store = Store::from_config(&config.store).unwrap();
     let installer = Actor::new("installer", Role::Installer, Channel::Cli);
     let csv = sim.installation_csv();
     actions::meters::import(&store, &installer, csv.as_bytes(), &config.registry, start).unwrap();

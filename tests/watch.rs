@@ -116,7 +116,7 @@ async fn a_database_that_refuses_writes_is_texted_straight_to_the_administrators
     let gateway = start_gateway(&config).await;
     // Another process holds the database's write lock longer than the
     // gateway's busy timeout: every write the gateway tries fails.
-    let holder = rusqlite::Connection::open(&config.store.path).unwrap();
+    let holder = rusqlite::Connection::open(config.store.file().unwrap()).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     wait_until("the administrator is texted directly", || async {
         admin_texts(&sms)

@@ -61,7 +61,30 @@ pub struct Engine {
     clock: SharedClock,
     /// The wall time the timer duties last ran for (Unix seconds; 0 before the first).
     last_tick: Arc<std::sync::atomic::AtomicI64>,
+    /// This gateway's name and lease, for the work one gateway of several does.
+    cluster: Cluster,
 }
+
+/// Who this engine is among gateways sharing a database.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// The gateway's name (its MQTT client id).
+    pub holder: String,
+    /// How long the timer duties stay with it without renewal, seconds.
+    pub lease_s: i64,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            holder: "stillwater".into(),
+            lease_s: 30,
+        }
+    }
+}
+
+/// The lease of the timer duties: one gateway of several runs them.
+const TIMERS_LEASE: &str = "timers";
 
 impl Engine {
     pub fn new(
@@ -86,7 +109,14 @@ impl Engine {
             notifier,
             clock,
             last_tick: Arc::default(),
+            cluster: Cluster::default(),
         })
+    }
+
+    /// Names this gateway among others sharing the database.
+    pub fn in_cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Judges readings with `detector` instead of the rules alone.
@@ -126,6 +156,14 @@ impl Engine {
                 }
             }
             if Instant::now() >= next_tick {
+                if self.db.shared() {
+                    // Meters another gateway committed and could not evaluate
+                    // (it stopped): evaluated here on the next round.
+                    match self.db.pending_meters() {
+                        Ok(pending) => meters.extend(pending),
+                        Err(error) => tracing::error!(%error, "cannot list meters to evaluate"),
+                    }
+                }
                 let now = self.clock.now().secs();
                 match self.tick(now) {
                     Ok(texts) => {
@@ -272,10 +310,15 @@ impl Engine {
         Ok(queued)
     }
 
-    /// The wall-clock duties: offline meters, check-ins, escalation, reminders.
+    /// The wall-clock duties: offline meters, check-ins, escalation,
+    /// reminders — when this gateway holds their lease (one of several does).
     pub fn tick(&mut self, now: i64) -> Result<bool, StoreError> {
         let (context, settings) = (&self.context, &self.settings);
         let tx = self.db.transaction()?;
+        let Cluster { holder, lease_s } = &self.cluster;
+        if !tx.hold_lease(TIMERS_LEASE, holder, now, *lease_s)? {
+            return Ok(false); // another gateway runs them
+        }
         let mut queued = false;
         for silent in tx.silent_meters(now, settings.offline_at_least_s)? {
             let Some(household) = tx.household(silent.household_id)? else {

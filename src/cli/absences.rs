@@ -22,7 +22,7 @@ pub(crate) fn parse_when(text: &str, zone: chrono_tz::Tz) -> anyhow::Result<i64>
 }
 
 pub(crate) fn absences(config: &Config, command: AbsencesCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::open_existing(&config.store.path)?;
+    let store = Store::existing_from_config(&config.store)?;
     let now = chrono::Utc::now().timestamp();
     let zone = config.registry.timezone;
     match command {

@@ -10,7 +10,7 @@ use stillwater::actions;
 use stillwater::domain::Disposition;
 
 pub(crate) fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::open_existing(&config.store.path)?;
+    let store = Store::existing_from_config(&config.store)?;
     let now = chrono::Utc::now().timestamp();
     let zone = config.registry.timezone;
     let done = |result: Result<(), ActionError>, what: &str, id: i64| match result {

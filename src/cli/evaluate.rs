@@ -49,7 +49,7 @@ pub(crate) fn evaluate(
     replay: Option<ReplayScope>,
 ) -> anyhow::Result<ExitCode> {
     let Period { from, to, meters } = period;
-    let store = Store::open_existing(&config.store.path)?;
+    let store = Store::existing_from_config(&config.store)?;
     let zone = config.registry.timezone;
     let now = chrono::Utc::now().timestamp();
     let from = parse_when(from, zone)?;

@@ -14,9 +14,9 @@ pub(crate) fn meters(config: &Config, command: MetersCommand) -> anyhow::Result<
     // else reads or changes what is there.
     let store = match command {
         MetersCommand::Add { .. } | MetersCommand::Import { .. } => {
-            Store::open(&config.store.path)?
+            Store::from_config(&config.store)?
         }
-        _ => Store::open_existing(&config.store.path)?,
+        _ => Store::existing_from_config(&config.store)?,
     };
     let now = chrono::Utc::now().timestamp();
     let zone = config.registry.timezone;

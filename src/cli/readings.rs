@@ -26,7 +26,7 @@ pub(crate) fn readings(config: &Config, command: ReadingsCommand) -> anyhow::Res
         }
         None => config.registry.timezone,
     };
-    let store = Store::open(&config.store.path)?;
+    let store = Store::from_config(&config.store)?;
     let mut writer = Writer::open(
         &store,
         config.store.rejected_keep,

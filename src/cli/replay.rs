@@ -23,7 +23,7 @@ pub(crate) struct Scope {
 }
 
 pub(crate) fn replay(config: &Config, scope: Scope) -> anyhow::Result<ExitCode> {
-    let store = Store::open_existing(&config.store.path)?;
+    let store = Store::existing_from_config(&config.store)?;
     let zone = config.registry.timezone;
     let from = parse_when(&scope.from, zone)?;
     let to = match &scope.to {

@@ -21,7 +21,7 @@ pub(crate) fn report(config: &Config, month: &str, format: &str) -> anyhow::Resu
     };
     let zone = config.registry.timezone;
     let (from, to) = month.bounds(zone);
-    let store = Store::open_existing(&config.store.path)?;
+    let store = Store::existing_from_config(&config.store)?;
     let facts = store.month_facts(from, to)?;
     let report = stillwater::report::monthly(month, zone, &facts);
     match format {
@@ -51,7 +51,7 @@ pub(crate) fn audit(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let store = Store::open_existing(&config.store.path)?;
+    let store = Store::existing_from_config(&config.store)?;
     let entries = store.audit_log(since, limit)?;
     if entries.is_empty() {
         out!("no changes recorded");
@@ -93,7 +93,7 @@ pub(crate) fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<
     let now = chrono::Utc::now().timestamp();
     match command {
         TokensCommand::Add { name, role } => {
-            let store = Store::open(&config.store.path)?;
+            let store = Store::from_config(&config.store)?;
             let added = tokens::parse_role(&role)
                 .and_then(|role| tokens::add(&store, &actor(), &name, role, now));
             match added {
@@ -111,7 +111,7 @@ pub(crate) fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<
             }
         }
         TokensCommand::List => {
-            let store = Store::open_existing(&config.store.path)?;
+            let store = Store::existing_from_config(&config.store)?;
             let all = store.tokens()?;
             if all.is_empty() {
                 out!("no tokens");
@@ -134,7 +134,7 @@ pub(crate) fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<
             }
         }
         TokensCommand::Revoke { id } => {
-            let store = Store::open_existing(&config.store.path)?;
+            let store = Store::existing_from_config(&config.store)?;
             if let Err(problem) = tokens::revoke(&store, &actor(), id, now) {
                 eprintln!("error: {problem}");
                 return Ok(ExitCode::FAILURE);

@@ -10,7 +10,7 @@ use crate::*;
 use stillwater::actions;
 
 pub(crate) fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::open_existing(&config.store.path)?;
+    let store = Store::existing_from_config(&config.store)?;
     let now = chrono::Utc::now().timestamp();
     match command {
         RulesCommand::Show { target } => {

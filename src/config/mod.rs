@@ -39,6 +39,9 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/stillwater.toml");
 /// The environment variable holding the MQTT password.
 pub const MQTT_PASSWORD_ENV: &str = "STILLWATER_MQTT_PASSWORD";
 
+/// The environment variable holding the PostgreSQL password.
+pub const DB_PASSWORD_ENV: &str = "STILLWATER_DB_PASSWORD";
+
 /// A configuration problem, naming the key, the value and what is allowed.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -180,6 +183,8 @@ pub struct MqttConfig {
     pub tls: Option<TlsFiles>,
     /// Meters log in with their own login and publish only their own readings.
     pub meter_logins: bool,
+    /// The shared-subscription group several gateways subscribe in (external mode).
+    pub share_group: Option<String>,
 }
 
 /// Where the embedded server takes TLS connections, with which certificate.
@@ -203,8 +208,76 @@ pub enum BrokerChoice {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    pub path: PathBuf,
+    pub location: StoreLocation,
     pub rejected_keep: u32,
+    /// How long a gateway's claim on shared work lasts without renewal.
+    pub lease: Duration,
+}
+
+impl StoreConfig {
+    /// The SQLite file, when the store is one.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match &self.location {
+            StoreLocation::Sqlite(path) => Some(path),
+            StoreLocation::Postgres { .. } => None,
+        }
+    }
+}
+
+/// Where the data is.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server: its URL (never with a password) and the password
+    /// from the environment.
+    Postgres {
+        url: String,
+        password: Option<Secret>,
+    },
+}
+
+impl StoreLocation {
+    /// A PostgreSQL location, or why `url` cannot be one.
+    pub fn postgres(url: &str, password: Option<String>) -> Result<Self, String> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(
+                "must be a URL such as postgres://stillwater@db.example:5432/stillwater".into(),
+            );
+        }
+        let user = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .map_or("", |(user, _)| user);
+        if user.contains(':') {
+            return Err(format!(
+                "must not carry a password; put it in the environment variable {DB_PASSWORD_ENV}"
+            ));
+        }
+        url.parse::<postgres::Config>()
+            .map_err(|error| format!("is not a PostgreSQL URL: {error}"))?;
+        Ok(Self::Postgres {
+            url: url.to_string(),
+            password: password.map(Secret::new),
+        })
+    }
+
+    /// The location named on the command line: a PostgreSQL URL, or a file.
+    pub fn from_argument(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        if text.contains("://") {
+            Self::postgres(text, env(DB_PASSWORD_ENV))
+        } else {
+            Ok(Self::Sqlite(PathBuf::from(text)))
+        }
+    }
+
+    /// For messages: the file, or the URL.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => path.display().to_string(),
+            Self::Postgres { url, .. } => url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -147,6 +147,63 @@ fn the_mqtt_password_comes_from_the_environment_and_is_never_printed() {
 }
 
 #[test]
+fn postgres_is_chosen_with_a_url_and_its_password_from_the_environment() {
+    let text = "[store]\nbackend = \"postgres\"\nurl = \"postgres://sw@db.example:5432/sw\"\nlease = \"45s\"\n[mqtt]\nmode = \"external\"\nshare_group = \"gateways\"";
+    let env = |name: &str| (name == DB_PASSWORD_ENV).then(|| "s3cret".to_string());
+    let config = Config::from_toml(text, &env).unwrap();
+    match &config.store.location {
+        StoreLocation::Postgres { url, password } => {
+            assert_eq!(url, "postgres://sw@db.example:5432/sw");
+            assert_eq!(password.as_ref().map(Secret::expose), Some("s3cret"));
+        }
+        other => panic!("expected PostgreSQL, got {other:?}"),
+    }
+    assert_eq!(config.store.lease, Duration::from_secs(45));
+    assert_eq!(config.store.file(), None);
+    assert_eq!(config.mqtt.share_group.as_deref(), Some("gateways"));
+    assert!(!format!("{config:?}").contains("s3cret"));
+
+    for (text, key, says) in [
+        (
+            "[store]\nbackend = \"mysql\"",
+            "store.backend",
+            "\"sqlite\" or \"postgres\"",
+        ),
+        (
+            "[store]\nbackend = \"postgres\"",
+            "store.url",
+            "postgres://",
+        ),
+        (
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://sw:hunter2@db/sw\"",
+            "store.url",
+            DB_PASSWORD_ENV,
+        ),
+        ("[store]\nlease = \"1s\"", "store.lease", "5 s to 1 h"),
+        (
+            "[mqtt]\nshare_group = \"gateways\"",
+            "mqtt.share_group",
+            "external",
+        ),
+        (
+            "[mqtt]\nmode = \"external\"\nshare_group = \"a/b\"",
+            "mqtt.share_group",
+            "'/'",
+        ),
+    ] {
+        let error = Config::from_toml(text, &no_env).unwrap_err().to_string();
+        assert!(
+            error.contains(key) && error.contains(says),
+            "{text}: {error}"
+        );
+        assert!(
+            !error.contains("hunter2"),
+            "the password is never shown: {error}"
+        );
+    }
+}
+
+#[test]
 fn every_problem_in_a_file_is_reported_at_once() {
     let text = "[mqtt]\nmode = \"cloud\"\nbogus = 1\n[alerts]\nescalate_after = \"0s\"\nrepeat_after = \"abc\"\ncheck_ins_per_day = \"3\"\n[smtp]\nhost = \"x\"\n";
     let error = Config::from_toml(text, &no_env).unwrap_err();

@@ -91,6 +91,7 @@ pub(super) struct RawMqtt {
     url: String,
     client_id: String,
     username: String,
+    share_group: String,
     native_prefix: String,
     wmbusmeters_prefix: String,
     keep_alive_secs: u64,
@@ -104,7 +105,10 @@ pub(super) struct RawMqtt {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
+    backend: String,
     path: PathBuf,
+    url: String,
+    lease: String,
     rejected_keep: u32,
 }
 
@@ -268,11 +272,28 @@ impl RawConfig {
             mqtt.max_clock_ahead_secs,
             "must be 0 to 86400",
         ));
+        let location = validate_store_location(&self.store, env, p);
+        let lease = p.take(duration("store.lease", &self.store.lease).map(Some));
         p.take(check(
-            !self.store.path.as_os_str().is_empty(),
-            "store.path",
-            "",
-            "must name a file",
+            (5..=3600).contains(&lease.unwrap_or(30)),
+            "store.lease",
+            &self.store.lease,
+            "must be 5 s to 1 h",
+        ));
+        let share_group = mqtt.share_group.clone();
+        p.take(check(
+            share_group.len() <= 64
+                && !share_group.contains(['/', '+', '#'])
+                && !share_group.chars().any(char::is_whitespace),
+            "mqtt.share_group",
+            &share_group,
+            "must be empty or a name of at most 64 characters without '/', '+', '#' or spaces",
+        ));
+        p.take(check(
+            share_group.is_empty() || mqtt.mode == "external",
+            "mqtt.share_group",
+            &share_group,
+            "needs mode = \"external\": shared subscriptions are a broker's, and the embedded server delivers nothing to subscribers",
         ));
         p.take(check(
             self.store.rejected_keep > 0,
@@ -331,10 +352,12 @@ impl RawConfig {
                 max_clock_ahead_s: mqtt.max_clock_ahead_secs,
                 tls,
                 meter_logins: mqtt.meter_logins,
+                share_group: (!share_group.is_empty()).then_some(share_group),
             },
             store: StoreConfig {
-                path: self.store.path,
+                location: location?,
                 rejected_keep: self.store.rejected_keep,
+                lease: Duration::from_secs(lease?.max(0) as u64),
             },
             http: HttpConfig {
                 listen: http_listen?,
@@ -346,6 +369,42 @@ impl RawConfig {
             },
             log_filter: self.log.filter,
         })
+    }
+}
+
+/// Where the data is: a SQLite file, or a PostgreSQL server whose password
+/// comes from the environment (a URL carrying one is refused: config files
+/// are copied and shown).
+fn validate_store_location(
+    store: &RawStore,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<StoreLocation> {
+    match store.backend.as_str() {
+        "sqlite" => {
+            let named = !store.path.as_os_str().is_empty();
+            p.take(check(named, "store.path", "", "must name a file"));
+            named.then(|| StoreLocation::Sqlite(store.path.clone()))
+        }
+        "postgres" => match StoreLocation::postgres(&store.url, env(DB_PASSWORD_ENV)) {
+            Ok(location) => Some(location),
+            Err(why) => {
+                p.push(bad_value(
+                    "store.url",
+                    crate::store::shown_url(&store.url),
+                    why,
+                ));
+                None
+            }
+        },
+        other => {
+            p.push(bad_value(
+                "store.backend",
+                other,
+                "must be \"sqlite\" or \"postgres\"",
+            ));
+            None
+        }
     }
 }
 

@@ -53,6 +53,24 @@ pub struct Subscription {
     /// Listen to the broker's own count of dropped messages
     /// ([`BROKER_DROPPED_TOPIC`]) and warn when it grows: external brokers.
     pub watch_broker_drops: bool,
+    /// Subscribe as one of a group of gateways (`$share/GROUP/…`): the broker
+    /// hands each message to one of them.
+    pub share_group: Option<String>,
+}
+
+impl Subscription {
+    /// The filters this gateway subscribes to: the readings' topics, shared
+    /// in the group when there is one.
+    pub fn filters(&self) -> Vec<String> {
+        let filters = self.topics.filters();
+        match &self.share_group {
+            Some(group) => filters
+                .into_iter()
+                .map(|filter| format!("$share/{group}/{filter}"))
+                .collect(),
+            None => filters,
+        }
+    }
 }
 
 /// Consumes until `shutdown`, handing every message to the writer through `outbox`.
@@ -135,7 +153,6 @@ pub async fn run(
                 // Subscribe on every ConnAck: a broker that lost our session (restarted
                 // without persistence) would otherwise leave us connected and deaf.
                 let filters = subscription
-                    .topics
                     .filters()
                     .into_iter()
                     .map(|filter| SubscribeFilter::new(filter, QoS::AtLeastOnce));
@@ -162,7 +179,7 @@ pub async fn run(
                     tracing::error!(%broker, "the broker refused a subscription: check its ACL for the gateway's user");
                 } else {
                     metrics.mqtt_connected.store(true, Relaxed);
-                    tracing::info!(%broker, filters = ?subscription.topics.filters(), "subscribed");
+                    tracing::info!(%broker, filters = ?subscription.filters(), "subscribed");
                 }
             }
             Ok(_) => {}

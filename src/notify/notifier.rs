@@ -26,7 +26,7 @@ use super::{params, SendError, Sent, Sms, SmsProvider};
 use crate::clock::SharedClock;
 use crate::domain::mask_phone;
 use crate::metrics::Metrics;
-use crate::store::outbox::{Attempt, AttemptEnd, Notification};
+use crate::store::outbox::{Attempt, AttemptEnd, Claim, Notification};
 use crate::store::prelude::*;
 use crate::store::Store;
 
@@ -113,6 +113,8 @@ pub struct Notifier {
     pub clock: SharedClock,
     pub max_attempts: u32,
     pub parallel: usize,
+    /// This gateway's claim on the texts it takes.
+    pub claim: Claim,
 }
 
 impl Notifier {
@@ -130,8 +132,9 @@ impl Notifier {
         loop {
             let due_by = shared.now();
             let query = shared.notifier.store.clone();
+            let claim = shared.notifier.claim.clone();
             let due =
-                match tokio::task::spawn_blocking(move || query.due_notifications(due_by, BATCH))
+                match tokio::task::spawn_blocking(move || query.claim_due(due_by, BATCH, &claim))
                     .await
                 {
                     Ok(Ok(due)) => due,

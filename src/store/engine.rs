@@ -161,6 +161,12 @@ impl AlertDb {
         Ok(AlertTx { tx, _turn: turn })
     }
 
+    /// Whether other gateways may share the database (PostgreSQL): then
+    /// meters another gateway committed are looked for on every timer run.
+    pub fn shared(&self) -> bool {
+        matches!(self.connection, EngineConnection::Postgres(_))
+    }
+
     /// Meters with readings detection has not evaluated (newer ones, or late
     /// ones from before its cursor).
     pub fn pending_meters(&self) -> Result<Vec<String>, StoreError> {
@@ -191,6 +197,16 @@ impl AlertTx<'_> {
 /// The engine's transaction: what it reads to judge meters and what it writes
 /// for the lifecycle's changes. [`AlertTx`] implements it on either backend.
 pub trait EngineTx {
+    /// Takes or renews the lease `name` for `holder` until `now + lease_s`;
+    /// false while another holder's lease runs.
+    fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        lease_s: i64,
+    ) -> Result<bool, StoreError>;
+
     /// The readings and household of `meter`, reaching `history_s` before the
     /// oldest reading not yet evaluated.
     fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError>;
@@ -296,6 +312,24 @@ pub trait EngineTx {
 }
 
 impl EngineTx for AlertTx<'_> {
+    fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        lease_s: i64,
+    ) -> Result<bool, StoreError> {
+        let held: Option<String> = self.db().query_opt(
+            "INSERT INTO leases (name, holder, until_ts) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ts = excluded.until_ts
+             WHERE leases.holder = excluded.holder OR leases.until_ts <= ?4
+             RETURNING holder",
+            args![name, holder, now + lease_s, now],
+            |row| row.get(0),
+        )?;
+        Ok(held.is_some())
+    }
+
     fn meter_work(&self, meter: &str, history_s: i64) -> Result<Option<MeterWork>, StoreError> {
         type State = (i64, Option<i64>, Option<i64>, Option<Vec<u8>>, Option<i64>);
         let state: Option<State> = self.db().query_opt(

@@ -54,7 +54,9 @@ use rusqlite::Connection;
 use thiserror::Error;
 
 use db::{args, Db};
+pub use pg::shown_url;
 
+use crate::config::{StoreConfig, StoreLocation};
 pub use crate::domain::StoredReading;
 use crate::domain::Timestamp;
 pub use traits::{AbsenceStore, AlertStore, OutboxStore, ReadingStore, RegistryStore, RuleStore};
@@ -327,6 +329,36 @@ impl Store {
             backend: Backend::Postgres(pool),
             gate: Arc::default(),
         })
+    }
+
+    /// Opens the store the configuration names (see [`Store::open`]). On
+    /// PostgreSQL a transaction left idle longer than the lease is ended by
+    /// the server, so a stuck gateway cannot hold the cluster's locks.
+    pub fn from_config(config: &StoreConfig) -> Result<Self, StoreError> {
+        match &config.location {
+            StoreLocation::Sqlite(path) => Self::open(path),
+            StoreLocation::Postgres { url, password } => {
+                let mut pool = pg::Pool::new(url, password.as_ref().map(|p| p.expose()))?;
+                pool.end_idle_transactions_after(config.lease);
+                let pool = Arc::new(pool);
+                pg_schema::migrate(&pool)?;
+                Ok(Self {
+                    backend: Backend::Postgres(pool),
+                    gate: Arc::default(),
+                })
+            }
+        }
+    }
+
+    /// Opens the store the configuration names, which must exist already
+    /// (a SQLite file; a PostgreSQL database is created by its administrator).
+    pub fn existing_from_config(config: &StoreConfig) -> Result<Self, StoreError> {
+        if let StoreLocation::Sqlite(path) = &config.location {
+            if !path.is_file() {
+                return Err(StoreError::Missing { path: path.clone() });
+            }
+        }
+        Self::from_config(config)
     }
 
     /// Where the data is, for messages: the file, or the server's URL

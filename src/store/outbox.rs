@@ -49,6 +49,18 @@ impl Attempt {
     }
 }
 
+/// Who takes texts to send, and for how long: another gateway may take a
+/// text whose claim ran out (its sender died with it), never one claimed
+/// and still in time. The same holder takes its own claims again (a
+/// restarted gateway resumes at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The gateway's name (its MQTT client id).
+    pub holder: String,
+    /// How long the claim lasts, seconds.
+    pub lease_s: i64,
+}
+
 /// One row of a text's delivery history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {
@@ -142,13 +154,40 @@ impl OutboxStore for Store {
         )
     }
 
-    fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<Notification>, StoreError> {
+    fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        claim: &Claim,
+    ) -> Result<Vec<Notification>, StoreError> {
         let db = self.db()?;
-        (&db as &dyn Db).query_all(
+        let db: &dyn Db = &db;
+        // One statement, committed at once: another gateway's claim skips
+        // these rows (PostgreSQL skips rows being claimed as it looks).
+        let claimed: Vec<i64> = db.query_all(
             &format!(
-                "{NOTIFICATION_QUERY} WHERE n.state = 'pending' AND n.due_at <= ?1 ORDER BY n.due_at, n.id LIMIT ?2"
+                "UPDATE notifications SET claimed_by = ?3, claimed_until = ?1 + ?4
+                 WHERE id IN (SELECT id FROM notifications
+                              WHERE state = 'pending' AND due_at <= ?1
+                                AND (claimed_until IS NULL OR claimed_until <= ?1 OR claimed_by = ?3)
+                              ORDER BY due_at, id LIMIT ?2{})
+                 RETURNING id",
+                db.pick("", " FOR UPDATE SKIP LOCKED")
             ),
-            args![now, limit],
+            args![now, limit, claim.holder, claim.lease_s],
+            |row| row.get(0),
+        )?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = claimed
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        db.query_all(
+            &format!("{NOTIFICATION_QUERY} WHERE n.id IN ({list}) ORDER BY n.due_at, n.id"),
+            args![],
             notification_from_row,
         )
     }
@@ -186,18 +225,18 @@ impl OutboxStore for Store {
             let changed = match end {
                 AttemptEnd::Sent { provider, reference, segments } => tx.execute(
                     "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?2,
-                            provider = ?3, provider_ref = ?4, segments = ?5
+                            provider = ?3, provider_ref = ?4, segments = ?5, claimed_until = NULL
                      WHERE id = ?1 AND state = 'pending'",
                     args![id, now, provider, reference, segments],
                 )?,
                 AttemptEnd::Retry { error, at, pin } => tx.execute(
                     "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, due_at = ?3,
-                            provider = coalesce(?4, provider)
+                            provider = coalesce(?4, provider), claimed_until = NULL
                      WHERE id = ?1 AND state = 'pending'",
                     args![id, error, at, pin],
                 )?,
                 AttemptEnd::Failed { error } => tx.execute(
-                    "UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+                    "UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ?2, claimed_until = NULL WHERE id = ?1 AND state = 'pending'",
                     args![id, error],
                 )?,
             };

@@ -65,6 +65,20 @@ impl Pool {
         })
     }
 
+    /// Asks the server to end any of this pool's sessions whose transaction
+    /// sits idle longer than `limit` (its locks go with it).
+    pub fn end_idle_transactions_after(&mut self, limit: Duration) {
+        let setting = format!(
+            "-c idle_in_transaction_session_timeout={}",
+            limit.as_millis().max(1)
+        );
+        let options = match self.config.get_options() {
+            Some(options) if !options.is_empty() => format!("{options} {setting}"),
+            _ => setting,
+        };
+        self.config.options(&options);
+    }
+
     /// The URL without its password.
     pub fn shown(&self) -> &str {
         &self.shown
@@ -125,7 +139,7 @@ impl Pool {
 }
 
 /// The URL with any password replaced by `***`.
-fn shown_url(url: &str) -> String {
+pub fn shown_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

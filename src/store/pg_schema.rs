@@ -239,6 +239,14 @@ const POSTGRES_MIGRATIONS: &[&str] = &["
         created_at BIGINT NOT NULL,
         revoked_at BIGINT
     );
+", "
+    CREATE TABLE leases (
+        name     TEXT PRIMARY KEY,
+        holder   TEXT NOT NULL,
+        until_ts BIGINT NOT NULL
+    );
+    ALTER TABLE notifications ADD COLUMN claimed_by TEXT;
+    ALTER TABLE notifications ADD COLUMN claimed_until BIGINT;
 "];
 
 /// Applies PostgreSQL's pending migrations. Gateways starting together wait

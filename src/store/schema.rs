@@ -314,6 +314,17 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE rule_overrides;
     ALTER TABLE rule_overrides_14 RENAME TO rule_overrides;
     ",
+    // 15: work several gateways share: leases (the timer duties), and texts
+    // claimed by the gateway sending them.
+    "
+    CREATE TABLE leases (
+        name     TEXT PRIMARY KEY,
+        holder   TEXT NOT NULL,
+        until_ts INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE notifications ADD COLUMN claimed_by TEXT;
+    ALTER TABLE notifications ADD COLUMN claimed_until INTEGER;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -111,8 +111,15 @@ pub trait OutboxStore {
     /// Texts of an alert (or all), oldest first.
     fn notifications(&self, alert_id: Option<i64>) -> Result<Vec<Notification>, StoreError>;
 
-    /// Pending texts due by `now` (wall clock), oldest first.
-    fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<Notification>, StoreError>;
+    /// Claims pending texts due by `now` (wall clock), oldest first, for
+    /// `claim.holder` until `now + claim.lease_s`: no other gateway takes
+    /// them meanwhile. Recording an attempt ends the claim.
+    fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        claim: &super::outbox::Claim,
+    ) -> Result<Vec<Notification>, StoreError>;
 
     /// When the next pending text is due (wall clock), if any.
     fn next_due(&self) -> Result<Option<i64>, StoreError>;

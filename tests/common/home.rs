@@ -19,7 +19,7 @@ pub const STEP_1: &str = "+8613800138000";
 pub const STEP_2: &str = "+8613900139000";
 /// Registers the household in `config`'s database.
 pub fn register_household(config: &Config) {
-    let store = Store::open(&config.store.path).unwrap();
+    let store = Store::from_config(&config.store).unwrap();
     let households = parse_csv(HOUSEHOLD, &config.registry).unwrap();
     let installer = Actor::new("installer", Role::Installer, Channel::Cli);
     actions::meters::register(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use stillwater::app::Gateway;
-use stillwater::config::{BrokerChoice, Config};
+use stillwater::config::{BrokerChoice, Config, StoreLocation};
 use stillwater::store::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,7 +25,7 @@ pub fn test_config(dir: &Path) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
     };
     config.http.listen = "127.0.0.1:0".parse().unwrap();
-    config.store.path = dir.join("stillwater.db");
+    config.store.location = StoreLocation::Sqlite(dir.join("stillwater.db"));
     // These tests move the clock by days without readings; the self-watch's
     // silence alert has its own tests.
     config.watch.ingest_silent_after_s = 365 * 86_400;

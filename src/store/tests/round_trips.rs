@@ -99,9 +99,23 @@ fn alert_round_trip_on(store: &Store) {
     );
     assert!(!store.is_check_in_phone(id, "+8613800138000").unwrap());
 
-    // The outbox: due, a retry, then sent, then its receipt (posted twice).
-    let due = store.due_notifications(T0 + 36_000, 10).unwrap();
+    // The outbox: claimed by one gateway (another finds nothing until the
+    // claim runs out), a retry, then sent, then its receipt (posted twice).
+    let (first, second) = (claim("gw-a"), claim("gw-b"));
+    let due = store.claim_due(T0 + 36_000, 10, &first).unwrap();
     assert_eq!(due.len(), 1);
+    assert!(store
+        .claim_due(T0 + 36_000, 10, &second)
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .claim_due(T0 + 36_029, 10, &second)
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.claim_due(T0 + 36_000, 10, &first).unwrap().len(), 1); // its own again
+    let taken_over = store.claim_due(T0 + 36_030, 10, &second).unwrap();
+    assert_eq!(taken_over.len(), 1, "a claim that ran out is taken over");
+    assert!(store.claim_due(T0 + 36_030, 10, &first).unwrap().is_empty());
     assert_eq!(store.next_due().unwrap(), Some(T0 + 36_000));
     let text_id = due[0].id;
     let retry = Attempt::through(
@@ -113,7 +127,9 @@ fn alert_round_trip_on(store: &Store) {
         },
     );
     store.record_attempt(text_id, &retry, T0 + 36_001).unwrap();
-    assert!(store.due_notifications(T0 + 36_001, 10).unwrap().is_empty());
+    assert!(store.claim_due(T0 + 36_059, 10, &first).unwrap().is_empty());
+    // The attempt ended the claim: any gateway takes the retry when it is due.
+    assert_eq!(store.claim_due(T0 + 36_060, 10, &first).unwrap().len(), 1);
     let sent = Attempt::through(
         "aliyun",
         AttemptEnd::Sent {
@@ -186,6 +202,36 @@ fn alert_round_trip_on(store: &Store) {
     assert_eq!(record.state, "acknowledged");
     assert_eq!(record.acknowledged.unwrap().1, "李敏");
     assert_eq!(record.disposition.as_deref(), Some("safe"));
+}
+
+fn claim(holder: &str) -> super::outbox::Claim {
+    super::outbox::Claim {
+        holder: holder.into(),
+        lease_s: 30,
+    }
+}
+
+#[test]
+fn a_lease_stays_with_its_holder_until_it_runs_out() {
+    use super::engine::{AlertDb, EngineTx};
+    for (_guard, store) in stores() {
+        let mut engine = AlertDb::open(&store).unwrap();
+        let hold = |engine: &mut AlertDb, holder: &str, now: i64| {
+            let tx = engine.transaction().unwrap();
+            let held = tx.hold_lease("timers", holder, now, 30).unwrap();
+            tx.commit().unwrap();
+            held
+        };
+        assert!(hold(&mut engine, "gw-a", T0));
+        assert!(!hold(&mut engine, "gw-b", T0 + 10));
+        assert!(hold(&mut engine, "gw-a", T0 + 20), "renewed by its holder");
+        assert!(!hold(&mut engine, "gw-b", T0 + 49));
+        assert!(
+            hold(&mut engine, "gw-b", T0 + 50),
+            "taken over once it ran out"
+        );
+        assert!(!hold(&mut engine, "gw-a", T0 + 51));
+    }
 }
 
 #[test]
