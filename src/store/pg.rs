@@ -89,7 +89,7 @@ impl Pool {
         if let Some(connection) = idle.filter(|c| !c.client.is_closed()) {
             return Ok(Box::new(connection));
         }
-        let client = self.config.connect(NoTls).map_err(|e| {
+        let client = blocking(|| self.config.connect(NoTls)).map_err(|e| {
             StoreError::Postgres(format!(
                 "cannot connect to {}: {}",
                 self.shown,
@@ -103,13 +103,13 @@ impl Pool {
     }
 
     fn checkin(&self, connection: Box<Connection>) {
-        if connection.client.is_closed() {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if connection.client.is_closed() || idle.len() >= IDLE_KEPT {
+            drop(idle);
+            blocking(|| drop(connection)); // a client's drop says goodbye to the server
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < IDLE_KEPT {
-            idle.push(*connection);
-        }
+        idle.push(*connection);
     }
 
     /// A connection for reads and single statements.
@@ -152,6 +152,21 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
+/// Runs a call of the `postgres` client, which blocks on a runtime of its
+/// own: tokio refuses that on a worker thread of another runtime, so there
+/// the call first moves the worker's other tasks away (`block_in_place`).
+/// A current-thread runtime cannot do that: a store on PostgreSQL is used
+/// from a multi-thread runtime (the gateway's), its blocking pool, or plain
+/// threads.
+fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
+    }
+}
+
 /// The innermost cause of a client error (the server's message, or why the
 /// connection failed).
 fn source_of(error: &postgres::Error) -> String {
@@ -181,10 +196,7 @@ impl PgConn {
         let connection = slot
             .as_mut()
             .expect("a pooled connection is present until dropped");
-        connection
-            .client
-            .batch_execute(sql)
-            .map_err(|e| self.error(&e, sql))
+        blocking(|| connection.client.batch_execute(sql)).map_err(|e| self.error(&e, sql))
     }
 
     /// Runs `sql` as it is (DDL, several statements).
@@ -218,23 +230,25 @@ impl PgConn {
         let connection = slot
             .as_mut()
             .expect("a pooled connection is present until dropped");
-        let statement = match connection.statements.get(sql) {
-            Some(statement) => statement.clone(),
-            None => {
-                let statement = connection
-                    .client
-                    .prepare(&postgres_sql(sql))
-                    .map_err(|e| self.error(&e, sql))?;
-                connection
-                    .statements
-                    .insert(sql.to_string(), statement.clone());
-                statement
-            }
-        };
-        let bound: Vec<Bound<'_>> = params.iter().map(|p| p.bound()).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-        work(&mut connection.client, &statement, &refs).map_err(|e| self.error(&e, sql))
+        blocking(|| {
+            let statement = match connection.statements.get(sql) {
+                Some(statement) => statement.clone(),
+                None => {
+                    let statement = connection
+                        .client
+                        .prepare(&postgres_sql(sql))
+                        .map_err(|e| self.error(&e, sql))?;
+                    connection
+                        .statements
+                        .insert(sql.to_string(), statement.clone());
+                    statement
+                }
+            };
+            let bound: Vec<Bound<'_>> = params.iter().map(|p| p.bound()).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+            work(&mut connection.client, &statement, &refs).map_err(|e| self.error(&e, sql))
+        })
     }
 }
 
@@ -243,10 +257,19 @@ impl Drop for PgConn {
         let Some(mut connection) = self.connection.borrow_mut().take() else {
             return;
         };
-        if *self.open.borrow() && connection.client.batch_execute("ROLLBACK").is_err() {
+        if *self.open.borrow() && blocking(|| connection.client.batch_execute("ROLLBACK")).is_err()
+        {
+            blocking(|| drop(connection));
             return;
         }
         self.pool.checkin(connection);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
+        blocking(|| drop(idle));
     }
 }
 
