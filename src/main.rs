@@ -96,6 +96,16 @@ enum Command {
     Tokens(cli::report::TokensCommand),
     /// Copy the database to FILE while the gateway runs (a consistent snapshot).
     Backup { to: PathBuf },
+    /// Copy a SQLite store into PostgreSQL (resumable; counts checked at the
+    /// end). The password comes from STILLWATER_DB_PASSWORD.
+    Migrate {
+        /// The SQLite file, as sqlite:PATH.
+        #[arg(long, value_name = "sqlite:PATH")]
+        from: String,
+        /// The PostgreSQL database, as postgres://user@host:5432/database.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Print the default configuration, with every key explained.
     PrintConfig,
     /// Print the API's OpenAPI document (as GET /api/v1/openapi.json serves it).
@@ -583,6 +593,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Absences(command) => return absences(&config, command),
         Command::Rules(command) => return rules(&config, command),
         Command::Tokens(command) => return cli::report::tokens(&config, command),
+        Command::Migrate { from, to } => {
+            return cli::migrate::migrate(&from, &to, config.store.rejected_keep)
+        }
         Command::Backup { to } => {
             Store::existing_from_config(&config.store)?.backup_to(&to)?;
             out!(

@@ -556,3 +556,74 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
         texts.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_a_sqlite_store_into_postgres_and_checks_the_counts() {
+    let Some(schema) = postgres("migrate") else {
+        skipped("stillwater migrate", "STILLWATER_TEST_POSTGRES");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("city.db");
+    let csv = dir.path().join("households.csv");
+    std::fs::write(&csv, households_csv()).unwrap();
+    let stillwater = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stillwater"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let db = file.to_str().unwrap();
+    assert!(
+        stillwater(&["--db", db, "meters", "import", csv.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let from = format!("sqlite:{db}");
+
+    let refused = stillwater(&[
+        "migrate",
+        "--from",
+        &from,
+        "--to",
+        "postgres://sw:hunter2@127.0.0.1/test",
+    ]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("STILLWATER_DB_PASSWORD") && !said.contains("hunter2"),
+        "{said}"
+    );
+
+    let first = stillwater(&["migrate", "--from", &from, "--to", &schema.url]);
+    let said = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(said.contains("count check: all 21 tables match"), "{said}");
+    let households = said
+        .lines()
+        .find(|line| line.trim_start().starts_with("households"));
+    assert!(
+        households.is_some_and(|line| line.contains(&format!("{METERS} row(s)"))
+            && line.contains(&format!("{METERS} copied now"))),
+        "{said}"
+    );
+    let again = stillwater(&["migrate", "--from", &from, "--to", &schema.url]);
+    assert!(again.status.success());
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        said.lines()
+            .filter(|line| line.contains("row(s)"))
+            .all(|line| line.contains(" 0 copied now")),
+        "{said}"
+    );
+
+    // The gateway's command line reads the copy.
+    let listed = stillwater(&["--db", &schema.url, "meters", "list"]);
+    let said = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{said}");
+    assert_eq!(said.matches("CL-0").count(), METERS, "{said}");
+}

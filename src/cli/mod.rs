@@ -17,6 +17,7 @@ pub mod absences;
 pub mod alerts;
 pub mod evaluate;
 pub mod meters;
+pub mod migrate;
 pub mod readings;
 pub mod replay;
 pub mod report;

@@ -89,6 +89,18 @@ impl Param for Vec<u8> {
     }
 }
 
+impl Param for Cell {
+    fn bound(&self) -> Bound<'_> {
+        match self {
+            Cell::Null => Bound::Null,
+            Cell::Int(value) => Bound::Int(*value),
+            Cell::Real(value) => Bound::Real(*value),
+            Cell::Text(value) => Bound::Text(value),
+            Cell::Blob(value) => Bound::Blob(value),
+        }
+    }
+}
+
 impl<T: Param + ?Sized> Param for &T {
     fn bound(&self) -> Bound<'_> {
         (**self).bound()

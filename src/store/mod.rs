@@ -24,6 +24,7 @@ pub(crate) mod db;
 pub mod engine;
 mod gate;
 mod log;
+pub mod migrate;
 pub mod outbox;
 mod pg;
 mod pg_schema;

@@ -357,4 +357,5 @@ fn counting_a_meters_recent_texts_reads_only_its_alerts_and_their_texts() {
     );
 }
 
+mod migrate;
 mod round_trips;

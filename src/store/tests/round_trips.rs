@@ -20,7 +20,7 @@ fn an_alert_its_texts_codes_attempts_and_receipts_round_trip() {
     }
 }
 
-fn alert_round_trip_on(store: &Store) {
+pub(super) fn alert_round_trip_on(store: &Store) {
     use super::engine::{AlertDb, EngineTx, NewAlert, QueuedText};
     use super::outbox::{Attempt, AttemptEnd, Receipt};
     register_good_csv(store);
@@ -241,7 +241,7 @@ fn absences_rules_tokens_the_audit_log_and_a_month_round_trip() {
     }
 }
 
-fn absences_rules_tokens_on(store: &Store) {
+pub(super) fn absences_rules_tokens_on(store: &Store) {
     register_good_csv(store);
     let household = store.household("ZS-0001").unwrap().unwrap();
     let actor = monitor();
