@@ -38,22 +38,15 @@ use stillwater::config::{BrokerChoice, Config, StoreLocation};
 use stillwater::domain::{Litres, MeterId, Reading, StatusFlags, Timestamp};
 use stillwater::metrics::Metrics;
 use stillwater::pipeline::{Decoded, Message};
-use stillwater::registry::{Contact, NewHousehold};
 use stillwater::store::prelude::*;
 use stillwater::store::writer::Writer;
 use stillwater::store::Store;
 
 #[path = "../tests/support/rumqttd.rs"]
 mod broker;
+mod support;
 
-const PUBLISHERS: usize = 4;
-
-fn env_size(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{env_size, publish_all, sample_households};
 
 fn main() -> anyhow::Result<()> {
     let readings = env_size("BENCH_READINGS", 1_000_000);
@@ -270,64 +263,6 @@ async fn alert_latency(dir: &std::path::Path, homes: usize) -> anyhow::Result<Ve
 }
 
 /// A native reading for meter `meter`'s `index`-th hour, ending about now.
-fn payload(meter: usize, index: usize, per_meter: usize) -> String {
-    let now = chrono::Utc::now().timestamp() / 3600 * 3600;
-    let ts = chrono::DateTime::from_timestamp(now - (per_meter - index) as i64 * 3600, 0).unwrap();
-    format!(
-        r#"{{"ts":"{}","total_l":{},"battery_pct":90}}"#,
-        ts.to_rfc3339(),
-        1000 + index * 7 + meter % 5
-    )
-}
-
-/// Publishes `readings` QoS 1 messages from PUBLISHERS clients, round-robin over `meters`.
-async fn publish_all(addr: SocketAddr, readings: usize, meters: usize) -> anyhow::Result<()> {
-    let per_meter = readings.div_ceil(meters);
-    let mut tasks = Vec::new();
-    for publisher in 0..PUBLISHERS {
-        let mut options = MqttOptions::new(
-            format!("bench-pub-{publisher}"),
-            addr.ip().to_string(),
-            addr.port(),
-        );
-        options
-            .set_keep_alive(Duration::from_secs(60))
-            .set_inflight(100);
-        let (client, mut eventloop) = AsyncClient::new(options, 1000);
-        let share: Vec<usize> = (publisher..readings).step_by(PUBLISHERS).collect();
-        let expected = share.len();
-        tasks.push(tokio::spawn(async move {
-            let poller = tokio::spawn(async move {
-                let mut acked = 0;
-                while acked < expected {
-                    if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await? {
-                        acked += 1;
-                    }
-                }
-                anyhow::Ok(())
-            });
-            for n in share {
-                let (meter, index) = (n % meters, n / meters);
-                let topic = format!("meters/BENCH-{meter:06}/reading");
-                client
-                    .publish(
-                        topic,
-                        QoS::AtLeastOnce,
-                        false,
-                        payload(meter, index, per_meter),
-                    )
-                    .await?;
-            }
-            poller.await??;
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(())
-}
-
 async fn broker_only(readings: usize, meters: usize) -> anyhow::Result<f64> {
     let broker = broker::start("127.0.0.1:0".parse()?)?;
     let mut options = MqttOptions::new(
@@ -430,30 +365,6 @@ fn reading(meter: &str, ts: i64, total_l: i64) -> Reading {
 }
 
 /// `count` one-contact households with meters `{prefix}0000000`, ….
-fn sample_households(prefix: &str, count: usize) -> Vec<NewHousehold> {
-    let phone = stillwater::domain::PhoneNumber::parse("13800138000").unwrap();
-    (0..count)
-        .map(|n| NewHousehold {
-            row: n + 2,
-            meter: MeterId::parse(&format!("{prefix}{n:07}")).unwrap(),
-            resident_name: format!("住户{n}"),
-            address: format!("中山市石岐区民生路{n}号"),
-            category: "elderly_alone".into(),
-            timezone: chrono_tz::Asia::Shanghai,
-            reporting_interval_min: 60,
-            contacts: vec![Contact {
-                name: "社工".into(),
-                phone: phone.clone(),
-                step: 1,
-            }],
-            notes: String::new(),
-            check_in_phone: None,
-            imei: None,
-            platform_device_id: None,
-        })
-        .collect()
-}
-
 /// Registers `count` households and gives every meter a reading, then starts the
 /// release binary on that database and waits for /healthz.
 fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64)> {

@@ -115,6 +115,35 @@ impl Phones {
     }
 }
 
+/// Waits until at least `least` texts are queued and every one is sent;
+/// after 30 s panics saying where each text is.
+async fn wait_for_texts(store: &Store, least: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let check = store.clone();
+        let texts = tokio::task::spawn_blocking(move || check.notifications(None))
+            .await
+            .unwrap()
+            .unwrap();
+        if texts.len() >= least && texts.iter().all(|text| text.state == "sent") {
+            return;
+        }
+        if Instant::now() > deadline {
+            let states: Vec<String> = texts
+                .iter()
+                .map(|t| {
+                    format!(
+                        "#{} {} {} attempts {} error {:?}",
+                        t.id, t.purpose, t.state, t.attempts, t.last_error
+                    )
+                })
+                .collect();
+            panic!("texts not all sent after 30 s (at least {least} expected): {states:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_on_postgres_stores_evaluates_and_texts() {
     let Some(schema) = postgres("e2e") else {
@@ -141,14 +170,7 @@ async fn a_gateway_on_postgres_stores_evaluates_and_texts() {
     meter.flush().await;
     wait_until_evaluated(&gateway.store, day.len()).await;
     let store = gateway.store.clone();
-    wait_until("the silent home's texts are sent", || {
-        let store = store.clone();
-        async move {
-            let texts = store.notifications(None).unwrap();
-            !texts.is_empty() && texts.iter().all(|text| text.state == "sent")
-        }
-    })
-    .await;
+    wait_for_texts(&store, 1).await;
     let alerts = store.list_alerts(false, 10).unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(
@@ -508,15 +530,7 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
 
     // One alert for each silent home, none for the others; every text sent,
     // and sent once.
-    let check = store.clone();
-    wait_until("every silent home's texts are sent", || {
-        let store = check.clone();
-        async move {
-            let texts = store.notifications(None).unwrap();
-            texts.len() >= SILENT && texts.iter().all(|text| text.state == "sent")
-        }
-    })
-    .await;
+    wait_for_texts(&store, SILENT).await;
     let mut alerted: Vec<String> = store
         .list_alerts(false, 100)
         .unwrap()

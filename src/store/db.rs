@@ -25,6 +25,11 @@ pub enum Bound<'a> {
     Real(f64),
     Text(&'a str),
     Blob(&'a [u8]),
+    /// Arrays, for PostgreSQL's `unnest` and `= ANY`: one statement for a
+    /// whole batch instead of one a row.
+    Ints(&'a [Option<i64>]),
+    Texts(&'a [String]),
+    Blobs(&'a [Vec<u8>]),
 }
 
 /// A value read from a row.
@@ -86,6 +91,24 @@ impl Param for [u8] {
 impl Param for Vec<u8> {
     fn bound(&self) -> Bound<'_> {
         Bound::Blob(self)
+    }
+}
+
+impl Param for Vec<Option<i64>> {
+    fn bound(&self) -> Bound<'_> {
+        Bound::Ints(self)
+    }
+}
+
+impl Param for Vec<String> {
+    fn bound(&self) -> Bound<'_> {
+        Bound::Texts(self)
+    }
+}
+
+impl Param for Vec<Vec<u8>> {
+    fn bound(&self) -> Bound<'_> {
+        Bound::Blobs(self)
     }
 }
 
@@ -274,6 +297,11 @@ impl rusqlite::ToSql for Bound<'_> {
             Bound::Real(value) => ValueRef::Real(value),
             Bound::Text(text) => ValueRef::Text(text.as_bytes()),
             Bound::Blob(bytes) => ValueRef::Blob(bytes),
+            Bound::Ints(_) | Bound::Texts(_) | Bound::Blobs(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "arrays are bound on PostgreSQL only".into(),
+                ))
+            }
         }))
     }
 }

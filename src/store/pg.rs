@@ -330,6 +330,9 @@ impl ToSql for Bound<'_> {
                 _ => text.to_sql(ty, out),
             },
             Bound::Blob(bytes) => bytes.to_sql(ty, out),
+            Bound::Ints(values) => values.to_sql(ty, out),
+            Bound::Texts(values) => values.to_sql(ty, out),
+            Bound::Blobs(values) => values.to_sql(ty, out),
         }
     }
 

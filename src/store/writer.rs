@@ -405,7 +405,7 @@ impl Writer {
             WriterDb::Postgres(pool) => {
                 let tx = pool.begin()?;
                 self.stale = true;
-                let value = work(&mut PortableOps(&tx), &mut self.memory)?;
+                let value = work(&mut PortableOps::new(&tx), &mut self.memory)?;
                 tx.commit()?;
                 self.stale = false;
                 Ok(value)

@@ -3,6 +3,8 @@
 //! ([`PortableOps`], PostgreSQL's). Also a meter's first state row, the
 //! duplicate check against a stored chunk, and the fold.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
 use super::memory::{Cursor, MeterChange, Meters, Unfolded};
@@ -42,6 +44,15 @@ pub(super) trait WriteOps {
     /// The transaction, when writers on other gateways share the database
     /// (their cursors must then be read and locked per batch).
     fn shared(&self) -> Option<&dyn Db>;
+    /// Reads the stored chunks of `keys` at once, ahead of a fold.
+    fn prefetch_chunks(&mut self, keys: &[(i64, i64)]) -> Result<(), StoreError> {
+        let _ = keys;
+        Ok(())
+    }
+    /// Writes what the operations held back to send at once.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The state row's columns of a change, as bound: (last message, newest
@@ -94,8 +105,7 @@ fn state_args(change: &MeterChange) -> StateArgs {
 
 /// The state update in both dialects: ?3 is the newest reading's time when
 /// the fold has one (its columns move only then).
-const UPDATE_STATE: [&str; 2] = [
-    "UPDATE meter_state SET
+const UPDATE_STATE: &str = "UPDATE meter_state SET
         last_message = max(last_message, coalesce(?2, last_message)),
         last_reading_ts = coalesce(?3, last_reading_ts),
         last_received = CASE WHEN ?3 IS NULL THEN last_received ELSE ?4 END,
@@ -109,23 +119,31 @@ const UPDATE_STATE: [&str; 2] = [
         missing = CASE WHEN ?12 THEN ?14 ELSE missing END,
         late_from = CASE WHEN ?15 IS NULL THEN late_from
                          ELSE min(coalesce(late_from, ?15), ?15) END
-     WHERE meter_key = ?1",
-    "UPDATE meter_state SET
-        last_message = greatest(last_message, coalesce(?2, last_message)),
-        last_reading_ts = coalesce(?3, last_reading_ts),
-        last_received = CASE WHEN ?3::bigint IS NULL THEN last_received ELSE ?4 END,
-        last_total_l = CASE WHEN ?3::bigint IS NULL THEN last_total_l ELSE ?5 END,
-        last_flow_lph = CASE WHEN ?3::bigint IS NULL THEN last_flow_lph ELSE ?6 END,
-        last_battery_pct = CASE WHEN ?3::bigint IS NULL THEN last_battery_pct ELSE ?7 END,
-        last_status = CASE WHEN ?3::bigint IS NULL THEN last_status ELSE ?8 END,
-        last_consumption_ts = coalesce(?9, last_consumption_ts),
-        readings = readings + ?10, register_resets = register_resets + ?11,
-        last_seq = CASE WHEN ?12::bigint <> 0 THEN ?13 ELSE last_seq END,
-        missing = CASE WHEN ?12::bigint <> 0 THEN ?14 ELSE missing END,
-        late_from = CASE WHEN ?15::bigint IS NULL THEN late_from
-                         ELSE least(coalesce(late_from, ?15), ?15) END
-     WHERE meter_key = ?1",
-];
+     WHERE meter_key = ?1";
+
+/// [`UPDATE_STATE`] for a batch of meters on PostgreSQL: column `n` of
+/// `u` is the single statement's `?n`, one array a column.
+const UPDATE_STATES: &str = "UPDATE meter_state SET
+        last_message = greatest(last_message, coalesce(u.a2, last_message)),
+        last_reading_ts = coalesce(u.a3, last_reading_ts),
+        last_received = CASE WHEN u.a3 IS NULL THEN last_received ELSE u.a4 END,
+        last_total_l = CASE WHEN u.a3 IS NULL THEN last_total_l ELSE u.a5 END,
+        last_flow_lph = CASE WHEN u.a3 IS NULL THEN last_flow_lph ELSE u.a6 END,
+        last_battery_pct = CASE WHEN u.a3 IS NULL THEN last_battery_pct ELSE u.a7 END,
+        last_status = CASE WHEN u.a3 IS NULL THEN last_status ELSE u.a8 END,
+        last_consumption_ts = coalesce(u.a9, last_consumption_ts),
+        readings = readings + u.a10, register_resets = register_resets + u.a11,
+        last_seq = CASE WHEN u.a12 <> 0 THEN u.a13 ELSE last_seq END,
+        missing = CASE WHEN u.a12 <> 0 THEN u.a14 ELSE missing END,
+        late_from = CASE WHEN u.a15 IS NULL THEN late_from
+                         ELSE least(coalesce(late_from, u.a15), u.a15) END
+     FROM unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]), CAST(?3 AS BIGINT[]),
+                 CAST(?4 AS BIGINT[]), CAST(?5 AS BIGINT[]), CAST(?6 AS BIGINT[]),
+                 CAST(?7 AS BIGINT[]), CAST(?8 AS BIGINT[]), CAST(?9 AS BIGINT[]),
+                 CAST(?10 AS BIGINT[]), CAST(?11 AS BIGINT[]), CAST(?12 AS BIGINT[]),
+                 CAST(?13 AS BIGINT[]), CAST(?14 AS BIGINT[]), CAST(?15 AS BIGINT[]))
+          AS u(k, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15)
+     WHERE meter_key = u.k";
 
 const SELECT_CHUNK: &str = "SELECT data FROM reading_chunks WHERE meter_key = ?1 AND day = ?2";
 const UPSERT_CHUNK: &str = "INSERT INTO reading_chunks (meter_key, day, data) VALUES (?1, ?2, ?3)
@@ -155,7 +173,7 @@ impl<'t> SqliteOps<'t> {
             tx,
             chunk: tx.prepare_cached(SELECT_CHUNK)?,
             upsert_chunk: tx.prepare_cached(UPSERT_CHUNK)?,
-            state: tx.prepare_cached(UPDATE_STATE[0])?,
+            state: tx.prepare_cached(UPDATE_STATE)?,
             append_log: tx
                 .prepare_cached("INSERT INTO reading_log (readings, data) VALUES (?1, ?2)")?,
             delete_log: tx.prepare_cached("DELETE FROM reading_log WHERE id BETWEEN ?1 AND ?2")?,
@@ -247,11 +265,42 @@ impl WriteOps for SqliteOps<'_> {
 }
 
 /// The writer's work in either dialect, through [`Db`] (PostgreSQL's).
-pub(super) struct PortableOps<'t>(pub(super) &'t dyn Db);
+/// The writer's work on PostgreSQL, through [`Db`]: a batch's stored chunks
+/// are read in one statement, and its chunks and state rows written in one
+/// statement each when the fold finishes (round trips are what a batch
+/// costs there).
+pub(super) struct PortableOps<'t> {
+    db: &'t dyn Db,
+    /// Stored chunks read ahead (`None`: no such chunk), and those written since.
+    chunks: HashMap<(i64, i64), Option<Vec<u8>>>,
+    /// Chunks to write.
+    pending_chunks: PendingChunks,
+    /// State changes to write: one array a column of [`UPDATE_STATES`].
+    pending_states: [Vec<Option<i64>>; 15],
+}
+
+/// Chunks to write, a column each: meter keys, days, data.
+#[derive(Default)]
+struct PendingChunks {
+    keys: Vec<Option<i64>>,
+    days: Vec<Option<i64>>,
+    data: Vec<Vec<u8>>,
+}
+
+impl<'t> PortableOps<'t> {
+    pub(super) fn new(db: &'t dyn Db) -> Self {
+        Self {
+            db,
+            chunks: HashMap::new(),
+            pending_chunks: Default::default(),
+            pending_states: Default::default(),
+        }
+    }
+}
 
 impl WriteOps for PortableOps<'_> {
     fn new_meter(&mut self, meter: &MeterId, received_at: Timestamp) -> Result<i64, StoreError> {
-        self.0.insert(
+        self.db.insert(
             "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)
              RETURNING meter_key",
             args![meter.as_str(), received_at.secs()],
@@ -259,9 +308,12 @@ impl WriteOps for PortableOps<'_> {
     }
 
     fn stored_chunk(&mut self, key: i64, day: i64) -> Result<Vec<StoredReading>, StoreError> {
-        let data: Option<Vec<u8>> = self
-            .0
-            .query_opt(SELECT_CHUNK, args![key, day], |row| row.get(0))?;
+        let data = match self.chunks.get(&(key, day)) {
+            Some(data) => data.clone(),
+            None => self
+                .db
+                .query_opt(SELECT_CHUNK, args![key, day], |row| row.get(0))?,
+        };
         Ok(match data {
             Some(data) => chunk::decode(day, &data)?,
             None => Vec::new(),
@@ -269,12 +321,16 @@ impl WriteOps for PortableOps<'_> {
     }
 
     fn upsert_chunk(&mut self, key: i64, day: i64, data: &[u8]) -> Result<(), StoreError> {
-        self.0.execute(UPSERT_CHUNK, args![key, day, data])?;
+        self.chunks.insert((key, day), Some(data.to_vec()));
+        let pending = &mut self.pending_chunks;
+        pending.keys.push(Some(key));
+        pending.days.push(Some(day));
+        pending.data.push(data.to_vec());
         Ok(())
     }
 
     fn reject(&mut self, r: &Rejected<'_>) -> Result<(), StoreError> {
-        self.0.execute(
+        self.db.execute(
             INSERT_REJECTED,
             args![
                 r.received_at,
@@ -289,8 +345,8 @@ impl WriteOps for PortableOps<'_> {
     }
 
     fn count_rejected(&mut self, key: i64, n: i64, at: i64) -> Result<(), StoreError> {
-        self.0.execute(
-            self.0.pick(
+        self.db.execute(
+            self.db.pick(
                 "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
                  WHERE meter_key = ?1",
                 "UPDATE meter_state SET rejected = rejected + ?2, last_message = greatest(last_message, ?3)
@@ -302,34 +358,49 @@ impl WriteOps for PortableOps<'_> {
     }
 
     fn trim_rejected(&mut self, keep: i64) -> Result<(), StoreError> {
-        self.0.execute(TRIM_REJECTED, args![keep])?;
+        self.db.execute(TRIM_REJECTED, args![keep])?;
         Ok(())
     }
 
     fn update_state(&mut self, key: i64, change: &MeterChange) -> Result<(), StoreError> {
         let a = state_args(change);
-        let sql = self.0.pick(UPDATE_STATE[0], UPDATE_STATE[1]);
-        self.0.execute(
-            sql,
-            args![key, a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, a.9, a.10, a.11, a.12, a.13],
-        )?;
+        let row = [
+            Some(key),
+            a.0,
+            a.1,
+            a.2,
+            a.3,
+            a.4,
+            a.5.map(i64::from),
+            a.6.map(i64::from),
+            a.7,
+            Some(a.8),
+            Some(a.9),
+            Some(i64::from(a.10)),
+            a.11,
+            Some(a.12),
+            a.13,
+        ];
+        for (column, value) in self.pending_states.iter_mut().zip(row) {
+            column.push(value);
+        }
         Ok(())
     }
 
     fn meter_event(&mut self, key: i64, ts: i64, detail: &str) -> Result<(), StoreError> {
-        self.0.execute(METER_EVENT, args![key, ts, detail])?;
+        self.db.execute(METER_EVENT, args![key, ts, detail])?;
         Ok(())
     }
 
     fn append_log(&mut self, entries: i64, data: &[u8]) -> Result<i64, StoreError> {
-        self.0.insert(
+        self.db.insert(
             "INSERT INTO reading_log (readings, data) VALUES (?1, ?2) RETURNING id",
             args![entries, data],
         )
     }
 
     fn delete_log(&mut self, first: i64, last: i64) -> Result<(), StoreError> {
-        self.0.execute(
+        self.db.execute(
             "DELETE FROM reading_log WHERE id BETWEEN ?1 AND ?2",
             args![first, last],
         )?;
@@ -337,7 +408,54 @@ impl WriteOps for PortableOps<'_> {
     }
 
     fn shared(&self) -> Option<&dyn Db> {
-        Some(self.0)
+        Some(self.db)
+    }
+
+    fn prefetch_chunks(&mut self, keys: &[(i64, i64)]) -> Result<(), StoreError> {
+        let wanted: Vec<(i64, i64)> = keys
+            .iter()
+            .filter(|key| !self.chunks.contains_key(key))
+            .copied()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let meters: Vec<Option<i64>> = wanted.iter().map(|(key, _)| Some(*key)).collect();
+        let days: Vec<Option<i64>> = wanted.iter().map(|(_, day)| Some(*day)).collect();
+        for key in wanted {
+            self.chunks.insert(key, None);
+        }
+        for row in self.db.query(
+            "SELECT c.meter_key, c.day, c.data FROM reading_chunks c
+             JOIN unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[])) AS k(meter_key, day)
+               ON c.meter_key = k.meter_key AND c.day = k.day",
+            args![meters, days],
+        )? {
+            self.chunks
+                .insert((row.get(0)?, row.get(1)?), Some(row.get(2)?));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), StoreError> {
+        let PendingChunks { keys, days, data } = std::mem::take(&mut self.pending_chunks);
+        if !keys.is_empty() {
+            self.db.execute(
+                "INSERT INTO reading_chunks (meter_key, day, data)
+                 SELECT * FROM unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]), CAST(?3 AS BYTEA[]))
+                 ON CONFLICT (meter_key, day) DO UPDATE SET data = excluded.data",
+                args![keys, days, data],
+            )?;
+        }
+        let states = std::mem::take(&mut self.pending_states);
+        if !states[0].is_empty() {
+            let [a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15] = states;
+            self.db.execute(
+                UPDATE_STATES,
+                args![a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15],
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -393,21 +511,29 @@ pub(super) fn load_meters(db: &dyn Db) -> Result<Meters, StoreError> {
 /// other in a circle).
 pub(super) fn lock_meters(db: &dyn Db, batch: &[Message]) -> Result<(Meters, u64), StoreError> {
     let received_at = batch_time(batch);
+    let ids: Vec<String> = batch_meters(batch)
+        .into_iter()
+        .map(|id| id.as_str().to_string())
+        .collect();
     let mut meters = Meters::default();
-    let mut created = 0;
-    for id in batch_meters(batch) {
-        created += db.execute(
-            "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)
-             ON CONFLICT (meter_id) DO NOTHING",
-            args![id.as_str(), received_at.secs()],
-        )?;
-        let rows = db.query(
-            &format!("SELECT {CURSOR_COLUMNS} FROM meter_state WHERE meter_id = ?1 FOR UPDATE"),
-            args![id.as_str()],
-        )?;
-        for row in &rows {
-            push_cursor(&mut meters, row)?;
-        }
+    if ids.is_empty() {
+        return Ok((meters, 0));
+    }
+    let created = db.execute(
+        "INSERT INTO meter_state (meter_id, first_seen, last_message)
+         SELECT id, ?2, ?2 FROM unnest(CAST(?1 AS TEXT[])) AS t(id) ORDER BY id
+         ON CONFLICT (meter_id) DO NOTHING",
+        args![ids, received_at.secs()],
+    )?;
+    // Locked as the rows come, in id order.
+    for row in db.query(
+        &format!(
+            "SELECT {CURSOR_COLUMNS} FROM meter_state WHERE meter_id = ANY(CAST(?1 AS TEXT[]))
+             ORDER BY meter_id FOR UPDATE"
+        ),
+        args![ids],
+    )? {
+        push_cursor(&mut meters, &row)?;
     }
     Ok((meters, created))
 }
@@ -452,6 +578,8 @@ pub(super) fn chunk_holds(
 /// Writes `unfolded` into the chunks, the meters' state rows and their
 /// events, and deletes the reading-log rows that held it.
 pub(super) fn fold(ops: &mut dyn WriteOps, unfolded: &Unfolded) -> Result<(), StoreError> {
+    let keys: Vec<(i64, i64)> = unfolded.chunks.keys().copied().collect();
+    ops.prefetch_chunks(&keys)?;
     for (&(key, day), readings) in &unfolded.chunks {
         let mut merged = ops.stored_chunk(key, day)?;
         for reading in readings {
@@ -473,5 +601,5 @@ pub(super) fn fold(ops: &mut dyn WriteOps, unfolded: &Unfolded) -> Result<(), St
             )?;
         }
     }
-    Ok(())
+    ops.finish()
 }
