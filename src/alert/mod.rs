@@ -278,6 +278,11 @@ impl Engine {
                     Some(_) if first == work.readings.len() => first.saturating_sub(1),
                     _ => first,
                 };
+                // A meter's alerts and cover change only by what this loop
+                // applies (the transaction holds the write lock): read again
+                // after a change, not at every reading.
+                let mut active = tx.active_alerts(meter)?;
+                let mut cover = tx.cover(meter)?;
                 for index in from..work.readings.len() {
                     let mut assessment = detector.assess_learning(
                         &work.readings,
@@ -294,12 +299,16 @@ impl Engine {
                         household,
                         settings,
                     );
-                    let active = tx.active_alerts(meter)?;
                     let opening = lifecycle::may_open(&active, &assessment);
-                    let facts = facts(&tx, meter, household, assessment.at.secs(), wall, opening)?;
+                    let at = (assessment.at.secs(), wall);
+                    let facts = facts_covered(&tx, meter, household, at, opening, cover.clone())?;
                     let changes =
                         lifecycle::on_reading(&active, &assessment, &facts, settings, wall);
-                    queued |= apply(&tx, context, meter, household, changes, wall)?;
+                    if !changes.is_empty() {
+                        queued |= apply(&tx, context, meter, household, changes, wall)?;
+                        active = tx.active_alerts(meter)?;
+                        cover = tx.cover(meter)?;
+                    }
                 }
                 tx.set_evaluated_through(meter, work.newest, Some(&routine.encode()))?;
                 continue;
@@ -364,8 +373,20 @@ fn facts<'h>(
     wall: i64,
     opening: bool,
 ) -> Result<Facts<'h>, StoreError> {
+    facts_covered(tx, meter, household, (at, wall), opening, tx.cover(meter)?)
+}
+
+/// [`facts`] with the meter's stored check-in cover already read.
+fn facts_covered<'h>(
+    tx: &dyn EngineTx,
+    meter: &str,
+    household: &'h HouseholdInfo,
+    (at, wall): (i64, i64),
+    opening: bool,
+    cover: Option<(String, i64)>,
+) -> Result<Facts<'h>, StoreError> {
     let day_ago = wall - 86_400;
-    let cover = tx.cover(meter)?.and_then(|(grade, answered_at)| {
+    let cover = cover.and_then(|(grade, answered_at)| {
         lifecycle::cover(Severity::parse(&grade), answered_at, wall)
     });
     if !opening {
