@@ -114,7 +114,7 @@ enum Command {
     CheckConfig { path: PathBuf },
     /// Register, list, inspect, replace and remove meters.
     #[command(subcommand)]
-    Meters(MetersCommand),
+    Meters(cli::meters::MetersCommand),
     /// Look at what ingest received.
     #[command(subcommand)]
     Ingest(IngestCommand),
@@ -306,70 +306,6 @@ enum AbsencesCommand {
     },
     /// End an absence early.
     End { id: i64 },
-}
-
-#[derive(Subcommand)]
-enum MetersCommand {
-    /// Register one household and its meter.
-    Add {
-        #[arg(long)]
-        meter: String,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        address: String,
-        #[arg(long, default_value = "")]
-        category: String,
-        #[arg(long, default_value = "")]
-        timezone: String,
-        /// Minutes between the meter's readings.
-        #[arg(long, default_value = "")]
-        interval: String,
-        /// A contact as "NAME,PHONE"; repeat in escalation order.
-        #[arg(long = "contact", value_name = "NAME,PHONE")]
-        contacts: Vec<String>,
-        #[arg(long, default_value = "")]
-        notes: String,
-        /// An NB-IoT meter's module IMEI (its platform pushes are found by it).
-        #[arg(long, default_value = "")]
-        imei: String,
-        /// The device id a carrier platform gave the meter.
-        #[arg(long, default_value = "")]
-        platform_device_id: String,
-    },
-    /// Register households from an installation CSV, all or none.
-    Import { file: PathBuf },
-    /// List registered meters.
-    List,
-    /// Show a meter: household, contacts, and whether it has reported (the installation check).
-    Show { meter: String },
-    /// Move a household from one meter to its replacement.
-    Replace { old: String, new: String },
-    /// End a meter's registration (its readings are kept).
-    Remove { meter: String },
-    /// Meters that publish but are not registered.
-    Unregistered,
-    /// What the meter's household routine has learned: use by hour, the
-    /// usual first use, and how long a quiet stretch takes to reach each grade.
-    Routine { meter: String },
-    /// Ask the resident first ("reply if you are fine") before texting the contacts.
-    CheckIn {
-        meter: String,
-        /// The resident's own phone; --off to stop asking.
-        #[arg(long, required_unless_present = "off")]
-        phone: Option<String>,
-        #[arg(long)]
-        off: bool,
-    },
-    /// Give the meter its own MQTT login (username: the meter id) and print
-    /// its password, the only time it is shown; with [mqtt] meter_logins it
-    /// may then publish only its own readings.
-    Login {
-        meter: String,
-        /// Take the meter's login away instead.
-        #[arg(long)]
-        remove: bool,
-    },
 }
 
 #[derive(Subcommand)]

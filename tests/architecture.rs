@@ -15,7 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("detect", &["domain", "policy"]),
     ("metrics", &["pipeline"]),
     ("registry", &["domain", "config"]),
-    ("store", &["domain", "pipeline", "metrics"]),
+    ("store", &["domain", "pipeline", "metrics", "config"]),
     ("config", &["domain", "policy", "wire", "detect"]),
     ("thresholds", &["config", "domain", "policy", "store"]),
     (

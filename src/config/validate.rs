@@ -391,7 +391,7 @@ fn validate_store_location(
             Err(why) => {
                 p.push(bad_value(
                     "store.url",
-                    crate::store::shown_url(&store.url),
+                    crate::domain::shown_url(&store.url),
                     why,
                 ));
                 None

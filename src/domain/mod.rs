@@ -279,6 +279,20 @@ pub fn login_matches(stored: &[u8], meter: &str, password: &str) -> bool {
             == 0
 }
 
+/// A database URL with any password in it replaced by `***`.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Hides the middle of a phone number: keeps the first six and last four characters.
 pub fn mask_phone(phone: &str) -> String {
     let chars: Vec<char> = phone.chars().collect();

@@ -59,7 +59,7 @@ impl Pool {
         config.connect_timeout(Duration::from_secs(10));
         config.application_name("stillwater");
         Ok(Self {
-            shown: shown_url(url),
+            shown: crate::domain::shown_url(url),
             config,
             idle: Mutex::default(),
         })
@@ -135,20 +135,6 @@ impl Pool {
         connection.batch("BEGIN")?;
         *connection.open.borrow_mut() = true;
         Ok(connection)
-    }
-}
-
-/// The URL with any password replaced by `***`.
-pub fn shown_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{name}:***@{host}")
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -382,6 +368,7 @@ impl<'a> FromSql<'a> for Cell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::shown_url;
 
     #[test]
     fn a_password_in_the_url_is_never_shown() {
