@@ -123,3 +123,15 @@ fn status_flags_round_trip_through_bits() {
     assert_eq!(StatusFlag::from_name("TAMPER"), Some(StatusFlag::Tamper));
     assert_eq!(StatusFlag::from_name("OK"), None);
 }
+
+#[test]
+fn a_password_in_a_database_url_is_never_shown() {
+    assert_eq!(
+        shown_url("postgres://sw:secret@db.example:5432/sw"),
+        "postgres://sw:***@db.example:5432/sw"
+    );
+    assert_eq!(
+        shown_url("postgres://sw@127.0.0.1/test"),
+        "postgres://sw@127.0.0.1/test"
+    );
+}

@@ -364,21 +364,3 @@ impl<'a> FromSql<'a> for Cell {
         )
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::shown_url;
-
-    #[test]
-    fn a_password_in_the_url_is_never_shown() {
-        assert_eq!(
-            shown_url("postgres://sw:secret@db.example:5432/sw"),
-            "postgres://sw:***@db.example:5432/sw"
-        );
-        assert_eq!(
-            shown_url("postgres://sw@127.0.0.1/test"),
-            "postgres://sw@127.0.0.1/test"
-        );
-    }
-}
