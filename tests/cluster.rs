@@ -554,6 +554,39 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
     }
     assert_eq!(by_key.len(), texts.len());
 
+    // Replayed in one pass over the stored readings, with the gateways'
+    // settings, detection opens the same alerts as the three gateways did.
+    let from = (chrono::Utc::now() - chrono::Duration::days(4))
+        .format("%Y-%m-%d")
+        .to_string();
+    let replay = Command::new(env!("CARGO_BIN_EXE_stillwater"))
+        .arg("--config")
+        .arg(&gateways[0].config)
+        .args(["replay", "--from", &from])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let replayed: Vec<&str> = said
+        .lines()
+        .filter(|line| line.starts_with("CL-"))
+        .collect();
+    assert_eq!(
+        replayed.len(),
+        SILENT,
+        "only the silent homes have alerts: {said}"
+    );
+    for (meter, line) in replayed.iter().enumerate() {
+        assert!(
+            line.starts_with(&meter_id(meter)) && line.contains("1 → 1"),
+            "{said}"
+        );
+    }
+
     let (new_holder, after) = taken_over.unwrap();
     let after_restart = gateways[victim]
         .metric("stillwater_mqtt_messages_received_total")
