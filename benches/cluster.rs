@@ -27,7 +27,7 @@ use stillwater::store::Store;
 
 mod support;
 
-use support::{env_size, publish_all, sample_households};
+use support::{bench_actor, env_size, free_port, in_schema, publish_all, sample_households};
 
 fn main() -> anyhow::Result<()> {
     let Ok(url) = std::env::var("BENCH_POSTGRES") else {
@@ -77,9 +77,7 @@ struct Mosquitto {
 
 impl Mosquitto {
     fn start(dir: &std::path::Path) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let config = dir.join("mosquitto.conf");
         std::fs::write(
             &config,
@@ -176,28 +174,18 @@ fn cluster(
     meters: usize,
 ) -> anyhow::Result<(f64, Vec<u64>)> {
     let schema = format!("sw_cluster_bench_{}_{gateways}", std::process::id());
-    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
-    client.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
-    let measured = (|| {
-        let store = Store::open_postgres(&scoped, None)?;
+    in_schema(url, &schema, |_, scoped| {
+        let store = Store::open_postgres(scoped, None)?;
         stillwater::actions::meters::register(
             &store,
-            &stillwater::domain::Actor::new(
-                "bench",
-                stillwater::domain::Role::Admin,
-                stillwater::domain::Channel::Cli,
-            ),
+            &bench_actor(),
             &sample_households("BENCH-", meters),
             chrono::Utc::now().timestamp(),
         )?;
         let mut processes = Vec::new();
         let mut http = Vec::new();
         for n in 0..gateways {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
+            let port = free_port()?;
             let config = dir.join(format!("bench-gw-{gateways}-{n}.toml"));
             std::fs::write(
                 &config,
@@ -252,9 +240,7 @@ fn cluster(
             }
             anyhow::Ok((rate, taken))
         })
-    })();
-    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
-    measured
+    })
 }
 
 /// A counter or gauge of a gateway's `/metrics`, when it answers.

@@ -46,7 +46,7 @@ use stillwater::store::Store;
 mod broker;
 mod support;
 
-use support::{env_size, publish_all, sample_households};
+use support::{bench_actor, env_size, free_port, in_schema, publish_all, sample_households};
 
 fn main() -> anyhow::Result<()> {
     let readings = env_size("BENCH_READINGS", 1_000_000);
@@ -406,12 +406,8 @@ fn startup(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64, f64, f64
     }
     store.checkpoint()?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port()?;
+    let http_port = free_port()?;
     let config = dir.join("startup.toml");
     std::fs::write(
         &config,
@@ -469,12 +465,8 @@ fn bytes_per_reading(dir: &std::path::Path, count: usize) -> anyhow::Result<(f64
 /// Part 4 on PostgreSQL: 1,000 meters' hourly readings in a new schema.
 fn postgres_bytes_per_reading(url: &str, count: usize) -> anyhow::Result<(f64, f64)> {
     let schema = format!("sw_bench_{}", std::process::id());
-    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
-    client.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
-    let measured = (|| {
-        let store = Store::open_postgres(&scoped, None)?;
+    in_schema(url, &schema, |client, scoped| {
+        let store = Store::open_postgres(scoped, None)?;
         let (written, rate) = write_hourly(&store, count, 1_000)?;
         client.batch_execute("VACUUM ANALYZE")?;
         let bytes: i64 = client
@@ -485,10 +477,8 @@ fn postgres_bytes_per_reading(url: &str, count: usize) -> anyhow::Result<(f64, f
                 &[&schema],
             )?
             .get(0);
-        anyhow::Ok((bytes as f64 / written as f64, rate))
-    })();
-    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
-    measured
+        Ok((bytes as f64 / written as f64, rate))
+    })
 }
 
 /// Writes `count` hourly readings of up to `most_meters` meters through the
@@ -523,10 +513,4 @@ fn write_hourly(store: &Store, count: usize, most_meters: usize) -> anyhow::Resu
     let elapsed = began.elapsed();
     let written = hours * meters;
     Ok((written, written as f64 / elapsed.as_secs_f64()))
-}
-
-/// The benchmark registers its households as an administrator would.
-fn bench_actor() -> stillwater::domain::Actor {
-    use stillwater::domain::{Actor, Channel, Role};
-    Actor::new("bench", Role::Admin, Channel::Cli)
 }

@@ -11,16 +11,16 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::home::{hourly_payloads, register_household, silent_day, wait_until_evaluated};
+use common::processes::{GatewayProcess, PrivateMosquitto};
 use common::*;
 use stillwater::config::{ProviderChoice, StoreLocation};
 use stillwater::store::prelude::*;
-use stillwater::store::Store;
+use stillwater::store::{MeterState, Store};
 
 /// A schema of its own in the test database, dropped when this is dropped.
 struct Schema {
@@ -247,83 +247,16 @@ fn households_csv() -> String {
     csv
 }
 
-/// A private Mosquitto on a free port that keeps what it queues for a
-/// gateway's session however long the gateway is away; killed when dropped.
-struct Mosquitto {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Mosquitto {
-    fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let config = dir.join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("STILLWATER_TEST_MOSQUITTO is set, so the mosquitto binary must be installed");
-        Self {
-            child,
-            addr: ([127, 0, 0, 1], port).into(),
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A gateway process; killed when dropped.
-struct GatewayProcess {
-    child: Child,
-    config: std::path::PathBuf,
+/// A gateway process and where its `/metrics` are.
+struct Node {
+    process: GatewayProcess,
     http: SocketAddr,
 }
 
-impl GatewayProcess {
-    fn spawn(config: std::path::PathBuf, http: SocketAddr) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_stillwater"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the stillwater binary starts");
-        Self {
-            child,
-            config,
-            http,
-        }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    fn restart(&mut self) {
-        *self = Self::spawn(self.config.clone(), self.http);
-    }
-
+impl Node {
     /// A counter of its `/metrics`, when it answers.
     async fn metric(&self, name: &str) -> Option<u64> {
-        let stream = tokio::net::TcpStream::connect(self.http).await.ok()?;
-        drop(stream);
+        tokio::net::TcpStream::connect(self.http).await.ok()?;
         let (status, body) = http_get(self.http, "/metrics").await;
         (status == 200).then_some(())?;
         body.lines()
@@ -331,11 +264,19 @@ impl GatewayProcess {
     }
 }
 
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits until `holds` for every meter's state row (`None` before its first reading).
+async fn wait_for_every_meter(store: &Store, what: &str, holds: fn(Option<MeterState>) -> bool) {
+    wait_until(what, || {
+        let store = store.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                (0..METERS).all(|meter| holds(store.meter_state(&meter_id(meter)).unwrap()))
+            })
+            .await
+            .unwrap()
+        }
+    })
+    .await;
 }
 
 /// Publishes every meter's reading of `hour`.
@@ -372,7 +313,14 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(dir.path());
+    // It keeps what it queues for a gateway's session however long the
+    // gateway is away.
+    let broker = PrivateMosquitto::start_with(
+        dir.path(),
+        free_port(),
+        "persistence false\nmax_queued_messages 0\n",
+    );
+    broker.wait_listening().await;
     let phones = Phones::default();
     let sms_url = phones.serve().await;
 
@@ -391,7 +339,7 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
         assert!(store.household(&meter_id(meter)).unwrap().is_some());
     }
 
-    let mut gateways: Vec<GatewayProcess> = (0..3)
+    let mut gateways: Vec<Node> = (0..3)
         .map(|index| {
             let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let config = dir.path().join(format!("gw-{index}.toml"));
@@ -405,12 +353,15 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
                      [rules]\ndetector = \"rules\"\n\
                      [alerts]\ntick = \"1s\"\n\
                      [sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"{sms_url}\"\n",
-                    broker = broker.addr,
+                    broker = broker.addr(),
                     db = schema.url,
                 ),
             )
             .unwrap();
-            GatewayProcess::spawn(config, http)
+            Node {
+                process: GatewayProcess::spawn(&config),
+                http,
+            }
         })
         .collect();
     for gateway in &gateways {
@@ -421,7 +372,7 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
     }
 
     let payloads: Vec<Vec<String>> = (0..METERS).map(|m| hourly_payloads(&litres(m))).collect();
-    let mut publisher = Publisher::connect(broker.addr, "cluster-meters").await;
+    let mut publisher = Publisher::connect(broker.addr(), "cluster-meters").await;
     for hour in 0..10 {
         publish_hour(&mut publisher, &payloads, hour).await;
     }
@@ -458,7 +409,7 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
     let received_by_victim = gateways[victim]
         .metric("stillwater_mqtt_messages_received_total")
         .await;
-    gateways[victim].kill();
+    gateways[victim].process.kill();
     let killed_at = Instant::now();
     for hour in 14..20 {
         publish_hour(&mut publisher, &payloads, hour).await;
@@ -467,17 +418,8 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
     // What the other two committed is evaluated, whoever committed it. (The
     // broker keeps the killed gateway's share for its session: those meters
     // may have nothing stored yet.)
-    let check = store.clone();
-    wait_until("every stored reading is evaluated", || {
-        let store = check.clone();
-        async move {
-            (0..METERS).all(|meter| {
-                store
-                    .meter_state(&meter_id(meter))
-                    .unwrap()
-                    .is_none_or(|state| state.evaluated_through == state.last_reading_ts)
-            })
-        }
+    wait_for_every_meter(&store, "every stored reading is evaluated", |state| {
+        state.is_none_or(|state| state.evaluated_through == state.last_reading_ts)
     })
     .await;
     let evaluated_after = killed_at.elapsed();
@@ -499,27 +441,17 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
 
     // The killed gateway comes back, as its supervisor starts it again, and
     // takes what the broker kept for its session.
-    gateways[victim].restart();
+    gateways[victim].process.restart();
     for hour in 20..HOURS {
         publish_hour(&mut publisher, &payloads, hour).await;
     }
     publisher.flush().await;
 
     // Every acknowledged reading stored exactly once, and evaluated.
-    let check = store.clone();
-    wait_until("every reading is stored and evaluated", || {
-        let store = check.clone();
-        async move {
-            (0..METERS).all(|meter| {
-                store
-                    .meter_state(&meter_id(meter))
-                    .unwrap()
-                    .is_some_and(|state| {
-                        state.readings == HOURS as i64
-                            && state.evaluated_through == state.last_reading_ts
-                    })
-            })
-        }
+    wait_for_every_meter(&store, "every reading is stored and evaluated", |state| {
+        state.is_some_and(|state| {
+            state.readings == HOURS as i64 && state.evaluated_through == state.last_reading_ts
+        })
     })
     .await;
     for (meter, payloads) in payloads.iter().enumerate() {
@@ -561,7 +493,7 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
         .to_string();
     let replay = Command::new(env!("CARGO_BIN_EXE_stillwater"))
         .arg("--config")
-        .arg(&gateways[0].config)
+        .arg(&gateways[0].process.config)
         .args(["replay", "--from", &from])
         .output()
         .unwrap();

@@ -9,44 +9,15 @@ mod broker;
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use common::processes::GatewayProcess;
 use common::*;
 use stillwater::store::prelude::*;
 use stillwater::store::Store;
 
 const METERS: usize = 40;
 const READINGS_PER_METER: usize = 60;
-
-/// The gateway process; killed when dropped, so a failing test leaves nothing behind.
-struct GatewayProcess(Child);
-
-impl GatewayProcess {
-    fn kill(&mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reaped");
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_gateway(config: &Path) -> GatewayProcess {
-    let child = Command::new(env!("CARGO_BIN_EXE_stillwater"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the stillwater binary starts");
-    GatewayProcess(child)
-}
 
 /// The register of `meter`'s reading number `index`, litres.
 fn register(meter: usize, index: usize) -> i64 {
@@ -77,7 +48,7 @@ async fn killing_the_gateway_mid_stream_loses_and_duplicates_nothing() {
     )
     .unwrap();
     let store = Store::open(&db).unwrap();
-    let mut gateway = spawn_gateway(&config);
+    let mut gateway = GatewayProcess::spawn(&config);
     let wait_for_session = store.clone();
     let mut publisher = Publisher::connect(broker.addr, "crash-test-meters").await;
 
@@ -113,7 +84,7 @@ async fn killing_the_gateway_mid_stream_loses_and_duplicates_nothing() {
             killed = true;
         }
         if index == READINGS_PER_METER / 2 {
-            gateway = spawn_gateway(&config);
+            gateway = GatewayProcess::spawn(&config);
         }
     }
     publisher.flush().await;
@@ -195,7 +166,7 @@ async fn embedded_campaign(kills: usize, per_meter: usize, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let (config, db, addr) = embedded_gateway(dir.path(), "");
     let listening = || async move { tokio::net::TcpStream::connect(addr).await.is_ok() };
-    let mut gateway = spawn_gateway(&config);
+    let mut gateway = GatewayProcess::spawn(&config);
     wait_until("the embedded server listens", listening).await;
     let store = Store::open(&db).unwrap();
     let mut publisher = Publisher::connect_persistent(addr, "embedded-crash-meters").await;
@@ -227,7 +198,7 @@ async fn embedded_campaign(kills: usize, per_meter: usize, seed: u64) {
             })
             .await;
             gateway.kill();
-            gateway = spawn_gateway(&config);
+            gateway = GatewayProcess::spawn(&config);
             wait_until("the embedded server listens again", listening).await;
         }
     }
@@ -338,7 +309,7 @@ async fn killing_the_gateway_while_texts_go_out_loses_none_and_repeats_only_by_k
     assert!(imported.status.success(), "{imported:?}");
 
     let listening = || async move { tokio::net::TcpStream::connect(addr).await.is_ok() };
-    let mut gateway = spawn_gateway(&config);
+    let mut gateway = GatewayProcess::spawn(&config);
     wait_until("the embedded server listens", listening).await;
     // 26 hourly readings per home, the last an hour ago: water at the first,
     // none since: each home's reading after 24 quiet hours opens an urgent alert.
@@ -364,7 +335,7 @@ async fn killing_the_gateway_while_texts_go_out_loses_none_and_repeats_only_by_k
         })
         .await;
         gateway.kill();
-        gateway = spawn_gateway(&config);
+        gateway = GatewayProcess::spawn(&config);
         wait_until("the gateway is back", listening).await;
     }
     let store = Store::open(&db).unwrap();

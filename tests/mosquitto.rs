@@ -7,9 +7,10 @@
 mod common;
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 
+use common::processes::PrivateMosquitto;
 use common::*;
 use stillwater::config::BrokerChoice;
 use stillwater::store::prelude::*;
@@ -109,69 +110,6 @@ async fn readings_published_to_mosquitto_are_stored_and_acknowledged() {
     );
     assert_eq!(gateway.metrics.messages_received.load(Relaxed), 1);
     gateway.stop().await.unwrap();
-}
-
-/// A private Mosquitto on a free port, killed when dropped.
-struct PrivateMosquitto {
-    child: Child,
-    port: u16,
-    config: std::path::PathBuf,
-    settings: String,
-}
-
-impl PrivateMosquitto {
-    fn start(dir: &std::path::Path, port: u16) -> Self {
-        Self::start_with(dir, port, "persistence false\n")
-    }
-
-    /// Started with `settings` (mosquitto.conf lines) after its listener.
-    fn start_with(dir: &std::path::Path, port: u16, settings: &str) -> Self {
-        let config = dir.join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n{settings}"),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("STILLWATER_TEST_MOSQUITTO is set, so the mosquitto binary must be installed");
-        Self {
-            child,
-            port,
-            config,
-            settings: settings.to_string(),
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        let dir = self.config.parent().unwrap().to_path_buf();
-        let settings = self.settings.clone();
-        *self = Self::start_with(&dir, self.port, &settings);
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    async fn wait_listening(&self) {
-        let port = self.port;
-        wait_until("the private mosquitto listens", || async move {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await;
-    }
-}
-
-impl Drop for PrivateMosquitto {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

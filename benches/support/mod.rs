@@ -101,3 +101,33 @@ pub fn sample_households(prefix: &str, count: usize) -> Vec<NewHousehold> {
         })
         .collect()
 }
+
+/// A loopback port nothing listens on just now (for a process started later).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs `work` in a new PostgreSQL schema `name` of the database at `url`,
+/// dropped after whatever happens; `work` gets a client and the URL that
+/// puts a connection in the schema.
+pub fn in_schema<T>(
+    url: &str,
+    name: &str,
+    work: impl FnOnce(&mut postgres::Client, &str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    client.batch_execute(&format!("CREATE SCHEMA {name}"))?;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{separator}options=-c%20search_path%3D{name}");
+    let result = work(&mut client, &scoped);
+    client.batch_execute(&format!("DROP SCHEMA {name} CASCADE"))?;
+    result
+}
+
+/// The benchmarks register households as an administrator would.
+pub fn bench_actor() -> stillwater::domain::Actor {
+    use stillwater::domain::{Actor, Channel, Role};
+    Actor::new("bench", Role::Admin, Channel::Cli)
+}

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod home;
+pub mod processes;
 
 use std::future::Future;
 use std::net::SocketAddr;
