@@ -181,6 +181,11 @@ fn postgres_is_chosen_with_a_url_and_its_password_from_the_environment() {
         ),
         ("[store]\nlease = \"1s\"", "store.lease", "5 s to 1 h"),
         (
+            "[store]\nlease = \"10s\"\n[sms]\ntimeout = \"10s\"",
+            "store.lease",
+            "longest attempt",
+        ),
+        (
             "[mqtt]\nshare_group = \"gateways\"",
             "mqtt.share_group",
             "external",

@@ -329,6 +329,17 @@ impl RawConfig {
         let rules = validate_rules(self.rules, p);
         let alerts = validate_alerts(self.alerts, p);
         let sms = sms::validate_sms(self.sms, env, p);
+        if let (Some(sms), Some(lease)) = (&sms, lease) {
+            // One attempt may wait on each provider in turn.
+            let providers = 1 + u64::from(sms.secondary.is_some());
+            let attempt_s = sms.timeout.as_secs() * providers;
+            p.take(check(
+                lease as u64 > attempt_s,
+                "store.lease",
+                &self.store.lease,
+                &format!("must be longer than a text's longest attempt (sms.timeout × {providers} provider(s) = {attempt_s} s): another gateway would take over a text still being sent"),
+            ));
+        }
         let watch = watch::validate_watch(self.watch, p);
         let platforms = platforms::validate_platforms(self.platforms, env, p);
         if !p.0.is_empty() {

@@ -248,17 +248,42 @@ impl Shared {
         .unwrap_or(0)
     }
 
-    /// One try through one provider.
-    async fn try_send(&self, provider: &dyn SmsProvider, sms: &Sms) -> Result<Sent, SendError> {
+    /// Whether this gateway still holds text `id`, renewing its claim: a
+    /// text whose claim ran out while it waited (a slow provider, pacing)
+    /// may have been taken by another gateway, and is left to it.
+    async fn keep_claim(&self, id: i64) -> bool {
+        let (store, claim, now) = (
+            self.notifier.store.clone(),
+            self.notifier.claim.clone(),
+            self.now(),
+        );
+        match tokio::task::spawn_blocking(move || store.renew_claim(id, &claim, now)).await {
+            Ok(Ok(held)) => held,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot renew the claim on a text; leaving it for later");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// One try through one provider; `None` when the text was taken over
+    /// by another gateway before it could go out.
+    async fn try_send(
+        &self,
+        provider: &dyn SmsProvider,
+        sms: &Sms,
+        id: i64,
+    ) -> Option<Result<Sent, SendError>> {
         if let Some(cap) = provider.daily_cap(sms) {
             let sent = self.sent_today(provider.name(), sms, self.now()).await;
             if sent >= cap {
                 let name = provider.name();
-                return Err(SendError::RateLimited(format!(
+                return Some(Err(SendError::RateLimited(format!(
                     "{} has had {sent} texts from template \"{}\" through {name} today, and {name} refuses more than {cap} a day to one number unless the number is on the account's whitelist (add it there and to sms.{name}.whitelist; see docs/sms.md)",
                     mask_phone(&sms.to),
                     sms.template,
-                )));
+                ))));
             }
         }
         if let Some(pace) = self.paces.get(provider.name()) {
@@ -267,12 +292,15 @@ impl Shared {
                 tokio::time::sleep(wait).await;
             }
         }
+        if !self.keep_claim(id).await {
+            return None;
+        }
         let outcome = provider.send(sms).await;
         let error = outcome.as_ref().err().map(ToString::to_string);
         self.notifier
             .metrics
             .record_send(provider.name(), error.as_deref());
-        outcome
+        Some(outcome)
     }
 
     async fn deliver(&self, text: Notification) {
@@ -291,7 +319,16 @@ impl Shared {
                 provider: text.provider.clone(),
                 end: AttemptEnd::Failed { error },
             },
-            Ok(candidates) => self.attempt(&text, &sms, &candidates).await,
+            Ok(candidates) => match self.attempt(&text, &sms, &candidates).await {
+                Some(attempt) => attempt,
+                None => {
+                    tracing::info!(
+                        alert = sms.alert_id,
+                        "another gateway took the text over; not sending it"
+                    );
+                    return;
+                }
+            },
         };
         let metrics = &self.notifier.metrics;
         let provider = attempt.provider.as_deref().unwrap_or("-");
@@ -329,10 +366,10 @@ impl Shared {
         text: &Notification,
         sms: &Sms,
         candidates: &[Arc<dyn SmsProvider>],
-    ) -> Attempt {
+    ) -> Option<Attempt> {
         let mut failovers = Vec::new();
         for (index, provider) in candidates.iter().enumerate() {
-            let outcome = self.try_send(provider.as_ref(), sms).await;
+            let outcome = self.try_send(provider.as_ref(), sms, text.id).await?;
             let last = index + 1 == candidates.len();
             match outcome {
                 Err(error) if error.other_may_try() && !last => {
@@ -340,7 +377,7 @@ impl Shared {
                     failovers.push((provider.name().to_string(), error.to_string()));
                 }
                 outcome => {
-                    return Attempt {
+                    return Some(Attempt {
                         failovers,
                         provider: Some(provider.name().to_string()),
                         end: attempt_end(
@@ -351,17 +388,17 @@ impl Shared {
                             self.notifier.max_attempts,
                             self.now(),
                         ),
-                    }
+                    })
                 }
             }
         }
-        Attempt {
+        Some(Attempt {
             failovers,
             provider: None,
             end: AttemptEnd::Failed {
                 error: "no SMS provider is configured".into(),
             },
-        }
+        })
     }
 }
 

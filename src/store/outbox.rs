@@ -192,6 +192,18 @@ impl OutboxStore for Store {
         )
     }
 
+    fn renew_claim(&self, id: i64, claim: &Claim, now: i64) -> Result<bool, StoreError> {
+        let db = self.db()?;
+        let renewed: Option<i64> = (&db as &dyn Db).query_opt(
+            "UPDATE notifications SET claimed_until = CAST(?3 AS BIGINT) + ?4
+             WHERE id = ?1 AND claimed_by = ?2 AND state = 'pending'
+             RETURNING id",
+            args![id, claim.holder, now, claim.lease_s],
+            |row| row.get(0),
+        )?;
+        Ok(renewed.is_some())
+    }
+
     fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let db = self.db()?;
         (&db as &dyn Db).query_value(

@@ -121,6 +121,15 @@ pub trait OutboxStore {
         claim: &super::outbox::Claim,
     ) -> Result<Vec<Notification>, StoreError>;
 
+    /// Renews `claim` on text `id` just before it is sent: false when
+    /// another gateway has taken it over meanwhile (it must not go out twice).
+    fn renew_claim(
+        &self,
+        id: i64,
+        claim: &super::outbox::Claim,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
     /// When the next pending text is due (wall clock), if any.
     fn next_due(&self) -> Result<Option<i64>, StoreError>;
 

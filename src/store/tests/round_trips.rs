@@ -115,6 +115,12 @@ pub(super) fn alert_round_trip_on(store: &Store) {
     assert_eq!(store.claim_due(T0 + 36_000, 10, &first).unwrap().len(), 1); // its own again
     let taken_over = store.claim_due(T0 + 36_030, 10, &second).unwrap();
     assert_eq!(taken_over.len(), 1, "a claim that ran out is taken over");
+    let id = taken_over[0].id;
+    assert!(
+        !store.renew_claim(id, &first, T0 + 36_030).unwrap(),
+        "the first gateway, late, finds it taken and does not send it"
+    );
+    assert!(store.renew_claim(id, &second, T0 + 36_031).unwrap());
     assert!(store.claim_due(T0 + 36_030, 10, &first).unwrap().is_empty());
     assert_eq!(store.next_due().unwrap(), Some(T0 + 36_000));
     let text_id = due[0].id;
