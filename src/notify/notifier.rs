@@ -489,3 +489,117 @@ mod tests {
         assert_eq!(pace.book(start + Duration::from_secs(2)), Duration::ZERO);
     }
 }
+
+/// Two gateways' notifiers on one store: a text another gateway has taken
+/// over is left to it, however long this one waited with it.
+#[cfg(test)]
+mod claims {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::{Config, ProviderChoice};
+    use crate::domain::{Actor, Channel, Role, Timestamp};
+    use crate::store::engine::{AlertDb, EngineTx, NewAlert, QueuedText};
+
+    const T0: i64 = 1_795_392_000;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_text_another_gateway_took_over_is_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("claims.db")).unwrap();
+        let households = crate::registry::parse_csv(
+            include_str!("../../tests/fixtures/csv/good.csv"),
+            &Default::default(),
+        )
+        .unwrap();
+        let installer = Actor::new("installer", Role::Installer, Channel::Cli);
+        crate::actions::meters::register(&store, &installer, &households, T0).unwrap();
+        let household = store.household("ZS-0001").unwrap().unwrap();
+        let mut engine = AlertDb::open(&store).unwrap();
+        let tx = engine.transaction().unwrap();
+        let alert_id = tx
+            .insert_alert(&NewAlert {
+                meter_id: "ZS-0001",
+                household_id: Some(household.id),
+                kind: "no_usage",
+                severity: "urgent",
+                since: T0,
+                opened_at: T0,
+                detail: "no water for 24 h",
+                created_at: T0,
+            })
+            .unwrap();
+        tx.enqueue(
+            &QueuedText {
+                alert_id,
+                phone: "+8613800138000",
+                recipient: "李敏",
+                step: 1,
+                purpose: "alert",
+                text: "ZS-0001 no water for 24 h",
+                idempotency_key: "taken-over",
+                template: "no_usage.alert",
+                template_values: "{}",
+            },
+            T0,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+
+        // An SMS gateway that counts what it is sent.
+        let posted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = posted.clone();
+        let app = axum::Router::new().route(
+            "/sms",
+            axum::routing::post(move || {
+                counter.fetch_add(1, Relaxed);
+                async { "ok" }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sms", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        // Gateway A claimed the text at T0; gateway B took it over once A's
+        // claim ran out. A, back from its wait, must leave it to B.
+        let clock = ManualClock::at(Timestamp::from_secs(T0));
+        let shared_clock: crate::clock::SharedClock = clock.clone();
+        let mut config = Config::default_config();
+        config.sms.provider = ProviderChoice::Webhook { url, token: None };
+        let claim = |holder: &str| Claim {
+            holder: holder.into(),
+            lease_s: 30,
+        };
+        let text = store.claim_due(T0, 10, &claim("gw-a")).unwrap().remove(0);
+        clock.set(Timestamp::from_secs(T0 + 31));
+        assert_eq!(
+            store.claim_due(T0 + 31, 10, &claim("gw-b")).unwrap().len(),
+            1
+        );
+        let notifier = |holder: &str| Shared {
+            notifier: Notifier {
+                store: store.clone(),
+                providers: crate::notify::build(&config.sms, &shared_clock).unwrap(),
+                wake: Arc::default(),
+                metrics: Arc::default(),
+                clock: shared_clock.clone(),
+                max_attempts: 5,
+                parallel: 1,
+                claim: claim(holder),
+            },
+            paces: HashMap::new(),
+        };
+        notifier("gw-a").deliver(text.clone()).await;
+        assert_eq!(
+            posted.load(Relaxed),
+            0,
+            "gateway A sent a text gateway B holds"
+        );
+        let still = store.notifications(None).unwrap().remove(0);
+        assert_eq!((still.state.as_str(), still.attempts), ("pending", 0));
+
+        // B, holding it, sends it.
+        notifier("gw-b").deliver(text).await;
+        assert_eq!(posted.load(Relaxed), 1);
+        assert_eq!(store.notifications(None).unwrap()[0].state, "sent");
+    }
+}
