@@ -352,7 +352,7 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
                      [http]\nlisten = \"{http}\"\n\
                      [rules]\ndetector = \"rules\"\n\
                      [alerts]\ntick = \"1s\"\n\
-                     [sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"{sms_url}\"\n",
+                     [sms]\nprovider = \"webhook\"\ntimeout = \"5s\"\n[sms.webhook]\nurl = \"{sms_url}\"\n",
                     broker = broker.addr(),
                     db = schema.url,
                 ),
@@ -364,11 +364,18 @@ async fn three_gateways_share_the_work_and_survive_one_killed() {
             }
         })
         .collect();
-    for gateway in &gateways {
-        wait_until("each gateway is subscribed", || async {
-            gateway.metric("stillwater_mqtt_connected").await == Some(1)
-        })
-        .await;
+    for gateway in &mut gateways {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while gateway.metric("stillwater_mqtt_connected").await != Some(1) {
+            if let Some(status) = gateway.process.exited() {
+                panic!("a gateway stopped before it subscribed ({status}); its error is above");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a gateway did not subscribe in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     let payloads: Vec<Vec<String>> = (0..METERS).map(|m| hourly_payloads(&litres(m))).collect();

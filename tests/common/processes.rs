@@ -105,6 +105,13 @@ impl GatewayProcess {
         self.child.wait().expect("reaped");
     }
 
+    /// How it ended, when it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .try_wait()
+            .expect("the process can be waited for")
+    }
+
     /// Started again on the same configuration, as a supervisor would.
     pub fn restart(&mut self) {
         *self = Self::spawn(&self.config.clone());
