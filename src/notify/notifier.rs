@@ -498,7 +498,7 @@ mod claims {
     use crate::clock::ManualClock;
     use crate::config::{Config, ProviderChoice};
     use crate::domain::{Actor, Channel, Role, Timestamp};
-    use crate::store::engine::{AlertDb, EngineTx, NewAlert, QueuedText};
+    use crate::store::engine::{AlertDb, EngineTx, QueuedText};
 
     const T0: i64 = 1_795_392_000;
 
@@ -517,16 +517,7 @@ mod claims {
         let mut engine = AlertDb::open(&store).unwrap();
         let tx = engine.transaction().unwrap();
         let alert_id = tx
-            .insert_alert(&NewAlert {
-                meter_id: "ZS-0001",
-                household_id: Some(household.id),
-                kind: "no_usage",
-                severity: "urgent",
-                since: T0,
-                opened_at: T0,
-                detail: "no water for 24 h",
-                created_at: T0,
-            })
+            .insert_alert(&crate::store::tests::urgent_alert(household.id, T0, T0))
             .unwrap();
         tx.enqueue(
             &QueuedText {

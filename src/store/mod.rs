@@ -566,4 +566,4 @@ fn read_state(db: &dyn Db, meter: &str) -> Result<Option<MeterState>, StoreError
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

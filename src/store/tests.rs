@@ -359,3 +359,22 @@ fn counting_a_meters_recent_texts_reads_only_its_alerts_and_their_texts() {
 
 mod migrate;
 mod round_trips;
+
+/// An urgent `no_usage` alert of ZS-0001's household, quiet since `since`,
+/// opened at `opened_at`.
+pub(crate) fn urgent_alert(
+    household_id: i64,
+    since: i64,
+    opened_at: i64,
+) -> super::engine::NewAlert<'static> {
+    super::engine::NewAlert {
+        meter_id: "ZS-0001",
+        household_id: Some(household_id),
+        kind: "no_usage",
+        severity: "urgent",
+        since,
+        opened_at,
+        detail: "no water for a day",
+        created_at: opened_at,
+    }
+}

@@ -21,23 +21,14 @@ fn an_alert_its_texts_codes_attempts_and_receipts_round_trip() {
 }
 
 pub(super) fn alert_round_trip_on(store: &Store) {
-    use super::engine::{AlertDb, EngineTx, NewAlert, QueuedText};
+    use super::engine::{AlertDb, EngineTx, QueuedText};
     use super::outbox::{Attempt, AttemptEnd, Receipt};
     register_good_csv(store);
     let mut engine = AlertDb::open(store).unwrap();
     let tx = engine.transaction().unwrap();
     let household = store.household("ZS-0001").unwrap().unwrap();
     let id = tx
-        .insert_alert(&NewAlert {
-            meter_id: "ZS-0001",
-            household_id: Some(household.id),
-            kind: "no_usage",
-            severity: "urgent",
-            since: T0,
-            opened_at: T0 + 36_000,
-            detail: "no water for 10 h",
-            created_at: T0 + 36_000,
-        })
+        .insert_alert(&urgent_alert(household.id, T0, T0 + 36_000))
         .unwrap();
     tx.record_event(
         id,
