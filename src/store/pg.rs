@@ -21,7 +21,13 @@ use super::db::{postgres_sql, Bound, Cell, Db, Dialect, Param, Row};
 use super::StoreError;
 
 /// The advisory lock every write transaction takes (a number of our own).
-const WRITE_LOCK: i64 = 0x5354_494c_4c57; // "STILLW"
+const WRITE_LOCK: i32 = 0x5357_5752; // "SWWR"
+
+/// Takes one of Stillwater's advisory locks until the transaction ends. The
+/// lock is the schema's: installations sharing a database in schemas of
+/// their own never wait on each other.
+pub(super) const SCHEMA_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext(current_schema()), CAST(?1 AS INTEGER))";
 
 /// Idle connections kept for reuse.
 const IDLE_KEPT: usize = 8;
@@ -125,7 +131,7 @@ impl Pool {
     /// lock. Rolled back when dropped without [`PgConn::commit`].
     pub fn begin_write(self: &Arc<Self>) -> Result<PgConn, StoreError> {
         let connection = self.begin()?;
-        connection.execute("SELECT pg_advisory_xact_lock(?1)", &[&WRITE_LOCK])?;
+        connection.execute(SCHEMA_LOCK, &[&WRITE_LOCK])?;
         Ok(connection)
     }
 

@@ -255,7 +255,7 @@ pub(super) fn migrate(pool: &Arc<Pool>) -> Result<(), StoreError> {
     let known = POSTGRES_MIGRATIONS.len() as i64;
     let connection = pool.begin()?;
     let db: &dyn Db = &connection;
-    db.execute("SELECT pg_advisory_xact_lock(?1)", args![MIGRATION_LOCK])?;
+    db.execute(super::pg::SCHEMA_LOCK, args![MIGRATION_LOCK])?;
     connection.batch_execute(
         "CREATE TABLE IF NOT EXISTS stillwater_schema (version BIGINT NOT NULL);
          INSERT INTO stillwater_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM stillwater_schema);",
@@ -283,4 +283,4 @@ pub(super) fn migrate(pool: &Arc<Pool>) -> Result<(), StoreError> {
 }
 
 /// The advisory lock migrations take (a number of our own).
-const MIGRATION_LOCK: i64 = 0x5357_4d49_4752; // "SWMIGR"
+const MIGRATION_LOCK: i32 = 0x5357_4d49; // "SWMI"
