@@ -150,6 +150,11 @@ async fn a_gateway_on_postgres_stores_evaluates_and_texts() {
         skipped("a gateway on PostgreSQL", "STILLWATER_TEST_POSTGRES");
         return;
     };
+    // The gateway's log, shown when the test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,stillwater=info")
+        .with_test_writer()
+        .try_init();
     let phones = Phones::default();
     let url = phones.serve().await;
     let dir = tempfile::tempdir().unwrap();

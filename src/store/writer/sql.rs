@@ -30,14 +30,49 @@ pub(super) trait WriteOps {
     /// The stored readings of (`key`, `day`), sorted; empty when there are none.
     fn stored_chunk(&mut self, key: i64, day: i64) -> Result<Vec<StoredReading>, StoreError>;
     fn upsert_chunk(&mut self, key: i64, day: i64, data: &[u8]) -> Result<(), StoreError>;
-    fn reject(&mut self, rejected: &Rejected<'_>) -> Result<(), StoreError>;
+    /// The transaction, for the statements both backends send alike.
+    fn db(&self) -> &dyn Db;
+    fn reject(&mut self, r: &Rejected<'_>) -> Result<(), StoreError> {
+        self.db().execute(
+            INSERT_REJECTED,
+            args![
+                r.received_at,
+                r.topic,
+                r.meter,
+                r.reason,
+                r.detail,
+                r.payload
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Counts `n` rejections against meter `key`, one received at `at`.
-    fn count_rejected(&mut self, key: i64, n: i64, at: i64) -> Result<(), StoreError>;
+    fn count_rejected(&mut self, key: i64, n: i64, at: i64) -> Result<(), StoreError> {
+        let larger = self.db().pick("max", "greatest");
+        self.db().execute(
+            &format!(
+                "UPDATE meter_state SET rejected = rejected + ?2, last_message = {larger}(last_message, ?3)
+                 WHERE meter_key = ?1"
+            ),
+            args![key, n, at],
+        )?;
+        Ok(())
+    }
+
     /// Keeps only the newest `keep` rejected messages.
-    fn trim_rejected(&mut self, keep: i64) -> Result<(), StoreError>;
+    fn trim_rejected(&mut self, keep: i64) -> Result<(), StoreError> {
+        self.db().execute(TRIM_REJECTED, args![keep])?;
+        Ok(())
+    }
+
     /// Applies what unfolded readings change in meter `key`'s state row.
     fn update_state(&mut self, key: i64, change: &MeterChange) -> Result<(), StoreError>;
-    fn meter_event(&mut self, key: i64, ts: i64, detail: &str) -> Result<(), StoreError>;
+    fn meter_event(&mut self, key: i64, ts: i64, detail: &str) -> Result<(), StoreError> {
+        self.db().execute(METER_EVENT, args![key, ts, detail])?;
+        Ok(())
+    }
+
     /// Appends a reading-log row; its id.
     fn append_log(&mut self, entries: i64, data: &[u8]) -> Result<i64, StoreError>;
     fn delete_log(&mut self, first: i64, last: i64) -> Result<(), StoreError>;
@@ -182,6 +217,10 @@ impl<'t> SqliteOps<'t> {
 }
 
 impl WriteOps for SqliteOps<'_> {
+    fn db(&self) -> &dyn Db {
+        self.tx
+    }
+
     fn new_meter(&mut self, meter: &MeterId, received_at: Timestamp) -> Result<i64, StoreError> {
         self.tx
             .prepare_cached(
@@ -207,45 +246,11 @@ impl WriteOps for SqliteOps<'_> {
         Ok(())
     }
 
-    fn reject(&mut self, r: &Rejected<'_>) -> Result<(), StoreError> {
-        self.tx.prepare_cached(INSERT_REJECTED)?.execute(params![
-            r.received_at,
-            r.topic,
-            r.meter,
-            r.reason,
-            r.detail,
-            r.payload
-        ])?;
-        Ok(())
-    }
-
-    fn count_rejected(&mut self, key: i64, n: i64, at: i64) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
-                 WHERE meter_key = ?1",
-            )?
-            .execute(params![key, n, at])?;
-        Ok(())
-    }
-
-    fn trim_rejected(&mut self, keep: i64) -> Result<(), StoreError> {
-        self.tx.prepare_cached(TRIM_REJECTED)?.execute([keep])?;
-        Ok(())
-    }
-
     fn update_state(&mut self, key: i64, change: &MeterChange) -> Result<(), StoreError> {
         let a = state_args(change);
         self.state.execute(params![
             key, a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, a.9, a.10, a.11, a.12, a.13
         ])?;
-        Ok(())
-    }
-
-    fn meter_event(&mut self, key: i64, ts: i64, detail: &str) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(METER_EVENT)?
-            .execute(params![key, ts, detail])?;
         Ok(())
     }
 
@@ -299,6 +304,10 @@ impl<'t> PortableOps<'t> {
 }
 
 impl WriteOps for PortableOps<'_> {
+    fn db(&self) -> &dyn Db {
+        self.db
+    }
+
     fn new_meter(&mut self, meter: &MeterId, received_at: Timestamp) -> Result<i64, StoreError> {
         self.db.insert(
             "INSERT INTO meter_state (meter_id, first_seen, last_message) VALUES (?1, ?2, ?2)
@@ -329,39 +338,6 @@ impl WriteOps for PortableOps<'_> {
         Ok(())
     }
 
-    fn reject(&mut self, r: &Rejected<'_>) -> Result<(), StoreError> {
-        self.db.execute(
-            INSERT_REJECTED,
-            args![
-                r.received_at,
-                r.topic,
-                r.meter,
-                r.reason,
-                r.detail,
-                r.payload
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn count_rejected(&mut self, key: i64, n: i64, at: i64) -> Result<(), StoreError> {
-        self.db.execute(
-            self.db.pick(
-                "UPDATE meter_state SET rejected = rejected + ?2, last_message = max(last_message, ?3)
-                 WHERE meter_key = ?1",
-                "UPDATE meter_state SET rejected = rejected + ?2, last_message = greatest(last_message, ?3)
-                 WHERE meter_key = ?1",
-            ),
-            args![key, n, at],
-        )?;
-        Ok(())
-    }
-
-    fn trim_rejected(&mut self, keep: i64) -> Result<(), StoreError> {
-        self.db.execute(TRIM_REJECTED, args![keep])?;
-        Ok(())
-    }
-
     fn update_state(&mut self, key: i64, change: &MeterChange) -> Result<(), StoreError> {
         let a = state_args(change);
         let row = [
@@ -384,11 +360,6 @@ impl WriteOps for PortableOps<'_> {
         for (column, value) in self.pending_states.iter_mut().zip(row) {
             column.push(value);
         }
-        Ok(())
-    }
-
-    fn meter_event(&mut self, key: i64, ts: i64, detail: &str) -> Result<(), StoreError> {
-        self.db.execute(METER_EVENT, args![key, ts, detail])?;
         Ok(())
     }
 
