@@ -259,7 +259,12 @@ impl Store {
     /// `password`, when given, wins over one in the URL) and runs pending
     /// migrations.
     pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
-        let pool = Arc::new(pg::Pool::new(url, password)?);
+        Self::on_pool(pg::Pool::new(url, password)?)
+    }
+
+    /// A store on `pool`, its migrations run.
+    fn on_pool(pool: pg::Pool) -> Result<Self, StoreError> {
+        let pool = Arc::new(pool);
         pg_schema::migrate(&pool)?;
         Ok(Self {
             backend: Backend::Postgres(pool),
@@ -276,12 +281,7 @@ impl Store {
             StoreLocation::Postgres { url, password } => {
                 let mut pool = pg::Pool::new(url, password.as_ref().map(|p| p.expose()))?;
                 pool.end_idle_transactions_after(config.lease);
-                let pool = Arc::new(pool);
-                pg_schema::migrate(&pool)?;
-                Ok(Self {
-                    backend: Backend::Postgres(pool),
-                    gate: Arc::default(),
-                })
+                Self::on_pool(pool)
             }
         }
     }
